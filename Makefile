@@ -1,0 +1,141 @@
+# Veil - privacy-first web analytics.
+#
+#   make            build both daemons
+#   make test       install what is missing, build, run every test
+#   make run        install what is missing, build, start redis + collector + aggregator
+#   make bench      benchmarks side by side with a reference (see docs/BENCHMARKS.md)
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# Knobs: SANITIZER=address (ASan+UBSan) | undefined, OPT=, DEBUG=, WERROR=1.
+
+VERSION  := 0.1.0
+CC       ?= cc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+
+WARN     ?= -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wno-format-nonliteral -Wpointer-arith -Wcast-qual -Wvla
+OPT      ?= -O2
+DEBUG    ?= -g
+STD      := -std=c11 -D_GNU_SOURCE
+PKGS     := libevent libevent_pthreads hiredis libmaxminddb libsodium libpcre2-8 yaml-0.1 libcjson
+
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+BUILD    := build
+ifeq ($(SANITIZER),address)
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+BUILD    := build-asan
+OPT      := -O1
+else ifeq ($(SANITIZER),undefined)
+SANFLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+BUILD    := build-ubsan
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CPPFLAGS += -Iinclude -DVEIL_VERSION='"$(VERSION)"' \
+            -DVEIL_DATADIR='"$(PREFIX)/share/veil"'
+CFLAGS   += $(STD) $(WARN) $(OPT) $(DEBUG) $(SANFLAGS) -MMD -MP $(PKG_CFLAGS) -pthread
+LDFLAGS  += $(SANFLAGS) -pthread
+LDLIBS   += $(PKG_LIBS) -lm
+
+COMMON_SRC     := $(wildcard common/*.c)
+COLLECTOR_SRC  := $(filter-out collector/main.c,$(wildcard collector/*.c))
+AGGREGATOR_SRC := $(filter-out aggregator/main.c,$(wildcard aggregator/*.c))
+UNIT_SRC       := $(wildcard tests/unit/test_*.c)
+INTEG_SRC      := $(wildcard tests/integration/test_*.c)
+HARNESS_SRC    := $(wildcard tests/harness/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+COMMON_LIB     := $(BUILD)/libveil_common.a
+COLLECTOR_LIB  := $(BUILD)/libveil_collector.a
+AGGREGATOR_LIB := $(BUILD)/libveil_aggregator.a
+HARNESS_LIB    := $(BUILD)/libveil_harness.a
+
+COLLECTOR_BIN  := $(BUILD)/veil-collector
+AGGREGATOR_BIN := $(BUILD)/veil-aggregator
+UNIT_BINS      := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+INTEG_BINS     := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
+
+.PHONY: all deps test test-unit test-integration run bench fuzz install clean sample-config
+.DEFAULT_GOAL := all
+
+all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Icollector -Iaggregator -Itests/harness $(CFLAGS) -c $< -o $@
+
+$(COMMON_LIB): $(call obj,$(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+$(COLLECTOR_LIB): $(call obj,$(COLLECTOR_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+$(AGGREGATOR_LIB): $(call obj,$(AGGREGATOR_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+$(HARNESS_LIB): $(call obj,$(HARNESS_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(COLLECTOR_BIN): $(call obj,collector/main.c) $(COLLECTOR_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(AGGREGATOR_BIN): $(call obj,aggregator/main.c) $(AGGREGATOR_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(COLLECTOR_LIB) $(AGGREGATOR_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
+
+$(BUILD)/tests/test_it_%: $(call obj,tests/integration/test_it_%.c) $(HARNESS_LIB) $(COLLECTOR_LIB) $(AGGREGATOR_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
+
+# Test fixtures built from source by the tests' own tools.
+GEO_FIXTURE := $(BUILD)/fixtures/geo-test.mmdb
+$(GEO_FIXTURE): tests/fixtures/make-geo-fixture.pl
+	@mkdir -p $(dir $@)
+	perl $< $@
+
+deps:
+	@scripts/deps.sh build
+
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory test-build
+	@BUILD=$(BUILD) scripts/run-tests.sh
+
+test-build: all $(UNIT_BINS) $(INTEG_BINS) $(GEO_FIXTURE)
+
+test-unit: all $(UNIT_BINS) $(GEO_FIXTURE)
+	@BUILD=$(BUILD) scripts/run-tests.sh unit
+
+test-integration: all $(INTEG_BINS) $(GEO_FIXTURE)
+	@BUILD=$(BUILD) scripts/run-tests.sh integration
+
+run:
+	@scripts/deps.sh run
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) scripts/run.sh
+
+sample-config: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
+	$(COLLECTOR_BIN) --sample-config > deploy/veil.conf
+	$(AGGREGATOR_BIN) --sample-config > deploy/veil-aggregator.conf
+	$(COLLECTOR_BIN) --markdown-config > docs/config-collector.md
+	$(AGGREGATOR_BIN) --markdown-config > docs/config-aggregator.md
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/veil $(DESTDIR)/etc/veil
+	install -m 0755 $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 deploy/veil.conf deploy/veil-aggregator.conf $(DESTDIR)/etc/veil/
+
+clean:
+	rm -rf build build-asan build-ubsan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

