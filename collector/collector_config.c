@@ -1,0 +1,133 @@
+/* collector_config.c - the collector's directive table and its checks.
+ *
+ * Each row: name, type, default, bounds, help and privacy meaning. The
+ * table is the single source for the config file, --name=value options,
+ * --help and deploy/veil.conf (make sample-config). */
+#include "collector_config.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "geo.h"
+#include "log.h"
+#include "util.h"
+#include "visitor.h"
+
+#define OPT(field) offsetof(struct collector_config, field)
+
+const struct cfg_option collector_options[] = {
+    {"listen", CFG_STRING, OPT(listen), "127.0.0.1:8080", 0, 300, NULL,
+     "Address and port the beacon endpoint listens on (host:port, [v6]:port).", NULL, false},
+    {"redis", CFG_STRING, OPT(redis), "127.0.0.1:6379", 0, 300, NULL,
+     "Redis server: host:port or unix:/path/to/socket.", NULL, false},
+    {"threads", CFG_INT, OPT(threads), "0", 0, 256, NULL,
+     "Worker threads, each with its own event loop, listener (SO_REUSEPORT) and Redis "
+     "connection; 0 = one per CPU core.", NULL, false},
+    {"geo_db", CFG_STRING, OPT(geo_db), "", 0, 1024, NULL,
+     "MaxMind City or Country database (.mmdb); empty = no geo lookup.",
+     "The lookup happens in memory; only the fields allowed by 'geo' are kept.", false},
+    {"geo", CFG_ENUM, OPT(geo), "city", 0, 0, geo_level_names,
+     "How precise the stored location is.",
+     "off keeps no location; country/region/city keep that level and nothing finer.", false},
+    {"ua_regexes", CFG_STRING, OPT(ua_regexes), "/usr/share/uap-core/regexes.yaml", 0, 1024,
+     NULL, "uap-core regexes.yaml used to parse User-Agents.",
+     "Only browser family+major, OS family and device class are kept, never the User-Agent.",
+     false},
+    {"ua_cache_entries", CFG_INT, OPT(ua_cache_entries), "10000", 0, 10000000, NULL,
+     "Parsed User-Agents cached per thread (LRU); 0 disables the cache.",
+     "The cache lives in memory only and is never written anywhere.", false},
+    {"bot_filter", CFG_BOOL, OPT(bot_filter), "yes", 0, 0, NULL,
+     "Drop events from bots, crawlers, headless browsers and empty User-Agents "
+     "(answered 202, counted, not recorded).", NULL, false},
+    {"sites", CFG_LIST, OPT(sites), "", 0, 10000, NULL,
+     "Site ids (hostnames) accepted; an event for any other site gets 404. Empty accepts "
+     "every site (open mode, logged as a warning at start-up).", NULL, false},
+    {"trusted_proxies", CFG_LIST, OPT(trusted_proxies), "", 0, 256, NULL,
+     "Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are believed. Empty = "
+     "never trust those headers.",
+     "Trusting a proxy you do not run lets anyone choose the IP used for geo and hashing.",
+     false},
+    {"ipv4_prefix", CFG_INT, OPT(ipv4_prefix), "24", 0, 32, NULL,
+     "Bits of an IPv4 address kept when a truncated IP is kept (ip_keep=truncated).",
+     "Smaller keeps less: /24 hides the host among 256 addresses, /16 among 65536.", false},
+    {"ipv6_prefix", CFG_INT, OPT(ipv6_prefix), "48", 0, 128, NULL,
+     "Bits of an IPv6 address kept when a truncated IP is kept (ip_keep=truncated).",
+     "/48 is a typical site allocation; /64 can still single out one household.", false},
+    {"ip_keep", CFG_ENUM, OPT(ip_keep), "none", 0, 0, CFG_ENUM_NAMES("none", "truncated"),
+     "Whether any form of the IP leaves memory.",
+     "none: the IP is used for geo and the visitor hash, then wiped. truncated: the "
+     "prefix (ipv4_prefix/ipv6_prefix) is stored with the event.", false},
+    {"visitor_hash", CFG_ENUM, OPT(visitor_hash), "day", 0, 0, visitor_hash_names,
+     "Salt period of the visitor hash (keyed BLAKE2b of site, IP and User-Agent).",
+     "Hashes of different periods cannot be linked; off counts no visitors or visits at "
+     "all; week/month link a visitor's visits for longer.", false},
+    {"honor_dnt", CFG_BOOL, OPT(honor_dnt), "yes", 0, 0, NULL,
+     "Do not record requests carrying 'DNT: 1' (answered 202).",
+     "Respects the browser's Do Not Track signal.", false},
+    {"honor_gpc", CFG_BOOL, OPT(honor_gpc), "yes", 0, 0, NULL,
+     "Do not record requests carrying 'Sec-GPC: 1' (answered 202).",
+     "Respects Global Privacy Control, a legal opt-out signal in some jurisdictions.",
+     false},
+    {"strip_query", CFG_BOOL, OPT(strip_query), "yes", 0, 0, NULL,
+     "Drop page-URL query strings except utm_* and query_allowlist.",
+     "Queries often carry emails, tokens and search terms; 'no' keeps them all.", false},
+    {"query_allowlist", CFG_LIST, OPT(query_allowlist), "", 0, 64, NULL,
+     "Query parameters kept in page paths besides utm_* (e.g. page,lang).",
+     "Only list parameters that can never identify a person.", false},
+    {"referrer", CFG_ENUM, OPT(referrer), "host", 0, 0, CFG_ENUM_NAMES("host", "off"),
+     "What is kept of the referrer.",
+     "host keeps only the referring site's host name; off keeps nothing.", false},
+    {"max_body_bytes", CFG_INT, OPT(max_body_bytes), "8192", 256, 1048576, NULL,
+     "Largest accepted request body; larger gets 413.", NULL, false},
+    {"max_header_bytes", CFG_INT, OPT(max_header_bytes), "8192", 1024, 65536, NULL,
+     "Largest accepted request line plus headers; larger is refused.", NULL, false},
+    {"timeout_s", CFG_INT, OPT(timeout_s), "10", 1, 300, NULL,
+     "Seconds a connection may stay idle or take to send a request.", NULL, false},
+    {"max_buffered_events", CFG_INT, OPT(max_buffered_events), "100000", 100, 100000000, NULL,
+     "Events held in memory per thread while Redis is slow or down; past it, 503.",
+     "Buffered events hold the same derived fields as the stream, never an IP.", false},
+    {"tracker_js", CFG_STRING, OPT(tracker_js), "", 0, 1024, NULL,
+     "Built veil.js served at GET /veil.js (read once at start-up); empty = not served.",
+     NULL, false},
+    {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
+     "Lowest level logged to stderr: debug, info, warn or error.",
+     "No level ever logs an IP, a User-Agent or a query string.", false},
+    {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, false},
+};
+
+int collector_config_load(struct collector_config *conf, int argc, char **argv,
+                          enum cfg_action *action, char *err, size_t errlen)
+{
+    memset(conf, 0, sizeof *conf);
+    if (cfg_defaults(collector_options, conf, err, errlen) != 0)
+        return -1;
+    if (cfg_parse_args(collector_options, conf, argc, argv, action, err, errlen) != 0)
+        return -1;
+    char host[300];
+    int port;
+    if (!hostport_split(conf->listen, host, sizeof host, &port)) {
+        str_format(err, errlen, "listen: expected host:port");
+        return -1;
+    }
+    if (strncmp(conf->redis, "unix:", 5) != 0 &&
+        !hostport_split(conf->redis, host, sizeof host, &port)) {
+        str_format(err, errlen, "redis: expected host:port or unix:/path");
+        return -1;
+    }
+    if (log_level_parse(conf->log_level) < 0) {
+        str_format(err, errlen, "log_level: expected debug, info, warn or error");
+        return -1;
+    }
+    for (size_t i = 0; i < conf->sites.n; i++) {
+        if (!utf8_valid(conf->sites.items[i], strlen(conf->sites.items[i]))) {
+            str_format(err, errlen, "sites: item %zu is not valid UTF-8", i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void collector_config_free(struct collector_config *conf)
+{
+    cfg_free(collector_options, conf);
+}

@@ -1,0 +1,51 @@
+/* collector_config.h - every directive of veil-collector in one table
+ * (file, --name=value, --help and deploy/veil.conf come from it). */
+#ifndef VEIL_COLLECTOR_CONFIG_H
+#define VEIL_COLLECTOR_CONFIG_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+enum ip_keep { IP_KEEP_NONE = 0, IP_KEEP_TRUNCATED };
+enum referrer_mode { REFERRER_HOST = 0, REFERRER_OFF };
+
+struct collector_config {
+    char *listen;
+    char *redis;
+    long long threads;
+    char *geo_db;
+    int geo;                    /* enum geo_level */
+    char *ua_regexes;
+    long long ua_cache_entries;
+    bool bot_filter;
+    struct cfg_list sites;
+    struct cfg_list trusted_proxies;
+    long long ipv4_prefix;
+    long long ipv6_prefix;
+    int ip_keep;                /* enum ip_keep */
+    int visitor_hash;           /* enum salt_period */
+    bool honor_dnt;
+    bool honor_gpc;
+    bool strip_query;
+    struct cfg_list query_allowlist;
+    int referrer;               /* enum referrer_mode */
+    long long max_body_bytes;
+    long long max_header_bytes;
+    long long timeout_s;
+    long long max_buffered_events;
+    char *tracker_js;
+    char *log_level;
+};
+
+extern const struct cfg_option collector_options[];
+
+/* Defaults, then file and command line (see cfg_parse_args), then the
+ * cross-directive checks. Returns 0, or -1 with a reason in err. */
+int collector_config_load(struct collector_config *conf, int argc, char **argv,
+                          enum cfg_action *action, char *err, size_t errlen);
+
+void collector_config_free(struct collector_config *conf);
+
+
+#endif

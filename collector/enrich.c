@@ -1,0 +1,139 @@
+/* enrich.c - the collector's in-memory pipeline for one event (enrich.h).
+ *
+ * Must never copy the client IP anywhere but the stack variables below,
+ * which are wiped on every path out; only the truncated form may be kept,
+ * and only with ip_keep=truncated. Never keeps the User-Agent. */
+#include "enrich.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "url.h"
+#include "util.h"
+#include "visitor.h"
+
+static bool header_is_one(const char *v)
+{
+    return v && v[0] == '1' && v[1] == '\0';
+}
+
+static const char *strip_www(const char *host)
+{
+    return strncasecmp(host, "www.", 4) == 0 ? host + 4 : host;
+}
+
+bool enrich_site_allowed(const struct collector_config *conf, const char *site)
+{
+    if (conf->sites.n == 0)
+        return true;
+    for (size_t i = 0; i < conf->sites.n; i++)
+        if (strcasecmp(strip_www(conf->sites.items[i]), strip_www(site)) == 0)
+            return true;
+    return false;
+}
+
+/* The query allowlist handed to url_normalise: strip_query=no keeps all. */
+static const struct cfg_list *allowlist(const struct collector_config *conf)
+{
+    static char *all_items[] = {"*"};
+    static const struct cfg_list keep_all = {1, all_items};
+    return conf->strip_query ? &conf->query_allowlist : &keep_all;
+}
+
+enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct request_info *req,
+                                 const struct raw_event *raw, struct event_record *out,
+                                 char *reason, size_t reasonlen)
+{
+    const struct collector_config *conf = ctx->conf;
+    if (conf->honor_dnt && header_is_one(req->dnt))
+        return ENRICH_DROP_DNT;
+    if (conf->honor_gpc && header_is_one(req->sec_gpc))
+        return ENRICH_DROP_GPC;
+
+    event_record_init(out);
+    struct url_result url;
+    if (!url_normalise(raw->url, strlen(raw->url), raw->hash_mode, allowlist(conf), &url,
+                       reason, reasonlen))
+        return ENRICH_BAD_REQUEST;
+
+    const char *site = raw->domain[0] ? raw->domain : strip_www(url.host);
+    if (!*site) {
+        str_format(reason, reasonlen, "missing field d");
+        return ENRICH_BAD_REQUEST;
+    }
+    if (!enrich_site_allowed(conf, site)) {
+        str_format(reason, reasonlen, "unknown site");
+        return ENRICH_UNKNOWN_SITE;
+    }
+    if (!str_copy(out->site, sizeof out->site, site, strlen(site))) {
+        str_format(reason, reasonlen, "d: too long");
+        return ENRICH_BAD_REQUEST;
+    }
+
+    const char *ua_text = req->user_agent ? req->user_agent : "";
+    size_t ua_len = strlen(ua_text);
+    struct ua_result ua;
+    ua_parse(ctx->ua, ua_text, ua_len, &ua);
+    if (conf->bot_filter && ua.is_bot)
+        return ENRICH_DROP_BOT;
+
+    /* The IP: from here to the end, wiped on every path. */
+    struct client_ip peer, client;
+    memset(&client, 0, sizeof client);
+    enum enrich_outcome outcome = ENRICH_RECORD;
+    if (!anon_ip_from_sockaddr(req->peer, &peer)) {
+        memset(&peer, 0, sizeof peer);
+        peer.family = AF_INET; /* unknown peer: an all-zero address */
+    }
+    if (!anon_client_ip(&peer, ctx->trusted, req->x_forwarded_for, req->forwarded, &client))
+        client = peer;
+
+    if (ctx->geo && conf->geo != GEO_OFF) {
+        struct geo_result geo;
+        if (geo_lookup(ctx->geo, &client, (enum geo_level)conf->geo, &geo)) {
+            memcpy(out->country, geo.country, sizeof out->country);
+            memcpy(out->region, geo.region, sizeof out->region);
+            memcpy(out->city, geo.city, sizeof out->city);
+        }
+    }
+    if (conf->visitor_hash != SALT_OFF) {
+        uint8_t salt[VISITOR_SALT_BYTES];
+        if (salt_store_get(ctx->salts, req->now, salt))
+            visitor_hash(salt, out->site, &client, ua_text, ua_len, out->visitor);
+        sodium_memzero(salt, sizeof salt);
+    }
+    if (conf->ip_keep == IP_KEEP_TRUNCATED) {
+        struct client_ip truncated;
+        anon_truncate(&client, (int)conf->ipv4_prefix, (int)conf->ipv6_prefix, &truncated);
+        anon_ip_format(&truncated, out->ip_truncated, sizeof out->ip_truncated);
+        anon_ip_wipe(&truncated);
+    }
+    anon_ip_wipe(&client);
+    anon_ip_wipe(&peer);
+
+    /* Derived, non-identifying fields. */
+    out->ts = req->now;
+    utc_day(req->now, out->day);
+    memcpy(out->name, raw->name, sizeof out->name);
+    memcpy(out->path, url.path, sizeof out->path);
+    memcpy(out->utm_source, url.utm_source, sizeof out->utm_source);
+    memcpy(out->utm_medium, url.utm_medium, sizeof out->utm_medium);
+    memcpy(out->utm_campaign, url.utm_campaign, sizeof out->utm_campaign);
+    memcpy(out->utm_term, url.utm_term, sizeof out->utm_term);
+    memcpy(out->utm_content, url.utm_content, sizeof out->utm_content);
+    if (conf->referrer == REFERRER_HOST && raw->referrer[0])
+        url_referrer_host(raw->referrer, strlen(raw->referrer), url.host, out->referrer);
+    memcpy(out->browser, ua.browser, sizeof out->browser);
+    memcpy(out->browser_major, ua.browser_major, sizeof out->browser_major);
+    memcpy(out->os, ua.os, sizeof out->os);
+    out->device = ua.device;
+    str_copy(out->screen, sizeof out->screen, screen_class(raw->screen_width),
+             strlen(screen_class(raw->screen_width)));
+    out->scroll_depth = raw->scroll_depth;
+    out->engaged_ms = raw->engaged_ms;
+    out->nprops = raw->nprops;
+    memcpy(out->props, raw->props, raw->nprops * sizeof raw->props[0]);
+    return outcome;
+}

@@ -1,0 +1,62 @@
+/* geo.h - country / region / city of a client address from a MaxMind DB
+ * (GeoIP2/GeoLite2 City or Country shaped .mmdb files).
+ *
+ * The database is opened once (mmap) and shared read-only by every worker
+ * thread: libmaxminddb lookups on a shared MMDB_s are thread-safe.
+ *
+ * This module never logs, stores or returns the client IP: the only copy it
+ * makes (a sockaddr on the stack for the lookup) is wiped before return,
+ * and it returns only the derived place names, limited by the `geo`
+ * level. */
+#ifndef VEIL_GEO_H
+#define VEIL_GEO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "anon.h"
+#include "event.h"
+
+/* How much of a location is kept (operator flag `geo`). */
+enum geo_level { GEO_OFF = 0, GEO_COUNTRY, GEO_REGION, GEO_CITY };
+
+/* Config names in enum order, NULL-terminated: "off", "country", "region",
+ * "city". */
+extern const char *const geo_level_names[];
+
+struct geo_db;
+
+struct geo_result {
+    char country[3];              /* ISO 3166-1 alpha-2, or "" */
+    char region[4];               /* ISO 3166-2 subdivision part ("CA"), or "" */
+    char city[EV_GEO_CITY_MAX];   /* English name (UTF-8), or "" */
+};
+
+/* Open the .mmdb at `path` with MMDB_MODE_MMAP. Returns a handle to pass to
+ * geo_lookup() from any thread and to free with geo_close(), or NULL with
+ * "geo database '<path>': reason" in err. */
+struct geo_db *geo_open(const char *path, char *err, size_t errlen);
+
+/* Unmap and free the database. `db` may be NULL. No lookup may be running
+ * or start afterwards. */
+void geo_close(struct geo_db *db);
+
+/* "<database_type> built YYYY-MM-DD" for the startup log. The string is
+ * owned by `db` and lives until geo_close(). */
+const char *geo_db_description(const struct geo_db *db);
+
+/* Look `ip` up and fill *out (always fully written, NUL-terminated):
+ * country.iso_code when level >= GEO_COUNTRY, subdivisions.0.iso_code when
+ * level >= GEO_REGION, city.names.en when level == GEO_CITY; "" for
+ * anything unknown, not in the database, or beyond the level.
+ * A value that does not fit its field: a city name is cut at a UTF-8
+ * character boundary; a country or region code is dropped (""), since a
+ * cut code would name a different place. Values that are not valid UTF-8
+ * are dropped. An IPv4-mapped IPv6 `ip` is looked up as IPv4.
+ * Returns false only on a database error (out then all ""); an address
+ * that is not in the database, a NULL `db` or GEO_OFF is not an error.
+ * Thread-safe; `ip` is not modified and no copy of it survives the call. */
+bool geo_lookup(const struct geo_db *db, const struct client_ip *ip, enum geo_level level,
+                struct geo_result *out);
+
+#endif
