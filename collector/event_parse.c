@@ -99,6 +99,24 @@ static enum field_id field_lookup(const char *key, size_t len)
     return F_UNKNOWN;
 }
 
+/* True when s[0..len) is ASCII without NUL, the common case, checked a
+ * word at a time; anything else goes through utf8_valid. */
+static bool ascii_without_nul(const char *s, size_t len)
+{
+    const uint64_t high = 0x8080808080808080ULL, ones = 0x0101010101010101ULL;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if ((w & high) != 0 || ((w - ones) & ~w & high) != 0)
+            return false;
+    }
+    for (; i < len; i++)
+        if ((unsigned char)s[i] - 1u >= 0x7fu)
+            return false;
+    return true;
+}
+
 static bool has_ctl(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
@@ -198,7 +216,6 @@ static bool set_hash_mode(struct ctx *c, const struct value *v)
     const char *s = v->s;
     size_t n = v->len;
     switch (v->kind) {
-    case V_NULL:
     case V_FALSE:
         c->out->hash_mode = false;
         return true;
@@ -217,6 +234,7 @@ static bool set_hash_mode(struct ctx *c, const struct value *v)
         }
         break;
     case V_STRING:
+    case V_NULL:
         break;
     }
     return fail_field(c, F_HASH, field_types[F_HASH]);
@@ -230,9 +248,11 @@ static bool apply_value(struct ctx *c, enum field_id id, struct value *v)
 
     if (!mark_seen(c, id))
         return false;
-    /* In the query every value is text: empty means absent, like null. */
-    if (v->kind == V_TEXT && v->len == 0 && id != F_NAME && id != F_URL)
-        v->kind = V_NULL;
+    /* null means absent for every optional member; in the query every
+     * value is text, and an empty one means absent too. */
+    if (id != F_NAME && id != F_URL &&
+        (v->kind == V_NULL || (v->kind == V_TEXT && v->len == 0)))
+        return true;
 
     switch (id) {
     case F_NAME:
@@ -244,8 +264,6 @@ static bool apply_value(struct ctx *c, enum field_id id, struct value *v)
             return fail_field(c, id, "not an http(s) URL");
         return true;
     case F_DOMAIN:
-        if (v->kind == V_NULL)
-            return true;
         if (!is_text(v))
             return fail_field(c, id, field_types[id]);
         if (v->len == 0)
@@ -256,16 +274,12 @@ static bool apply_value(struct ctx *c, enum field_id id, struct value *v)
             return fail_field(c, id, "not a domain");
         return true;
     case F_REFERRER:
-        if (v->kind == V_NULL)
-            return true;
         if (!is_text(v))
             return fail_field(c, id, field_types[id]);
         if (v->len == 0)
             return true;
         return set_text(c, id, out->referrer, sizeof out->referrer, v);
     case F_WIDTH:
-        if (v->kind == V_NULL)
-            return true;
         if (!get_int(c, id, v, 0, EVENT_SCREEN_MAX, &num))
             return false;
         out->screen_width = (long)num;
@@ -273,25 +287,19 @@ static bool apply_value(struct ctx *c, enum field_id id, struct value *v)
     case F_HASH:
         return set_hash_mode(c, v);
     case F_PROPS:
-        if (v->kind == V_NULL)
-            return true;
         return fail_field(c, id, field_types[id]);
     case F_SCROLL:
-        if (v->kind == V_NULL)
-            return true;
         if (!get_int(c, id, v, 0, 100, &num))
             return false;
         out->scroll_depth = (int)num;
         return true;
     case F_ENGAGED:
-        if (v->kind == V_NULL)
-            return true;
         if (!get_int(c, id, v, 0, EVENT_ENGAGED_MAX, &num))
             return false;
         out->engaged_ms = num;
         return true;
     case F_UNKNOWN:
-        return true;
+        break;
     }
     return true;
 }
@@ -412,6 +420,21 @@ static void put_bytes(char *dst, size_t cap, size_t *n, const char *bytes, size_
     *n += len;
 }
 
+/* UTF-8 for a code point below U+110000 that is not a surrogate. */
+static size_t utf8_encode(unsigned cp, char out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    size_t k = cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    static const unsigned char lead[] = {0, 0, 0xC0, 0xE0, 0xF0};
+    for (size_t i = k - 1; i > 0; i--, cp >>= 6)
+        out[i] = (char)(0x80 | (cp & 0x3F));
+    out[0] = (char)(lead[k] | cp);
+    return k;
+}
+
 /* Read a string at j->p (on its opening quote), decoding into dst[0..cap)
  * (dst may be NULL with cap 0 to validate only). *len gets the full decoded
  * length. The body is already known to be valid UTF-8. */
@@ -429,11 +452,12 @@ static bool json_string(struct json *j, struct ctx *c, char *dst, size_t cap, si
         if (ch < 0x20)
             return fail(c, "invalid JSON");
         if (ch != '\\') {
-            const char *run = j->p;
-            while (j->p < j->end && *j->p != '"' && *j->p != '\\' &&
-                   (unsigned char)*j->p >= 0x20)
-                j->p++;
-            put_bytes(dst, cap, &n, run, (size_t)(j->p - run));
+            /* a local cursor: stores into dst could alias j->p */
+            const char *run = j->p, *q = j->p, *end = j->end;
+            while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+                q++;
+            j->p = q;
+            put_bytes(dst, cap, &n, run, (size_t)(q - run));
             continue;
         }
         if (j->end - j->p < 2)
@@ -468,26 +492,7 @@ static bool json_string(struct json *j, struct ctx *c, char *dst, size_t cap, si
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
             char utf8[4];
-            size_t k;
-            if (cp < 0x80) {
-                utf8[0] = (char)cp;
-                k = 1;
-            } else if (cp < 0x800) {
-                utf8[0] = (char)(0xC0 | (cp >> 6));
-                utf8[1] = (char)(0x80 | (cp & 0x3F));
-                k = 2;
-            } else if (cp < 0x10000) {
-                utf8[0] = (char)(0xE0 | (cp >> 12));
-                utf8[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                utf8[2] = (char)(0x80 | (cp & 0x3F));
-                k = 3;
-            } else {
-                utf8[0] = (char)(0xF0 | (cp >> 18));
-                utf8[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-                utf8[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                utf8[3] = (char)(0x80 | (cp & 0x3F));
-                k = 4;
-            }
+            size_t k = utf8_encode((unsigned)cp, utf8);
             put_bytes(dst, cap, &n, utf8, k);
             continue;
         }
@@ -650,8 +655,6 @@ static bool json_props(struct json *j, struct ctx *c, char *buf)
             return fail(c, "p: too many props");
         if (!json_key(j, c, key, sizeof key, &klen))
             return false;
-        if (klen > sizeof key)
-            return fail(c, "p: key too long");
         if (json_is_container(j))
             return fail(c, "p: values must be scalars");
         if (!json_scalar(j, c, &v, buf, VALUE_BUF) || !add_prop(c, key, klen, &v) ||
@@ -696,7 +699,7 @@ bool event_parse_json(const char *body, size_t len, struct raw_event *out, char 
     raw_event_reset(out);
     if (len == 0)
         return fail(&c, "empty body");
-    if (!utf8_valid(body, len))
+    if (!ascii_without_nul(body, len) && !utf8_valid(body, len))
         return fail(&c, memchr(body, '\0', len) ? "NUL byte in body" : "invalid UTF-8");
     json_ws(&j);
     if (!json_peek(&j, '{'))

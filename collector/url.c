@@ -301,7 +301,8 @@ static void query_param(const char *param, size_t len, const struct cfg_list *al
     else if (strcasecmp(name, "ref") == 0 && fb->ref[0] == '\0')
         campaign_decode(fb->ref, value, value_len);
 
-    if (allowlist != NULL && cfg_list_contains(allowlist, name)) {
+    if (allowlist != NULL &&
+        (cfg_list_contains(allowlist, name) || cfg_list_contains(allowlist, "*"))) {
         path_append(w, *first_kept ? "?" : "&", 1);
         path_append(w, param, len);
         *first_kept = false;

@@ -30,8 +30,9 @@ struct url_result {
  * stays punycode.
  * path: as sent (no percent-decoding, no dot-segment collapsing); "/" when
  * empty. Then "?" and the allowlisted parameters (names matched
- * case-insensitively against `query_allowlist`, which may be NULL; kept
- * byte-for-byte in their original order), then, only when `hash_mode`, the
+ * case-insensitively against `query_allowlist`, which may be NULL; an item
+ * "*" keeps every parameter, for strip_query=no; kept byte-for-byte in
+ * their original order), then, only when `hash_mode`, the
  * fragment up to its own '?' (a hash route's query is dropped like any
  * other). utm_source/medium/campaign/term/content are percent-decoded
  * ('+' is a space), cut to EV_UTM_MAX-1 bytes on a UTF-8 boundary and never

@@ -13,6 +13,7 @@ which=${1:-all}
 export VEIL_BUILD="$PWD/$BUILD"
 export VEIL_ROOT="$PWD"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 passed=0; failed=0; bad=0

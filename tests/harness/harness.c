@@ -198,6 +198,26 @@ int harness_spawn(struct harness_proc *p, char *const argv[], const char *log_pa
     return 0;
 }
 
+/* A sanitizer report in a daemon's log must fail the run: copy it to our
+ * stderr, where scripts/run-tests.sh looks for it. */
+static void relay_sanitizer_report(const char *log_path)
+{
+    size_t len;
+    char *log = harness_read_file(log_path, &len);
+    if (!log)
+        return;
+    static const char *const marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                        "runtime error:"};
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+        const char *at = memmem(log, len, marks[i], strlen(marks[i]));
+        if (at) {
+            fprintf(stderr, "sanitizer report in %s:\n%.4000s\n", log_path, at);
+            break;
+        }
+    }
+    free(log);
+}
+
 int harness_stop(struct harness_proc *p)
 {
     if (p->pid <= 0)
@@ -207,6 +227,7 @@ int harness_stop(struct harness_proc *p)
     for (int i = 0; i < 400; i++) {
         if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
             p->pid = 0;
+            relay_sanitizer_report(p->log_path);
             return status;
         }
         sleep_ms(25);
@@ -214,6 +235,7 @@ int harness_stop(struct harness_proc *p)
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &status, 0);
     p->pid = 0;
+    relay_sanitizer_report(p->log_path);
     return -1;
 }
 

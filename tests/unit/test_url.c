@@ -167,6 +167,15 @@ Test(url, query_allowlist_keeps_in_order)
     cr_assert_str_eq(res.path, "/?pa%67e=3");
 }
 
+Test(url, query_allowlist_star_keeps_all_but_campaign)
+{
+    char *names[] = {"*"};
+    struct cfg_list all = {1, names};
+    cr_assert(norm_list("https://example.com/?a=1&utm_source=x&b&ref=r", false, &all));
+    cr_assert_str_eq(res.path, "/?a=1&b&ref=r");
+    cr_assert_str_eq(res.utm_source, "x");
+}
+
 Test(url, utm_extraction)
 {
     cr_assert(norm("https://example.com/p?utm_source=news%20letter&utm_medium=e+mail&"
