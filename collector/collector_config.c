@@ -86,6 +86,13 @@ const struct cfg_option collector_options[] = {
     {"max_buffered_events", CFG_INT, OPT(max_buffered_events), "100000", 100, 100000000, NULL,
      "Events held in memory per thread while Redis is slow or down; past it, 503.",
      "Buffered events hold the same derived fields as the stream, never an IP.", false},
+    {"rate_limit", CFG_DOUBLE, OPT(rate_limit), "20", 0, 100000, NULL,
+     "Requests per second allowed per client on average (token bucket); over it, 429. "
+     "0 = no limit.",
+     "Clients are told apart by a keyed hash of the IP held in memory only; the IP is not "
+     "kept.", false},
+    {"rate_burst", CFG_INT, OPT(rate_burst), "100", 1, 1000000, NULL,
+     "Requests a client may send at once before rate_limit applies.", NULL, false},
     {"tracker_js", CFG_STRING, OPT(tracker_js), "", 0, 1024, NULL,
      "Built veil.js served at GET /veil.js (read once at start-up); empty = not served.",
      NULL, false},

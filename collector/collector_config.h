@@ -34,6 +34,8 @@ struct collector_config {
     long long max_header_bytes;
     long long timeout_s;
     long long max_buffered_events;
+    double rate_limit;
+    long long rate_burst;
     char *tracker_js;
     char *log_level;
 };

@@ -89,6 +89,11 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
     }
     if (!anon_client_ip(&peer, ctx->trusted, req->x_forwarded_for, req->forwarded, &client))
         client = peer;
+    if (!ratelimit_allow(ctx->limiter, &client, clock_ms())) {
+        anon_ip_wipe(&client);
+        anon_ip_wipe(&peer);
+        return ENRICH_RATE_LIMITED;
+    }
 
     if (ctx->geo && conf->geo != GEO_OFF) {
         struct geo_result geo;

@@ -17,6 +17,7 @@
 #include "event.h"
 #include "event_parse.h"
 #include "geo.h"
+#include "ratelimit.h"
 #include "salt.h"
 #include "ua.h"
 
@@ -27,6 +28,7 @@ struct enrich_ctx {
     const struct geo_db *geo;             /* NULL: no geo */
     const struct anon_cidr_list *trusted; /* trusted proxies */
     struct salt_store *salts;
+    struct ratelimit *limiter;            /* this thread's */
 };
 
 /* What the server saw of the request; header values may be NULL. */
@@ -47,6 +49,7 @@ enum enrich_outcome {
     ENRICH_DROP_BOT,
     ENRICH_BAD_REQUEST,  /* 400 with `reason` */
     ENRICH_UNKNOWN_SITE, /* 404 */
+    ENRICH_RATE_LIMITED, /* 429 */
 };
 
 /* Build `out` from `raw` and `req`. On ENRICH_BAD_REQUEST / UNKNOWN_SITE a

@@ -37,6 +37,7 @@ struct http_worker {
     struct evhttp *http;
     struct sink *sink;
     struct ua_parser *ua;
+    struct ratelimit *limiter;
     struct enrich_ctx ctx;
     struct metrics metrics;
     struct event *stop_ev;
@@ -83,7 +84,8 @@ static void reply_error(struct http_worker *w, struct evhttp_request *req, int c
         int code;
         enum metric m;
     } counters[] = {{400, M_BAD_REQUEST}, {404, M_NOT_FOUND},   {405, M_BAD_METHOD},
-                    {413, M_TOO_LARGE},   {415, M_BAD_MEDIA_TYPE}, {503, M_UNAVAILABLE}};
+                    {413, M_TOO_LARGE},   {415, M_BAD_MEDIA_TYPE}, {429, M_RATE_LIMITED},
+                    {503, M_UNAVAILABLE}};
     for (size_t i = 0; i < ARRAY_LEN(counters); i++)
         if (counters[i].code == code)
             metrics_inc(&w->metrics, counters[i].m);
@@ -99,6 +101,8 @@ static void reply_error(struct http_worker *w, struct evhttp_request *req, int c
         add_header(req, "Allow", "GET, POST, OPTIONS");
     if (code == 503)
         add_header(req, "Retry-After", "5");
+    if (code == 429)
+        add_header(req, "Retry-After", "1");
     evhttp_send_reply(req, code, status, body);
     if (body)
         evbuffer_free(body);
@@ -134,6 +138,9 @@ static void accept_event(struct http_worker *w, struct evhttp_request *req,
         return;
     case ENRICH_UNKNOWN_SITE:
         reply_error(w, req, 404, "Not Found", reason);
+        return;
+    case ENRICH_RATE_LIMITED:
+        reply_error(w, req, 429, "Too Many Requests", "rate limit exceeded, slow down");
         return;
     case ENRICH_DROP_DNT:
         metrics_inc(&w->metrics, M_DNT);
@@ -379,8 +386,9 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
         str_format(err, errlen, "cannot set up worker %d", id);
         return -1;
     }
-    w->ctx = (struct enrich_ctx){conf, w->ua, srv->shared.geo, srv->shared.trusted,
-                                 srv->shared.salts};
+    w->limiter = ratelimit_new(conf->rate_limit, (double)conf->rate_burst, 65536);
+    w->ctx = (struct enrich_ctx){conf,          w->ua, srv->shared.geo, srv->shared.trusted,
+                                 srv->shared.salts, w->limiter};
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     w->drain_ev = event_new(w->base, -1, EV_PERSIST, drain_cb, w);
     return 0;
@@ -478,6 +486,7 @@ void collector_server_free(struct collector_server *srv)
         sink_free(w->sink);
         if (w->ua)
             ua_parser_free(w->ua);
+        ratelimit_free(w->limiter);
         if (w->stop_ev)
             event_free(w->stop_ev);
         if (w->drain_ev)

@@ -22,6 +22,7 @@ static const char *const metric_names[M__COUNT] = {
     [M_TOO_LARGE] = "veil_collector_rejected_413_total",
     [M_BAD_MEDIA_TYPE] = "veil_collector_rejected_415_total",
     [M_UNAVAILABLE] = "veil_collector_unavailable_503_total",
+    [M_RATE_LIMITED] = "veil_collector_rate_limited_429_total",
     [M_REDIS_WRITTEN] = "veil_collector_redis_written_total",
     [M_REDIS_ERRORS] = "veil_collector_redis_errors_total",
     [M_REDIS_RECONNECTS] = "veil_collector_redis_reconnects_total",

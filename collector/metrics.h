@@ -23,6 +23,7 @@ enum metric {
     M_TOO_LARGE,         /* 413 */
     M_BAD_MEDIA_TYPE,    /* 415 */
     M_UNAVAILABLE,       /* 503: buffer full */
+    M_RATE_LIMITED,      /* 429 */
     M_REDIS_WRITTEN,     /* XADD acknowledged by Redis */
     M_REDIS_ERRORS,      /* XADD answered with an error */
     M_REDIS_RECONNECTS,  /* connection attempts after a loss */

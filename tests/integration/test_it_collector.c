@@ -458,3 +458,26 @@ Test(collector, bad_config_is_fatal_with_file_and_line, .timeout = 30)
     harness_rmdir(dir);
     free(dir);
 }
+
+Test(collector, rate_limit_answers_429_per_client, .timeout = 60)
+{
+    struct stack s;
+    char *const extra[] = {"--rate_limit=0.5", "--rate_burst=3", "--threads=1", NULL};
+    stack_start(&s, extra);
+    int accepted = 0, limited = 0;
+    for (int i = 0; i < 6; i++) {
+        int code = post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body);
+        accepted += code == 202;
+        limited += code == 429;
+    }
+    cr_expect_eq(accepted, 3);
+    cr_expect_eq(limited, 3);
+    cr_expect_eq(post_event(&s, "198.51.100.23", UA_FIREFOX, NULL, full_body), 202,
+                 "another client is not limited");
+    wait_xlen(&s, 4);
+    char *resp = NULL;
+    harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
+    cr_expect(strstr(resp, "veil_collector_rate_limited_429_total 3") != NULL);
+    free(resp);
+    stack_stop(&s);
+}
