@@ -62,10 +62,26 @@ AGGREGATOR_BIN := $(BUILD)/veil-aggregator
 UNIT_BINS      := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BINS     := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
-.PHONY: all deps test test-unit test-integration run bench fuzz install clean sample-config
+TRACKER_JS     := $(BUILD)/tracker/veil.js
+DASHBOARD_HTML := $(BUILD)/dashboard/index.html
+NODE_DEPS      := node_modules/.package-lock.json
+
+.PHONY: all deps test test-build test-unit test-integration test-browser run bench fuzz install clean sample-config
 .DEFAULT_GOAL := all
 
-all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
+all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(TRACKER_JS) $(DASHBOARD_HTML)
+
+$(NODE_DEPS): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm missing: run scripts/deps.sh build" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# veil.js: minified by esbuild; the build fails above 1.5 KB gzipped.
+$(TRACKER_JS): tracker/veil.js tracker/build.mjs $(NODE_DEPS)
+	node tracker/build.mjs $(BUILD)/tracker
+
+$(DASHBOARD_HTML): $(wildcard dashboard/*) $(NODE_DEPS)
+	node dashboard/build.mjs $(BUILD)/dashboard
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -119,6 +135,10 @@ test-unit: all $(UNIT_BINS) $(GEO_FIXTURE)
 test-integration: all $(INTEG_BINS) $(GEO_FIXTURE)
 	@BUILD=$(BUILD) scripts/run-tests.sh integration
 
+# Headless Chromium against the real binaries (tests/browser/).
+test-browser: all
+	@BUILD=$(BUILD) scripts/run-tests.sh browser
+
 run:
 	@scripts/deps.sh run
 	@$(MAKE) --no-print-directory all
@@ -133,9 +153,39 @@ sample-config: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/veil $(DESTDIR)/etc/veil
 	install -m 0755 $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(TRACKER_JS) $(DESTDIR)$(PREFIX)/share/veil/veil.js
+	cp -r $(BUILD)/dashboard $(DESTDIR)$(PREFIX)/share/veil/
 	install -m 0644 deploy/veil.conf deploy/veil-aggregator.conf $(DESTDIR)/etc/veil/
 
 clean:
 	rm -rf build build-asan build-ubsan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Fuzzing (fuzz/README.md): one libFuzzer target per parser, built with clang
+# and ASan+UBSan into build-fuzz/. `make fuzz` runs each for FUZZ_SECONDS on a
+# working corpus seeded from fuzz/corpus/<target>/ and fails on any crash;
+# `make fuzz FUZZ_TARGETS="ua url"` runs only those. Not part of `make test`.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD   := build-fuzz
+FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := $(STD) $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link -MMD -MP $(PKG_CFLAGS) -pthread
+FUZZ_LIB     := $(FUZZ_BUILD)/libveil_fuzz.a
+
+.PHONY: fuzz-build fuzz-clean
+fuzz-build: $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
+fuzz: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -Icollector $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) fuzz/harness.c)
+	$(AR) rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/fuzz/fuzz_%.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -pthread $^ $(LDLIBS) -o $@
+-include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)

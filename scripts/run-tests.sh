@@ -22,6 +22,7 @@ for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
     case "$which:$name" in
+        browser:*) continue ;;
         unit:test_it_*) continue ;;
         integration:test_it_*) ;;
         integration:*) continue ;;
@@ -47,6 +48,26 @@ for t in "$BUILD"/tests/test_*; do
     fi
     passed=$((passed + p)); failed=$((failed + f + c))
 done
+# Browser suites (node + headless Chromium); each prints "N passed, N failed".
+if [ "$which" = all ] || [ "$which" = browser ]; then
+    for t in tests/browser/run.mjs tests/browser/dashboard.mjs; do
+        name=$(basename "$t" .mjs)
+        log="$logdir/browser-$name.log"
+        VEIL_BUILD="$PWD/$BUILD" timeout 300 node "$t" >"$log" 2>&1
+        rc=$?
+        line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+        p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+        f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+        p=${p:-0}; f=${f:-0}
+        if [ $rc -ne 0 ] || [ "$f" -ne 0 ] || [ -z "$line" ]; then
+            echo "== browser/$name FAILED (exit $rc)"; cat "$log"; bad=1
+            [ -z "$line" ] && f=$((f + 1))
+        else
+            echo "== browser/$name: $line"
+        fi
+        passed=$((passed + p)); failed=$((failed + f))
+    done
+fi
 rm -rf "$logdir"
 echo "$passed passed, $failed failed"
 [ $bad -eq 0 ] && [ $failed -eq 0 ]

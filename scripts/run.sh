@@ -44,11 +44,12 @@ until redis-cli -s "$SOCK" ping >/dev/null 2>&1; do
 done
 
 "$BUILD/veil-collector" --listen="127.0.0.1:$PORT" --redis="unix:$SOCK" \
-    --geo_db="$GEO" --sites="$SITE" 2>>"$VAR/collector.log" &
+    --geo_db="$GEO" --sites="$SITE" --tracker_js="$BUILD/tracker/veil.js" \
+    2>>"$VAR/collector.log" &
 pids="$pids $!"
 if [ -x "$BUILD/veil-aggregator" ]; then
     "$BUILD/veil-aggregator" --redis="unix:$SOCK" --api_listen="127.0.0.1:$API_PORT" \
-        --api_token="$TOKEN" 2>>"$VAR/aggregator.log" &
+        --api_token="$TOKEN" --dashboard_dir="$BUILD/dashboard" 2>>"$VAR/aggregator.log" &
     pids="$pids $!"
 fi
 

@@ -1,0 +1,121 @@
+/* agg_config.c - the aggregator's directive table and its checks.
+ *
+ * Each row: name, type, default, bounds, help and privacy meaning. The
+ * table is the single source for the config file, --name=value options,
+ * --help and deploy/veil-aggregator.conf. It never logs or prints a
+ * secret (api_token is marked secret for cfg_print_values). */
+#include "agg_config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define OPT(field) offsetof(struct agg_config, field)
+
+const struct cfg_option agg_options[] = {
+    /* ---- roll-up ---- */
+    {"redis", CFG_STRING, OPT(redis), "127.0.0.1:6379", 0, 300, NULL,
+     "Redis server holding the event stream and the counts: host:port or unix:/path.", NULL,
+     false},
+    {"consumer", CFG_STRING, OPT(consumer), "", 0, 200, NULL,
+     "Consumer name of this process in the stream's consumer group 'agg'; must be unique "
+     "per running process. Empty = <hostname>-<pid>.",
+     NULL, false},
+    {"batch_size", CFG_INT, OPT(batch_size), "1000", 1, 100000, NULL,
+     "Stream entries read, combined and committed together (one atomic script per batch).",
+     "Raw events stay in Redis until their batch commits; smaller batches trim them sooner.",
+     false},
+    {"block_ms", CFG_INT, OPT(block_ms), "200", 1, 10000, NULL,
+     "How long one read waits for new entries (XREADGROUP BLOCK); also bounds how long "
+     "SIGTERM waits.",
+     NULL, false},
+    {"claim_idle_ms", CFG_INT, OPT(claim_idle_ms), "30000", 100, 86400000, NULL,
+     "Entries another worker read but did not commit for this long are taken over "
+     "(XAUTOCLAIM) and rolled up here.",
+     NULL, false},
+    {"retention_days", CFG_INT, OPT(retention_days), "730", 1, 3650, NULL,
+     "Daily counts expire this many days after the end of their day; events older than "
+     "that are acknowledged and not counted.",
+     "The only long-lived data; nothing identifying is in it, but shorter is kinder.", false},
+    {"breakdown_cap", CFG_INT, OPT(breakdown_cap), "1000", 1, 1000000, NULL,
+     "Distinct rows kept per breakdown dimension per site and day; later new values are "
+     "counted under \"(other)\".",
+     "Bounds memory by traffic diversity and keeps rare, possibly identifying values "
+     "(unique paths, tiny cities) from piling up.",
+     false},
+    {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
+     "A visit ends after this many seconds without an event from its visitor.",
+     "The open-session key (visitor hash, timestamps) expires after this long.", false},
+    /* ---- stats API ---- */
+    {"api_listen", CFG_STRING, OPT(api_listen), "127.0.0.1:8081", 0, 300, NULL,
+     "Address the stats API and dashboard listen on (host:port). Empty = this process runs "
+     "no stats API (a roll-up-only worker).",
+     "Published numbers pass k-anonymity (and DP when on); put TLS in front when public.",
+     false},
+    {"api_token", CFG_STRING, OPT(api_token), "", 0, 256, NULL,
+     "Bearer token that may read every site's stats. Empty = no all-sites token.",
+     "Anyone holding it reads all sites' aggregate numbers.", true},
+    {"api_tokens", CFG_LIST, OPT(api_tokens), "", 0, 10000, NULL,
+     "Per-site tokens as site=sha256hex (SHA-256 of the token, lowercase hex).",
+     "Only token hashes are stored in the config, never the tokens.", false},
+    {"k_anonymity", CFG_INT, OPT(k_anonymity), "5", 1, 1000, NULL,
+     "Breakdown rows with fewer visitors than this are folded into \"(other)\".",
+     "A row seen by few visitors can point at a person; 1 disables the threshold.", false},
+    {"dp_epsilon", CFG_DOUBLE, OPT(dp_epsilon), "0", 0, 100, NULL,
+     "Differential-privacy budget per query (Laplace noise); 0 = off.",
+     "Smaller epsilon = more noise = more privacy; noise hides any single visitor.", false},
+    {"dashboard_dir", CFG_STRING, OPT(dashboard_dir), VEIL_DATADIR "/dashboard", 0, 1024, NULL,
+     "Directory of the static dashboard served by the stats API.", NULL, false},
+    /* ---- both ---- */
+    {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
+     "Lowest level logged to stderr: debug, info, warn or error.",
+     "Logs hold counts, timings and site ids, never event content or visitor hashes.",
+     false},
+    {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, false},
+};
+
+int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_action *action,
+                    char *err, size_t errlen)
+{
+    char host[300];
+    int port;
+
+    memset(conf, 0, sizeof *conf);
+    if (cfg_defaults(agg_options, conf, err, errlen) != 0)
+        return -1;
+    if (cfg_parse_args(agg_options, conf, argc, argv, action, err, errlen) != 0)
+        return -1;
+    if (strncmp(conf->redis, "unix:", 5) == 0 ? conf->redis[5] == '\0'
+                                              : !hostport_split(conf->redis, host,
+                                                                sizeof host, &port)) {
+        str_format(err, errlen, "redis: expected host:port or unix:/path");
+        return -1;
+    }
+    if (conf->api_listen[0] && !hostport_split(conf->api_listen, host, sizeof host, &port)) {
+        str_format(err, errlen, "api_listen: expected host:port (or empty)");
+        return -1;
+    }
+    if (log_level_parse(conf->log_level) < 0) {
+        str_format(err, errlen, "log_level: expected debug, info, warn or error");
+        return -1;
+    }
+    if (conf->consumer[0] == '\0') {
+        char hostname[128];
+        char name[200];
+        if (gethostname(hostname, sizeof hostname) != 0)
+            str_copy(hostname, sizeof hostname, "veil", 4);
+        hostname[sizeof hostname - 1] = '\0';
+        str_format(name, sizeof name, "%s-%ld", hostname, (long)getpid());
+        if (cfg_set(agg_options, conf, "consumer", name, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void agg_config_free(struct agg_config *conf)
+{
+    cfg_free(agg_options, conf);
+}

@@ -1,0 +1,49 @@
+/* agg_config.h - every directive of veil-aggregator (roll-up and stats API)
+ * in one table: the config file, --name=value options, --help and
+ * deploy/veil-aggregator.conf (make sample-config) all come from it.
+ *
+ * It holds settings only; it never holds counts or event content. */
+#ifndef VEIL_AGG_CONFIG_H
+#define VEIL_AGG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct agg_config {
+    /* roll-up */
+    char *redis;                 /* "unix:/path" or "host:port" */
+    char *consumer;              /* consumer name in group "agg"; "" at load = <hostname>-<pid> */
+    long long batch_size;        /* entries per XREADGROUP / XAUTOCLAIM */
+    long long block_ms;          /* XREADGROUP BLOCK */
+    long long claim_idle_ms;     /* XAUTOCLAIM min idle */
+    long long retention_days;    /* daily keys expire at end of day + this */
+    long long breakdown_cap;     /* rows per dimension per site-day before "(other)" */
+    long long session_timeout_s; /* a visit ends after this much inactivity */
+    /* stats API */
+    char *api_listen;            /* "host:port"; "" = no stats API in this process */
+    char *api_token;             /* all-sites bearer token; "" = none */
+    struct cfg_list api_tokens;  /* per-site "site=sha256hex" */
+    long long k_anonymity;
+    double dp_epsilon;           /* 0 = differential privacy off */
+    char *dashboard_dir;
+    /* both */
+    char *log_level;             /* debug|info|warn|error */
+};
+
+/* The table, terminated by a row with a NULL name. */
+extern const struct cfg_option agg_options[];
+
+/* Defaults, then the file and command line (cfg_parse_args), then the
+ * cross-directive checks (redis and api_listen shapes, log_level), then
+ * derived values: an empty `consumer` becomes "<hostname>-<pid>".
+ * `conf` is overwritten; free it with agg_config_free even on failure.
+ * Returns 0, or -1 with a reason in err. */
+int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_action *action,
+                    char *err, size_t errlen);
+
+/* Free what agg_config_load allocated; `conf` may then be loaded again. */
+void agg_config_free(struct agg_config *conf);
+
+#endif

@@ -1,0 +1,176 @@
+/* output.c - JSON and CSV writers of the stats API (see output.h). Never
+ * writes a byte of input unescaped into JSON, never lets a CSV cell start
+ * a spreadsheet formula. */
+#include "output.h"
+
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "util.h"
+
+/* Length of the well-formed UTF-8 sequence at s[0..len), or 0 if it is
+ * not one (overlong, surrogate, above U+10FFFF, truncated). */
+static size_t utf8_seq_len(const unsigned char *s, size_t len, unsigned *cp_out)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned cp;
+    if (c < 0x80) {
+        *cp_out = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 1;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 2;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 3;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len <= n)
+        return 0;
+    for (size_t k = 1; k <= n; k++) {
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[k] & 0x3F);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    *cp_out = cp;
+    return n + 1;
+}
+
+void output_json_string(struct evbuffer *out, const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, run = 0; /* s[run..i) is pending plain text */
+    evbuffer_add(out, "\"", 1);
+    while (i < len) {
+        unsigned cp;
+        size_t n = utf8_seq_len(s + i, len - i, &cp);
+        const char *esc = NULL;
+        char ubuf[8];
+        if (n == 0) {
+            esc = "\\ufffd";
+            n = 1;
+        } else if (cp == '"') {
+            esc = "\\\"";
+        } else if (cp == '\\') {
+            esc = "\\\\";
+        } else if (cp == '\n') {
+            esc = "\\n";
+        } else if (cp == '\r') {
+            esc = "\\r";
+        } else if (cp == '\t') {
+            esc = "\\t";
+        } else if (cp < 0x20 || cp == 0x7F || cp == '<' || cp == '>' || cp == '&' ||
+                   cp == 0x2028 || cp == 0x2029) {
+            str_format(ubuf, sizeof ubuf, "\\u%04x", cp);
+            esc = ubuf;
+        }
+        if (esc) {
+            evbuffer_add(out, s + run, i - run);
+            evbuffer_add_printf(out, "%s", esc);
+            run = i + n;
+        }
+        i += n;
+    }
+    evbuffer_add(out, s + run, len - run);
+    evbuffer_add(out, "\"", 1);
+}
+
+void output_csv_field(struct evbuffer *out, const char *s, size_t len)
+{
+    bool guard = len > 0 && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' ||
+                             s[0] == '\t' || s[0] == '\r');
+    bool quote = false;
+    for (size_t i = 0; i < len && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+    if (quote)
+        evbuffer_add(out, "\"", 1);
+    if (guard)
+        evbuffer_add(out, "'", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"') {
+            evbuffer_add(out, s + run, i + 1 - run); /* the quote itself ... */
+            evbuffer_add(out, "\"", 1);              /* ... doubled */
+            run = i + 1;
+        }
+    }
+    evbuffer_add(out, s + run, len - run);
+    if (quote)
+        evbuffer_add(out, "\"", 1);
+}
+
+static void json_cell(struct evbuffer *out, const struct output_cell *c)
+{
+    if (c->is_str)
+        output_json_string(out, c->str, c->len);
+    else
+        evbuffer_add_printf(out, "%lld", c->num);
+}
+
+static void json_key(struct evbuffer *out, const char *name)
+{
+    output_json_string(out, name, strlen(name));
+    evbuffer_add(out, ": ", 2);
+}
+
+void output_json_rows(struct evbuffer *out, const struct output_table *t)
+{
+    evbuffer_add(out, "[", 1);
+    for (size_t r = 0; r < t->nrows; r++) {
+        evbuffer_add(out, r ? ", {" : "{", r ? 3 : 1);
+        for (size_t c = 0; c < t->ncols; c++) {
+            if (c)
+                evbuffer_add(out, ", ", 2);
+            json_key(out, t->cols[c]);
+            json_cell(out, &t->cells[r * t->ncols + c]);
+        }
+        evbuffer_add(out, "}", 1);
+    }
+    evbuffer_add(out, "]", 1);
+}
+
+void output_json_aggregate(struct evbuffer *out, const struct output_table *t)
+{
+    evbuffer_add(out, "{", 1);
+    for (size_t c = 0; t->nrows > 0 && c < t->ncols; c++) {
+        if (c)
+            evbuffer_add(out, ", ", 2);
+        json_key(out, t->cols[c]);
+        evbuffer_add(out, "{\"value\": ", 10);
+        json_cell(out, &t->cells[c]);
+        evbuffer_add(out, "}", 1);
+    }
+    evbuffer_add(out, "}", 1);
+}
+
+void output_csv(struct evbuffer *out, const struct output_table *t)
+{
+    for (size_t c = 0; c < t->ncols; c++) {
+        if (c)
+            evbuffer_add(out, ",", 1);
+        output_csv_field(out, t->cols[c], strlen(t->cols[c]));
+    }
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            const struct output_cell *cell = &t->cells[r * t->ncols + c];
+            if (c)
+                evbuffer_add(out, ",", 1);
+            if (cell->is_str)
+                output_csv_field(out, cell->str, cell->len);
+            else
+                evbuffer_add_printf(out, "%lld", cell->num);
+        }
+        evbuffer_add(out, "\r\n", 2);
+    }
+}

@@ -1,0 +1,66 @@
+/* output.h - turns a published table of the stats API into JSON or CSV.
+ *
+ * It only formats: every number it writes has already passed the privacy
+ * filters (k-anonymity, DP noise). It must never emit invalid UTF-8, an
+ * unescaped JSON string, or a CSV cell that a spreadsheet would evaluate
+ * as a formula. */
+#ifndef VEIL_OUTPUT_H
+#define VEIL_OUTPUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct evbuffer;
+
+enum output_format { OUTPUT_JSON = 0, OUTPUT_CSV };
+
+/* One cell: a string slice (not owned) or an integer. */
+struct output_cell {
+    bool is_str;
+    const char *str;
+    size_t len;
+    long long num;
+};
+
+/* Rows of cells under named columns; cells is nrows * ncols, row-major.
+ * The table owns nothing it points to. */
+struct output_table {
+    size_t ncols;
+    const char *const *cols;
+    size_t nrows;
+    struct output_cell *cells;
+};
+
+static inline struct output_cell output_str(const char *s, size_t len)
+{
+    struct output_cell c = {true, s, len, 0};
+    return c;
+}
+
+static inline struct output_cell output_num(long long n)
+{
+    struct output_cell c = {false, NULL, 0, n};
+    return c;
+}
+
+/* Append `s[0..len)` as a quoted JSON string: quote, backslash and control
+ * characters escaped, '<' '>' '&' U+2028 U+2029 as \u escapes (safe inside
+ * HTML too), each byte of invalid UTF-8 replaced by U+FFFD. */
+void output_json_string(struct evbuffer *out, const char *s, size_t len);
+
+/* Append one CSV field (RFC 4180): quoted when it holds a comma, quote, CR
+ * or LF, quotes doubled. Formula guard: a field starting with = + - @ TAB
+ * or CR gets a leading apostrophe so spreadsheets show it as text. */
+void output_csv_field(struct evbuffer *out, const char *s, size_t len);
+
+/* `[{"col": cell, ...}, ...]`, one object per row. */
+void output_json_rows(struct evbuffer *out, const struct output_table *t);
+
+/* `{"col": {"value": cell}, ...}` from the first row (Plausible's
+ * aggregate shape); `{}` when there is no row. */
+void output_json_aggregate(struct evbuffer *out, const struct output_table *t);
+
+/* Header row of column names, then one line per row; CRLF line ends. */
+void output_csv(struct evbuffer *out, const struct output_table *t);
+
+#endif

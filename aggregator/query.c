@@ -1,0 +1,592 @@
+/* query.c - reading daily counts back from Redis (see query.h and
+ * docs/KEYS.md). Commands are pipelined in chunks; visitors are always
+ * HyperLogLog unions over day keys. Never writes a count; the only write
+ * is a short-lived query-scoped PFMERGE key for very large unions and the
+ * one-time SET NX of the DP key. */
+#include "query.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "dp.h"
+#include "util.h"
+
+#define KEY_PREFIX "veil:{0}:"
+/* Commands in flight per pipeline round trip. */
+#define PIPELINE_CHUNK 512
+/* Keys per PFCOUNT; a larger union goes through PFMERGE in chunks. */
+#define PFCOUNT_MAX_KEYS 4096
+
+static const char *const counter_fields[QC__COUNT] = {
+    [QC_PAGEVIEWS] = "pageviews",          [QC_EVENTS] = "events",
+    [QC_VISITS] = "visits",                [QC_BOUNCES] = "bounces",
+    [QC_VISIT_DURATION_S] = "visit_duration_s", [QC_SCROLL_SUM] = "scroll_sum",
+    [QC_SCROLL_N] = "scroll_n",
+};
+
+const char *query_counter_field(enum query_counter c)
+{
+    return c < QC__COUNT ? counter_fields[c] : "";
+}
+
+/* ---- keys ---- */
+
+/* "veil:{0}:d:<site>:<day>:<tail><value>" in a malloc'd buffer. */
+static char *day_key(const char *site, period_day day, const char *tail, const char *value,
+                     size_t value_len, size_t *len_out)
+{
+    char dstr[11];
+    period_format_day(day, dstr);
+    size_t site_len = strlen(site), tail_len = strlen(tail);
+    size_t len = sizeof KEY_PREFIX - 1 + 2 + site_len + 1 + 10 + 1 + tail_len + value_len;
+    char *k = xmalloc(len + 1), *p = k;
+    memcpy(p, KEY_PREFIX "d:", sizeof KEY_PREFIX + 1);
+    p += sizeof KEY_PREFIX + 1;
+    memcpy(p, site, site_len);
+    p += site_len;
+    *p++ = ':';
+    memcpy(p, dstr, 10);
+    p += 10;
+    *p++ = ':';
+    memcpy(p, tail, tail_len);
+    p += tail_len;
+    if (value_len)
+        memcpy(p, value, value_len);
+    p += value_len;
+    *p = '\0';
+    *len_out = len;
+    return k;
+}
+
+/* ---- a command under construction ---- */
+
+struct cmd {
+    size_t argc, cap;
+    char **owned;        /* the strings, freed by cmd_reset */
+    const char **argv;   /* the same pointers, as hiredis takes them */
+    size_t *argvlen;
+};
+
+static void cmd_push(struct cmd *c, char *owned, size_t len)
+{
+    if (c->argc == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 8;
+        c->owned = xrealloc(c->owned, c->cap * sizeof *c->owned);
+        c->argv = xrealloc(c->argv, c->cap * sizeof *c->argv);
+        c->argvlen = xrealloc(c->argvlen, c->cap * sizeof *c->argvlen);
+    }
+    c->owned[c->argc] = owned;
+    c->argv[c->argc] = owned;
+    c->argvlen[c->argc++] = len;
+}
+
+static void cmd_push_str(struct cmd *c, const char *s)
+{
+    cmd_push(c, xstrdup(s), strlen(s));
+}
+
+static void cmd_reset(struct cmd *c)
+{
+    for (size_t i = 0; i < c->argc; i++)
+        free(c->owned[i]);
+    c->argc = 0;
+}
+
+static void cmd_free(struct cmd *c)
+{
+    cmd_reset(c);
+    free(c->owned);
+    free(c->argv);
+    free(c->argvlen);
+}
+
+/* Push the key "veil:{0}:d:<site>:<day>:<tail><value>". */
+static void cmd_push_day_key(struct cmd *c, const char *site, period_day day, const char *tail,
+                             const char *value, size_t value_len)
+{
+    size_t len;
+    char *key = day_key(site, day, tail, value, value_len, &len);
+    cmd_push(c, key, len);
+}
+
+static int cmd_append(redisContext *rc, struct cmd *c)
+{
+    int r = redisAppendCommandArgv(rc, (int)c->argc, c->argv, c->argvlen);
+    cmd_reset(c);
+    return r == REDIS_OK ? 0 : -1;
+}
+
+/* Write why a command failed (no reply, an error reply, or a reply of the
+ * wrong type) into err; returns -1. */
+static int redis_fail(redisContext *rc, const redisReply *r, char *err, size_t errlen)
+{
+    if (!r)
+        str_format(err, errlen, "redis: %s", rc->errstr[0] ? rc->errstr : "no reply");
+    else if (r->type == REDIS_REPLY_ERROR)
+        str_format(err, errlen, "redis: %.*s", (int)r->len, r->str);
+    else
+        str_format(err, errlen, "redis: unexpected reply type %d", r->type);
+    return -1;
+}
+
+/* ---- pipelining ---- */
+
+/* append_cb adds command i to the context; reply_cb consumes its reply
+ * (which it must not free). Both get the caller's context in arg. */
+typedef int (*append_cb)(redisContext *rc, size_t i, void *arg);
+typedef int (*reply_cb)(const redisReply *r, size_t i, void *arg, char *err, size_t errlen);
+
+static int pipeline(redisContext *rc, size_t n, append_cb append, reply_cb on_reply, void *arg,
+                    char *err, size_t errlen)
+{
+    for (size_t base = 0; base < n; base += PIPELINE_CHUNK) {
+        size_t end = base + PIPELINE_CHUNK < n ? base + PIPELINE_CHUNK : n;
+        for (size_t i = base; i < end; i++) {
+            if (append(rc, i, arg) != 0)
+                return redis_fail(rc, NULL, err, errlen);
+        }
+        int status = 0;
+        /* Read every reply of the chunk even after a failure, so the
+         * connection stays in step for the next request. */
+        for (size_t i = base; i < end; i++) {
+            void *reply = NULL;
+            if (redisGetReply(rc, &reply) != REDIS_OK || !reply)
+                return redis_fail(rc, NULL, err, errlen);
+            redisReply *r = reply;
+            if (status == 0) {
+                if (r->type == REDIS_REPLY_ERROR)
+                    status = redis_fail(rc, r, err, errlen);
+                else
+                    status = on_reply(r, i, arg, err, errlen);
+            }
+            freeReplyObject(r);
+        }
+        if (status != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static bool reply_integer(const redisReply *r, long long *out)
+{
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *out = r->integer;
+        return true;
+    }
+    if (r->type == REDIS_REPLY_STRING)
+        return safe_strtoll_n(r->str, r->len, -(1LL << 62), 1LL << 62, out);
+    return false;
+}
+
+/* ---- HyperLogLog unions ---- */
+
+static void push_union_keys(struct cmd *c, const char *site, const struct stats_row *row,
+                            const char *tail)
+{
+    for (size_t d = 0; d < row->ndays; d++)
+        cmd_push_day_key(c, site, row->days[d], tail, row->value, row->value_len);
+}
+
+/* PFCOUNT of the keys in c->argv[1..]: one command when small enough,
+ * else PFMERGE into a query-scoped key in chunks. c is consumed. */
+static int pfcount_union(redisContext *rc, struct cmd *c, long long *out, char *err, size_t errlen)
+{
+    redisReply *r;
+    size_t nkeys = c->argc - 1;
+    if (nkeys == 0) {
+        *out = 0;
+        cmd_reset(c);
+        return 0;
+    }
+    if (nkeys <= PFCOUNT_MAX_KEYS) {
+        r = redisCommandArgv(rc, (int)c->argc, c->argv, c->argvlen);
+        cmd_reset(c);
+        int status = r && reply_integer(r, out) ? 0 : redis_fail(rc, r, err, errlen);
+        if (r)
+            freeReplyObject(r);
+        return status;
+    }
+    char tmp[64];
+    unsigned char id[8];
+    randombytes_buf(id, sizeof id);
+    str_format(tmp, sizeof tmp, KEY_PREFIX "tmp:union:%02x%02x%02x%02x%02x%02x%02x%02x", id[0],
+               id[1], id[2], id[3], id[4], id[5], id[6], id[7]);
+    int status = 0;
+    for (size_t base = 1; base < c->argc && status == 0; base += PFCOUNT_MAX_KEYS) {
+        size_t end = base + PFCOUNT_MAX_KEYS < c->argc ? base + PFCOUNT_MAX_KEYS : c->argc;
+        size_t argc = end - base + 2;
+        const char **argv = xcalloc(argc, sizeof *argv);
+        size_t *argvlen = xcalloc(argc, sizeof *argvlen);
+        argv[0] = "PFMERGE";
+        argvlen[0] = 7;
+        argv[1] = tmp;
+        argvlen[1] = strlen(tmp);
+        for (size_t i = base; i < end; i++) {
+            argv[i - base + 2] = c->argv[i];
+            argvlen[i - base + 2] = c->argvlen[i];
+        }
+        r = redisCommandArgv(rc, (int)argc, argv, argvlen);
+        free(argv);
+        free(argvlen);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            status = redis_fail(rc, r, err, errlen);
+        if (r)
+            freeReplyObject(r);
+        if (status == 0 && base == 1) {
+            r = redisCommand(rc, "EXPIRE %s 60", tmp);
+            if (r)
+                freeReplyObject(r);
+        }
+    }
+    cmd_reset(c);
+    if (status == 0) {
+        r = redisCommand(rc, "PFCOUNT %s", tmp);
+        status = r && reply_integer(r, out) ? 0 : redis_fail(rc, r, err, errlen);
+        if (r)
+            freeReplyObject(r);
+    }
+    r = redisCommand(rc, "DEL %s", tmp);
+    if (r)
+        freeReplyObject(r);
+    return status;
+}
+
+/* ---- totals ---- */
+
+struct totals_job {
+    size_t bucket;
+    period_day day;    /* HGETALL totals of this day, or ... */
+    bool pfcount;      /* ... PFCOUNT over the bucket's day HLLs */
+};
+
+struct totals_ctx {
+    const char *site;
+    const struct period_range *buckets;
+    struct query_totals *out;
+    struct totals_job *jobs;
+    struct cmd cmd;
+};
+
+static int totals_append_cb(redisContext *rc, size_t i, void *arg)
+{
+    struct totals_ctx *t = arg;
+    const struct totals_job *job = &t->jobs[i];
+    if (job->pfcount) {
+        const struct period_range *b = &t->buckets[job->bucket];
+        cmd_push_str(&t->cmd, "PFCOUNT");
+        for (period_day d = b->first; d <= b->last; d++)
+            cmd_push_day_key(&t->cmd, t->site, d, "visitors", NULL, 0);
+    } else {
+        cmd_push_str(&t->cmd, "HGETALL");
+        cmd_push_day_key(&t->cmd, t->site, job->day, "totals", NULL, 0);
+    }
+    return cmd_append(rc, &t->cmd);
+}
+
+static int totals_reply_cb(const redisReply *r, size_t i, void *arg, char *err, size_t errlen)
+{
+    struct totals_ctx *t = arg;
+    struct query_totals *q = &t->out[t->jobs[i].bucket];
+    if (t->jobs[i].pfcount) {
+        if (!reply_integer(r, &q->visitors)) {
+            str_format(err, errlen, "redis: PFCOUNT answered type %d", r->type);
+            return -1;
+        }
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        str_format(err, errlen, "redis: HGETALL answered type %d", r->type);
+        return -1;
+    }
+    for (size_t f = 0; f + 1 < r->elements; f += 2) {
+        const redisReply *name = r->element[f];
+        long long v;
+        if (name->type != REDIS_REPLY_STRING || !reply_integer(r->element[f + 1], &v))
+            continue;
+        for (int c = 0; c < QC__COUNT; c++) {
+            if (strlen(counter_fields[c]) == name->len &&
+                memcmp(counter_fields[c], name->str, name->len) == 0)
+                q->c[c] += v;
+        }
+    }
+    return 0;
+}
+
+int query_totals(redisContext *rc, const char *site, const struct period_range *buckets,
+                 size_t nbuckets, struct query_totals *out, char *err, size_t errlen)
+{
+    size_t njobs = 0;
+    for (size_t b = 0; b < nbuckets; b++)
+        njobs += (size_t)period_range_days(&buckets[b]) + 1;
+    struct totals_ctx t = {site, buckets, out, xcalloc(njobs ? njobs : 1, sizeof *t.jobs), {0}};
+    size_t j = 0;
+    for (size_t b = 0; b < nbuckets; b++) {
+        memset(&out[b], 0, sizeof out[b]);
+        for (period_day d = buckets[b].first; d <= buckets[b].last; d++)
+            t.jobs[j++] = (struct totals_job){b, d, false};
+        t.jobs[j++] = (struct totals_job){b, 0, true};
+    }
+    int status = pipeline(rc, njobs, totals_append_cb, totals_reply_cb, &t, err, errlen);
+    cmd_free(&t.cmd);
+    free(t.jobs);
+    return status;
+}
+
+/* ---- breakdown ---- */
+
+static const char *const row_metrics[3] = {"pv", "vis", "ev"};
+
+struct breakdown_ctx {
+    const char *site;
+    const char *dim;
+    period_day first;
+    struct stats_rows *out;
+    size_t rows_cap;
+    uint32_t *index;      /* open addressing: row number + 1, 0 = empty */
+    size_t index_cap;     /* power of two */
+    struct cmd cmd;
+};
+
+static uint64_t value_hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void index_insert(struct breakdown_ctx *b, size_t row)
+{
+    const struct stats_row *r = &b->out->rows[row];
+    size_t mask = b->index_cap - 1, i = value_hash(r->value, r->value_len) & mask;
+    while (b->index[i])
+        i = (i + 1) & mask;
+    b->index[i] = (uint32_t)(row + 1);
+}
+
+static struct stats_row *row_find_or_add(struct breakdown_ctx *b, const char *value, size_t len)
+{
+    size_t mask = b->index_cap - 1, i = value_hash(value, len) & mask;
+    for (; b->index[i]; i = (i + 1) & mask) {
+        struct stats_row *r = &b->out->rows[b->index[i] - 1];
+        if (r->value_len == len && memcmp(r->value, value, len) == 0)
+            return r;
+    }
+    if (b->out->n == b->rows_cap) {
+        b->rows_cap = b->rows_cap ? b->rows_cap * 2 : 64;
+        b->out->rows = xrealloc(b->out->rows, b->rows_cap * sizeof *b->out->rows);
+    }
+    struct stats_row *r = &b->out->rows[b->out->n];
+    memset(r, 0, sizeof *r);
+    r->value = xmalloc(len + 1);
+    memcpy(r->value, value, len);
+    r->value[len] = '\0';
+    r->value_len = len;
+    b->out->n++;
+    if (b->out->n * 2 > b->index_cap) {
+        free(b->index);
+        b->index_cap *= 2;
+        b->index = xcalloc(b->index_cap, sizeof *b->index);
+        for (size_t k = 0; k < b->out->n; k++)
+            index_insert(b, k);
+    } else {
+        b->index[i] = (uint32_t)b->out->n;
+    }
+    return r;
+}
+
+static void row_add_day(struct stats_row *r, period_day day)
+{
+    if (r->ndays && r->days[r->ndays - 1] == day)
+        return;
+    if (r->ndays == r->days_cap) {
+        r->days_cap = r->days_cap ? r->days_cap * 2 : 4;
+        r->days = xrealloc(r->days, r->days_cap * sizeof *r->days);
+    }
+    r->days[r->ndays++] = day;
+}
+
+static int rows_append_cb(redisContext *rc, size_t i, void *arg)
+{
+    struct breakdown_ctx *b = arg;
+    char tail[300];
+    str_format(tail, sizeof tail, "b:%s:%s", b->dim, row_metrics[i % 3]);
+    cmd_push_str(&b->cmd, "HGETALL");
+    cmd_push_day_key(&b->cmd, b->site, b->first + (period_day)(i / 3), tail, NULL, 0);
+    return cmd_append(rc, &b->cmd);
+}
+
+static int rows_reply_cb(const redisReply *r, size_t i, void *arg, char *err, size_t errlen)
+{
+    struct breakdown_ctx *b = arg;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        str_format(err, errlen, "redis: HGETALL answered type %d", r->type);
+        return -1;
+    }
+    for (size_t f = 0; f + 1 < r->elements; f += 2) {
+        const redisReply *name = r->element[f];
+        long long v;
+        if (name->type != REDIS_REPLY_STRING || !reply_integer(r->element[f + 1], &v) ||
+            memchr(name->str, '\0', name->len))
+            continue;
+        if (b->out->n >= UINT32_MAX / 4) {
+            str_format(err, errlen, "too many breakdown rows");
+            return -1;
+        }
+        struct stats_row *row = row_find_or_add(b, name->str, name->len);
+        switch (i % 3) {
+        case 0: row->pageviews += v; break;
+        case 1: row->visits += v; break;
+        default: row->events += v; break;
+        }
+        row_add_day(row, b->first + (period_day)(i / 3));
+    }
+    return 0;
+}
+
+static int visitors_append_cb(redisContext *rc, size_t i, void *arg)
+{
+    struct breakdown_ctx *b = arg;
+    char tail[300];
+    str_format(tail, sizeof tail, "u:%s:", b->dim);
+    cmd_push_str(&b->cmd, "PFCOUNT");
+    push_union_keys(&b->cmd, b->site, &b->out->rows[i], tail);
+    return cmd_append(rc, &b->cmd);
+}
+
+static int visitors_reply_cb(const redisReply *r, size_t i, void *arg, char *err, size_t errlen)
+{
+    struct breakdown_ctx *b = arg;
+    if (!reply_integer(r, &b->out->rows[i].visitors)) {
+        str_format(err, errlen, "redis: PFCOUNT answered type %d", r->type);
+        return -1;
+    }
+    return 0;
+}
+
+int query_breakdown(redisContext *rc, const char *site, const char *dim,
+                    const struct period_range *range, struct stats_rows *out,
+                    char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    struct breakdown_ctx b = {site, dim, range->first, out, 0, NULL, 64, {0}};
+    b.index = xcalloc(b.index_cap, sizeof *b.index);
+    size_t ncmds = (size_t)period_range_days(range) * 3;
+    int status = pipeline(rc, ncmds, rows_append_cb, rows_reply_cb, &b, err, errlen);
+    if (status == 0)
+        status = pipeline(rc, out->n, visitors_append_cb, visitors_reply_cb, &b, err, errlen);
+    cmd_free(&b.cmd);
+    free(b.index);
+    if (status != 0)
+        query_rows_free(out);
+    return status;
+}
+
+int query_rows_union_visitors(redisContext *rc, const char *site, const char *dim,
+                              const struct stats_row *rows, size_t n, long long *visitors,
+                              char *err, size_t errlen)
+{
+    struct cmd c = {0};
+    char tail[300];
+    str_format(tail, sizeof tail, "u:%s:", dim);
+    cmd_push_str(&c, "PFCOUNT");
+    for (size_t i = 0; i < n; i++)
+        push_union_keys(&c, site, &rows[i], tail);
+    int status = pfcount_union(rc, &c, visitors, err, errlen);
+    cmd_free(&c);
+    return status;
+}
+
+void query_rows_free(struct stats_rows *rows)
+{
+    for (size_t i = 0; i < rows->n; i++) {
+        free(rows->rows[i].value);
+        free(rows->rows[i].days);
+    }
+    free(rows->rows);
+    rows->rows = NULL;
+    rows->n = 0;
+}
+
+/* ---- realtime, sites, DP key ---- */
+
+int query_realtime(redisContext *rc, const char *site, long long since, long long *count,
+                   char *err, size_t errlen)
+{
+    char key[512];
+    if (!str_format(key, sizeof key, KEY_PREFIX "rt:%s", site)) {
+        str_format(err, errlen, "site id too long");
+        return -1;
+    }
+    redisReply *r = redisCommand(rc, "ZCOUNT %s %lld +inf", key, since);
+    int status = r && r->type == REDIS_REPLY_INTEGER ? 0 : redis_fail(rc, r, err, errlen);
+    if (status == 0)
+        *count = r->integer;
+    if (r)
+        freeReplyObject(r);
+    return status;
+}
+
+static int site_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int query_sites(redisContext *rc, char ***sites, size_t *n, char *err, size_t errlen)
+{
+    redisReply *r = redisCommand(rc, "SMEMBERS " KEY_PREFIX "sites");
+    *sites = NULL;
+    *n = 0;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        int status = redis_fail(rc, r, err, errlen);
+        if (r)
+            freeReplyObject(r);
+        return status;
+    }
+    char **list = xcalloc(r->elements ? r->elements : 1, sizeof *list);
+    size_t count = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING && !memchr(e->str, '\0', e->len)) {
+            list[count] = xmalloc(e->len + 1);
+            memcpy(list[count], e->str, e->len);
+            list[count++][e->len] = '\0';
+        }
+    }
+    freeReplyObject(r);
+    qsort(list, count, sizeof *list, site_cmp);
+    *sites = list;
+    *n = count;
+    return 0;
+}
+
+int query_dp_key(redisContext *rc, unsigned char key[32], char *err, size_t errlen)
+{
+    unsigned char fresh[DP_KEY_BYTES];
+    dp_key_generate(fresh);
+    redisReply *r = redisCommand(rc, "SET " KEY_PREFIX "dpkey %b NX", fresh, sizeof fresh);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        int status = redis_fail(rc, r, err, errlen);
+        if (r)
+            freeReplyObject(r);
+        return status;
+    }
+    freeReplyObject(r);
+    r = redisCommand(rc, "GET " KEY_PREFIX "dpkey");
+    if (!r || r->type != REDIS_REPLY_STRING || r->len != DP_KEY_BYTES) {
+        if (r && r->type == REDIS_REPLY_STRING)
+            str_format(err, errlen, "redis: " KEY_PREFIX "dpkey is not %d bytes", DP_KEY_BYTES);
+        else
+            redis_fail(rc, r, err, errlen);
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    memcpy(key, r->str, DP_KEY_BYTES);
+    freeReplyObject(r);
+    return 0;
+}

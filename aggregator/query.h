@@ -1,0 +1,98 @@
+/* query.h - reads the daily counts of docs/KEYS.md back out of Redis for
+ * one site and a range of days: totals summed over days, breakdown rows
+ * merged over days, and visitors as HyperLogLog unions (PFCOUNT over the
+ * day keys), never as a sum of daily uniques.
+ *
+ * Synchronous hiredis, for the stats API's own thread. It only reads,
+ * except for a query-scoped temporary key (PFMERGE) when a union spans
+ * more keys than one PFCOUNT should carry; that key is deleted at once and
+ * expires within a minute anyway. It never writes counts. */
+#ifndef VEIL_QUERY_H
+#define VEIL_QUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+#include "period.h"
+
+#define QUERY_OTHER "(other)"
+
+/* Counters of the `totals` hash (plus visitors from the day HLLs). */
+enum query_counter {
+    QC_PAGEVIEWS = 0,
+    QC_EVENTS,
+    QC_VISITS,
+    QC_BOUNCES,
+    QC_VISIT_DURATION_S,
+    QC_SCROLL_SUM,
+    QC_SCROLL_N,
+    QC__COUNT
+};
+
+/* The totals hash field name of a counter ("pageviews", ...). */
+const char *query_counter_field(enum query_counter c);
+
+struct query_totals {
+    long long visitors;
+    long long c[QC__COUNT];
+};
+
+/* One breakdown row merged over days. */
+struct stats_row {
+    char *value;          /* owned, NUL-terminated, may hold any byte but NUL */
+    size_t value_len;
+    long long visitors;
+    long long pageviews;
+    long long visits;
+    long long events;
+    period_day *days;     /* owned: the days on which the row has counts */
+    size_t ndays;
+    size_t days_cap;
+};
+
+struct stats_rows {
+    struct stats_row *rows;
+    size_t n;
+};
+
+/* Totals of each bucket (a range of days) of `site`: counters summed over
+ * the bucket's days, visitors = PFCOUNT over the bucket's day HLLs.
+ * out[] has nbuckets entries. Returns 0, or -1 with a reason in err (the
+ * connection may then be unusable: check rc->err). */
+int query_totals(redisContext *rc, const char *site, const struct period_range *buckets,
+                 size_t nbuckets, struct query_totals *out, char *err, size_t errlen);
+
+/* Breakdown rows of dimension `dim` (a KEYS.md <dim>: "page", "prop:plan",
+ * ...) over `range`: pageviews/visits/events summed from the b:<dim>:pv|vis|ev
+ * hashes, visitors = PFCOUNT over the row's u:<dim>:<value> keys of the
+ * days it appears on. Fills *out (caller frees with query_rows_free).
+ * Returns 0, or -1 with a reason in err. */
+int query_breakdown(redisContext *rc, const char *site, const char *dim,
+                    const struct period_range *range, struct stats_rows *out,
+                    char *err, size_t errlen);
+
+/* Visitors of the union of rows[0..n) (every row's day keys in one
+ * HyperLogLog union): the visitors of a folded "(other)" row. Returns 0 and
+ * writes *visitors, or -1 with a reason in err. */
+int query_rows_union_visitors(redisContext *rc, const char *site, const char *dim,
+                              const struct stats_row *rows, size_t n, long long *visitors,
+                              char *err, size_t errlen);
+
+void query_rows_free(struct stats_rows *rows);
+
+/* Realtime visitors: ZCOUNT veil:{0}:rt:<site> over [since, +inf). A
+ * missing key counts 0. Returns 0 or -1 with a reason in err. */
+int query_realtime(redisContext *rc, const char *site, long long since, long long *count,
+                   char *err, size_t errlen);
+
+/* Site ids with data (SMEMBERS veil:{0}:sites), sorted. The caller frees
+ * each string and the array. Returns 0 or -1 with a reason in err. */
+int query_sites(redisContext *rc, char ***sites, size_t *n, char *err, size_t errlen);
+
+/* The installation's DP key: SET veil:{0}:dpkey <random> NX, then GET it.
+ * Returns 0 or -1 with a reason in err. */
+int query_dp_key(redisContext *rc, unsigned char key[32], char *err, size_t errlen);
+
+#endif

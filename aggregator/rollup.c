@@ -1,0 +1,681 @@
+/* rollup.c - combine one batch of events in memory; name the keys
+ * (see rollup.h and docs/AGGREGATOR.md).
+ *
+ * Everything a batch needs lives in one arena and a few growable arrays
+ * that rollup_reset empties, so memory is bounded by the batch, never by
+ * the stream. It never copies the truncated IP (ipt) or anything else
+ * that is not a count, a dimension value or a visitor hash, and it never
+ * logs. */
+#include "rollup.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define ARENA_CHUNK 65536
+#define DAY_OWNER_BIT 0x80000000u /* pair-set owners: days vs rows */
+
+/* ---- arena: strings that live until the next reset ---- */
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, size;
+    char data[];
+};
+
+static char *arena_alloc(struct arena_chunk **head, size_t len)
+{
+    struct arena_chunk *c = *head;
+    if (!c || c->size - c->used < len) {
+        size_t size = len > ARENA_CHUNK ? len : ARENA_CHUNK;
+        c = xmalloc(sizeof *c + size);
+        c->size = size;
+        c->used = 0;
+        c->next = *head;
+        *head = c;
+    }
+    char *p = c->data + c->used;
+    c->used += len;
+    return p;
+}
+
+static const char *arena_dup(struct arena_chunk **head, const char *s, size_t len)
+{
+    char *p = arena_alloc(head, len + 1);
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+static void arena_free(struct arena_chunk **head)
+{
+    while (*head) {
+        struct arena_chunk *next = (*head)->next;
+        free(*head);
+        *head = next;
+    }
+}
+
+/* ---- string map: byte-string key -> index (open addressing) ---- */
+
+struct smap_slot {
+    uint64_t hash;
+    const char *key; /* NULL = empty; owned by the arena */
+    size_t len;
+    uint32_t value;
+};
+
+struct smap {
+    struct smap_slot *slots;
+    size_t cap, n;
+};
+
+static uint64_t hash_bytes(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static struct smap_slot *smap_slot(const struct smap *m, const char *key, size_t len,
+                                   uint64_t h)
+{
+    size_t mask = m->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        struct smap_slot *s = &m->slots[i];
+        if (!s->key || (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0))
+            return s;
+    }
+}
+
+static void smap_grow(struct smap *m)
+{
+    struct smap old = *m;
+    m->cap = old.cap ? old.cap * 2 : 256;
+    m->slots = xcalloc(m->cap, sizeof *m->slots);
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.slots[i].key)
+            *smap_slot(m, old.slots[i].key, old.slots[i].len, old.slots[i].hash) =
+                old.slots[i];
+    free(old.slots);
+}
+
+/* Find `key`; when absent, insert it with `value` (the key is copied into
+ * the arena). Returns the stored value; *created tells which happened and
+ * *stored (if not NULL) points at the map's copy of the key. */
+static uint32_t smap_intern(struct smap *m, struct arena_chunk **arena, const char *key,
+                            size_t len, uint32_t value, bool *created, const char **stored)
+{
+    if ((m->n + 1) * 4 > m->cap * 3)
+        smap_grow(m);
+    uint64_t h = hash_bytes(key, len);
+    struct smap_slot *s = smap_slot(m, key, len, h);
+    *created = s->key == NULL;
+    if (*created) {
+        s->hash = h;
+        s->key = arena_dup(arena, key, len);
+        s->len = len;
+        s->value = value;
+        m->n++;
+    }
+    if (stored)
+        *stored = s->key;
+    return s->value;
+}
+
+static bool smap_find(const struct smap *m, const char *key, size_t len, uint32_t *value)
+{
+    if (m->cap == 0)
+        return false;
+    struct smap_slot *s = smap_slot(m, key, len, hash_bytes(key, len));
+    if (!s->key)
+        return false;
+    *value = s->value;
+    return true;
+}
+
+static void smap_clear(struct smap *m)
+{
+    if (m->slots)
+        memset(m->slots, 0, m->cap * sizeof *m->slots);
+    m->n = 0;
+}
+
+/* ---- pair set: (owner, visitor) seen, to keep visitor lists distinct ---- */
+
+struct pairset {
+    uint64_t *slots; /* 0 = empty, else pair + 1 */
+    size_t cap, n;
+};
+
+static bool pairset_add(struct pairset *ps, uint32_t owner, uint32_t visitor)
+{
+    if ((ps->n + 1) * 2 > ps->cap) {
+        struct pairset old = *ps;
+        ps->cap = old.cap ? old.cap * 2 : 1024;
+        ps->slots = xcalloc(ps->cap, sizeof *ps->slots);
+        ps->n = 0;
+        for (size_t i = 0; i < old.cap; i++) {
+            if (old.slots[i]) {
+                uint64_t v = old.slots[i] - 1;
+                pairset_add(ps, (uint32_t)(v >> 32), (uint32_t)v);
+            }
+        }
+        free(old.slots);
+    }
+    uint64_t v = ((uint64_t)owner << 32 | visitor) + 1;
+    uint64_t h = v * 0x9E3779B97F4A7C15ULL;
+    size_t mask = ps->cap - 1;
+    for (size_t i = (size_t)(h >> 20) & mask;; i = (i + 1) & mask) {
+        if (ps->slots[i] == v)
+            return false;
+        if (ps->slots[i] == 0) {
+            ps->slots[i] = v;
+            ps->n++;
+            return true;
+        }
+    }
+}
+
+/* ---- the combiner ---- */
+
+struct rollup {
+    char *prefix;
+    long long retention_days;
+    struct arena_chunk *arena;
+    size_t nevents;
+    struct rollup_day *days;
+    size_t ndays, days_cap;
+    struct rollup_row *rows;
+    size_t nrows, rows_cap;
+    struct rollup_session *sessions;
+    size_t nsessions, sessions_cap;
+    struct rollup_hit *hits;
+    size_t nhits, hits_cap;
+    const char **visitors; /* id -> 16 hex digits */
+    size_t nvisitors, visitors_cap;
+    struct smap day_map, row_map, session_map, visitor_map;
+    struct pairset seen;
+};
+
+#define GROW(arr, n, cap)                                                    \
+    do {                                                                     \
+        if ((n) == (cap)) {                                                  \
+            (cap) = (cap) ? (cap) * 2 : 64;                                  \
+            (arr) = xrealloc((arr), (cap) * sizeof *(arr));                  \
+        }                                                                    \
+    } while (0)
+
+static const char *const total_fields[ROLLUP_T_COUNT] = {
+    "pageviews", "events", "engaged_ms", "engaged_n", "scroll_sum", "scroll_n",
+};
+
+static const char *const visit_dim_names[ROLLUP_V_COUNT] = {
+    "entry_page", "source",  "utm_source",      "utm_medium", "utm_campaign",
+    "country",    "region",  "city",            "browser",    "browser_version",
+    "os",         "device",  "screen",
+};
+
+const char *rollup_total_field(enum rollup_total t)
+{
+    return (unsigned)t < ROLLUP_T_COUNT ? total_fields[t] : "?";
+}
+
+const char *rollup_visit_dim_name(enum rollup_visit_dim d)
+{
+    return (unsigned)d < ROLLUP_V_COUNT ? visit_dim_names[d] : "?";
+}
+
+bool rollup_is_measurement(const char *name)
+{
+    return strcmp(name, "engagement") == 0 || strcmp(name, "scroll") == 0;
+}
+
+struct rollup *rollup_new(const char *prefix, long long retention_days)
+{
+    struct rollup *r = xcalloc(1, sizeof *r);
+    r->prefix = xstrdup(prefix);
+    r->retention_days = retention_days;
+    return r;
+}
+
+void rollup_reset(struct rollup *r)
+{
+    for (size_t i = 0; i < r->ndays; i++)
+        free(r->days[i].visitors);
+    for (size_t i = 0; i < r->nrows; i++)
+        free(r->rows[i].visitors);
+    r->ndays = r->nrows = r->nsessions = r->nhits = r->nvisitors = r->nevents = 0;
+    smap_clear(&r->day_map);
+    smap_clear(&r->row_map);
+    smap_clear(&r->session_map);
+    smap_clear(&r->visitor_map);
+    if (r->seen.slots)
+        memset(r->seen.slots, 0, r->seen.cap * sizeof *r->seen.slots);
+    r->seen.n = 0;
+    arena_free(&r->arena);
+}
+
+void rollup_free(struct rollup *r)
+{
+    if (!r)
+        return;
+    rollup_reset(r);
+    free(r->days);
+    free(r->rows);
+    free(r->sessions);
+    free(r->hits);
+    free(r->visitors);
+    free(r->day_map.slots);
+    free(r->row_map.slots);
+    free(r->session_map.slots);
+    free(r->visitor_map.slots);
+    free(r->seen.slots);
+    free(r->prefix);
+    free(r);
+}
+
+/* Append `visitor` to a distinct-visitor list owned by `owner`. */
+static void visitors_add(struct rollup *r, uint32_t owner, uint32_t visitor, uint32_t **list,
+                         size_t *n, size_t *cap)
+{
+    if (visitor == ROLLUP_NO_VISITOR || !pairset_add(&r->seen, owner, visitor))
+        return;
+    GROW(*list, *n, *cap);
+    (*list)[(*n)++] = visitor;
+}
+
+static bool visitor_hash_valid(const char *vh)
+{
+    size_t i = 0;
+    for (; vh[i]; i++)
+        if (!((vh[i] >= '0' && vh[i] <= '9') || (vh[i] >= 'a' && vh[i] <= 'f') ||
+              (vh[i] >= 'A' && vh[i] <= 'F')))
+            return false;
+    return i == 16;
+}
+
+static uint32_t visitor_id(struct rollup *r, const char *hash)
+{
+    size_t len = strlen(hash);
+    if (len == 0)
+        return ROLLUP_NO_VISITOR;
+    bool created;
+    const char *stored;
+    uint32_t id = smap_intern(&r->visitor_map, &r->arena, hash, len, (uint32_t)r->nvisitors,
+                              &created, &stored);
+    if (created) {
+        GROW(r->visitors, r->nvisitors, r->visitors_cap);
+        r->visitors[r->nvisitors++] = stored; /* the map's NUL-terminated copy */
+    }
+    return id;
+}
+
+/* Key material "site\0day" for the day map. */
+static size_t day_key(char *buf, size_t buflen, const char *site, const char *day)
+{
+    size_t sl = strlen(site), dl = strlen(day);
+    if (sl + 1 + dl > buflen)
+        return 0;
+    memcpy(buf, site, sl);
+    buf[sl] = '\0';
+    memcpy(buf + sl + 1, day, dl);
+    return sl + 1 + dl;
+}
+
+static int day_index(struct rollup *r, const char *site, const char *day, int64_t expire_at,
+                     uint32_t *out)
+{
+    char key[EV_SITE_MAX + 16];
+    size_t klen = day_key(key, sizeof key, site, day);
+    if (klen == 0)
+        return -1;
+    bool created;
+    uint32_t idx = smap_intern(&r->day_map, &r->arena, key, klen, (uint32_t)r->ndays, &created,
+                                NULL);
+    if (created) {
+        char base[EV_SITE_MAX + 64];
+        if (!rollup_key_day(base, sizeof base, r->prefix, site, day, ""))
+            return -1;
+        GROW(r->days, r->ndays, r->days_cap);
+        struct rollup_day *d = &r->days[r->ndays++];
+        memset(d, 0, sizeof *d);
+        d->site = arena_dup(&r->arena, site, strlen(site));
+        d->day = arena_dup(&r->arena, day, strlen(day));
+        d->base = arena_dup(&r->arena, base, strlen(base));
+        d->expire_at = expire_at;
+    }
+    *out = idx;
+    return 0;
+}
+
+/* Key material of a row: 4 bytes of day index, dim, NUL, value. */
+#define ROW_KEY_MAX (4 + 8 + EV_PROP_KEY_MAX + 1 + EV_PATH_MAX + 16)
+
+static size_t row_key(char *buf, uint32_t day, const char *dim, const char *value)
+{
+    size_t dl = strlen(dim), vl = strlen(value);
+    if (4 + dl + 1 + vl > ROW_KEY_MAX)
+        return 0;
+    memcpy(buf, &day, 4);
+    memcpy(buf + 4, dim, dl);
+    buf[4 + dl] = '\0';
+    memcpy(buf + 5 + dl, value, vl);
+    return 5 + dl + vl;
+}
+
+/* Count one event into row (day, dim, value); returns the row's value as
+ * stored (stable until reset), or "" when the value is empty or unusable. */
+static const char *row_count(struct rollup *r, uint32_t day, const char *dim, const char *value,
+                             bool pageview, uint32_t visitor, bool visitors_at_visit)
+{
+    if (value[0] == '\0')
+        return "";
+    char key[ROW_KEY_MAX];
+    size_t klen = row_key(key, day, dim, value);
+    if (klen == 0)
+        return "";
+    bool created;
+    const char *stored;
+    uint32_t idx = smap_intern(&r->row_map, &r->arena, key, klen, (uint32_t)r->nrows, &created,
+                               &stored);
+    if (created) {
+        GROW(r->rows, r->nrows, r->rows_cap);
+        struct rollup_row *row = &r->rows[r->nrows++];
+        memset(row, 0, sizeof *row);
+        row->day = day;
+        row->dim = stored + 4; /* dim and value point into the map's key copy */
+        row->value = stored + 4 + strlen(dim) + 1;
+        row->visitors_at_visit = visitors_at_visit;
+    }
+    struct rollup_row *row = &r->rows[idx];
+    row->ev++;
+    if (pageview)
+        row->pv++;
+    if (!visitors_at_visit)
+        visitors_add(r, idx, visitor, &row->visitors, &row->nvisitors, &row->visitors_cap);
+    return row->value;
+}
+
+static uint32_t session_index(struct rollup *r, const char *site, uint32_t visitor)
+{
+    const char *vh = r->visitors[visitor];
+    char key[EV_SITE_MAX + 24];
+    size_t klen = day_key(key, sizeof key, site, vh);
+    bool created;
+    uint32_t idx = smap_intern(&r->session_map, &r->arena, key, klen, (uint32_t)r->nsessions,
+                               &created, NULL);
+    if (created) {
+        char skey[EV_SITE_MAX + 64], rkey[EV_SITE_MAX + 64];
+        rollup_key_session(skey, sizeof skey, r->prefix, site, vh);
+        rollup_key_realtime(rkey, sizeof rkey, r->prefix, site);
+        GROW(r->sessions, r->nsessions, r->sessions_cap);
+        struct rollup_session *s = &r->sessions[r->nsessions++];
+        s->key = arena_dup(&r->arena, skey, strlen(skey));
+        s->realtime_key = arena_dup(&r->arena, rkey, strlen(rkey));
+        s->visitor = visitor;
+    }
+    return idx;
+}
+
+enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, int64_t now,
+                              char *err, size_t errlen)
+{
+    if (!rollup_site_valid(ev->site)) {
+        str_format(err, errlen, "site: not usable in a key name");
+        return ROLLUP_INVALID;
+    }
+    int64_t expire_at = rollup_day_expire_at(ev->day, r->retention_days);
+    if (expire_at < 0) {
+        str_format(err, errlen, "day: not a calendar day");
+        return ROLLUP_INVALID;
+    }
+    if (expire_at <= now)
+        return ROLLUP_EXPIRED;
+    if (ev->visitor[0] && !visitor_hash_valid(ev->visitor)) {
+        str_format(err, errlen, "vh: not 16 hex digits");
+        return ROLLUP_INVALID;
+    }
+    uint32_t di;
+    if (day_index(r, ev->site, ev->day, expire_at, &di) != 0) {
+        str_format(err, errlen, "site: too long for a key name");
+        return ROLLUP_INVALID;
+    }
+    struct rollup_day *d = &r->days[di];
+    bool pageview = strcmp(ev->name, "pageview") == 0;
+    bool measurement = !pageview && rollup_is_measurement(ev->name);
+    uint32_t vid = visitor_id(r, ev->visitor);
+
+    if (!measurement)
+        d->totals[ROLLUP_T_EVENTS]++;
+    if (pageview)
+        d->totals[ROLLUP_T_PAGEVIEWS]++;
+    if (ev->engaged_ms >= 0) {
+        d->totals[ROLLUP_T_ENGAGED_MS] += ev->engaged_ms;
+        d->totals[ROLLUP_T_ENGAGED_N]++;
+    }
+    if (ev->scroll_depth >= 0 && ev->scroll_depth <= 100) {
+        d->totals[ROLLUP_T_SCROLL_SUM] += ev->scroll_depth;
+        d->totals[ROLLUP_T_SCROLL_N]++;
+        d->scroll[ev->scroll_depth / 10]++;
+    }
+    visitors_add(r, DAY_OWNER_BIT | di, vid, &d->visitors, &d->nvisitors, &d->visitors_cap);
+
+    const char *visit[ROLLUP_V_COUNT];
+    for (size_t i = 0; i < ROLLUP_V_COUNT; i++)
+        visit[i] = "";
+    if (!measurement) {
+        char region[8], version[EV_UA_FIELD_MAX + 20];
+        const char *source = ev->referrer[0] ? ev->referrer
+                           : ev->utm_source[0] ? ev->utm_source
+                                               : ROLLUP_DIRECT;
+        region[0] = version[0] = '\0';
+        if (ev->country[0] && ev->region[0])
+            str_format(region, sizeof region, "%s-%s", ev->country, ev->region);
+        if (ev->browser[0] && ev->browser_major[0])
+            str_format(version, sizeof version, "%s %s", ev->browser, ev->browser_major);
+        const char *device = ev->device == DEVICE_UNKNOWN ? "" : device_class_name(ev->device);
+
+        visit[ROLLUP_V_ENTRY_PAGE] = row_count(r, di, "page", ev->path, pageview, vid, false);
+        visit[ROLLUP_V_SOURCE] = row_count(r, di, "source", source, pageview, vid, true);
+        visit[ROLLUP_V_UTM_SOURCE] =
+            row_count(r, di, "utm_source", ev->utm_source, pageview, vid, true);
+        visit[ROLLUP_V_UTM_MEDIUM] =
+            row_count(r, di, "utm_medium", ev->utm_medium, pageview, vid, true);
+        visit[ROLLUP_V_UTM_CAMPAIGN] =
+            row_count(r, di, "utm_campaign", ev->utm_campaign, pageview, vid, true);
+        visit[ROLLUP_V_COUNTRY] = row_count(r, di, "country", ev->country, pageview, vid, false);
+        visit[ROLLUP_V_REGION] = row_count(r, di, "region", region, pageview, vid, false);
+        visit[ROLLUP_V_CITY] = row_count(r, di, "city", ev->city, pageview, vid, false);
+        visit[ROLLUP_V_BROWSER] = row_count(r, di, "browser", ev->browser, pageview, vid, false);
+        visit[ROLLUP_V_BROWSER_VERSION] =
+            row_count(r, di, "browser_version", version, pageview, vid, false);
+        visit[ROLLUP_V_OS] = row_count(r, di, "os", ev->os, pageview, vid, false);
+        visit[ROLLUP_V_DEVICE] = row_count(r, di, "device", device, pageview, vid, false);
+        visit[ROLLUP_V_SCREEN] = row_count(r, di, "screen", ev->screen, pageview, vid, false);
+        row_count(r, di, "name", ev->name, pageview, vid, false);
+        for (size_t i = 0; i < ev->nprops && i < EV_PROPS_MAX; i++) {
+            const struct event_prop *p = &ev->props[i];
+            char dim[8 + EV_PROP_KEY_MAX];
+            if (!p->key[0] || !p->value[0] ||
+                !str_format(dim, sizeof dim, "prop:%s", p->key))
+                continue;
+            row_count(r, di, "prop_key", p->key, pageview, vid, false);
+            row_count(r, di, dim, p->value, pageview, vid, false);
+        }
+    }
+    if (vid != ROLLUP_NO_VISITOR) {
+        GROW(r->hits, r->nhits, r->hits_cap);
+        struct rollup_hit *h = &r->hits[r->nhits];
+        h->session = session_index(r, ev->site, vid);
+        h->day = di;
+        h->ts = ev->ts;
+        h->pageview = pageview;
+        h->seq = (uint32_t)r->nhits;
+        memcpy(h->visit, visit, sizeof visit);
+        r->nhits++;
+    }
+    r->nevents++;
+    return ROLLUP_ADDED;
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const struct rollup_hit *x = a, *y = b;
+    if (x->session != y->session)
+        return x->session < y->session ? -1 : 1;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void rollup_finish(struct rollup *r)
+{
+    if (r->nhits > 1)
+        qsort(r->hits, r->nhits, sizeof *r->hits, hit_cmp);
+}
+
+size_t rollup_nevents(const struct rollup *r)
+{
+    return r->nevents;
+}
+
+const struct rollup_day *rollup_days(const struct rollup *r, size_t *n)
+{
+    *n = r->ndays;
+    return r->days;
+}
+
+const struct rollup_row *rollup_rows(const struct rollup *r, size_t *n)
+{
+    *n = r->nrows;
+    return r->rows;
+}
+
+const struct rollup_session *rollup_sessions(const struct rollup *r, size_t *n)
+{
+    *n = r->nsessions;
+    return r->sessions;
+}
+
+const struct rollup_hit *rollup_hits(const struct rollup *r, size_t *n)
+{
+    *n = r->nhits;
+    return r->hits;
+}
+
+const char *rollup_visitor(const struct rollup *r, uint32_t id)
+{
+    return id < r->nvisitors ? r->visitors[id] : "";
+}
+
+const struct rollup_day *rollup_find_day(const struct rollup *r, const char *site,
+                                         const char *day)
+{
+    char key[EV_SITE_MAX + 16];
+    size_t klen = day_key(key, sizeof key, site, day);
+    uint32_t idx;
+    if (klen == 0 || !smap_find(&r->day_map, key, klen, &idx))
+        return NULL;
+    return &r->days[idx];
+}
+
+const struct rollup_row *rollup_find_row(const struct rollup *r, const char *site,
+                                         const char *day, const char *dim, const char *value)
+{
+    const struct rollup_day *d = rollup_find_day(r, site, day);
+    if (!d)
+        return NULL;
+    char key[ROW_KEY_MAX];
+    size_t klen = row_key(key, (uint32_t)(d - r->days), dim, value);
+    uint32_t idx;
+    if (klen == 0 || !smap_find(&r->row_map, key, klen, &idx))
+        return NULL;
+    return &r->rows[idx];
+}
+
+/* ---- key names ---- */
+
+bool rollup_key_stream(char *out, size_t outlen, const char *prefix)
+{
+    return str_format(out, outlen, "%sevents", prefix);
+}
+
+bool rollup_key_sites(char *out, size_t outlen, const char *prefix)
+{
+    return str_format(out, outlen, "%ssites", prefix);
+}
+
+bool rollup_key_day(char *out, size_t outlen, const char *prefix, const char *site,
+                    const char *day, const char *suffix)
+{
+    return str_format(out, outlen, "%sd:%s:%s:%s", prefix, site, day, suffix);
+}
+
+bool rollup_key_breakdown(char *out, size_t outlen, const char *prefix, const char *site,
+                          const char *day, const char *dim, const char *metric)
+{
+    return str_format(out, outlen, "%sd:%s:%s:b:%s:%s", prefix, site, day, dim, metric);
+}
+
+bool rollup_key_row_visitors(char *out, size_t outlen, const char *prefix, const char *site,
+                             const char *day, const char *dim, const char *value)
+{
+    return str_format(out, outlen, "%sd:%s:%s:u:%s:%s", prefix, site, day, dim, value);
+}
+
+bool rollup_key_session(char *out, size_t outlen, const char *prefix, const char *site,
+                        const char *visitor)
+{
+    return str_format(out, outlen, "%ss:%s:%s", prefix, site, visitor);
+}
+
+bool rollup_key_realtime(char *out, size_t outlen, const char *prefix, const char *site)
+{
+    return str_format(out, outlen, "%srt:%s", prefix, site);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+int64_t rollup_day_expire_at(const char *day, long long retention_days)
+{
+    long long y, m, d;
+    static const char shape[] = "dddd-dd-dd";
+    for (size_t i = 0; i < 10; i++)
+        if (shape[i] == 'd' ? (day[i] < '0' || day[i] > '9') : day[i] != '-')
+            return -1;
+    if (day[10] != '\0' || !safe_strtoll_n(day, 4, 1970, 9999, &y) ||
+        !safe_strtoll_n(day + 5, 2, 1, 12, &m) || !safe_strtoll_n(day + 8, 2, 1, 31, &d))
+        return -1;
+    static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    unsigned last = mdays[m - 1] + (m == 2 && leap);
+    if ((unsigned)d > last)
+        return -1;
+    int64_t start = days_from_civil(y, (unsigned)m, (unsigned)d) * 86400;
+    return start + 86400 + (int64_t)retention_days * 86400;
+}
+
+bool rollup_site_valid(const char *site)
+{
+    if (!site[0])
+        return false;
+    for (const unsigned char *p = (const unsigned char *)site; *p; p++)
+        if (*p == ':' || *p <= ' ' || *p == 0x7f)
+            return false;
+    return true;
+}
