@@ -381,7 +381,8 @@ static void handle_breakdown(struct api_request *rq, const struct api_params *p,
         publish_row(api, p->site_id, &p->range, &rows.rows[i]);
     if (have_other)
         publish_row(api, p->site_id, &p->range, &other);
-    qsort(rows.rows, kept, sizeof *rows.rows, row_order);
+    if (kept > 1)
+        qsort(rows.rows, kept, sizeof *rows.rows, row_order);
 
     /* "(other)" is a summary: always the last row of the last page. */
     size_t total = kept + (have_other ? 1 : 0);
