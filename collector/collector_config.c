@@ -10,6 +10,7 @@
 
 #include "geo.h"
 #include "log.h"
+#include "spool.h"
 #include "util.h"
 #include "visitor.h"
 
@@ -84,8 +85,26 @@ const struct cfg_option collector_options[] = {
     {"timeout_s", CFG_INT, OPT(timeout_s), "10", 1, 300, NULL,
      "Seconds a connection may stay idle or take to send a request.", NULL, false},
     {"max_buffered_events", CFG_INT, OPT(max_buffered_events), "100000", 100, 100000000, NULL,
-     "Events held in memory per thread while Redis is slow or down; past it, 503.",
+     "Events held in memory per thread while Redis is slow or down; past it, events go to "
+     "the disk spool (spool_dir), and only when that is full too, 503.",
      "Buffered events hold the same derived fields as the stream, never an IP.", false},
+    {"spool_dir", CFG_STRING, OPT(spool_dir), "/var/lib/veil/spool", 0, 1000, NULL,
+     "Directory of the disk spool (created 0700): events past max_buffered_events wait here "
+     "while Redis is away, and what Redis has not acknowledged at shutdown is saved here and "
+     "sent by the next start. Must be writable or the collector does not start; one "
+     "directory per Redis destination. Empty = no spool (memory only: a restart during an "
+     "outage loses the buffer). See docs/DELIVERY.md.",
+     "Spool files hold exactly the derived stream fields, never an IP or a User-Agent; they "
+     "are deleted once Redis has the events.", false},
+    {"spool_max_bytes", CFG_INT, OPT(spool_max_bytes), "1073741824", 65536,
+     1099511627776LL, NULL,
+     "Disk the spool may use, all threads together (each thread gets an equal share); past "
+     "it, 503 with Retry-After.", NULL, false},
+    {"spool_fsync", CFG_ENUM, OPT(spool_fsync), "batch", 0, 0, spool_fsync_names,
+     "When spooled events are forced to disk: always (before the answer; survives power "
+     "loss), batch (within 100 ms; a power loss may lose the last 100 ms), never (the "
+     "kernel decides). A collector crash loses nothing spooled with any of them.", NULL,
+     false},
     {"rate_limit", CFG_DOUBLE, OPT(rate_limit), "20", 0, 100000, NULL,
      "Requests per second allowed per client on average (token bucket); over it, 429. "
      "0 = no limit.",

@@ -34,6 +34,9 @@ struct collector_config {
     long long max_header_bytes;
     long long timeout_s;
     long long max_buffered_events;
+    char *spool_dir;            /* "" = no disk spool */
+    long long spool_max_bytes;  /* all threads together */
+    int spool_fsync;            /* enum spool_fsync */
     double rate_limit;
     long long rate_burst;
     char *tracker_js;

@@ -381,8 +381,10 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
         return -1;
     }
     w->ua = ua_parser_new(srv->shared.ua_rules, (size_t)conf->ua_cache_entries);
-    w->sink = sink_new(w->base, conf->redis, (size_t)conf->max_buffered_events, &w->metrics);
-    if (!w->ua || !w->sink) {
+    w->sink = sink_new(w->base, conf, id, srv->nworkers, &w->metrics, err, errlen);
+    if (!w->sink)
+        return -1; /* err says why (e.g. spool_dir) */
+    if (!w->ua) {
         str_format(err, errlen, "cannot set up worker %d", id);
         return -1;
     }

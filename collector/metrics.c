@@ -26,6 +26,11 @@ static const char *const metric_names[M__COUNT] = {
     [M_REDIS_WRITTEN] = "veil_collector_redis_written_total",
     [M_REDIS_ERRORS] = "veil_collector_redis_errors_total",
     [M_REDIS_RECONNECTS] = "veil_collector_redis_reconnects_total",
+    [M_REDIS_DUPLICATES] = "veil_collector_redis_duplicates_suppressed_total",
+    [M_SPOOLED] = "veil_collector_spooled_events_total",
+    [M_REPLAYED] = "veil_collector_replayed_events_total",
+    [M_SPOOL_CORRUPT] = "veil_collector_spool_corrupt_records_total",
+    [M_SPOOL_ERRORS] = "veil_collector_spool_errors_total",
 };
 
 static pthread_mutex_t reasons_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -88,6 +93,13 @@ void metrics_render(struct metrics *const *per_thread, int n, struct evbuffer *o
                         "# TYPE veil_collector_buffered_events gauge\n"
                         "veil_collector_buffered_events %lld\n",
                         (long long)buffered);
+    int64_t spool_bytes = 0;
+    for (int t = 0; t < n; t++)
+        spool_bytes += atomic_load_explicit(&per_thread[t]->spool_bytes, memory_order_relaxed);
+    evbuffer_add_printf(out,
+                        "# TYPE veil_collector_spool_bytes gauge\n"
+                        "veil_collector_spool_bytes %lld\n",
+                        (long long)spool_bytes);
     evbuffer_add_printf(out, "# TYPE veil_collector_rejections_total counter\n");
     pthread_mutex_lock(&reasons_lock);
     for (int i = 0; i < REASONS_MAX && reason_text[i][0]; i++) {

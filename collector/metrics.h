@@ -27,12 +27,18 @@ enum metric {
     M_REDIS_WRITTEN,     /* XADD acknowledged by Redis */
     M_REDIS_ERRORS,      /* XADD answered with an error */
     M_REDIS_RECONNECTS,  /* connection attempts after a loss */
+    M_REDIS_DUPLICATES,  /* re-sent events Redis already held (not added twice) */
+    M_SPOOLED,           /* events written to the disk spool */
+    M_REPLAYED,          /* events read back from the spool to go to Redis */
+    M_SPOOL_CORRUPT,     /* torn or corrupt spool data skipped (one per bad span) */
+    M_SPOOL_ERRORS,      /* spool writes, syncs or opens that failed */
     M__COUNT
 };
 
 struct metrics {
     _Atomic uint64_t c[M__COUNT];
-    _Atomic int64_t buffered; /* events waiting for Redis (gauge) */
+    _Atomic int64_t buffered; /* events waiting for Redis in memory (gauge) */
+    _Atomic int64_t spool_bytes; /* size of this thread's spool files (gauge) */
 };
 
 static inline void metrics_inc(struct metrics *m, enum metric k)

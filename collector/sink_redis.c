@@ -1,33 +1,88 @@
-/* sink_redis.c - pipelined, reconnecting XADD writer (see sink_redis.h).
+/* sink_redis.c - memory buffer, spool and pipelined Redis delivery of one
+ * worker thread (see sink_redis.h and docs/DELIVERY.md).
  *
- * State: DISCONNECTED -> CONNECTING -> CONNECTED -> (lost) -> DISCONNECTED,
- * changed only in sink_set_state. Queue discipline: `queue` holds commands
- * not yet sent, `inflight` those sent and awaiting a reply, both FIFO; a
- * reply pops the head of `inflight`. When the connection is lost, hiredis
- * calls every outstanding callback with a NULL reply in order: those
- * commands go back, in order, in front of `queue`. Never blocks the loop. */
+ * State: DISCONNECTED -> CONNECTING -> LOADING (SCRIPT LOAD sent) -> READY
+ * -> CLOSING (after a transient error) -> DISCONNECTED, changed only in
+ * sink_set_state. Queue discipline: `queue` holds events not yet sent,
+ * `inflight` those sent and awaiting a reply, `returned` those to send
+ * again; a reply pops the head of `inflight`. Logical order is always
+ * returned, inflight, queue, then the spool's unread records: an event goes
+ * to memory only when the spool has nothing unread, and the spool is read
+ * back into the tail of `queue`.
+ *
+ * Exactly once into the stream: each event carries its lane (the spool
+ * group "<run id>-<worker>" of the sink that accepted it) and a sequence
+ * number in that lane. The delivery script keeps the lane's high-water mark
+ * in veil:{0}:lane:<lane> and adds an event only when its number is the
+ * next one; a number at or below the mark is answered 0 (already added).
+ * Before the first event of a lane on a connection the sink raises the
+ * mark to that event's number minus one: everything older of that lane is
+ * acknowledged or given up. Never blocks the loop on Redis; never holds an
+ * IP or a User-Agent. */
 #include "sink_redis.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <adapters/libevent.h>
 #include <async.h>
 #include <hiredis.h>
 
 #include "log.h"
+#include "spool.h"
 #include "util.h"
 
 #define SINK_MAX_INFLIGHT 4096
+#define SINK_REFILL_BATCH 512       /* spool records moved into memory at a time */
 #define SINK_BACKOFF_MIN_MS 50
 #define SINK_BACKOFF_MAX_MS 2000
+#define SINK_SYNC_MS 100            /* spool_fsync=batch */
+#define SINK_ADOPT_MS 10000         /* look for files of processes that ended */
+#define SINK_LANE_TTL "2592000"     /* 30 days: how long a lane's mark outlives its last event */
+#define SINK_SPOOL_SHARE_MIN (64 * 1024)
+#define PAYLOAD_VERSION 1
 
-enum sink_state { SINK_DISCONNECTED, SINK_CONNECTING, SINK_CONNECTED };
+/* KEYS[1] stream, KEYS[2] lane mark; ARGV[1] 'x' (add) or 'r' (raise the
+ * mark), ARGV[2] sequence number, ARGV[3] mark TTL, ARGV[4..] fields. The
+ * shebang makes Redis refuse the whole call with -OOM up front instead of
+ * failing inside it. */
+static const char delivery_script[] =
+    "#!lua\n"
+    "local mark = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "local seq = tonumber(ARGV[2])\n"
+    "if ARGV[1] == 'r' then\n"
+    "  if seq > mark then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end\n"
+    "  return mark\n"
+    "end\n"
+    "if seq <= mark then return 0 end\n"
+    "if seq ~= mark + 1 then\n"
+    "  return redis.error_reply('VEILGAP lane expects ' .. (mark + 1))\n"
+    "end\n"
+    "local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))\n"
+    "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
+    "return id\n";
 
+enum sink_state { SINK_DISCONNECTED, SINK_CONNECTING, SINK_LOADING, SINK_READY, SINK_CLOSING };
+
+struct lane {
+    struct lane *next;
+    char id[SPOOL_GROUP_MAX];
+    char key[sizeof SINK_LANE_PREFIX + SPOOL_GROUP_MAX];
+    uint64_t last_seq;   /* own lane: the last number given out */
+    uint64_t raised_gen; /* connection on which the mark was raised */
+};
+
+/* One event. payload: [u8 version][u8 lane length][lane][u64 seq LE]
+ * [u16 field count LE] then per field [u16 length LE][bytes]: the same
+ * bytes in memory and in the spool. */
 struct sink_cmd {
     struct sink_cmd *next;
+    struct lane *lane;
+    uint64_t seq;
+    struct spool_seg *seg; /* read back from the spool, NULL if never there */
     size_t len;
-    char *resp; /* formatted RESP command */
+    uint8_t payload[];
 };
 
 struct cmd_list {
@@ -44,9 +99,14 @@ struct sink {
     redisAsyncContext *ac;
     struct event *retry;
     int backoff_ms;
+    uint64_t conn_gen;        /* bumped when a connection becomes READY */
+    char sha[41];             /* the delivery script's SHA1, from SCRIPT LOAD */
     struct cmd_list queue;    /* not yet sent */
     struct cmd_list inflight; /* sent, awaiting reply */
-    struct cmd_list returned; /* lost with the connection, to resend */
+    struct cmd_list returned; /* to send again */
+    struct spool *spool;      /* NULL without spool_dir */
+    struct event *sync_ev, *adopt_ev;
+    struct lane *lanes, *own;
 };
 
 static void list_push(struct cmd_list *l, struct sink_cmd *c)
@@ -86,16 +146,132 @@ static void list_prepend(struct cmd_list *l, struct cmd_list *front)
     front->n = 0;
 }
 
-static void cmd_free(struct sink_cmd *c)
+static size_t mem_pending(const struct sink *s)
 {
-    redisFreeCommand(c->resp);
-    free(c);
+    return s->queue.n + s->inflight.n + s->returned.n;
 }
 
 static void update_gauge(struct sink *s, int64_t delta)
 {
     atomic_fetch_add_explicit(&s->m->buffered, delta, memory_order_relaxed);
 }
+
+/* ---- payload ---- */
+
+static void put_le(uint8_t *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+struct payload_view {
+    const char *lane;
+    size_t lane_len;
+    uint64_t seq;
+    size_t nfields;
+    const uint8_t *fields; /* nfields x [u16 length][bytes] */
+};
+
+/* Check the layout of a payload (from memory or the spool). */
+static bool payload_parse(const uint8_t *p, size_t len, struct payload_view *v)
+{
+    if (len < 2 || p[0] != PAYLOAD_VERSION || p[1] == 0 || p[1] >= SPOOL_GROUP_MAX ||
+        len < 2 + (size_t)p[1] + 10)
+        return false;
+    v->lane = (const char *)p + 2;
+    v->lane_len = p[1];
+    const uint8_t *q = p + 2 + v->lane_len, *end = p + len;
+    v->seq = get_le(q, 8);
+    v->nfields = (size_t)get_le(q + 8, 2);
+    v->fields = q + 10;
+    if (v->seq == 0 || v->nfields % 2 || v->nfields > EVENT_MAX_ARGS)
+        return false;
+    for (size_t i = 0; i < v->lane_len; i++)
+        if (v->lane[i] <= ' ' || v->lane[i] > '~')
+            return false;
+    q = v->fields;
+    for (size_t i = 0; i < v->nfields; i++) {
+        if (end - q < 2)
+            return false;
+        size_t flen = (size_t)get_le(q, 2);
+        if ((size_t)(end - q - 2) < flen)
+            return false;
+        q += 2 + flen;
+    }
+    return q == end;
+}
+
+/* A command holding `ev` in `lane` under number `seq`; NULL when out of memory. */
+static struct sink_cmd *cmd_new_event(struct lane *lane, uint64_t seq,
+                                      const struct event_record *ev)
+{
+    const char *argv[EVENT_MAX_ARGS];
+    size_t argvlen[EVENT_MAX_ARGS];
+    char scratch[EVENT_SCRATCH_BYTES];
+    size_t n = event_encode(ev, argv, argvlen, scratch);
+    size_t lane_len = strlen(lane->id);
+    size_t len = 2 + lane_len + 10;
+    for (size_t i = 0; i < n; i++) {
+        if (argvlen[i] > UINT16_MAX)
+            return NULL;
+        len += 2 + argvlen[i];
+    }
+    if (len > SPOOL_RECORD_MAX)
+        return NULL;
+    struct sink_cmd *c = malloc(sizeof *c + len);
+    if (!c)
+        return NULL;
+    c->lane = lane;
+    c->seq = seq;
+    c->seg = NULL;
+    c->len = len;
+    uint8_t *p = c->payload;
+    p[0] = PAYLOAD_VERSION;
+    p[1] = (uint8_t)lane_len;
+    memcpy(p + 2, lane->id, lane_len);
+    p += 2 + lane_len;
+    put_le(p, seq, 8);
+    put_le(p + 8, n, 2);
+    p += 10;
+    for (size_t i = 0; i < n; i++) {
+        put_le(p, argvlen[i], 2);
+        memcpy(p + 2, argv[i], argvlen[i]);
+        p += 2 + argvlen[i];
+    }
+    return c;
+}
+
+static struct lane *lane_get(struct sink *s, const char *id, size_t len)
+{
+    for (struct lane *l = s->lanes; l; l = l->next)
+        if (strlen(l->id) == len && memcmp(l->id, id, len) == 0)
+            return l;
+    struct lane *l = xcalloc(1, sizeof *l);
+    str_copy(l->id, sizeof l->id, id, len);
+    str_format(l->key, sizeof l->key, "%s%s", SINK_LANE_PREFIX, l->id);
+    l->next = s->lanes;
+    s->lanes = l;
+    return l;
+}
+
+/* The event is acknowledged or given up. */
+static void cmd_done(struct sink *s, struct sink_cmd *c)
+{
+    if (c->seg)
+        spool_release(s->spool, c->seg);
+    free(c);
+    update_gauge(s, -1);
+}
+
+/* ---- connection ---- */
 
 static void sink_connect(struct sink *s);
 static void pump(struct sink *s);
@@ -105,14 +281,34 @@ static void sink_set_state(struct sink *s, enum sink_state state)
     s->state = state;
     if (state == SINK_DISCONNECTED) {
         s->ac = NULL;
+        list_prepend(&s->queue, &s->inflight); /* hiredis answered these NULL already */
         list_prepend(&s->queue, &s->returned);
         struct timeval tv = {s->backoff_ms / 1000, (s->backoff_ms % 1000) * 1000};
         evtimer_add(s->retry, &tv);
         s->backoff_ms = s->backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS
                                                                : s->backoff_ms * 2;
-    } else if (state == SINK_CONNECTED) {
+    } else if (state == SINK_READY) {
         s->backoff_ms = SINK_BACKOFF_MIN_MS;
+        s->conn_gen++;
     }
+}
+
+/* Errors after which sending the same event again can succeed. */
+static bool transient_error(const char *msg)
+{
+    static const char *const prefixes[] = {"OOM",     "LOADING",  "BUSY",        "MASTERDOWN",
+                                           "READONLY", "NOSCRIPT", "VEILGAP",     "TRYAGAIN",
+                                           "CLUSTERDOWN", "NOREPLICAS"};
+    for (size_t i = 0; i < ARRAY_LEN(prefixes); i++)
+        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Length of the error code (first word) of a Redis error, for logs. */
+static int error_code_len(const char *msg)
+{
+    return (int)strcspn(msg, " ");
 }
 
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -123,51 +319,142 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (!c)
         return;
     if (!reply) {
-        /* Connection lost before the reply: send again after reconnect. */
+        /* Connection lost before the reply: send again (the lane mark
+         * makes a second add impossible if the first one happened). */
         list_push(&s->returned, c);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        bool transient = strncmp(reply->str, "OOM", 3) == 0 ||
-                         strncmp(reply->str, "LOADING", 7) == 0 ||
-                         strncmp(reply->str, "BUSY", 4) == 0 ||
-                         strncmp(reply->str, "MASTERDOWN", 10) == 0 ||
-                         strncmp(reply->str, "READONLY", 8) == 0;
         metrics_inc(s->m, M_REDIS_ERRORS);
-        if (transient) {
+        if (transient_error(reply->str)) {
             list_push(&s->returned, c);
-            if (s->state == SINK_CONNECTED && s->ac == ac) {
-                log_warn("redis answered a transient error; retrying after backoff");
+            if (s->state == SINK_READY && s->ac == ac) {
+                log_warn("redis answered %.*s; sending again from the oldest unacknowledged "
+                         "event after backoff",
+                         error_code_len(reply->str), reply->str);
+                sink_set_state(s, SINK_CLOSING);
                 redisAsyncDisconnect(ac);
             }
             return;
         }
         log_error("redis refused an event (not retried): %.120s", reply->str);
-        cmd_free(c);
-        update_gauge(s, -1);
+        cmd_done(s, c);
         return;
     }
-    metrics_inc(s->m, M_REDIS_WRITTEN);
-    cmd_free(c);
-    update_gauge(s, -1);
+    metrics_inc(s->m, reply->type == REDIS_REPLY_INTEGER ? M_REDIS_DUPLICATES : M_REDIS_WRITTEN);
+    cmd_done(s, c);
     pump(s);
 }
 
-/* Send queued commands while connected and the window allows. */
+static void raise_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct sink *s = privdata;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        metrics_inc(s->m, M_REDIS_ERRORS);
+        log_debug("redis refused a lane mark: %.*s", error_code_len(reply->str), reply->str);
+    }
+}
+
+/* Send the mark raise (first event of a lane on this connection), then the event. */
+static int send_cmd(struct sink *s, struct sink_cmd *c)
+{
+    struct payload_view v;
+    if (!payload_parse(c->payload, c->len, &v))
+        return -1; /* cannot happen: checked when built or read back */
+    char seq[24];
+    const char *argv[8 + EVENT_MAX_ARGS] = {"EVALSHA", s->sha, "2", SINK_STREAM_KEY,
+                                            c->lane->key, "r", seq, SINK_LANE_TTL};
+    size_t argvlen[8 + EVENT_MAX_ARGS] = {7, 40, 1, sizeof SINK_STREAM_KEY - 1,
+                                          strlen(c->lane->key), 1, 0, sizeof SINK_LANE_TTL - 1};
+    if (c->lane->raised_gen != s->conn_gen) {
+        str_format(seq, sizeof seq, "%llu", (unsigned long long)(c->seq - 1));
+        argvlen[6] = strlen(seq);
+        if (redisAsyncCommandArgv(s->ac, raise_cb, s, 8, argv, argvlen) != REDIS_OK)
+            return -1;
+        c->lane->raised_gen = s->conn_gen;
+    }
+    argv[5] = "x";
+    str_format(seq, sizeof seq, "%llu", (unsigned long long)c->seq);
+    argvlen[6] = strlen(seq);
+    const uint8_t *q = v.fields;
+    for (size_t i = 0; i < v.nfields; i++) {
+        argvlen[8 + i] = (size_t)get_le(q, 2);
+        argv[8 + i] = (const char *)q + 2;
+        q += 2 + argvlen[8 + i];
+    }
+    return redisAsyncCommandArgv(s->ac, reply_cb, s, (int)(8 + v.nfields), argv, argvlen) ==
+                   REDIS_OK
+               ? 0
+               : -1;
+}
+
+/* Move the oldest spool records to the tail of `queue` while memory has room. */
+static void refill(struct sink *s)
+{
+    while (s->spool && s->queue.n < SINK_REFILL_BATCH && mem_pending(s) < s->max_buffered &&
+           spool_unread(s->spool) > 0) {
+        const uint8_t *payload;
+        size_t len;
+        struct spool_seg *seg;
+        if (spool_next(s->spool, &payload, &len, &seg) != 1)
+            break;
+        metrics_inc(s->m, M_REPLAYED);
+        struct payload_view v;
+        if (!payload_parse(payload, len, &v)) {
+            log_warn("spool: a record with a good checksum has an unknown layout; skipped");
+            metrics_inc(s->m, M_SPOOL_CORRUPT);
+            spool_release(s->spool, seg);
+            continue;
+        }
+        struct sink_cmd *c = xmalloc(sizeof *c + len);
+        c->lane = lane_get(s, v.lane, v.lane_len);
+        c->seq = v.seq;
+        c->seg = seg;
+        c->len = len;
+        memcpy(c->payload, payload, len);
+        list_push(&s->queue, c);
+        update_gauge(s, 1);
+    }
+}
+
+/* Send queued events while ready and the window allows. */
 static void pump(struct sink *s)
 {
-    while (s->state == SINK_CONNECTED && s->queue.head &&
-           s->inflight.n < SINK_MAX_INFLIGHT) {
-        struct sink_cmd *c = list_pop(&s->queue);
-        if (redisAsyncFormattedCommand(s->ac, reply_cb, s, c->resp, c->len) != REDIS_OK) {
-            /* The context is going away: keep the command first in line. */
-            struct cmd_list one = {c, c, 1};
-            c->next = NULL;
-            list_prepend(&s->queue, &one);
-            break;
-        }
-        list_push(&s->inflight, c);
+    while (s->state == SINK_READY && s->inflight.n < SINK_MAX_INFLIGHT) {
+        if (!s->queue.head)
+            refill(s);
+        struct sink_cmd *c = s->queue.head;
+        if (!c || send_cmd(s, c) != 0)
+            break; /* nothing to send, or the context is going away */
+        list_push(&s->inflight, list_pop(&s->queue));
     }
+}
+
+static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct sink *s = privdata;
+    redisReply *reply = r;
+    if (!reply || s->ac != ac || s->state != SINK_LOADING)
+        return; /* lost: disconnect_cb follows */
+    if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
+        memcpy(s->sha, reply->str, 40);
+        s->sha[40] = '\0';
+        sink_set_state(s, SINK_READY);
+        log_info("redis connected (%zu events waiting)", sink_pending(s));
+        pump(s);
+        return;
+    }
+    metrics_inc(s->m, M_REDIS_ERRORS);
+    const char *msg = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+    if (transient_error(msg))
+        log_warn("redis is not ready (%.*s); retrying", error_code_len(msg), msg);
+    else
+        log_error("redis refused the delivery script (%.160s); Redis 7.0 or later is required",
+                  msg);
+    sink_set_state(s, SINK_CLOSING);
+    redisAsyncDisconnect(ac);
 }
 
 static void connect_cb(const redisAsyncContext *ac, int status)
@@ -178,9 +465,11 @@ static void connect_cb(const redisAsyncContext *ac, int status)
         sink_set_state(s, SINK_DISCONNECTED);
         return;
     }
-    log_info("redis connected (%zu events waiting)", s->queue.n + s->returned.n);
-    sink_set_state(s, SINK_CONNECTED);
-    pump(s);
+    sink_set_state(s, SINK_LOADING);
+    if (redisAsyncCommand(s->ac, load_cb, s, "SCRIPT LOAD %s", delivery_script) != REDIS_OK) {
+        sink_set_state(s, SINK_CLOSING);
+        redisAsyncDisconnect(s->ac);
+    }
 }
 
 static void disconnect_cb(const redisAsyncContext *ac, int status)
@@ -224,86 +513,181 @@ static void sink_connect(struct sink *s)
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     s->ac = ac;
-    s->state = SINK_CONNECTING;
+    sink_set_state(s, SINK_CONNECTING);
 }
 
-struct sink *sink_new(struct event_base *base, const char *redis, size_t max_buffered,
-                      struct metrics *m)
+/* ---- spool timers ---- */
+
+static void sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sink *s = arg;
+    spool_sync(s->spool);
+}
+
+static void adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sink *s = arg;
+    if (spool_adopt(s->spool) > 0)
+        pump(s);
+}
+
+/* ---- public ---- */
+
+struct sink *sink_new(struct event_base *base, const struct collector_config *conf, int worker,
+                      int nworkers, struct metrics *m, char *err, size_t errlen)
 {
     char host[300];
     int port;
-    if (strncmp(redis, "unix:", 5) != 0 && !hostport_split(redis, host, sizeof host, &port))
+    if (strncmp(conf->redis, "unix:", 5) != 0 &&
+        !hostport_split(conf->redis, host, sizeof host, &port)) {
+        str_format(err, errlen, "redis: expected host:port or unix:/path");
         return NULL;
+    }
     struct sink *s = xcalloc(1, sizeof *s);
     s->base = base;
-    s->redis = xstrdup(redis);
-    s->max_buffered = max_buffered;
+    s->redis = xstrdup(conf->redis);
+    s->max_buffered = (size_t)conf->max_buffered_events;
     s->m = m;
     s->backoff_ms = SINK_BACKOFF_MIN_MS;
     s->retry = evtimer_new(base, retry_cb, s);
+    char lane[SPOOL_GROUP_MAX];
+    if (conf->spool_dir[0]) {
+        uint64_t share = (uint64_t)conf->spool_max_bytes / (uint64_t)(nworkers > 0 ? nworkers : 1);
+        struct spool_options opt = {
+            .dir = conf->spool_dir,
+            .max_bytes = share < SINK_SPOOL_SHARE_MIN ? SINK_SPOOL_SHARE_MIN : share,
+            .fsync = (enum spool_fsync)conf->spool_fsync,
+            .worker = worker,
+            .nworkers = nworkers,
+        };
+        s->spool = spool_open(&opt, m, err, errlen);
+        if (!s->spool) {
+            size_t used = strlen(err);
+            str_format(err + used, errlen - used,
+                       " (make spool_dir a writable directory, or set it to \"\" to keep "
+                       "undelivered events in memory only)");
+            event_free(s->retry);
+            free(s->redis);
+            free(s);
+            return NULL;
+        }
+        if (spool_unread(s->spool))
+            log_info("spool: %llu events left by a previous run go to redis first",
+                     (unsigned long long)spool_unread(s->spool));
+        str_copy(lane, sizeof lane, spool_group(s->spool), strlen(spool_group(s->spool)));
+        s->sync_ev = evtimer_new(base, sync_cb, s);
+        s->adopt_ev = event_new(base, -1, EV_PERSIST, adopt_cb, s);
+        struct timeval every = {SINK_ADOPT_MS / 1000, 0};
+        event_add(s->adopt_ev, &every);
+    } else {
+        uint64_t run_id = 0;
+        while (run_id == 0 && getrandom(&run_id, sizeof run_id, 0) != (ssize_t)sizeof run_id)
+            ;
+        str_format(lane, sizeof lane, "%016llx-%d", (unsigned long long)run_id, worker);
+    }
+    s->own = lane_get(s, lane, strlen(lane));
     sink_connect(s);
     return s;
 }
 
 size_t sink_pending(const struct sink *s)
 {
-    return s->queue.n + s->inflight.n + s->returned.n;
+    return mem_pending(s) + (s->spool ? (size_t)spool_unread(s->spool) : 0);
 }
 
 bool sink_connected(const struct sink *s)
 {
-    return s->state == SINK_CONNECTED;
+    return s->state == SINK_READY;
 }
 
 int sink_push(struct sink *s, const struct event_record *ev)
 {
-    if (sink_pending(s) >= s->max_buffered)
+    struct sink_cmd *c = cmd_new_event(s->own, s->own->last_seq + 1, ev);
+    if (!c)
         return -1;
-    const char *argv[3 + EVENT_MAX_ARGS];
-    size_t argvlen[3 + EVENT_MAX_ARGS];
-    char scratch[EVENT_SCRATCH_BYTES];
-    argv[0] = "XADD";
-    argvlen[0] = 4;
-    argv[1] = SINK_STREAM_KEY;
-    argvlen[1] = sizeof SINK_STREAM_KEY - 1;
-    argv[2] = "*";
-    argvlen[2] = 1;
-    size_t n = event_encode(ev, argv + 3, argvlen + 3, scratch);
-    char *resp = NULL;
-    int len = redisFormatCommandArgv(&resp, (int)(3 + n), argv, argvlen);
-    if (len < 0)
-        return -1;
-    struct sink_cmd *c = malloc(sizeof *c);
-    if (!c) {
-        redisFreeCommand(resp);
-        return -1;
+    bool spool_first = s->spool && spool_unread(s->spool) > 0;
+    if (!spool_first && mem_pending(s) < s->max_buffered) {
+        s->own->last_seq++;
+        list_push(&s->queue, c);
+        update_gauge(s, 1);
+        pump(s);
+        return 0;
     }
-    c->resp = resp;
-    c->len = (size_t)len;
-    list_push(&s->queue, c);
-    update_gauge(s, 1);
-    pump(s);
-    return 0;
+    int rc = -1;
+    if (s->spool && spool_append(s->spool, c->payload, c->len) == 0) {
+        s->own->last_seq++;
+        metrics_inc(s->m, M_SPOOLED);
+        if (!evtimer_pending(s->sync_ev, NULL)) {
+            struct timeval tv = {0, SINK_SYNC_MS * 1000};
+            evtimer_add(s->sync_ev, &tv);
+        }
+        rc = 0;
+    }
+    free(c);
+    if (rc == 0)
+        pump(s);
+    return rc;
+}
+
+/* Save what memory holds (older than the spool's unread records) in front
+ * of them. Returns the number of events lost. */
+static size_t save_to_spool(struct sink *s)
+{
+    size_t n = s->queue.n;
+    if (spool_dump_begin(s->spool) == 0) {
+        bool ok = true;
+        for (struct sink_cmd *c = s->queue.head; c && ok; c = c->next)
+            ok = spool_dump_add(s->spool, c->payload, c->len) == 0;
+        if (ok && spool_dump_commit(s->spool) == 0) {
+            if (n)
+                log_info("saved %zu events redis had not acknowledged to the spool", n);
+            return 0;
+        }
+    }
+    spool_dump_abort(s->spool);
+    metrics_inc(s->m, M_SPOOL_ERRORS);
+    return n;
 }
 
 void sink_free(struct sink *s)
 {
     if (!s)
         return;
-    size_t left = sink_pending(s);
-    if (left)
-        log_warn("%zu events were not acknowledged by redis at shutdown", left);
     if (s->ac) {
         s->ac->data = NULL;
-        redisAsyncFree(s->ac); /* calls reply_cb(NULL) for inflight */
+        redisAsyncFree(s->ac); /* calls reply_cb(NULL) for inflight: they join `returned` */
+        s->ac = NULL;
     }
-    struct cmd_list *lists[] = {&s->queue, &s->inflight, &s->returned};
-    for (size_t i = 0; i < ARRAY_LEN(lists); i++) {
-        struct sink_cmd *c;
-        while ((c = list_pop(lists[i])))
-            cmd_free(c);
+    list_prepend(&s->queue, &s->inflight);
+    list_prepend(&s->queue, &s->returned);
+    size_t held = s->queue.n, lost = held;
+    if (s->spool) {
+        if (s->sync_ev)
+            event_free(s->sync_ev);
+        if (s->adopt_ev)
+            event_free(s->adopt_ev);
+        lost = save_to_spool(s);
+        if (spool_unread(s->spool))
+            log_info("spool: %llu events wait on disk for the next start",
+                     (unsigned long long)spool_unread(s->spool));
     }
-    update_gauge(s, -(int64_t)left);
+    if (lost)
+        log_error("%zu events were not acknowledged by redis and are lost%s", lost,
+                  s->spool ? " (the spool could not take them)" : " (spool_dir is empty)");
+    struct sink_cmd *c;
+    while ((c = list_pop(&s->queue)))
+        free(c); /* spool references died with the dump */
+    update_gauge(s, -(int64_t)held);
+    spool_close(s->spool);
+    while (s->lanes) {
+        struct lane *next = s->lanes->next;
+        free(s->lanes);
+        s->lanes = next;
+    }
     event_free(s->retry);
     free(s->redis);
     free(s);

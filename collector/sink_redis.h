@@ -1,11 +1,16 @@
-/* sink_redis.h - one worker thread's pipelined XADD writer.
+/* sink_redis.h - one worker thread's delivery of events to the Redis
+ * stream: memory buffer, then disk spool, then Redis (docs/DELIVERY.md).
  *
- * Events are encoded (event_encode) into XADD commands and handed to
- * hiredis's async API on the thread's event_base: every command queued in
- * one loop iteration goes out in one write. Commands stay in a bounded
- * in-memory queue until Redis acknowledges them; on a lost connection the
- * unacknowledged ones are sent again after reconnecting (with backoff).
- * The sink only ever sees the derived event record: no IP, no User-Agent. */
+ * Events are packed once (lane, sequence number, the event_encode fields)
+ * and sent as pipelined calls of a small script on hiredis's async API on
+ * the thread's event_base. The script XADDs an event only if its lane has
+ * not seen that sequence number, so re-sending after a lost reply never
+ * adds an entry twice. Up to max_buffered_events wait in memory until
+ * Redis acknowledges them; past that, and whenever the spool still holds
+ * unread events (per-thread order), they are appended to the spool and
+ * replayed when Redis is back. At shutdown what is unacknowledged goes to
+ * the spool. The sink only ever sees the derived event record: no IP, no
+ * User-Agent. */
 #ifndef VEIL_SINK_REDIS_H
 #define VEIL_SINK_REDIS_H
 
@@ -14,29 +19,37 @@
 
 #include <event2/event.h>
 
+#include "collector_config.h"
 #include "event.h"
 #include "metrics.h"
 
 #define SINK_STREAM_KEY "veil:{0}:events"
+#define SINK_LANE_PREFIX "veil:{0}:lane:"
 
 struct sink;
 
-/* A sink for `base` writing to `redis` ("host:port" or "unix:/path"),
- * holding at most `max_buffered` unacknowledged events. Starts connecting
- * at once; `m` receives its counters. Returns NULL on bad arguments. */
-struct sink *sink_new(struct event_base *base, const char *redis, size_t max_buffered,
-                      struct metrics *m);
+/* The sink of worker `worker` (of `nworkers`) on `base`, configured by
+ * conf->redis, max_buffered_events and spool_* (`conf` must outlive it).
+ * Opens the worker's spool, adopting files a previous run left there (a
+ * share of them, by name, when several workers start), and starts
+ * connecting. `m` receives its counters. Returns NULL with a reason in err
+ * (bad address, unusable spool_dir). */
+struct sink *sink_new(struct event_base *base, const struct collector_config *conf, int worker,
+                      int nworkers, struct metrics *m, char *err, size_t errlen);
 
-/* Queue one event. Returns 0 when queued (it will reach Redis unless the
- * process dies), -1 when the buffer is full (answer 503). */
+/* Queue one event. Returns 0 when it is held in memory or on disk (it
+ * will reach Redis unless the process dies before saving its memory
+ * buffer), -1 when memory and spool are both full (answer 503). */
 int sink_push(struct sink *s, const struct event_record *ev);
 
-/* Events not yet acknowledged by Redis. */
+/* Events not yet acknowledged by Redis: in memory plus unread in the spool. */
 size_t sink_pending(const struct sink *s);
 
 bool sink_connected(const struct sink *s);
 
-/* Disconnect and free; events still pending are counted and logged. */
+/* Disconnect and free. Events Redis has not acknowledged are saved to the
+ * spool (before its unread events, keeping their order) or, without a
+ * spool, counted and logged as lost. */
 void sink_free(struct sink *s);
 
 #endif

@@ -44,7 +44,7 @@ until redis-cli -s "$SOCK" ping >/dev/null 2>&1; do
 done
 
 "$BUILD/veil-collector" --listen="127.0.0.1:$PORT" --redis="unix:$SOCK" \
-    --geo_db="$GEO" --sites="$SITE" --tracker_js="$BUILD/tracker/veil.js" \
+    --geo_db="$GEO" --sites="$SITE" --tracker_js="$BUILD/tracker/veil.js" --spool_dir="$VAR/spool" \
     2>>"$VAR/collector.log" &
 pids="$pids $!"
 if [ -x "$BUILD/veil-aggregator" ]; then

@@ -187,7 +187,7 @@ class Stack {
       'veil-collector',
       collectorBin,
       [`--listen=127.0.0.1:${collectorPort}`, `--redis=unix:${this.redisSocket}`, `--sites=${SITE}`,
-        `--tracker_js=${this.trackerPath}`, '--threads=1'],
+        `--tracker_js=${this.trackerPath}`, '--threads=1', `--spool_dir=${join(this.dir, 'spool')}`],
       join(this.dir, 'collector.log')
     );
     await waitUntil('veil-collector /healthz', async () => {

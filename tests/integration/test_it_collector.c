@@ -41,16 +41,17 @@ static void stack_start(struct stack *s, char *const *extra)
     cr_assert_not_null(s->dir);
     cr_assert_eq(harness_redis_start(&s->redis, s->dir, false), 0, "redis-server did not start");
     s->port = harness_free_port();
-    char listen[64], redis[400], geo[512], log[400];
+    char listen[64], redis[400], geo[512], log[400], spool[400];
     snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", s->port);
+    snprintf(spool, sizeof spool, "--spool_dir=%s/spool", s->dir);
     snprintf(redis, sizeof redis, "--redis=unix:%s", s->redis.socket);
     char fixture[400];
     snprintf(geo, sizeof geo, "--geo_db=%s",
              harness_build_path("fixtures/geo-test.mmdb", fixture, sizeof fixture));
     snprintf(log, sizeof log, "%s/collector.log", s->dir);
-    char *argv[32] = {"veil-collector", listen, redis, geo, "--threads=2",
+    char *argv[32] = {"veil-collector", listen, redis, geo, spool, "--threads=2",
                       "--sites=example.com,shop.example", "--trusted_proxies=127.0.0.1"};
-    int n = 7;
+    int n = 8;
     for (int i = 0; extra && extra[i]; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -313,13 +314,14 @@ Test(collector, visitor_hash_is_stable_and_shared_between_collectors, .timeout =
     wait_xlen(&s, 4);
     /* A second collector on the same Redis adopts the same salt. */
     harness_stop(&s.coll);
-    char listen[64], redis[400], log[400];
+    char listen[64], redis[400], log[400], spool[400];
     s.port = harness_free_port();
+    snprintf(spool, sizeof spool, "--spool_dir=%s/spool2", s.dir);
     snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", s.port);
     snprintf(redis, sizeof redis, "--redis=unix:%s", s.redis.socket);
     snprintf(log, sizeof log, "%s/collector2.log", s.dir);
-    char *argv[] = {"veil-collector", listen, redis, "--threads=1", "--trusted_proxies=127.0.0.1",
-                    NULL};
+    char *argv[] = {"veil-collector", listen,      redis, "--threads=1",
+                    spool,            "--trusted_proxies=127.0.0.1", NULL};
     cr_assert_eq(harness_spawn(&s.coll, argv, log), 0);
     cr_assert_eq(harness_wait_http(s.port, "/healthz", 15000), 0);
     cr_assert_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body), 202);

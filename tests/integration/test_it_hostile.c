@@ -32,12 +32,13 @@ static void server_start(struct server *s)
     s->dir = harness_tmpdir();
     cr_assert_eq(harness_redis_start(&s->redis, s->dir, false), 0);
     s->port = harness_free_port();
-    char listen[64], redis[400], log[400];
+    char listen[64], redis[400], log[400], spool[400];
     snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", s->port);
+    snprintf(spool, sizeof spool, "--spool_dir=%s/spool", s->dir);
     snprintf(redis, sizeof redis, "--redis=unix:%s", s->redis.socket);
     snprintf(log, sizeof log, "%s/collector.log", s->dir);
-    char *argv[] = {"veil-collector", listen, redis, "--threads=1", "--sites=example.com",
-                    "--timeout_s=2", "--rate_limit=0", NULL};
+    char *argv[] = {"veil-collector", listen,          redis,           spool, "--threads=1",
+                    "--sites=example.com", "--timeout_s=2", "--rate_limit=0", NULL};
     cr_assert_eq(harness_spawn(&s->coll, argv, log), 0);
     cr_assert_eq(harness_wait_http(s->port, "/healthz", 15000), 0);
 }

@@ -53,13 +53,14 @@ static void pipeline_start(struct pipeline *p)
     p->dir = harness_tmpdir();
     cr_assert_eq(harness_redis_start(&p->redis, p->dir, false), 0);
     p->port = harness_free_port();
-    char listen[64], redis[400], geo[512], fixture[400], log[400];
+    char listen[64], redis[400], geo[512], fixture[400], log[400], spool[400];
     snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", p->port);
+    snprintf(spool, sizeof spool, "--spool_dir=%s/spool", p->dir);
     snprintf(redis, sizeof redis, "--redis=unix:%s", p->redis.socket);
     snprintf(geo, sizeof geo, "--geo_db=%s",
              harness_build_path("fixtures/geo-test.mmdb", fixture, sizeof fixture));
     snprintf(log, sizeof log, "%s/collector.log", p->dir);
-    char *argv[] = {"veil-collector", listen, redis, geo, "--threads=2", "--sites=" SITE,
+    char *argv[] = {"veil-collector", listen, redis, geo, spool, "--threads=2", "--sites=" SITE,
                     "--trusted_proxies=127.0.0.1", NULL};
     cr_assert_eq(harness_spawn(&p->collector, argv, log), 0);
     cr_assert_eq(harness_wait_http(p->port, "/healthz", 15000), 0);
