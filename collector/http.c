@@ -38,7 +38,7 @@ struct http_worker {
     struct sink *sink;
     struct ua_parser *ua;
     struct ratelimit *limiter;
-    struct enrich_ctx ctx;
+
     struct metrics metrics;
     struct event *stop_ev;
     struct event *drain_ev;
@@ -47,6 +47,7 @@ struct http_worker {
 
 struct collector_server {
     struct collector_shared shared;
+    _Atomic(struct collector_live *) live;
     int nworkers;
     struct http_worker *workers;
     struct metrics **metric_ptrs;
@@ -131,7 +132,10 @@ static void accept_event(struct http_worker *w, struct evhttp_request *req,
     };
     struct event_record ev;
     char reason[128] = "";
-    enum enrich_outcome outcome = enrich_event(&w->ctx, &info, raw, &ev, reason, sizeof reason);
+    struct collector_live *live = atomic_load_explicit(&w->srv->live, memory_order_acquire);
+    struct enrich_ctx ctx = {&live->conf, w->ua,          live->geo,
+                             live->trusted, w->srv->shared.salts, w->limiter};
+    enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
     switch (outcome) {
     case ENRICH_BAD_REQUEST:
         reply_error(w, req, 400, "Bad Request", reason);
@@ -211,7 +215,7 @@ static void event_cb(struct evhttp_request *req, void *arg)
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    if (len > (size_t)w->ctx.conf->max_body_bytes) {
+    if (len > (size_t)w->srv->shared.boot->conf.max_body_bytes) {
         reply_error(w, req, 413, "Payload Too Large", "body too large");
         return;
     }
@@ -348,7 +352,7 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg);
 static int worker_init(struct collector_server *srv, struct http_worker *w, int id, char *err,
                        size_t errlen)
 {
-    const struct collector_config *conf = srv->shared.conf;
+    const struct collector_config *conf = &srv->shared.boot->conf;
     w->id = id;
     w->srv = srv;
     w->fd = bind_listener(conf->listen, err, errlen);
@@ -389,8 +393,6 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
         return -1;
     }
     w->limiter = ratelimit_new(conf->rate_limit, (double)conf->rate_burst, 65536);
-    w->ctx = (struct enrich_ctx){conf,          w->ua, srv->shared.geo, srv->shared.trusted,
-                                 srv->shared.salts, w->limiter};
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     w->drain_ev = event_new(w->base, -1, EV_PERSIST, drain_cb, w);
     return 0;
@@ -401,6 +403,7 @@ struct collector_server *collector_server_new(const struct collector_shared *sha
 {
     struct collector_server *srv = xcalloc(1, sizeof *srv);
     srv->shared = *shared;
+    atomic_store(&srv->live, shared->boot);
     srv->workers = xcalloc((size_t)nthreads, sizeof *srv->workers);
     srv->metric_ptrs = xcalloc((size_t)nthreads, sizeof *srv->metric_ptrs);
     for (int i = 0; i < nthreads; i++) {
@@ -499,4 +502,10 @@ void collector_server_free(struct collector_server *srv)
     free(srv->workers);
     free(srv->metric_ptrs);
     free(srv);
+}
+
+struct collector_live *collector_server_reload(struct collector_server *srv,
+                                               struct collector_live *next)
+{
+    return atomic_exchange_explicit(&srv->live, next, memory_order_acq_rel);
 }

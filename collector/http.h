@@ -15,12 +15,23 @@
 
 struct collector_server;
 
-/* Shared, read-only parts every worker borrows (owned by the caller). */
+/* What SIGHUP can replace while requests are served: the configuration
+ * (the directives that apply per request), the GeoIP database and the
+ * trusted-proxy list. Workers read the current generation once per request;
+ * the caller keeps a retired generation alive until no request can still
+ * hold it (collector_server_reload). */
+struct collector_live {
+    struct collector_config conf;
+    struct geo_db *geo;               /* NULL: no geo */
+    struct anon_cidr_list *trusted;
+};
+
+/* Shared, read-only parts every worker borrows (owned by the caller).
+ * `boot` is the first generation: it provides the restart-only settings
+ * (listen, threads, redis, spool, limits) and must outlive the server. */
 struct collector_shared {
-    const struct collector_config *conf;
+    struct collector_live *boot;
     const struct ua_rules *ua_rules;
-    const struct geo_db *geo;
-    const struct anon_cidr_list *trusted;
     struct salt_store *salts;
     const char *tracker_js;     /* veil.js bytes, NULL when not served */
     size_t tracker_js_len;
@@ -40,5 +51,11 @@ int collector_server_start(struct collector_server *srv);
 void collector_server_stop(struct collector_server *srv, int drain_ms);
 
 void collector_server_free(struct collector_server *srv);
+
+/* Make `next` the generation every new request uses and return the one it
+ * replaces, which requests may still be using for a few microseconds: the
+ * caller frees it only after a grace period (main.c waits seconds). */
+struct collector_live *collector_server_reload(struct collector_server *srv,
+                                               struct collector_live *next);
 
 #endif

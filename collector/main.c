@@ -2,7 +2,10 @@
  *
  * Loads the config (file, then --name=value), the uap-core rules, the
  * GeoIP database and the salt store, starts the HTTP workers, and waits
- * for SIGTERM/SIGINT to stop accepting, flush to Redis and exit 0. */
+ * for SIGTERM/SIGINT to stop accepting, flush to Redis and exit 0.
+ * SIGHUP re-reads the configuration and reopens the GeoIP database without
+ * dropping a connection: the per-request directives, geo_db and
+ * trusted_proxies change at once; restart-only ones are reported. */
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -25,6 +28,26 @@
 #include "util.h"
 
 #define DRAIN_MS 5000
+#define RETIRE_GRACE_MS 10000 /* a request holds a generation for microseconds */
+#define RETIRED_MAX 16
+
+/* Directives read once at start-up; a reload that changes them warns. */
+static const char *const restart_only[] = {
+    "listen",       "redis",          "threads",     "ua_regexes",       "ua_cache_entries",
+    "visitor_hash", "max_body_bytes", "max_header_bytes", "timeout_s",   "max_buffered_events",
+    "spool_dir",    "spool_max_bytes", "spool_fsync", "rate_limit",       "rate_burst",
+    "tracker_js",   NULL};
+
+struct reloader {
+    int argc;
+    char **argv;
+    struct collector_server *srv;
+    struct collector_live *boot;
+    struct collector_live *current;
+    struct collector_live *retired[RETIRED_MAX];
+    uint64_t retired_at[RETIRED_MAX];
+    int nretired;
+};
 
 #define TRACKER_MAX_BYTES (256 * 1024)
 
@@ -55,82 +78,183 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(arg);
 }
 
+/* A generation: config + GeoIP + trusted proxies. NULL with a reason. */
+static struct collector_live *live_load(int argc, char **argv, enum cfg_action *action, char *err,
+                                        size_t errlen)
+{
+    struct collector_live *live = xcalloc(1, sizeof *live);
+    if (collector_config_load(&live->conf, argc, argv, action, err, errlen) != 0)
+        goto fail;
+    if (*action != CFG_RUN && *action != CFG_CHECK)
+        return live;
+    char reason[400];
+    live->trusted = anon_cidr_list_new(&live->conf.trusted_proxies, reason, sizeof reason);
+    if (!live->trusted) {
+        str_format(err, errlen, "trusted_proxies: %s", reason);
+        goto fail;
+    }
+    if (live->conf.geo_db[0] && live->conf.geo != GEO_OFF) {
+        live->geo = geo_open(live->conf.geo_db, reason, sizeof reason);
+        if (!live->geo) {
+            str_format(err, errlen, "geo_db: %s", reason);
+            goto fail;
+        }
+    }
+    return live;
+fail:
+    anon_cidr_list_free(live->trusted);
+    collector_config_free(&live->conf);
+    free(live);
+    return NULL;
+}
+
+/* Release what requests used; the boot generation keeps its config. */
+static void live_release(struct reloader *r, struct collector_live *live)
+{
+    if (live->geo)
+        geo_close(live->geo);
+    live->geo = NULL;
+    anon_cidr_list_free(live->trusted);
+    live->trusted = NULL;
+    if (live != r->boot) {
+        collector_config_free(&live->conf);
+        free(live);
+    }
+}
+
+static void sweep_retired(struct reloader *r, bool all)
+{
+    int kept = 0;
+    for (int i = 0; i < r->nretired; i++) {
+        if (all || clock_ms() - r->retired_at[i] >= RETIRE_GRACE_MS) {
+            live_release(r, r->retired[i]);
+        } else {
+            r->retired[kept] = r->retired[i];
+            r->retired_at[kept++] = r->retired_at[i];
+        }
+    }
+    r->nretired = kept;
+}
+
+static char *render_values(const struct collector_config *conf)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m)
+        return NULL;
+    fputc('\n', m); /* every line, the first too, starts after a newline */
+    cfg_print_values(collector_options, conf, m);
+    fclose(m);
+    return text;
+}
+
+/* Warn about restart-only directives whose value the reload changed. */
+static void warn_restart_only(const struct collector_config *old, const struct collector_config *next)
+{
+    char *a = render_values(old), *b = render_values(next);
+    for (int i = 0; a && b && restart_only[i]; i++) {
+        char prefix[64];
+        str_format(prefix, sizeof prefix, "\n%s ", restart_only[i]);
+        const char *la = strstr(a, prefix), *lb = strstr(b, prefix);
+        size_t na = la ? strcspn(la + 1, "\n") : 0, nb = lb ? strcspn(lb + 1, "\n") : 0;
+        if (!la || !lb || na != nb || memcmp(la, lb, na + 1) != 0)
+            log_warn("reload: %s changed; it takes effect after a restart", restart_only[i]);
+    }
+    free(a);
+    free(b);
+}
+
+static void sighup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct reloader *r = arg;
+    sweep_retired(r, false);
+    if (r->nretired == RETIRED_MAX) {
+        log_warn("reload refused: too many reloads in %d s", RETIRE_GRACE_MS / 1000);
+        return;
+    }
+    char err[512];
+    enum cfg_action action;
+    struct collector_live *next = live_load(r->argc, r->argv, &action, err, sizeof err);
+    if (!next) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    warn_restart_only(&r->boot->conf, &next->conf);
+    struct collector_live *old = collector_server_reload(r->srv, next);
+    r->current = next;
+    r->retired[r->nretired] = old;
+    r->retired_at[r->nretired++] = clock_ms();
+    log_init(r->argv[0], (enum log_level)log_level_parse(next->conf.log_level));
+    log_info("configuration reloaded; geo %s", next->geo ? geo_db_description(next->geo) : "off");
+}
+
 int main(int argc, char **argv)
 {
-    struct collector_config conf;
     enum cfg_action action;
     char err[512];
     int rc = 1;
+    struct reloader reloader = {.argc = argc, .argv = argv};
     struct ua_rules *rules = NULL;
-    struct geo_db *geo = NULL;
-    struct anon_cidr_list *trusted = NULL;
     struct salt_store *salts = NULL;
     struct collector_server *srv = NULL;
     struct event_base *main_base = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     char *tracker = NULL;
     size_t tracker_len = 0;
     char tracker_etag[24] = "";
 
     log_init(argv[0], LOG_LVL_INFO);
-    if (collector_config_load(&conf, argc, argv, &action, err, sizeof err) != 0) {
+    if (sodium_init() < 0) {
+        fprintf(stderr, "veil-collector: libsodium failed to initialise\n");
+        return 1;
+    }
+    struct collector_live *boot = live_load(argc, argv, &action, err, sizeof err);
+    if (!boot) {
         fprintf(stderr, "veil-collector: %s\n", err);
-        collector_config_free(&conf);
         return 2;
     }
+    reloader.boot = reloader.current = boot;
+    const struct collector_config *conf = &boot->conf;
     switch (action) {
     case CFG_HELP:
         cfg_print_help(collector_options, stdout, "veil-collector",
                        "Veil beacon collector: receives analytics events, keeps only "
-                       "non-identifying fields, pushes them to Redis.");
-        collector_config_free(&conf);
-        return 0;
+                       "non-identifying fields, pushes them to Redis. SIGHUP reloads the "
+                       "configuration and the GeoIP database.");
+        rc = 0;
+        goto err;
     case CFG_VERSION:
         printf("veil-collector %s\n", VEIL_VERSION);
-        collector_config_free(&conf);
-        return 0;
+        rc = 0;
+        goto err;
     case CFG_SAMPLE:
         cfg_print_sample(collector_options, stdout,
                          "veil-collector configuration (generated by "
                          "'veil-collector --sample-config')");
-        collector_config_free(&conf);
-        return 0;
+        rc = 0;
+        goto err;
     case CFG_MARKDOWN:
         cfg_print_markdown(collector_options, stdout, "veil-collector directives");
-        collector_config_free(&conf);
-        return 0;
+        rc = 0;
+        goto err;
     case CFG_CHECK:
     case CFG_RUN:
         break;
     }
-    log_init(argv[0], (enum log_level)log_level_parse(conf.log_level));
-
-    if (sodium_init() < 0) {
-        log_error("libsodium failed to initialise");
-        goto err;
-    }
-    trusted = anon_cidr_list_new(&conf.trusted_proxies, err, sizeof err);
-    if (!trusted) {
-        log_error("trusted_proxies: %s", err);
-        goto err;
-    }
-    rules = ua_rules_load(conf.ua_regexes, err, sizeof err);
+    log_init(argv[0], (enum log_level)log_level_parse(conf->log_level));
+    if (!boot->geo && conf->geo != GEO_OFF)
+        log_warn("geo_db is empty: no location will be recorded");
+    rules = ua_rules_load(conf->ua_regexes, err, sizeof err);
     if (!rules) {
         log_error("ua_regexes: %s", err);
         goto err;
     }
-    if (conf.geo_db[0] && conf.geo != GEO_OFF) {
-        geo = geo_open(conf.geo_db, err, sizeof err);
-        if (!geo) {
-            log_error("geo_db: %s", err);
-            goto err;
-        }
-    } else if (conf.geo != GEO_OFF) {
-        log_warn("geo_db is empty: no location will be recorded");
-    }
-    if (conf.tracker_js[0] &&
-        load_tracker(conf.tracker_js, &tracker, &tracker_len, tracker_etag) != 0) {
-        log_error("tracker_js: cannot read %s (missing, empty or over 256 KiB)", conf.tracker_js);
+    if (conf->tracker_js[0] &&
+        load_tracker(conf->tracker_js, &tracker, &tracker_len, tracker_etag) != 0) {
+        log_error("tracker_js: cannot read %s (missing, empty or over 256 KiB)", conf->tracker_js);
         goto err;
     }
     if (action == CFG_CHECK) {
@@ -145,38 +269,40 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
-    if (conf.sites.n == 0)
+    if (conf->sites.n == 0)
         log_warn("sites is empty: events for any site are accepted (open mode)");
 
-    salts = salt_store_new((enum salt_period)conf.visitor_hash, conf.redis);
+    salts = salt_store_new((enum salt_period)conf->visitor_hash, conf->redis);
     if (salt_store_start(salts, 2000) != 0) {
         log_error("cannot start the salt rotation thread");
         goto err;
     }
 
-    int nthreads = (int)conf.threads;
+    int nthreads = (int)conf->threads;
     if (nthreads == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         nthreads = cores > 0 ? (int)cores : 1;
     }
-    struct collector_shared shared = {&conf,   rules,       geo,         trusted,
-                                      salts,   tracker,     tracker_len, tracker_etag};
+    struct collector_shared shared = {boot, rules, salts, tracker, tracker_len, tracker_etag};
     srv = collector_server_new(&shared, nthreads, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         goto err;
     }
+    reloader.srv = srv;
     main_base = event_base_new();
     sigterm = evsignal_new(main_base, SIGTERM, signal_cb, main_base);
     sigint = evsignal_new(main_base, SIGINT, signal_cb, main_base);
-    if (!sigterm || !sigint || evsignal_add(sigterm, NULL) != 0 ||
-        evsignal_add(sigint, NULL) != 0 || collector_server_start(srv) != 0) {
+    sighup = evsignal_new(main_base, SIGHUP, sighup_cb, &reloader);
+    if (!sigterm || !sigint || !sighup || evsignal_add(sigterm, NULL) != 0 ||
+        evsignal_add(sigint, NULL) != 0 || evsignal_add(sighup, NULL) != 0 ||
+        collector_server_start(srv) != 0) {
         log_error("cannot start the workers");
         goto err;
     }
     log_info("veil-collector %s listening on %s with %d thread%s; geo %s; redis %s",
-             VEIL_VERSION, conf.listen, nthreads, nthreads == 1 ? "" : "s",
-             geo ? geo_db_description(geo) : "off", conf.redis);
+             VEIL_VERSION, conf->listen, nthreads, nthreads == 1 ? "" : "s",
+             boot->geo ? geo_db_description(boot->geo) : "off", conf->redis);
     event_base_dispatch(main_base);
     collector_server_stop(srv, DRAIN_MS);
     log_info("stopped");
@@ -187,16 +313,20 @@ err:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    if (sighup)
+        event_free(sighup);
     if (main_base)
         event_base_free(main_base);
     collector_server_free(srv);
     salt_store_free(salts);
-    if (geo)
-        geo_close(geo);
     if (rules)
         ua_rules_free(rules);
-    anon_cidr_list_free(trusted);
     free(tracker);
-    collector_config_free(&conf);
+    sweep_retired(&reloader, true);
+    if (reloader.current != boot)
+        live_release(&reloader, reloader.current);
+    live_release(&reloader, boot);
+    collector_config_free(&boot->conf);
+    free(boot);
     return rc;
 }

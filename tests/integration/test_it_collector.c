@@ -6,6 +6,8 @@
  * field checked; then every key and value in Redis and the collector's log
  * are scanned for the IPs (text and binary) and the User-Agents. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <criterion/criterion.h>
 #include <hiredis.h>
 #include <signal.h>
@@ -481,5 +483,88 @@ Test(collector, rate_limit_answers_429_per_client, .timeout = 60)
     harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
     cr_expect(strstr(resp, "veil_collector_rate_limited_429_total 3") != NULL);
     free(resp);
+    stack_stop(&s);
+}
+
+static void write_conf(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* SIGHUP: per-request directives and the GeoIP database change at once,
+ * connections stay up, and a broken file keeps the running config. */
+Test(collector, sighup_reloads_config_and_geo_without_dropping_connections, .timeout = 90)
+{
+    struct stack s;
+    memset(&s, 0, sizeof s);
+    s.dir = harness_tmpdir();
+    cr_assert_eq(harness_redis_start(&s.redis, s.dir, false), 0);
+    s.port = harness_free_port();
+    char conf_path[400], text[2048], fixture[400], arg[420], log[400];
+    snprintf(conf_path, sizeof conf_path, "%s/veil.conf", s.dir);
+    harness_build_path("fixtures/geo-test.mmdb", fixture, sizeof fixture);
+    snprintf(text, sizeof text,
+             "listen 127.0.0.1:%d\nredis unix:%s\ngeo_db %s\ngeo country\nthreads 1\n"
+             "sites example.com\ntrusted_proxies 127.0.0.1\nspool_dir %s/spool\n",
+             s.port, s.redis.socket, fixture, s.dir);
+    write_conf(conf_path, text);
+    snprintf(arg, sizeof arg, "--config=%s", conf_path);
+    snprintf(log, sizeof log, "%s/collector.log", s.dir);
+    char *argv[] = {"veil-collector", arg, NULL};
+    cr_assert_eq(harness_spawn(&s.coll, argv, log), 0);
+    cr_assert_eq(harness_wait_http(s.port, "/healthz", 15000), 0);
+    s.rc = redisConnectUnix(s.redis.socket);
+
+    /* an idle keep-alive connection opened before the reload */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+
+    cr_assert_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, "DNT: 1\r\n", full_body), 202);
+    cr_assert_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body), 202);
+    wait_xlen(&s, 1);
+    struct event_record ev;
+    read_entry(&s, 0, &ev);
+    cr_expect_str_eq(ev.country, "US");
+    cr_expect_str_eq(ev.city, "", "geo=country before the reload");
+
+    /* reload: city-level geo, DNT not honoured, a restart-only change */
+    strncat(text, "geo city\nhonor_dnt no\nthreads 2\n", sizeof text - strlen(text) - 1);
+    write_conf(conf_path, text);
+    kill(s.coll.pid, SIGHUP);
+    usleep(300000);
+    cr_assert_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, "DNT: 1\r\n", full_body), 202);
+    wait_xlen(&s, 2);
+    read_entry(&s, 1, &ev);
+    cr_expect_str_eq(ev.city, "San Francisco", "geo=city after the reload");
+
+    /* the connection opened before the reload still works */
+    const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    cr_expect(n > 12 && strncmp(buf, "HTTP/1.1 200", 12) == 0, "kept connection answered");
+    close(fd);
+
+    /* a broken file: reported, the running configuration stays */
+    write_conf(conf_path, "geo nowhere\n");
+    kill(s.coll.pid, SIGHUP);
+    usleep(300000);
+    cr_assert_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body), 202);
+    wait_xlen(&s, 3);
+    read_entry(&s, 2, &ev);
+    cr_expect_str_eq(ev.city, "San Francisco");
+    harness_stop(&s.coll);
+    size_t len;
+    char *out = harness_read_file(log, &len);
+    cr_expect(strstr(out, "configuration reloaded") != NULL);
+    cr_expect(strstr(out, "reload: threads changed") != NULL, "restart-only change reported");
+    cr_expect(strstr(out, "reload failed") != NULL && strstr(out, "veil.conf:1: geo") != NULL,
+              "%s", out);
+    free(out);
     stack_stop(&s);
 }
