@@ -9,43 +9,6 @@
 
 #include "util.h"
 
-/* Length of the well-formed UTF-8 sequence at s[0..len), or 0 if it is
- * not one (overlong, surrogate, above U+10FFFF, truncated). */
-static size_t utf8_seq_len(const unsigned char *s, size_t len, unsigned *cp_out)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned cp;
-    if (c < 0x80) {
-        *cp_out = c;
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 1;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 2;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 3;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len <= n)
-        return 0;
-    for (size_t k = 1; k <= n; k++) {
-        if ((s[k] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[k] & 0x3F);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    *cp_out = cp;
-    return n + 1;
-}
-
 void output_json_string(struct evbuffer *out, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -53,7 +16,7 @@ void output_json_string(struct evbuffer *out, const char *str, size_t len)
     evbuffer_add(out, "\"", 1);
     while (i < len) {
         unsigned cp;
-        size_t n = utf8_seq_len(s + i, len - i, &cp);
+        size_t n = utf8_decode(s + i, len - i, &cp);
         const char *esc = NULL;
         char ubuf[8];
         if (n == 0) {

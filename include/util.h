@@ -37,6 +37,14 @@ bool str_format(char *dst, size_t dstsize, const char *fmt, ...)
  * nothing above U+10FFFF) and contains no NUL byte. */
 bool utf8_valid(const char *s, size_t len);
 
+/* Decode the well-formed UTF-8 sequence at s[0..len) into *cp. Returns its
+ * length (1..4), or 0 when it is not one (overlong, surrogate, above
+ * U+10FFFF, truncated, a stray continuation byte). NUL decodes as U+0000. */
+size_t utf8_decode(const unsigned char *s, size_t len, unsigned *cp);
+
+/* Value of one hex digit, or -1. */
+int hex_digit_value(char c);
+
 /* Case-insensitive ASCII prefix test on a slice. */
 bool str_has_prefix_ci(const char *s, size_t len, const char *prefix);
 
