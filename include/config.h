@@ -77,6 +77,13 @@ void cfg_print_markdown(const struct cfg_option *table, FILE *out, const char *t
 /* Print the effective configuration (one "name value" per line). */
 void cfg_print_values(const struct cfg_option *table, const void *conf, FILE *out);
 
+/* Carry out the informational actions on stdout: --help (with `summary`),
+ * --version, --sample-config, --markdown-config. Returns true when
+ * `action` was one of them (the caller then exits 0), false for CFG_RUN and
+ * CFG_CHECK. */
+bool cfg_print_action(const struct cfg_option *table, enum cfg_action action, const char *prog,
+                      const char *summary);
+
 /* Free strings and lists owned by `conf`. */
 void cfg_free(const struct cfg_option *table, void *conf);
 
