@@ -5,18 +5,29 @@
  * -> CLOSING (after a transient error) -> DISCONNECTED, changed only in
  * sink_set_state. Queue discipline: `queue` holds events not yet sent,
  * `inflight` those sent and awaiting a reply, `returned` those to send
- * again; a reply pops the head of `inflight`. Logical order is always
- * returned, inflight, queue, then the spool's unread records: an event goes
- * to memory only when the spool has nothing unread, and the spool is read
- * back into the tail of `queue`.
+ * again. Events go out in batches: one EVALSHA carries up to
+ * SINK_BATCH_MAX consecutive events of one lane, and its one reply settles
+ * the whole batch, so `batches` (a FIFO of batch sizes) says how many
+ * events at the head of `inflight` each reply stands for. Logical order is
+ * always returned, inflight, queue, then the spool's unread records: an
+ * event goes to memory only when the spool has nothing unread, and the
+ * spool is read back into the tail of `queue`.
+ *
+ * When batches leave: sink_push only queues the event and activates
+ * `flush_ev` once, so the flush runs after the other callbacks of the
+ * current loop iteration and every event accepted in that iteration shares
+ * one call (a full batch leaves at once). Latency stays one iteration.
  *
  * Exactly once into the stream: each event carries its lane (the spool
  * group "<run id>-<worker>" of the sink that accepted it) and a sequence
  * number in that lane. The delivery script keeps the lane's high-water mark
- * in veil:{0}:lane:<lane> and adds an event only when its number is the
- * next one; a number at or below the mark is answered 0 (already added).
- * Before the first event of a lane on a connection the sink raises the
- * mark to that event's number minus one: everything older of that lane is
+ * in veil:{0}:lane:<lane>; for a batch of numbers first..last it skips those
+ * at or below the mark (already added), adds the rest in order and sets the
+ * mark to last, all in one atomic call. A batch also names `prev`, the last
+ * number of that lane sent before it on this connection: if the mark is
+ * below prev, an earlier batch was refused and this one is too (VEILGAP),
+ * to be sent again in order after reconnecting. The first batch of a lane
+ * on a connection has prev 0: everything older of that lane is
  * acknowledged or given up. Never blocks the loop on Redis; never holds an
  * IP or a User-Agent. */
 #include "sink_redis.h"
@@ -33,7 +44,10 @@
 #include "spool.h"
 #include "util.h"
 
-#define SINK_MAX_INFLIGHT 4096
+#define SINK_MAX_INFLIGHT 4096      /* events sent and not yet answered */
+#define SINK_BATCH_MAX 256          /* events per EVALSHA */
+#define SINK_BATCH_BYTES (1 << 20)  /* payload bytes per EVALSHA (one event always fits) */
+#define SINK_BATCH_HEAD 9           /* EVALSHA sha 2 stream mark prev first last ttl */
 #define SINK_REFILL_BATCH 512       /* spool records moved into memory at a time */
 #define SINK_BACKOFF_MIN_MS 50
 #define SINK_BACKOFF_MAX_MS 2000
@@ -43,25 +57,38 @@
 #define SINK_SPOOL_SHARE_MIN (64 * 1024)
 #define PAYLOAD_VERSION 1
 
-/* KEYS[1] stream, KEYS[2] lane mark; ARGV[1] 'x' (add) or 'r' (raise the
- * mark), ARGV[2] sequence number, ARGV[3] mark TTL, ARGV[4..] fields. The
+/* One batch of consecutive numbers first..last of one lane. KEYS[1]
+ * stream, KEYS[2] lane mark; ARGV[1] prev (0: none), ARGV[2] first,
+ * ARGV[3] last, ARGV[4] mark TTL, then per event its field count and
+ * fields. Numbers at or below the mark are skipped (already added), the
+ * others are added in order, then the mark is set to last. Returns the
+ * number skipped, or {skipped, refused, first error} when XADD refused
+ * some (given up, never retried); VEILGAP when the mark is below prev (an
+ * earlier batch of the lane was refused: nothing is added). O(batch). The
  * shebang makes Redis refuse the whole call with -OOM up front instead of
  * failing inside it. */
 static const char delivery_script[] =
     "#!lua\n"
     "local mark = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
-    "local seq = tonumber(ARGV[2])\n"
-    "if ARGV[1] == 'r' then\n"
-    "  if seq > mark then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end\n"
-    "  return mark\n"
+    "local first, last = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "if mark < tonumber(ARGV[1]) then\n"
+    "  return redis.error_reply('VEILGAP lane mark ' .. mark .. ' is behind ' .. ARGV[1])\n"
     "end\n"
-    "if seq <= mark then return 0 end\n"
-    "if seq ~= mark + 1 then\n"
-    "  return redis.error_reply('VEILGAP lane expects ' .. (mark + 1))\n"
+    "if mark >= last then return last - first + 1 end\n"
+    "local skipped, refused, why = 0, 0, nil\n"
+    "if mark >= first then skipped = mark - first + 1 end\n"
+    "local add, stream, i = redis.pcall, KEYS[1], 5\n"
+    "for seq = first, last do\n"
+    "  local n = tonumber(ARGV[i])\n"
+    "  if seq > mark then\n"
+    "    local r = add('XADD', stream, '*', unpack(ARGV, i + 1, i + n))\n"
+    "    if type(r) == 'table' and r.err then refused, why = refused + 1, why or r.err end\n"
+    "  end\n"
+    "  i = i + 1 + n\n"
     "end\n"
-    "local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))\n"
-    "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
-    "return id\n";
+    "redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])\n"
+    "if refused > 0 then return {skipped, refused, why} end\n"
+    "return skipped\n";
 
 enum sink_state { SINK_DISCONNECTED, SINK_CONNECTING, SINK_LOADING, SINK_READY, SINK_CLOSING };
 
@@ -70,7 +97,8 @@ struct lane {
     char id[SPOOL_GROUP_MAX];
     char key[sizeof SINK_LANE_PREFIX + SPOOL_GROUP_MAX];
     uint64_t last_seq;   /* own lane: the last number given out */
-    uint64_t raised_gen; /* connection on which the mark was raised */
+    uint64_t sent_gen;   /* connection on which sent_seq was sent */
+    uint64_t sent_seq;   /* the last number sent on that connection */
 };
 
 /* One event. payload: [u8 version][u8 lane length][lane][u64 seq LE]
@@ -82,6 +110,8 @@ struct sink_cmd {
     uint64_t seq;
     struct spool_seg *seg; /* read back from the spool, NULL if never there */
     size_t len;
+    size_t nfields;        /* fields at payload + fields_at */
+    size_t fields_at;
     uint8_t payload[];
 };
 
@@ -104,6 +134,12 @@ struct sink {
     struct cmd_list queue;    /* not yet sent */
     struct cmd_list inflight; /* sent, awaiting reply */
     struct cmd_list returned; /* to send again */
+    uint16_t batches[SINK_MAX_INFLIGHT]; /* events per sent call, oldest first (a ring) */
+    size_t batch_head, nbatches;
+    struct event *flush_ev;   /* active once per loop iteration while events wait */
+    bool flush_pending;
+    char *wire;               /* one call in the Redis protocol, reused */
+    size_t wire_cap;
     struct spool *spool;      /* NULL without spool_dir */
     struct event *sync_ev, *adopt_ev;
     struct lane *lanes, *own;
@@ -146,6 +182,14 @@ static void list_prepend(struct cmd_list *l, struct cmd_list *front)
     front->n = 0;
 }
 
+/* Move the first n commands of `from` to the tail of `to`. */
+static void list_move(struct cmd_list *from, struct cmd_list *to, size_t n)
+{
+    struct sink_cmd *c;
+    while (n-- > 0 && (c = list_pop(from)))
+        list_push(to, c);
+}
+
 static size_t mem_pending(const struct sink *s)
 {
     return s->queue.n + s->inflight.n + s->returned.n;
@@ -154,6 +198,12 @@ static size_t mem_pending(const struct sink *s)
 static void update_gauge(struct sink *s, int64_t delta)
 {
     atomic_fetch_add_explicit(&s->m->buffered, delta, memory_order_relaxed);
+}
+
+static void count(struct sink *s, enum metric k, uint64_t n)
+{
+    if (n)
+        atomic_fetch_add_explicit(&s->m->c[k], n, memory_order_relaxed);
 }
 
 /* ---- payload ---- */
@@ -233,6 +283,8 @@ static struct sink_cmd *cmd_new_event(struct lane *lane, uint64_t seq,
     c->seq = seq;
     c->seg = NULL;
     c->len = len;
+    c->nfields = n;
+    c->fields_at = 2 + lane_len + 10;
     uint8_t *p = c->payload;
     p[0] = PAYLOAD_VERSION;
     p[1] = (uint8_t)lane_len;
@@ -274,7 +326,7 @@ static void cmd_done(struct sink *s, struct sink_cmd *c)
 /* ---- connection ---- */
 
 static void sink_connect(struct sink *s);
-static void pump(struct sink *s);
+static size_t pump(struct sink *s);
 
 static void sink_set_state(struct sink *s, enum sink_state state)
 {
@@ -283,6 +335,7 @@ static void sink_set_state(struct sink *s, enum sink_state state)
         s->ac = NULL;
         list_prepend(&s->queue, &s->inflight); /* hiredis answered these NULL already */
         list_prepend(&s->queue, &s->returned);
+        s->batch_head = s->nbatches = 0;
         struct timeval tv = {s->backoff_ms / 1000, (s->backoff_ms % 1000) * 1000};
         evtimer_add(s->retry, &tv);
         s->backoff_ms = s->backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS
@@ -290,6 +343,29 @@ static void sink_set_state(struct sink *s, enum sink_state state)
     } else if (state == SINK_READY) {
         s->backoff_ms = SINK_BACKOFF_MIN_MS;
         s->conn_gen++;
+    }
+}
+
+/* Send what waits at the end of this loop iteration (see flush_cb). */
+static void schedule_flush(struct sink *s)
+{
+    if (!s->flush_pending) {
+        s->flush_pending = true;
+        event_active(s->flush_ev, EV_TIMEOUT, 0);
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sink *s = arg;
+    s->flush_pending = false;
+    if (pump(s) > 0 && s->state == SINK_READY) {
+        /* Write now instead of one more loop iteration later. This is no
+         * hiredis callback, so a failed write may free the context here
+         * (disconnect_cb runs); nothing touches it afterwards. */
+        redisAsyncHandleWrite(s->ac);
     }
 }
 
@@ -311,23 +387,50 @@ static int error_code_len(const char *msg)
     return (int)strcspn(msg, " ");
 }
 
+/* The number of events the oldest unanswered call carries. */
+static size_t batch_pop(struct sink *s)
+{
+    if (s->nbatches == 0)
+        return 0;
+    size_t n = s->batches[s->batch_head];
+    s->batch_head = (s->batch_head + 1) % SINK_MAX_INFLIGHT;
+    s->nbatches--;
+    return n;
+}
+
+/* The first n events of `inflight` are acknowledged or given up. */
+static void settle(struct sink *s, size_t n)
+{
+    struct sink_cmd *c;
+    while (n-- > 0 && (c = list_pop(&s->inflight)))
+        cmd_done(s, c);
+}
+
+/* Integer element i of an array reply, or 0. */
+static long long reply_int(const redisReply *r, size_t i)
+{
+    return i < r->elements && r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer
+                                                                          : 0;
+}
+
+/* The reply to one batch: the events at the head of `inflight`. */
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct sink *s = privdata;
     redisReply *reply = r;
-    struct sink_cmd *c = list_pop(&s->inflight);
-    if (!c)
+    size_t n = batch_pop(s);
+    if (n == 0)
         return;
     if (!reply) {
-        /* Connection lost before the reply: send again (the lane mark
-         * makes a second add impossible if the first one happened). */
-        list_push(&s->returned, c);
+        /* Connection lost before the reply: send the batch again (the lane
+         * mark makes a second add impossible if the first one happened). */
+        list_move(&s->inflight, &s->returned, n);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         metrics_inc(s->m, M_REDIS_ERRORS);
         if (transient_error(reply->str)) {
-            list_push(&s->returned, c);
+            list_move(&s->inflight, &s->returned, n);
             if (s->state == SINK_READY && s->ac == ac) {
                 log_warn("redis answered %.*s; sending again from the oldest unacknowledged "
                          "event after backoff",
@@ -337,57 +440,134 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
             }
             return;
         }
-        log_error("redis refused an event (not retried): %.120s", reply->str);
-        cmd_done(s, c);
+        log_error("redis refused %zu event%s (not retried): %.120s", n, n == 1 ? "" : "s",
+                  reply->str);
+        settle(s, n);
         return;
     }
-    metrics_inc(s->m, reply->type == REDIS_REPLY_INTEGER ? M_REDIS_DUPLICATES : M_REDIS_WRITTEN);
-    cmd_done(s, c);
-    pump(s);
+    long long skipped = 0, refused = 0;
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        skipped = reply->integer;
+    } else if (reply->type == REDIS_REPLY_ARRAY) {
+        skipped = reply_int(reply, 0);
+        refused = reply_int(reply, 1);
+        const redisReply *why = reply->elements > 2 ? reply->element[2] : NULL;
+        log_error("redis refused %lld of %zu events (not retried): %.120s", refused, n,
+                  why && why->str ? why->str : "no reason given");
+    } else {
+        log_error("unexpected reply type %d to the delivery script", reply->type);
+    }
+    skipped = skipped < 0 ? 0 : skipped > (long long)n ? (long long)n : skipped;
+    refused = refused < 0 ? 0 : refused > (long long)n - skipped ? (long long)n - skipped : refused;
+    count(s, M_REDIS_WRITTEN, n - (size_t)skipped - (size_t)refused);
+    count(s, M_REDIS_DUPLICATES, (uint64_t)skipped);
+    count(s, M_REDIS_ERRORS, (uint64_t)refused);
+    settle(s, n);
+    if (s->state == SINK_READY && (s->queue.head || (s->spool && spool_unread(s->spool))))
+        schedule_flush(s); /* the window has room again */
 }
 
-static void raise_cb(redisAsyncContext *ac, void *r, void *privdata)
+/* ---- the wire form of one batch (RESP, written here rather than by
+ * hiredis: one pass over the payloads, no per-argument formatting) ---- */
+
+#define WIRE_ROOM 16 /* in front of the arguments, for "*<argc>\r\n" */
+
+static char *put_uint(char *p, uint64_t v)
 {
-    (void)ac;
-    struct sink *s = privdata;
-    redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        metrics_inc(s->m, M_REDIS_ERRORS);
-        log_debug("redis refused a lane mark: %.*s", error_code_len(reply->str), reply->str);
-    }
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = digits[--n];
+    return p;
 }
 
-/* Send the mark raise (first event of a lane on this connection), then the event. */
-static int send_cmd(struct sink *s, struct sink_cmd *c)
+static char *put_bulk(char *p, const void *data, size_t len)
 {
-    struct payload_view v;
-    if (!payload_parse(c->payload, c->len, &v))
-        return -1; /* cannot happen: checked when built or read back */
-    char seq[24];
-    const char *argv[8 + EVENT_MAX_ARGS] = {"EVALSHA", s->sha, "2", SINK_STREAM_KEY,
-                                            c->lane->key, "r", seq, SINK_LANE_TTL};
-    size_t argvlen[8 + EVENT_MAX_ARGS] = {7, 40, 1, sizeof SINK_STREAM_KEY - 1,
-                                          strlen(c->lane->key), 1, 0, sizeof SINK_LANE_TTL - 1};
-    if (c->lane->raised_gen != s->conn_gen) {
-        str_format(seq, sizeof seq, "%llu", (unsigned long long)(c->seq - 1));
-        argvlen[6] = strlen(seq);
-        if (redisAsyncCommandArgv(s->ac, raise_cb, s, 8, argv, argvlen) != REDIS_OK)
-            return -1;
-        c->lane->raised_gen = s->conn_gen;
+    *p++ = '$';
+    p = put_uint(p, len);
+    memcpy(p, "\r\n", 2);
+    memcpy(p + 2, data, len);
+    memcpy(p + 2 + len, "\r\n", 2);
+    return p + 4 + len;
+}
+
+static char *put_bulk_uint(char *p, uint64_t v)
+{
+    char digits[20];
+    return put_bulk(p, digits, (size_t)(put_uint(digits, v) - digits));
+}
+
+/* Room for `more` bytes after `used` bytes of the wire buffer. */
+static void wire_reserve(struct sink *s, size_t used, size_t more)
+{
+    if (used + more <= s->wire_cap)
+        return;
+    while (s->wire_cap < used + more)
+        s->wire_cap = s->wire_cap ? s->wire_cap * 2 : 64 * 1024;
+    s->wire = xrealloc(s->wire, s->wire_cap);
+}
+
+/* Send the longest run at the head of `queue` that can share one call: the
+ * same lane, consecutive numbers, within the batch limits. Returns 0, or -1
+ * when the context is going away. */
+static int send_batch(struct sink *s)
+{
+    struct sink_cmd *head = s->queue.head, *c = head;
+    struct lane *lane = head->lane;
+    size_t n = 0, argc = SINK_BATCH_HEAD, bytes = 0, wire_max = 0;
+    uint64_t last = head->seq;
+    for (; c && n < SINK_BATCH_MAX; c = c->next, n++) {
+        if (n > 0 && (c->lane != lane || c->seq != last + 1 || bytes + c->len > SINK_BATCH_BYTES))
+            break;
+        argc += 1 + c->nfields;
+        bytes += c->len;
+        wire_max += c->len + 12 * (c->nfields + 1);
+        last = c->seq;
     }
-    argv[5] = "x";
-    str_format(seq, sizeof seq, "%llu", (unsigned long long)c->seq);
-    argvlen[6] = strlen(seq);
-    const uint8_t *q = v.fields;
-    for (size_t i = 0; i < v.nfields; i++) {
-        argvlen[8 + i] = (size_t)get_le(q, 2);
-        argv[8 + i] = (const char *)q + 2;
-        q += 2 + argvlen[8 + i];
+    /* prev: what the mark must have reached for this batch to be next */
+    uint64_t prev =
+        lane->sent_gen == s->conn_gen && lane->sent_seq < head->seq ? lane->sent_seq : 0;
+    size_t key_len = strlen(lane->key);
+    wire_reserve(s, 0, WIRE_ROOM + 256 + key_len + wire_max);
+    char *p = s->wire + WIRE_ROOM;
+    p = put_bulk(p, "EVALSHA", 7);
+    p = put_bulk(p, s->sha, 40);
+    p = put_bulk(p, "2", 1);
+    p = put_bulk(p, SINK_STREAM_KEY, sizeof SINK_STREAM_KEY - 1);
+    p = put_bulk(p, lane->key, key_len);
+    p = put_bulk_uint(p, prev);
+    p = put_bulk_uint(p, head->seq);
+    p = put_bulk_uint(p, last);
+    p = put_bulk(p, SINK_LANE_TTL, sizeof SINK_LANE_TTL - 1);
+    c = head;
+    for (size_t k = 0; k < n; k++, c = c->next) {
+        p = put_bulk_uint(p, c->nfields);
+        const uint8_t *q = c->payload + c->fields_at;
+        for (size_t i = 0; i < c->nfields; i++) {
+            size_t flen = (size_t)get_le(q, 2);
+            p = put_bulk(p, q + 2, flen);
+            q += 2 + flen;
+        }
     }
-    return redisAsyncCommandArgv(s->ac, reply_cb, s, (int)(8 + v.nfields), argv, argvlen) ==
-                   REDIS_OK
-               ? 0
-               : -1;
+    char count[WIRE_ROOM];
+    count[0] = '*';
+    char *h = put_uint(count + 1, argc);
+    memcpy(h, "\r\n", 2);
+    size_t count_len = (size_t)(h + 2 - count);
+    char *start = s->wire + WIRE_ROOM - count_len;
+    memcpy(start, count, count_len);
+    if (redisAsyncFormattedCommand(s->ac, reply_cb, s, start, (size_t)(p - start)) != REDIS_OK)
+        return -1;
+    lane->sent_gen = s->conn_gen;
+    lane->sent_seq = last;
+    list_move(&s->queue, &s->inflight, n);
+    s->batches[(s->batch_head + s->nbatches) % SINK_MAX_INFLIGHT] = (uint16_t)n;
+    s->nbatches++;
+    return 0;
 }
 
 /* Move the oldest spool records to the tail of `queue` while memory has room. */
@@ -413,23 +593,28 @@ static void refill(struct sink *s)
         c->seq = v.seq;
         c->seg = seg;
         c->len = len;
+        c->nfields = v.nfields;
+        c->fields_at = (size_t)(v.fields - payload);
         memcpy(c->payload, payload, len);
         list_push(&s->queue, c);
         update_gauge(s, 1);
     }
 }
 
-/* Send queued events while ready and the window allows. */
-static void pump(struct sink *s)
+/* Send queued events, in batches, while ready and the window allows.
+ * Returns the number of calls handed to hiredis. */
+static size_t pump(struct sink *s)
 {
-    while (s->state == SINK_READY && s->inflight.n < SINK_MAX_INFLIGHT) {
-        if (!s->queue.head)
+    size_t calls = 0;
+    while (s->state == SINK_READY && s->inflight.n < SINK_MAX_INFLIGHT &&
+           s->nbatches < SINK_MAX_INFLIGHT) {
+        if (s->queue.n < SINK_BATCH_MAX)
             refill(s);
-        struct sink_cmd *c = s->queue.head;
-        if (!c || send_cmd(s, c) != 0)
+        if (!s->queue.head || send_batch(s) != 0)
             break; /* nothing to send, or the context is going away */
-        list_push(&s->inflight, list_pop(&s->queue));
+        calls++;
     }
+    return calls;
 }
 
 static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -554,6 +739,7 @@ struct sink *sink_new(struct event_base *base, const struct collector_config *co
     s->m = m;
     s->backoff_ms = SINK_BACKOFF_MIN_MS;
     s->retry = evtimer_new(base, retry_cb, s);
+    s->flush_ev = event_new(base, -1, 0, flush_cb, s);
     char lane[SPOOL_GROUP_MAX];
     if (conf->spool_dir[0]) {
         uint64_t share = (uint64_t)conf->spool_max_bytes / (uint64_t)(nworkers > 0 ? nworkers : 1);
@@ -571,6 +757,7 @@ struct sink *sink_new(struct event_base *base, const struct collector_config *co
                        " (make spool_dir a writable directory, or set it to \"\" to keep "
                        "undelivered events in memory only)");
             event_free(s->retry);
+            event_free(s->flush_ev);
             free(s->redis);
             free(s);
             return NULL;
@@ -614,7 +801,10 @@ int sink_push(struct sink *s, const struct event_record *ev)
         s->own->last_seq++;
         list_push(&s->queue, c);
         update_gauge(s, 1);
-        pump(s);
+        if (s->queue.n >= SINK_BATCH_MAX)
+            pump(s); /* a full batch need not wait for the end of the iteration */
+        else
+            schedule_flush(s);
         return 0;
     }
     int rc = -1;
@@ -629,7 +819,7 @@ int sink_push(struct sink *s, const struct event_record *ev)
     }
     free(c);
     if (rc == 0)
-        pump(s);
+        schedule_flush(s);
     return rc;
 }
 
@@ -659,7 +849,7 @@ void sink_free(struct sink *s)
         return;
     if (s->ac) {
         s->ac->data = NULL;
-        redisAsyncFree(s->ac); /* calls reply_cb(NULL) for inflight: they join `returned` */
+        redisAsyncFree(s->ac); /* calls reply_cb(NULL) per batch: they join `returned` */
         s->ac = NULL;
     }
     list_prepend(&s->queue, &s->inflight);
@@ -689,6 +879,8 @@ void sink_free(struct sink *s)
         s->lanes = next;
     }
     event_free(s->retry);
+    event_free(s->flush_ev);
+    free(s->wire);
     free(s->redis);
     free(s);
 }

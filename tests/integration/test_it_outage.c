@@ -15,14 +15,19 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <hiredis.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -576,6 +581,210 @@ Test(outage, collector_restart_while_redis_is_down_keeps_every_event, .timeout =
     cr_expect_eq(spool_files(s, names, 16), 0);
     collector_down(s);
     privacy_scan(s);
+    stack_free(s);
+}
+
+/* ---- keep-alive bursts (batched delivery) ---- */
+
+/* One pipelined HTTP/1.1 request for event n. Returns its length in out. */
+static int pipelined_request(int port, int n, char *out, size_t cap)
+{
+    char body[256];
+    int blen = snprintf(body, sizeof body,
+                        "{\"n\":\"pageview\",\"u\":\"https://example.com/p/%d?secret=%d\","
+                        "\"d\":\"example.com\",\"r\":\"https://news.example/\",\"w\":1280}",
+                        n, n);
+    int len = snprintf(out, cap,
+                       "POST /api/event HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                       "Content-Type: text/plain;charset=UTF-8\r\nX-Forwarded-For: %s\r\n"
+                       "User-Agent: %s\r\nContent-Length: %d\r\n\r\n%s",
+                       port, client_ips[n % 3], n % 2 ? UA_FIREFOX : UA_IPHONE, blen, body);
+    cr_assert(len > 0 && (size_t)len < cap);
+    return len;
+}
+
+/* Parse complete responses at the front of buf; store their status codes
+ * in codes[*done..]. Returns the bytes consumed. */
+static size_t parse_responses(const char *buf, size_t len, int *codes, int *done, int want)
+{
+    size_t at = 0;
+    while (*done < want) {
+        const char *end = memmem(buf + at, len - at, "\r\n\r\n", 4);
+        if (!end)
+            break;
+        size_t head_len = (size_t)(end - (buf + at)) + 4;
+        int status = -1;
+        long body = 0;
+        if (sscanf(buf + at, "HTTP/1.%*d %d", &status) != 1)
+            status = -1;
+        for (const char *h = buf + at; h < end; h++) {
+            if ((h == buf + at || h[-1] == '\n') && strncasecmp(h, "Content-Length:", 15) == 0)
+                body = strtol(h + 15, NULL, 10);
+        }
+        if (len - at < head_len + (size_t)body)
+            break;
+        codes[(*done)++] = status;
+        at += head_len + (size_t)body;
+    }
+    return at;
+}
+
+/* `nconn` keep-alive connections each send `per_conn` requests at once
+ * (HTTP/1.1 pipelining), so many events arrive in one loop iteration of
+ * the collector; every answer is recorded under its event number. */
+static void burst(struct stack *s, int nconn, int per_conn)
+{
+    enum { CONN_MAX = 64 };
+    cr_assert(nconn <= CONN_MAX && s->next_event + nconn * per_conn <= EVENTS_MAX);
+    int fds[CONN_MAX], first = s->next_event;
+    s->next_event += nconn * per_conn;
+    size_t cap = (size_t)per_conn * 1024;
+    char *out = malloc(cap);
+    for (int k = 0; k < nconn; k++) {
+        fds[k] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        cr_assert(fds[k] >= 0 && connect(fds[k], (struct sockaddr *)&sa, sizeof sa) == 0);
+    }
+    for (int k = 0; k < nconn; k++) {
+        size_t len = 0;
+        for (int j = 0; j < per_conn; j++)
+            len += (size_t)pipelined_request(s->port, first + k * per_conn + j, out + len,
+                                             cap - len);
+        for (size_t off = 0; off < len;) {
+            ssize_t w = write(fds[k], out + off, len - off);
+            cr_assert(w > 0, "write: %s", strerror(errno));
+            off += (size_t)w;
+        }
+    }
+    for (int k = 0; k < nconn; k++) {
+        int *codes = &s->code[first + k * per_conn], done = 0;
+        for (int j = 0; j < per_conn; j++)
+            codes[j] = -1;
+        size_t len = 0;
+        for (long long t0 = now_ms(); done < per_conn && now_ms() - t0 < 20000;) {
+            struct pollfd pfd = {fds[k], POLLIN, 0};
+            if (poll(&pfd, 1, 1000) != 1)
+                continue;
+            ssize_t r = read(fds[k], out + len, cap - len);
+            if (r <= 0)
+                break;
+            len += (size_t)r;
+            size_t used = parse_responses(out, len, codes, &done, per_conn);
+            memmove(out, out + used, len - used);
+            len -= used;
+        }
+        close(fds[k]);
+    }
+    free(out);
+}
+
+/* Calls of one command since the Redis process started. */
+static long long command_calls(struct stack *s, const char *command)
+{
+    redisContext *rc = redis_connect(s);
+    redisReply *r = redisCommand(rc, "INFO commandstats");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    char pat[64];
+    snprintf(pat, sizeof pat, "cmdstat_%s:calls=", command);
+    const char *at = strstr(r->str, pat);
+    long long calls = at ? atoll(at + strlen(pat)) : 0;
+    freeReplyObject(r);
+    redisFree(rc);
+    return calls;
+}
+
+struct bursts {
+    struct stack *s;
+    int rounds;
+    pthread_t thread;
+    _Atomic int done;
+};
+
+static void *bursts_main(void *arg)
+{
+    struct bursts *b = arg;
+    for (int i = 0; i < b->rounds; i++) {
+        burst(b->s, 16, 25);
+        b->done++;
+    }
+    return NULL;
+}
+
+Test(outage, batched_bursts_on_keepalive_connections_survive_kill9, .timeout = 180)
+{
+    struct stack *s = stack_new();
+    redis_up(s);
+    collector_up(s, 1, NULL);
+    /* a backlog built while Redis is away leaves in full batches */
+    harness_redis_stop(&s->redis);
+    burst(s, 16, 40);
+    cr_expect_eq(accepted_total(s), 640, "a burst while Redis is down is accepted");
+    redis_up(s);
+    expect_stream_exact(s, 30000);
+    long long calls = command_calls(s, "evalsha");
+    cr_log_info("640 backlogged events: %lld EVALSHA calls", calls);
+    cr_expect_leq(calls, 20, "the backlog went out in %lld calls, not in batches", calls);
+    /* bursts from many connections share calls while Redis is up */
+    int before = accepted_total(s);
+    burst(s, 32, 25);
+    cr_expect_eq(accepted_total(s) - before, 800);
+    expect_stream_exact(s, 30000);
+    long long live = command_calls(s, "evalsha") - calls;
+    cr_log_info("800 events in bursts: %lld EVALSHA calls", live);
+    cr_expect_lt(live, 800, "no two events of a burst shared a call");
+    /* Redis killed while batches are in flight, then started on its AOF:
+     * every batch is sent again, and Redis adds each event once */
+    struct bursts b = {.s = s, .rounds = 10};
+    cr_assert_eq(pthread_create(&b.thread, NULL, bursts_main, &b), 0);
+    while (b.done < 3)
+        sleep_ms(5);
+    redis_kill9(s);
+    sleep_ms(800);
+    redis_up(s);
+    pthread_join(b.thread, NULL);
+    cr_expect_eq(accepted_total(s), 640 + 800 + 4000, "every request of the bursts got 202");
+    expect_stream_exact(s, 30000);
+    cr_log_info("re-sent events Redis already had: %lld",
+                metric(s, "veil_collector_redis_duplicates_suppressed_total"));
+    collector_down(s);
+    privacy_scan(s);
+    stack_free(s);
+}
+
+Test(outage, batches_redis_ran_after_their_sender_stopped_are_not_added_twice, .timeout = 120)
+{
+    struct stack *s = stack_new();
+    redis_up(s);
+    collector_up(s, 1, NULL);
+    /* Redis paused: the batches sent wait unread in its socket */
+    kill(s->redis.pid, SIGSTOP);
+    burst(s, 16, 40);
+    cr_expect_eq(accepted_total(s), 640);
+    /* no reply within 5 s: everything sent is saved to the spool */
+    collector_down(s);
+    char *log = collector_log(s, 1);
+    cr_expect(strstr(log, "saved 640 events") != NULL, "%s", log);
+    free(log);
+    /* Redis resumes and runs the batches still in its socket */
+    kill(s->redis.pid, SIGCONT);
+    redisContext *rc = redis_connect(s);
+    long long ran = 0, seen = -1;
+    for (int i = 0; i < 50 && (ran == 0 || ran != seen); i++) {
+        seen = ran;
+        sleep_ms(200);
+        ran = xlen(rc); /* until it stops growing */
+    }
+    redisFree(rc);
+    cr_expect_gt(ran, 0, "Redis ran none of the batches sent before the shutdown");
+    /* the replay sends them again: each is added once */
+    collector_up(s, 1, NULL);
+    expect_stream_exact(s, 30000);
+    long long dups = metric(s, "veil_collector_redis_duplicates_suppressed_total");
+    cr_log_info("%lld events ran after the sender stopped; %lld duplicates suppressed", ran,
+                dups);
+    cr_expect_eq(dups, ran, "re-sent events Redis already had");
+    collector_down(s);
     stack_free(s);
 }
 
