@@ -83,7 +83,19 @@ const struct cfg_option collector_options[] = {
     {"max_header_bytes", CFG_INT, OPT(max_header_bytes), "8192", 1024, 65536, NULL,
      "Largest accepted request line plus headers; larger is refused.", NULL, false},
     {"timeout_s", CFG_INT, OPT(timeout_s), "10", 1, 300, NULL,
-     "Seconds a connection may stay idle or take to send a request.", NULL, false},
+     "Seconds a connection may stay idle: between requests (keep-alive), between two reads "
+     "of one request, or while a client does not read a reply; then it is closed (with 408 "
+     "when part of a request had arrived). A whole request must also arrive within "
+     "request_timeout_s.", NULL, false},
+    {"request_timeout_s", CFG_INT, OPT(request_timeout_s), "10", 1, 300, NULL,
+     "Seconds a client may take to send one whole request (request line, headers and "
+     "body), counted from its first byte, however steadily the bytes trickle in; past it, "
+     "408 and the connection is closed (slowloris).", NULL, false},
+    {"max_connections", CFG_INT, OPT(max_connections), "10000", 1, 1000000, NULL,
+     "Client connections held open at most, all threads together. A connection past it is "
+     "accepted and closed at once without an answer (counted in "
+     "veil_collector_connections_refused_total). The open-file limit is raised to fit when "
+     "the hard limit allows.", NULL, false},
     {"max_buffered_events", CFG_INT, OPT(max_buffered_events), "100000", 100, 100000000, NULL,
      "Events held in memory per thread while Redis is slow or down; past it, events go to "
      "the disk spool (spool_dir), and only when that is full too, 503.",

@@ -33,6 +33,8 @@ struct collector_config {
     long long max_body_bytes;
     long long max_header_bytes;
     long long timeout_s;
+    long long request_timeout_s;
+    long long max_connections;  /* all threads together */
     long long max_buffered_events;
     char *spool_dir;            /* "" = no disk spool */
     long long spool_max_bytes;  /* all threads together */

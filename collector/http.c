@@ -1,7 +1,10 @@
-/* http.c - the collector's HTTP workers and request handlers (http.h).
+/* http.c - the collector's worker threads and endpoints (http.h), served by
+ * httpd.c.
  *
  * Must never put the client IP, the User-Agent or a request's query string
- * in a log line or a response. Each request gets exactly one reply. */
+ * in a log line or a response. Each request gets exactly one reply. The
+ * headers of every reply are fixed texts built once (the ETag ones at
+ * start-up); httpd adds Date, Content-Length and Connection. */
 #include "http.h"
 
 #include <errno.h>
@@ -10,31 +13,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/util.h>
 
 #include "enrich.h"
 #include "event_parse.h"
+#include "httpd.h"
 #include "log.h"
 #include "metrics.h"
 #include "sink_redis.h"
 #include "util.h"
+
+/* File descriptors besides client connections: listeners, Redis, spool
+ * files, the GeoIP database, logs. */
+#define FD_RESERVE 256
 
 struct http_worker {
     int id;
     struct collector_server *srv;
     pthread_t thread;
     bool started;
-    evutil_socket_t fd;
     struct event_base *base;
-    struct evhttp *http;
+    struct httpd *httpd;
     struct sink *sink;
     struct ua_parser *ua;
     struct ratelimit *limiter;
@@ -52,6 +57,9 @@ struct collector_server {
     struct http_worker *workers;
     struct metrics **metric_ptrs;
     int drain_ms;
+    _Atomic long open_connections; /* all workers: max_connections */
+    char *tracker_head;            /* 200 headers of /veil.js, with its ETag */
+    char *tracker_head_304;
 };
 
 /* A transparent 1x1 GIF. */
@@ -60,74 +68,80 @@ static const unsigned char pixel_gif[] = {
     0x00, 0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c,
     0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x01, 0x44, 0x00, 0x3b};
 
-static void add_header(struct evhttp_request *req, const char *name, const char *value)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(req), name, value);
-}
+#define CORS "Access-Control-Allow-Origin: *\r\n"
+#define NO_STORE                                                      \
+    "Cache-Control: no-store, no-cache, must-revalidate, max-age=0\r\n" \
+    "Pragma: no-cache\r\n"                                            \
+    "Expires: 0\r\n"
+#define TEXT_PLAIN "Content-Type: text/plain; charset=utf-8\r\n"
+#define TRACKER_CACHE "Cache-Control: public, max-age=3600\r\n"
 
-static void add_cors(struct evhttp_request *req)
-{
-    add_header(req, "Access-Control-Allow-Origin", "*");
-}
+static const char head_accepted[] = "HTTP/1.1 202 Accepted\r\n" CORS NO_STORE TEXT_PLAIN;
+static const char head_pixel[] = "HTTP/1.1 200 OK\r\n" CORS NO_STORE "Content-Type: image/gif\r\n";
+static const char head_preflight[] = "HTTP/1.1 204 No Content\r\n" CORS
+                                     "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
+                                     "Access-Control-Allow-Headers: Content-Type\r\n"
+                                     "Access-Control-Max-Age: 86400\r\n";
+static const char head_healthz[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" NO_STORE;
+static const char head_metrics[] =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n" NO_STORE;
 
-static void no_store(struct evhttp_request *req)
-{
-    add_header(req, "Cache-Control", "no-store, no-cache, must-revalidate, max-age=0");
-    add_header(req, "Pragma", "no-cache");
-    add_header(req, "Expires", "0");
-}
+#define HEAD_LEN(h) (sizeof(h) - 1)
 
-/* The one place a worker answers with an error: count it, give a reason. */
-static void reply_error(struct http_worker *w, struct evhttp_request *req, int code,
-                        const char *status, const char *reason)
+/* Every error a worker answers: its headers and its counter. */
+static const struct error_reply {
+    int code;
+    const char *head;
+    enum metric counter; /* M__COUNT: none beyond M_REQUESTS */
+} error_replies[] = {
+    {400, "HTTP/1.1 400 Bad Request\r\n" CORS NO_STORE TEXT_PLAIN, M_BAD_REQUEST},
+    {404, "HTTP/1.1 404 Not Found\r\n" CORS NO_STORE TEXT_PLAIN, M_NOT_FOUND},
+    {405, "HTTP/1.1 405 Method Not Allowed\r\n" CORS NO_STORE TEXT_PLAIN
+          "Allow: GET, POST, OPTIONS\r\n", M_BAD_METHOD},
+    {408, "HTTP/1.1 408 Request Timeout\r\n" CORS NO_STORE TEXT_PLAIN, M_REQUEST_TIMEOUT},
+    {413, "HTTP/1.1 413 Payload Too Large\r\n" CORS NO_STORE TEXT_PLAIN, M_TOO_LARGE},
+    {415, "HTTP/1.1 415 Unsupported Media Type\r\n" CORS NO_STORE TEXT_PLAIN, M_BAD_MEDIA_TYPE},
+    {429, "HTTP/1.1 429 Too Many Requests\r\n" CORS NO_STORE TEXT_PLAIN "Retry-After: 1\r\n",
+     M_RATE_LIMITED},
+    {431, "HTTP/1.1 431 Request Header Fields Too Large\r\n" CORS NO_STORE TEXT_PLAIN,
+     M_HEADER_TOO_LARGE},
+    {503, "HTTP/1.1 503 Service Unavailable\r\n" CORS NO_STORE TEXT_PLAIN "Retry-After: 5\r\n",
+     M_UNAVAILABLE},
+    {500, "HTTP/1.1 500 Internal Server Error\r\n" CORS NO_STORE TEXT_PLAIN, M__COUNT},
+};
+
+/* The one place a worker answers with an error: count it, give a reason
+ * (a fixed text that never quotes input). */
+static void reply_error(struct http_worker *w, struct httpd_reply *r, int code,
+                        const char *reason)
 {
-    static const struct {
-        int code;
-        enum metric m;
-    } counters[] = {{400, M_BAD_REQUEST}, {404, M_NOT_FOUND},   {405, M_BAD_METHOD},
-                    {413, M_TOO_LARGE},   {415, M_BAD_MEDIA_TYPE}, {429, M_RATE_LIMITED},
-                    {503, M_UNAVAILABLE}};
-    for (size_t i = 0; i < ARRAY_LEN(counters); i++)
-        if (counters[i].code == code)
-            metrics_inc(&w->metrics, counters[i].m);
+    const struct error_reply *e = &error_replies[ARRAY_LEN(error_replies) - 1];
+    for (size_t i = 0; i < ARRAY_LEN(error_replies); i++)
+        if (error_replies[i].code == code)
+            e = &error_replies[i];
+    if (e->counter != M__COUNT)
+        metrics_inc(&w->metrics, e->counter);
     if (code == 400)
         metrics_reason(reason);
-    struct evbuffer *body = evbuffer_new();
-    if (body)
-        evbuffer_add_printf(body, "%s\n", reason);
-    add_cors(req);
-    no_store(req);
-    add_header(req, "Content-Type", "text/plain; charset=utf-8");
-    if (code == 405)
-        add_header(req, "Allow", "GET, POST, OPTIONS");
-    if (code == 503)
-        add_header(req, "Retry-After", "5");
-    if (code == 429)
-        add_header(req, "Retry-After", "1");
-    evhttp_send_reply(req, code, status, body);
-    if (body)
-        evbuffer_free(body);
-}
-
-static const char *input_header(struct evhttp_request *req, const char *name)
-{
-    return evhttp_find_header(evhttp_request_get_input_headers(req), name);
+    char body[192];
+    size_t len = strnlen(reason, sizeof body - 2);
+    memcpy(body, reason, len);
+    body[len++] = '\n';
+    httpd_reply(r, e->code, e->head, strlen(e->head), body, len);
 }
 
 /* Enrich and queue one parsed event; answers the request. */
-static void accept_event(struct http_worker *w, struct evhttp_request *req,
-                         const struct raw_event *raw, bool pixel)
+static void accept_event(struct http_worker *w, const struct httpd_request *req,
+                         struct httpd_reply *r, const struct raw_event *raw, bool pixel)
 {
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    const struct sockaddr *peer = conn ? evhttp_connection_get_addr(conn) : NULL;
     struct sockaddr_in none = {.sin_family = AF_INET};
     struct request_info info = {
-        .peer = peer ? peer : (const struct sockaddr *)&none,
-        .x_forwarded_for = input_header(req, "X-Forwarded-For"),
-        .forwarded = input_header(req, "Forwarded"),
-        .user_agent = input_header(req, "User-Agent"),
-        .dnt = input_header(req, "DNT"),
-        .sec_gpc = input_header(req, "Sec-GPC"),
+        .peer = req->peer ? req->peer : (const struct sockaddr *)&none,
+        .x_forwarded_for = req->header[HTTPD_H_X_FORWARDED_FOR],
+        .forwarded = req->header[HTTPD_H_FORWARDED],
+        .user_agent = req->header[HTTPD_H_USER_AGENT],
+        .dnt = req->header[HTTPD_H_DNT],
+        .sec_gpc = req->header[HTTPD_H_SEC_GPC],
         .now = (int64_t)time(NULL),
     };
     struct event_record ev;
@@ -138,13 +152,13 @@ static void accept_event(struct http_worker *w, struct evhttp_request *req,
     enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
     switch (outcome) {
     case ENRICH_BAD_REQUEST:
-        reply_error(w, req, 400, "Bad Request", reason);
+        reply_error(w, r, 400, reason);
         return;
     case ENRICH_UNKNOWN_SITE:
-        reply_error(w, req, 404, "Not Found", reason);
+        reply_error(w, r, 404, reason);
         return;
     case ENRICH_RATE_LIMITED:
-        reply_error(w, req, 429, "Too Many Requests", "rate limit exceeded, slow down");
+        reply_error(w, r, 429, "rate limit exceeded, slow down");
         return;
     case ENRICH_DROP_DNT:
         metrics_inc(&w->metrics, M_DNT);
@@ -157,7 +171,7 @@ static void accept_event(struct http_worker *w, struct evhttp_request *req,
         break;
     case ENRICH_RECORD:
         if (sink_push(w->sink, &ev) != 0) {
-            reply_error(w, req, 503, "Service Unavailable", "buffer full, retry later");
+            reply_error(w, r, 503, "buffer full, retry later");
             return;
         }
         metrics_inc(&w->metrics, M_ACCEPTED);
@@ -165,19 +179,11 @@ static void accept_event(struct http_worker *w, struct evhttp_request *req,
             metrics_inc(&w->metrics, M_PIXEL);
         break;
     }
-    add_cors(req);
-    no_store(req);
-    if (pixel) {
-        struct evbuffer *body = evbuffer_new();
-        if (body)
-            evbuffer_add(body, pixel_gif, sizeof pixel_gif);
-        add_header(req, "Content-Type", "image/gif");
-        evhttp_send_reply(req, 200, "OK", body);
-        if (body)
-            evbuffer_free(body);
-    } else {
-        evhttp_send_reply(req, 202, "Accepted", NULL);
-    }
+    if (pixel)
+        httpd_reply(r, 200, head_pixel, HEAD_LEN(head_pixel), (const char *)pixel_gif,
+                    sizeof pixel_gif);
+    else
+        httpd_reply(r, 202, head_accepted, HEAD_LEN(head_accepted), NULL, 0);
 }
 
 static bool media_type_ok(const char *ct)
@@ -191,159 +197,127 @@ static bool media_type_ok(const char *ct)
            (len == 16 && strncasecmp(ct, "application/json", 16) == 0);
 }
 
-static void event_cb(struct evhttp_request *req, void *arg)
+static void event_request(struct http_worker *w, const struct httpd_request *req,
+                          struct httpd_reply *r)
 {
-    struct http_worker *w = arg;
-    metrics_inc(&w->metrics, M_REQUESTS);
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-    if (method == EVHTTP_REQ_OPTIONS) {
-        add_cors(req);
-        add_header(req, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
-        add_header(req, "Access-Control-Allow-Headers", "Content-Type");
-        add_header(req, "Access-Control-Max-Age", "86400");
-        evhttp_send_reply(req, 204, "No Content", NULL);
+    if (req->method == HTTPD_OPTIONS) {
+        httpd_reply(r, 204, head_preflight, HEAD_LEN(head_preflight), NULL, 0);
         return;
     }
-    if (method != EVHTTP_REQ_POST) {
-        reply_error(w, req, 405, "Method Not Allowed", "use POST");
+    if (req->method != HTTPD_POST) {
+        reply_error(w, r, 405, "use POST");
         return;
     }
-    if (!media_type_ok(input_header(req, "Content-Type"))) {
-        reply_error(w, req, 415, "Unsupported Media Type",
-                    "content type must be text/plain or application/json");
+    if (!media_type_ok(req->header[HTTPD_H_CONTENT_TYPE])) {
+        reply_error(w, r, 415, "content type must be text/plain or application/json");
         return;
     }
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    if (len > (size_t)w->srv->shared.boot->conf.max_body_bytes) {
-        reply_error(w, req, 413, "Payload Too Large", "body too large");
-        return;
-    }
-    const char *body = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
     struct raw_event raw;
     char reason[128] = "";
-    if (!event_parse_json(body, len, &raw, reason, sizeof reason)) {
-        reply_error(w, req, 400, "Bad Request", reason);
+    if (!event_parse_json(req->body, req->body_len, &raw, reason, sizeof reason)) {
+        reply_error(w, r, 400, reason);
         return;
     }
-    accept_event(w, req, &raw, false);
+    accept_event(w, req, r, &raw, false);
 }
 
-static void pixel_cb(struct evhttp_request *req, void *arg)
+static void pixel_request(struct http_worker *w, const struct httpd_request *req,
+                          struct httpd_reply *r)
 {
-    struct http_worker *w = arg;
-    metrics_inc(&w->metrics, M_REQUESTS);
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-    if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        reply_error(w, req, 405, "Method Not Allowed", "use GET");
+    if (req->method != HTTPD_GET && req->method != HTTPD_HEAD) {
+        reply_error(w, r, 405, "use GET");
         return;
     }
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
     struct raw_event raw;
     char reason[128] = "";
-    if (!event_parse_query(query ? query : "", query ? strlen(query) : 0, &raw, reason,
+    if (!event_parse_query(req->query ? req->query : "", req->query_len, &raw, reason,
                            sizeof reason)) {
-        reply_error(w, req, 400, "Bad Request", reason);
+        reply_error(w, r, 400, reason);
         return;
     }
-    accept_event(w, req, &raw, true);
+    accept_event(w, req, r, &raw, true);
 }
 
-static void tracker_cb(struct evhttp_request *req, void *arg)
+static void tracker_request(struct http_worker *w, const struct httpd_request *req,
+                            struct httpd_reply *r)
 {
-    struct http_worker *w = arg;
-    const struct collector_shared *sh = &w->srv->shared;
-    metrics_inc(&w->metrics, M_REQUESTS);
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    const struct collector_server *srv = w->srv;
+    const struct collector_shared *sh = &srv->shared;
     if (!sh->tracker_js) {
-        reply_error(w, req, 404, "Not Found", "tracker not configured (tracker_js)");
+        reply_error(w, r, 404, "tracker not configured (tracker_js)");
         return;
     }
-    if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        reply_error(w, req, 405, "Method Not Allowed", "use GET");
+    if (req->method != HTTPD_GET && req->method != HTTPD_HEAD) {
+        reply_error(w, r, 405, "use GET");
         return;
     }
-    add_cors(req);
-    add_header(req, "Cache-Control", "public, max-age=3600");
-    add_header(req, "ETag", sh->tracker_etag);
-    const char *inm = input_header(req, "If-None-Match");
+    const char *inm = req->header[HTTPD_H_IF_NONE_MATCH];
     if (inm && strstr(inm, sh->tracker_etag)) {
-        evhttp_send_reply(req, 304, "Not Modified", NULL);
+        httpd_reply(r, 304, srv->tracker_head_304, strlen(srv->tracker_head_304), NULL, 0);
         return;
     }
-    add_header(req, "Content-Type", "text/javascript; charset=utf-8");
-    struct evbuffer *body = evbuffer_new();
-    if (body)
-        evbuffer_add_reference(body, sh->tracker_js, sh->tracker_js_len, NULL, NULL);
-    evhttp_send_reply(req, 200, "OK", body);
-    if (body)
-        evbuffer_free(body);
+    httpd_reply(r, 200, srv->tracker_head, strlen(srv->tracker_head), sh->tracker_js,
+                sh->tracker_js_len);
 }
 
-static void healthz_cb(struct evhttp_request *req, void *arg)
+static void healthz_request(struct http_worker *w, struct httpd_reply *r)
+{
+    char body[128];
+    str_format(body, sizeof body, "{\"status\":\"ok\",\"redis\":\"%s\",\"buffered\":%zu}\n",
+               sink_connected(w->sink) ? "connected" : "disconnected", sink_pending(w->sink));
+    httpd_reply(r, 200, head_healthz, HEAD_LEN(head_healthz), body, strlen(body));
+}
+
+static void metrics_request(struct http_worker *w, struct httpd_reply *r)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (!body) {
+        reply_error(w, r, 503, "out of memory, retry later");
+        return;
+    }
+    metrics_render(w->srv->metric_ptrs, w->srv->nworkers, body);
+    size_t len = evbuffer_get_length(body);
+    const char *text = len ? (const char *)evbuffer_pullup(body, (ev_ssize_t)len) : "";
+    if (!text) {
+        evbuffer_free(body);
+        reply_error(w, r, 503, "out of memory, retry later");
+        return;
+    }
+    httpd_reply(r, 200, head_metrics, HEAD_LEN(head_metrics), text, len);
+    evbuffer_free(body);
+}
+
+static bool path_is(const struct httpd_request *req, const char *path, size_t len)
+{
+    return req->path_len == len && memcmp(req->path, path, len) == 0;
+}
+
+#define PATH_IS(req, lit) path_is((req), (lit), sizeof(lit) - 1)
+
+static void request_cb(void *arg, const struct httpd_request *req, struct httpd_reply *r)
 {
     struct http_worker *w = arg;
     metrics_inc(&w->metrics, M_REQUESTS);
-    struct evbuffer *body = evbuffer_new();
-    if (body)
-        evbuffer_add_printf(body, "{\"status\":\"ok\",\"redis\":\"%s\",\"buffered\":%zu}\n",
-                            sink_connected(w->sink) ? "connected" : "disconnected",
-                            sink_pending(w->sink));
-    add_header(req, "Content-Type", "application/json");
-    no_store(req);
-    evhttp_send_reply(req, 200, "OK", body);
-    if (body)
-        evbuffer_free(body);
+    if (PATH_IS(req, "/api/event"))
+        event_request(w, req, r);
+    else if (PATH_IS(req, "/e.gif"))
+        pixel_request(w, req, r);
+    else if (PATH_IS(req, "/veil.js"))
+        tracker_request(w, req, r);
+    else if (PATH_IS(req, "/healthz"))
+        healthz_request(w, r);
+    else if (PATH_IS(req, "/metrics"))
+        metrics_request(w, r);
+    else
+        reply_error(w, r, 404, "no such endpoint");
 }
 
-static void metrics_cb(struct evhttp_request *req, void *arg)
+/* Requests httpd could not hand over: malformed, too large, too slow. */
+static void protocol_error_cb(void *arg, int status, const char *reason, struct httpd_reply *r)
 {
     struct http_worker *w = arg;
     metrics_inc(&w->metrics, M_REQUESTS);
-    struct evbuffer *body = evbuffer_new();
-    if (body)
-        metrics_render(w->srv->metric_ptrs, w->srv->nworkers, body);
-    add_header(req, "Content-Type", "text/plain; version=0.0.4");
-    no_store(req);
-    evhttp_send_reply(req, 200, "OK", body);
-    if (body)
-        evbuffer_free(body);
-}
-
-static void notfound_cb(struct evhttp_request *req, void *arg)
-{
-    struct http_worker *w = arg;
-    metrics_inc(&w->metrics, M_REQUESTS);
-    reply_error(w, req, 404, "Not Found", "no such endpoint");
-}
-
-static evutil_socket_t bind_listener(const char *listen_addr, char *err, size_t errlen)
-{
-    char host[300];
-    int port;
-    if (!hostport_split(listen_addr, host, sizeof host, &port)) {
-        str_format(err, errlen, "listen: expected host:port");
-        return -1;
-    }
-    struct sockaddr_storage ss;
-    int sslen = sizeof ss;
-    char spec[320];
-    str_format(spec, sizeof spec, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
-        str_format(err, errlen, "listen: not a numeric address (use an IP, not a name)");
-        return -1;
-    }
-    evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 || listen(fd, 1024) != 0) {
-        str_format(err, errlen, "listen %s: %s", listen_addr, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
+    reply_error(w, r, status, reason);
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg);
@@ -355,32 +329,29 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
     const struct collector_config *conf = &srv->shared.boot->conf;
     w->id = id;
     w->srv = srv;
-    w->fd = bind_listener(conf->listen, err, errlen);
-    if (w->fd < 0)
+    int fd = httpd_listen(conf->listen, err, errlen);
+    if (fd < 0)
         return -1;
     w->base = event_base_new();
-    w->http = w->base ? evhttp_new(w->base) : NULL;
-    if (!w->http) {
+    if (!w->base) {
+        close(fd);
         str_format(err, errlen, "cannot create the event loop");
         return -1;
     }
-    evhttp_set_max_headers_size(w->http, (ev_ssize_t)conf->max_header_bytes);
-    /* Bodies up to max_body_bytes + 64 KiB are read and refused here, with a
-     * counted 413; evhttp refuses anything larger by itself (uncounted). */
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)conf->max_body_bytes + 65536);
-    evhttp_set_timeout(w->http, (int)conf->timeout_s);
-    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
-    evhttp_set_default_content_type(w->http, "text/plain; charset=utf-8");
-    evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
-    evhttp_set_cb(w->http, "/api/event", event_cb, w);
-    evhttp_set_cb(w->http, "/e.gif", pixel_cb, w);
-    evhttp_set_cb(w->http, "/veil.js", tracker_cb, w);
-    evhttp_set_cb(w->http, "/healthz", healthz_cb, w);
-    evhttp_set_cb(w->http, "/metrics", metrics_cb, w);
-    evhttp_set_gencb(w->http, notfound_cb, w);
-    if (!evhttp_accept_socket_with_handle(w->http, w->fd)) {
+    struct httpd_config hc = {
+        .max_header_bytes = (size_t)conf->max_header_bytes,
+        .max_body_bytes = (size_t)conf->max_body_bytes,
+        .timeout_s = (int)conf->timeout_s,
+        .request_timeout_s = (int)conf->request_timeout_s,
+        .max_connections = (long)conf->max_connections,
+        .open_connections = &srv->open_connections,
+        .metrics = &w->metrics,
+        .handler = request_cb,
+        .error = protocol_error_cb,
+        .arg = w,
+    };
+    w->httpd = httpd_new(w->base, fd, &hc);
+    if (!w->httpd) {
         str_format(err, errlen, "cannot accept on the listener");
         return -1;
     }
@@ -398,19 +369,50 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
     return 0;
 }
 
+/* Room for max_connections open sockets: raise the soft open-file limit
+ * up to the hard one if needed, and say so when even that is too low. */
+static void fit_open_files(long max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)max_connections + FD_RESERVE;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t to = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        struct rlimit raised = {to, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = to;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        log_warn("max_connections %ld needs %llu open files, the limit is %llu: connections "
+                 "past it wait in the listen backlog",
+                 max_connections, (unsigned long long)want, (unsigned long long)rl.rlim_cur);
+}
+
+static char *tracker_head(const char *status_line, const char *etag, bool with_type)
+{
+    char head[512];
+    str_format(head, sizeof head, "%s" CORS TRACKER_CACHE "ETag: %s\r\n%s", status_line, etag,
+               with_type ? "Content-Type: text/javascript; charset=utf-8\r\n" : "");
+    return xstrdup(head);
+}
+
 struct collector_server *collector_server_new(const struct collector_shared *shared,
                                               int nthreads, char *err, size_t errlen)
 {
     struct collector_server *srv = xcalloc(1, sizeof *srv);
     srv->shared = *shared;
     atomic_store(&srv->live, shared->boot);
+    atomic_store(&srv->open_connections, 0);
+    const char *etag = shared->tracker_etag ? shared->tracker_etag : "\"\"";
+    srv->tracker_head = tracker_head("HTTP/1.1 200 OK\r\n", etag, true);
+    srv->tracker_head_304 = tracker_head("HTTP/1.1 304 Not Modified\r\n", etag, false);
     srv->workers = xcalloc((size_t)nthreads, sizeof *srv->workers);
     srv->metric_ptrs = xcalloc((size_t)nthreads, sizeof *srv->metric_ptrs);
-    for (int i = 0; i < nthreads; i++) {
-        srv->workers[i].fd = -1;
+    for (int i = 0; i < nthreads; i++)
         srv->metric_ptrs[i] = &srv->workers[i].metrics;
-    }
     srv->nworkers = nthreads;
+    fit_open_files((long)shared->boot->conf.max_connections);
     for (int i = 0; i < nthreads; i++) {
         if (worker_init(srv, &srv->workers[i], i, err, errlen) != 0) {
             collector_server_free(srv);
@@ -438,17 +440,14 @@ int collector_server_start(struct collector_server *srv)
     return 0;
 }
 
-/* In the worker's thread: stop accepting, then drain the sink. */
+/* In the worker's thread: stop accepting, close connections, drain the sink. */
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct http_worker *w = arg;
-    if (w->http) {
-        evhttp_free(w->http); /* closes the listener and idle connections */
-        w->http = NULL;
-        w->fd = -1;
-    }
+    if (w->httpd)
+        httpd_shutdown(w->httpd);
     w->drain_deadline = clock_ms() + (uint64_t)w->srv->drain_ms;
     struct timeval tv = {0, 20 * 1000};
     event_add(w->drain_ev, &tv);
@@ -484,10 +483,7 @@ void collector_server_free(struct collector_server *srv)
         return;
     for (int i = 0; i < srv->nworkers; i++) {
         struct http_worker *w = &srv->workers[i];
-        if (w->http)
-            evhttp_free(w->http);
-        else if (w->fd >= 0)
-            close(w->fd);
+        httpd_free(w->httpd); /* before the sink: closes connections */
         sink_free(w->sink);
         if (w->ua)
             ua_parser_free(w->ua);
@@ -499,6 +495,8 @@ void collector_server_free(struct collector_server *srv)
         if (w->base)
             event_base_free(w->base);
     }
+    free(srv->tracker_head);
+    free(srv->tracker_head_304);
     free(srv->workers);
     free(srv->metric_ptrs);
     free(srv);

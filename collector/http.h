@@ -1,9 +1,12 @@
 /* http.h - the collector's HTTP front: worker threads, each with its own
- * event_base, SO_REUSEPORT listener, evhttp, UA parser and Redis sink.
+ * event_base, SO_REUSEPORT listener, HTTP server (httpd.h), UA parser and
+ * Redis sink.
  *
  * Endpoints: POST /api/event (and OPTIONS preflight), GET /e.gif (pixel),
- * GET /veil.js (the tracker), GET /healthz, GET /metrics. Exactly one reply per request; every evhttp
- * limit is set explicitly. Never logs or answers with an IP or a UA. */
+ * GET /veil.js (the tracker), GET /healthz, GET /metrics. Exactly one reply
+ * per request; every limit is set explicitly (max_header_bytes,
+ * max_body_bytes, timeout_s, request_timeout_s, max_connections). Never
+ * logs or answers with an IP or a UA. */
 #ifndef VEIL_HTTP_H
 #define VEIL_HTTP_H
 

@@ -31,6 +31,9 @@ static const char *const metric_names[M__COUNT] = {
     [M_REPLAYED] = "veil_collector_replayed_events_total",
     [M_SPOOL_CORRUPT] = "veil_collector_spool_corrupt_records_total",
     [M_SPOOL_ERRORS] = "veil_collector_spool_errors_total",
+    [M_HEADER_TOO_LARGE] = "veil_collector_rejected_431_total",
+    [M_REQUEST_TIMEOUT] = "veil_collector_request_timeouts_total",
+    [M_CONN_REFUSED] = "veil_collector_connections_refused_total",
 };
 
 static pthread_mutex_t reasons_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -100,6 +103,13 @@ void metrics_render(struct metrics *const *per_thread, int n, struct evbuffer *o
                         "# TYPE veil_collector_spool_bytes gauge\n"
                         "veil_collector_spool_bytes %lld\n",
                         (long long)spool_bytes);
+    int64_t connections = 0;
+    for (int t = 0; t < n; t++)
+        connections += atomic_load_explicit(&per_thread[t]->connections, memory_order_relaxed);
+    evbuffer_add_printf(out,
+                        "# TYPE veil_collector_connections gauge\n"
+                        "veil_collector_connections %lld\n",
+                        (long long)connections);
     evbuffer_add_printf(out, "# TYPE veil_collector_rejections_total counter\n");
     pthread_mutex_lock(&reasons_lock);
     for (int i = 0; i < REASONS_MAX && reason_text[i][0]; i++) {

@@ -32,6 +32,9 @@ enum metric {
     M_REPLAYED,          /* events read back from the spool to go to Redis */
     M_SPOOL_CORRUPT,     /* torn or corrupt spool data skipped (one per bad span) */
     M_SPOOL_ERRORS,      /* spool writes, syncs or opens that failed */
+    M_HEADER_TOO_LARGE,  /* 431: request line + headers over max_header_bytes */
+    M_REQUEST_TIMEOUT,   /* 408: a request not received within its deadline */
+    M_CONN_REFUSED,      /* connections closed at once: max_connections reached */
     M__COUNT
 };
 
@@ -39,6 +42,7 @@ struct metrics {
     _Atomic uint64_t c[M__COUNT];
     _Atomic int64_t buffered; /* events waiting for Redis in memory (gauge) */
     _Atomic int64_t spool_bytes; /* size of this thread's spool files (gauge) */
+    _Atomic int64_t connections; /* client connections open on this thread (gauge) */
 };
 
 static inline void metrics_inc(struct metrics *m, enum metric k)

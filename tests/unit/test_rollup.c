@@ -81,8 +81,10 @@ Test(rollup_keys, names_follow_keys_md)
     cr_assert(rollup_key_row_visitors(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com", DAY,
                                       "page", "/a b"));
     cr_assert_str_eq(k, "veil:{0}:d:example.com:2024-05-01:u:page:/a b");
-    cr_assert(rollup_key_session(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com", VA));
-    cr_assert_str_eq(k, "veil:{0}:s:example.com:00000000000000aa");
+    cr_assert(rollup_key_sessions(k, sizeof k, ROLLUP_SHARD_PREFIX, 952537));
+    cr_assert_str_eq(k, "veil:{0}:sessions:952537");
+    cr_assert(rollup_key_sessions_version(k, sizeof k, ROLLUP_SHARD_PREFIX));
+    cr_assert_str_eq(k, "veil:{0}:sessions:version");
     cr_assert(rollup_key_realtime(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com"));
     cr_assert_str_eq(k, "veil:{0}:rt:example.com");
 }
@@ -308,8 +310,11 @@ Test(rollup, hits_are_per_visitor_in_time_order)
     const struct rollup_session *s = rollup_sessions(r, &nsessions);
     cr_assert_eq(nhits, 4, "events without a visitor hash have no session");
     cr_assert_eq(nsessions, 2);
-    cr_assert_str_eq(s[0].key, "veil:{0}:s:example.com:" VB);
+    cr_assert_str_eq(s[0].field, "example.com:" VB);
     cr_assert_str_eq(s[0].realtime_key, "veil:{0}:rt:example.com");
+    cr_assert_eq(s[0].realtime_key, s[1].realtime_key, "one realtime key per site");
+    cr_assert_eq(s[0].last_seen, NOW + 10);
+    cr_assert_eq(s[1].last_seen, NOW + 20, "the newest event of the visitor, any kind");
     cr_assert_str_eq(rollup_visitor(r, s[1].visitor), VA);
     /* session 0 (VB) first, then VA's hits by ts, ties by arrival */
     cr_assert_eq(h[0].session, 0);
@@ -443,4 +448,229 @@ Test(rollup, large_batch_sums_are_exact)
                    (h[i - 1].ts < h[i].ts ||
                     (h[i - 1].ts == h[i].ts && h[i - 1].seq < h[i].seq))));
     }
+}
+
+/* ---- sessions (rollup_apply_sessions) ---- */
+
+#define TIMEOUT 1800
+
+static void apply(const char *const *stored)
+{
+    size_t n;
+    rollup_sessions(r, &n);
+    size_t lens[8];
+    cr_assert(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        lens[i] = stored && stored[i] ? strlen(stored[i]) : 0;
+    rollup_apply_sessions(r, stored, lens, TIMEOUT);
+}
+
+static long long total(const char *day, enum rollup_total t)
+{
+    const struct rollup_day *d = rollup_find_day(r, "example.com", day);
+    return d ? d->totals[t] : 0;
+}
+
+static const char *state_of(size_t i)
+{
+    static char buf[ROLLUP_SESSION_VALUE_MAX];
+    size_t n;
+    const struct rollup_session *s = rollup_sessions(r, &n);
+    cr_assert(i < n);
+    if (!s[i].dirty)
+        return NULL;
+    rollup_session_format(&s[i].state, buf);
+    return buf;
+}
+
+Test(rollup, session_values_parse_and_format)
+{
+    struct rollup_session_state s = {3, 1714567000, 1714567890, DAY};
+    char out[ROLLUP_SESSION_VALUE_MAX];
+    size_t len = rollup_session_format(&s, out);
+    cr_assert_str_eq(out, "3 1714567000 1714567890 " DAY);
+    cr_assert_eq(len, strlen(out));
+    struct rollup_session_state back;
+    cr_assert(rollup_session_parse(out, len, &back));
+    cr_assert_eq(back.pv, 3);
+    cr_assert_eq(back.start, 1714567000);
+    cr_assert_eq(back.last, 1714567890);
+    cr_assert_str_eq(back.day, DAY);
+    const char *bad[] = {"", "3", "3 1 2", "3 1 2 2024-05-0", "0 1 2 " DAY, "3 5 4 " DAY,
+                         "3 1 2 2024-02-31", "x 1 2 " DAY, "3 1 2 " DAY " ", "-1 1 2 " DAY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_not(rollup_session_parse(bad[i], strlen(bad[i]), &back), "accepted '%s'",
+                      bad[i]);
+}
+
+Test(rollup, a_first_pageview_starts_a_visit)
+{
+    struct event_record ev;
+    base_event(&ev, "pageview", "/landing", VA, NOW);
+    SET(ev.referrer, "search.example");
+    SET(ev.country, "FR");
+    add_ok(&ev);
+    base_event(&ev, "signup", "/landing", VB, NOW); /* no session, not a pageview */
+    add_ok(&ev);
+    rollup_finish(r);
+    apply(NULL);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISITS), 1);
+    cr_assert_eq(total(DAY, ROLLUP_T_BOUNCES), 1);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISIT_DURATION), 0);
+    cr_assert_eq(row("entry_page", "/landing")->vis, 1);
+    cr_assert_eq(row("entry_page", "/landing")->pv, 0, "entry_page rows only count visits");
+    cr_assert_eq(row("entry_page", "/landing")->nvisit_visitors, 1);
+    cr_assert_eq(row("source", "search.example")->vis, 1);
+    cr_assert_eq(row("source", "search.example")->nvisit_visitors, 1,
+                 "acquisition rows: the visitor of the visit");
+    cr_assert_eq(row("country", "FR")->vis, 1);
+    cr_assert_eq(row("country", "FR")->nvisit_visitors, 0, "per-event rows: no visit visitors");
+    cr_assert_str_eq(state_of(0), "1 1714567890 1714567890 " DAY);
+    cr_assert_null(state_of(1), "a custom event alone makes no session");
+    size_t ng;
+    const struct rollup_group *g = rollup_groups(r, &ng);
+    bool seen_entry = false;
+    for (size_t i = 0; i < ng; i++)
+        if (strcmp(g[i].dim, "entry_page") == 0)
+            seen_entry = g[i].kind == ROLLUP_G_VIS;
+    cr_assert(seen_entry, "entry_page rows are capped by b:entry_page:vis");
+}
+
+Test(rollup, a_stored_visit_is_continued)
+{
+    struct event_record ev;
+    base_event(&ev, "pageview", "/two", VA, NOW + 100);
+    add_ok(&ev);
+    base_event(&ev, "engagement", "/two", VA, NOW + 160);
+    ev.engaged_ms = 50;
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/three", VA, NOW + 200);
+    add_ok(&ev);
+    rollup_finish(r);
+    const char *stored[] = {"1 1714567800 1714567890 " DAY};
+    apply(stored);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISITS), 0, "no new visit");
+    cr_assert_eq(total(DAY, ROLLUP_T_BOUNCES), -1, "the second pageview ends the bounce");
+    cr_assert_eq(total(DAY, ROLLUP_T_VISIT_DURATION), 200, "extended from last to the newest ts");
+    cr_assert_null(row("entry_page", "/two"));
+    cr_assert_str_eq(state_of(0), "3 1714567800 1714568090 " DAY);
+
+    /* applied again with another stored state: results replaced */
+    apply(NULL);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISITS), 1);
+    cr_assert_eq(total(DAY, ROLLUP_T_BOUNCES), 0, "one visit of two pageviews");
+    cr_assert_eq(total(DAY, ROLLUP_T_VISIT_DURATION), 100);
+    cr_assert_eq(row("entry_page", "/two")->vis, 1);
+    cr_assert_str_eq(state_of(0), "2 1714567990 1714568090 " DAY);
+    const char *garbage[] = {"not a session"};
+    apply(garbage);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISITS), 1, "an unparsable state is no session");
+    cr_assert_eq(row("entry_page", "/two")->vis, 1);
+}
+
+Test(rollup, a_gap_over_the_timeout_starts_a_new_visit)
+{
+    struct event_record ev;
+    base_event(&ev, "click", "/a", VA, NOW + TIMEOUT + 10); /* not a pageview: ignored */
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/b", VA, NOW + TIMEOUT + 20);
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/c", VA, NOW + TIMEOUT + 30);
+    add_ok(&ev);
+    rollup_finish(r);
+    const char *stored[] = {"4 1714567000 1714567890 " DAY};
+    apply(stored);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISITS), 1);
+    cr_assert_eq(total(DAY, ROLLUP_T_BOUNCES), 0);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISIT_DURATION), 10);
+    cr_assert_eq(row("entry_page", "/b")->vis, 1);
+    cr_assert_str_eq(state_of(0), "2 1714569710 1714569720 " DAY);
+}
+
+Test(rollup, late_events_extend_or_count_as_an_earlier_visit)
+{
+    struct event_record ev;
+    base_event(&ev, "click", "/x", VA, NOW - 100); /* before start, within the timeout */
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/old", VA, NOW - TIMEOUT - 500); /* a separate, earlier visit */
+    add_ok(&ev);
+    rollup_finish(r);
+    const char *stored[] = {"2 1714567890 1714567990 " DAY};
+    apply(stored);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISIT_DURATION), 100, "start moved back by 100 s");
+    cr_assert_eq(total(DAY, ROLLUP_T_VISITS), 1, "the late earlier visit counts");
+    cr_assert_eq(total(DAY, ROLLUP_T_BOUNCES), 1);
+    cr_assert_eq(row("entry_page", "/old")->vis, 1);
+    cr_assert_str_eq(state_of(0), "2 1714567790 1714567990 " DAY, "the open visit is kept");
+}
+
+Test(rollup, visit_counters_go_to_the_day_the_visit_started)
+{
+    struct event_record ev;
+    /* the visit started yesterday at 23:59; its second pageview is today */
+    base_event(&ev, "pageview", "/next", VA, 1714521600 + 30);
+    add_ok(&ev);
+    rollup_finish(r);
+    const char *stored[] = {"1 1714521540 1714521540 2024-04-30"};
+    apply(stored);
+    cr_assert_eq(total("2024-04-30", ROLLUP_T_BOUNCES), -1);
+    cr_assert_eq(total("2024-04-30", ROLLUP_T_VISIT_DURATION), 90);
+    cr_assert_eq(total(DAY, ROLLUP_T_BOUNCES), 0);
+    cr_assert_eq(total(DAY, ROLLUP_T_PAGEVIEWS), 1, "the pageview itself is today's");
+    const struct rollup_day *y = rollup_find_day(r, "example.com", "2024-04-30");
+    cr_assert_not_null(y, "the start day joins the batch");
+    cr_assert_str_eq(y->base, "veil:{0}:d:example.com:2024-04-30:");
+    cr_assert_eq(y->expire_at, rollup_day_expire_at("2024-04-30", 730));
+    cr_assert_str_eq(state_of(0), "2 1714521540 1714521630 2024-04-30");
+
+    /* a start day past retention: its counters are dropped, the visit goes on */
+    const char *ancient[] = {"1 1714521540 1714521590 2020-01-01"};
+    apply(ancient);
+    cr_assert_null(rollup_find_day(r, "example.com", "2020-01-01"));
+    cr_assert_eq(total(DAY, ROLLUP_T_VISITS), 0);
+    cr_assert_str_eq(state_of(0), "2 1714521540 1714521630 2020-01-01");
+}
+
+Test(rollup, hits_of_one_visitor_are_ordered_even_when_many)
+{
+    struct event_record ev;
+    for (int i = 0; i < 200; i++) { /* one session, ts descending: over the insertion-sort run */
+        base_event(&ev, i % 2 ? "click" : "pageview", "/p", VA, NOW + 1000 - i);
+        add_ok(&ev);
+    }
+    base_event(&ev, "pageview", "/q", VB, NOW);
+    add_ok(&ev);
+    rollup_finish(r);
+    size_t n;
+    const struct rollup_hit *h = rollup_hits(r, &n);
+    cr_assert_eq(n, 201);
+    for (size_t i = 1; i < n; i++)
+        cr_assert(h[i - 1].session < h[i].session ||
+                  (h[i - 1].session == h[i].session && h[i - 1].ts <= h[i].ts));
+    apply(NULL);
+    cr_assert_eq(total(DAY, ROLLUP_T_VISITS), 2);
+    /* A's earliest event is a click before any pageview: no session yet */
+    cr_assert_eq(total(DAY, ROLLUP_T_VISIT_DURATION), 198);
+    cr_assert_str_eq(state_of(0), "100 1714568692 1714568890 " DAY);
+}
+
+Test(rollup, a_visitor_in_very_many_rows_stays_distinct)
+{
+    /* past the per-visitor scan: the pair set takes over, lists stay distinct */
+    struct event_record ev;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 120; i++) {
+            char path[16];
+            snprintf(path, sizeof path, "/p%d", i);
+            base_event(&ev, "pageview", path, VA, NOW + i);
+            add_ok(&ev);
+        }
+    }
+    for (int i = 0; i < 120; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "/p%d", i);
+        cr_assert_eq(row("page", path)->pv, 2);
+        cr_assert_eq(row("page", path)->nvisitors, 1, "%s", path);
+    }
+    cr_assert_eq(today()->nvisitors, 1);
 }

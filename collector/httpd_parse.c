@@ -1,0 +1,467 @@
+/* httpd_parse.c - HTTP/1.x request parsing in place on http_parser
+ * (httpd_parse.h).
+ *
+ * http_parser does the grammar: request line, header syntax, Content-Length
+ * and chunked framing, conflicting or repeated lengths (request smuggling),
+ * keep-alive rules. This file adds what it leaves to its user: spans of the
+ * caller's buffer for the target, the headers the collector reads and the
+ * body; the limits; strictness where Debian's non-strict build is lenient
+ * (a space in a header name, control characters in the target or in a
+ * header the collector reads, obsolete line folding). Never stores a
+ * pointer to the caller's bytes past one httpd_parse call (only offsets),
+ * and never logs. */
+#include "httpd_parse.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util.h"
+
+enum { REPEAT_XFF, REPEAT_FORWARDED };
+
+static struct httpd_parser *parser_of(http_parser *hp)
+{
+    return hp->data;
+}
+
+/* Record the first error; returning non-zero stops http_parser. */
+static int fail(struct httpd_parser *p, int status, const char *reason)
+{
+    if (!p->error_status) {
+        p->error_status = status;
+        p->error_reason = reason;
+    }
+    return -1;
+}
+
+/* Extend span `s` by a piece at `off`. Pieces of one element are
+ * contiguous in the buffer (a read boundary splits them, nothing else);
+ * a gap means obsolete line folding. Returns false on a gap. */
+static bool span_extend(struct httpd_span *s, size_t off, size_t len)
+{
+    if (len == 0)
+        return true;
+    if (s->len == 0) {
+        s->off = (uint32_t)off;
+        s->len = (uint32_t)len;
+        return true;
+    }
+    if ((size_t)s->off + s->len != off)
+        return false;
+    s->len += (uint32_t)len;
+    return true;
+}
+
+/* A piece of the head: it must end within max_header_bytes. */
+static int head_piece(struct httpd_parser *p, struct httpd_span *s, const char *at, size_t len)
+{
+    size_t off = (size_t)(at - p->base);
+    if (off + len > p->max_header_bytes)
+        return fail(p, 431, "header block too large");
+    if (!span_extend(s, off, len))
+        return fail(p, 400, "obsolete line folding");
+    return 0;
+}
+
+static int classify(const char *name, size_t len)
+{
+    static const struct {
+        const char *name;
+        enum httpd_header h;
+    } names[] = {
+        {"dnt", HTTPD_H_DNT},
+        {"expect", HTTPD_H_EXPECT},
+        {"sec-gpc", HTTPD_H_SEC_GPC},
+        {"forwarded", HTTPD_H_FORWARDED},
+        {"user-agent", HTTPD_H_USER_AGENT},
+        {"content-type", HTTPD_H_CONTENT_TYPE},
+        {"if-none-match", HTTPD_H_IF_NONE_MATCH},
+        {"x-forwarded-for", HTTPD_H_X_FORWARDED_FOR},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (strlen(names[i].name) == len && strncasecmp(name, names[i].name, len) == 0)
+            return (int)names[i].h;
+    return -1;
+}
+
+/* The field span holds a whole name: check it, say which header it is. */
+static int field_done(struct httpd_parser *p)
+{
+    p->last = LAST_VALUE;
+    p->current = -1;
+    if (p->field.len == 0)
+        return 0;
+    const char *name = p->base + p->field.off;
+    /* The non-strict build lets a space into a name ("Content-Length :"),
+     * which a proxy in front may read otherwise: refuse it. */
+    if (memchr(name, ' ', p->field.len))
+        return fail(p, 400, "malformed header");
+    p->current = classify(name, p->field.len);
+    return 0;
+}
+
+/* Control characters (HTAB aside), which the non-strict build lets into
+ * values: a NUL would cut a header the collector reads (a forged
+ * X-Forwarded-For entry could hide what a proxy appended). */
+static bool has_ctl(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+/* The field and value spans hold one complete header: keep it if wanted. */
+static int finish_header(struct httpd_parser *p)
+{
+    if (p->last == LAST_FIELD && field_done(p) != 0)
+        return -1;
+    int h = p->current;
+    struct httpd_span value = p->value;
+    p->field = (struct httpd_span){0, 0};
+    p->value = (struct httpd_span){0, 0};
+    p->last = LAST_NONE;
+    p->current = -1;
+    if (h < 0)
+        return 0;
+    while (value.len > 0 && (p->base[value.off + value.len - 1] == ' ' ||
+                             p->base[value.off + value.len - 1] == '\t'))
+        value.len--;
+    if (h == HTTPD_H_X_FORWARDED_FOR || h == HTTPD_H_FORWARDED) {
+        int r = h == HTTPD_H_X_FORWARDED_FOR ? REPEAT_XFF : REPEAT_FORWARDED;
+        if (p->nrepeat[r] == HTTPD_REPEAT_MAX)
+            return fail(p, 400, "too many forwarding headers");
+        p->repeat[r][p->nrepeat[r]++] = value;
+    }
+    if (!p->header_seen[h]) { /* the first of a repeated header counts */
+        p->header_seen[h] = true;
+        p->header[h] = value;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *hp)
+{
+    struct httpd_parser *p = parser_of(hp);
+    p->in_body = false;
+    p->done = false;
+    p->expect_continue = false;
+    p->last = LAST_NONE;
+    p->current = -1;
+    p->url = p->field = p->value = p->body = (struct httpd_span){0, 0};
+    memset(p->header_seen, 0, sizeof p->header_seen);
+    memset(p->nrepeat, 0, sizeof p->nrepeat);
+    return 0;
+}
+
+static int on_url(http_parser *hp, const char *at, size_t len)
+{
+    struct httpd_parser *p = parser_of(hp);
+    if (has_ctl(at, len)) /* the non-strict build allows HTAB and FF */
+        return fail(p, 400, "malformed request");
+    return head_piece(p, &p->url, at, len);
+}
+
+static int on_header_field(http_parser *hp, const char *at, size_t len)
+{
+    struct httpd_parser *p = parser_of(hp);
+    if (p->in_body)
+        return 0; /* a trailer of a chunked body: ignored, bounded by max_wire_bytes */
+    /* A new name: after a value, or after a name whose empty value got
+     * no callback (its pieces are contiguous, the next name's are not). */
+    bool next_name = p->last == LAST_VALUE ||
+                     (p->last == LAST_FIELD && len > 0 &&
+                      (size_t)p->field.off + p->field.len != (size_t)(at - p->base));
+    if (next_name && finish_header(p) != 0)
+        return -1;
+    p->last = LAST_FIELD;
+    return head_piece(p, &p->field, at, len);
+}
+
+static int on_header_value(http_parser *hp, const char *at, size_t len)
+{
+    struct httpd_parser *p = parser_of(hp);
+    if (p->in_body)
+        return 0;
+    if (p->last == LAST_FIELD && field_done(p) != 0)
+        return -1;
+    if (p->current >= 0 && has_ctl(at, len))
+        return fail(p, 400, "malformed header");
+    return head_piece(p, &p->value, at, len);
+}
+
+static bool value_is(const struct httpd_parser *p, enum httpd_header h, const char *want)
+{
+    struct httpd_span v = p->header[h];
+    return p->header_seen[h] && v.len == strlen(want) &&
+           strncasecmp(p->base + v.off, want, v.len) == 0;
+}
+
+static int on_headers_complete(http_parser *hp)
+{
+    struct httpd_parser *p = parser_of(hp);
+    if (p->last != LAST_NONE && finish_header(p) != 0)
+        return -1;
+    if (hp->http_major != 1)
+        return fail(p, 400, "unsupported HTTP version");
+    if ((hp->flags & F_CONTENTLENGTH) && hp->content_length > p->max_body_bytes)
+        return fail(p, 413, "body too large");
+    /* Other expectations are ignored, as RFC 9110 allows. */
+    p->expect_continue = hp->http_minor >= 1 && value_is(p, HTTPD_H_EXPECT, "100-continue") &&
+                         ((hp->flags & F_CHUNKED) ||
+                          ((hp->flags & F_CONTENTLENGTH) && hp->content_length > 0));
+    p->in_body = true;
+    return 0;
+}
+
+/* Body pieces are kept where they are when contiguous (Content-Length),
+ * and moved down onto the end of the previous piece when chunk framing
+ * separates them: http_parser has passed those bytes and never reads them
+ * again, so the body ends up decoded in place. */
+static int on_body(http_parser *hp, const char *at, size_t len)
+{
+    struct httpd_parser *p = parser_of(hp);
+    p->expect_continue = false; /* the client did not wait */
+    if ((size_t)p->body.len + len > p->max_body_bytes)
+        return fail(p, 413, "body too large");
+    size_t off = (size_t)(at - p->base);
+    if (p->body.len == 0) {
+        p->body.off = (uint32_t)off;
+    } else if ((size_t)p->body.off + p->body.len != off) {
+        memmove(p->base + p->body.off + p->body.len, at, len);
+    }
+    p->body.len += (uint32_t)len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+    struct httpd_parser *p = parser_of(hp);
+    p->done = true;
+    http_parser_pause(hp, 1); /* one request at a time: answered in order */
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void httpd_parser_init(struct httpd_parser *p, size_t max_header_bytes, size_t max_body_bytes,
+                       size_t max_wire_bytes)
+{
+    memset(p, 0, sizeof *p);
+    http_parser_init(&p->hp, HTTP_REQUEST);
+    p->hp.data = p;
+    p->max_header_bytes = max_header_bytes;
+    p->max_body_bytes = max_body_bytes;
+    p->max_wire_bytes = max_wire_bytes;
+}
+
+void httpd_parser_free(struct httpd_parser *p)
+{
+    if (p->join) {
+        memset(p->join, 0, p->join_len); /* may hold forwarded client addresses */
+        free(p->join);
+    }
+    p->join = NULL;
+    p->join_len = 0;
+}
+
+void httpd_parser_next(struct httpd_parser *p)
+{
+    http_parser_pause(&p->hp, 0);
+    p->fed = 0;
+    p->wire = 0;
+    p->done = false;
+    p->in_body = false;
+}
+
+static enum httpd_method method_of(unsigned m)
+{
+    switch (m) {
+    case HTTP_GET: return HTTPD_GET;
+    case HTTP_HEAD: return HTTPD_HEAD;
+    case HTTP_POST: return HTTPD_POST;
+    case HTTP_OPTIONS: return HTTPD_OPTIONS;
+    case HTTP_PUT: return HTTPD_PUT;
+    case HTTP_DELETE: return HTTPD_DELETE;
+    case HTTP_PATCH: return HTTPD_PATCH;
+    default: return HTTPD_OTHER;
+    }
+}
+
+/* Path and query of the target: origin-form "/p?q", absolute-form
+ * "http://h/p?q"; anything else ("*", authority-form) is its own path. */
+static void split_target(struct httpd_request *req, const char *t, size_t len)
+{
+    req->query = NULL;
+    req->query_len = 0;
+    if (len > 0 && t[0] != '/') {
+        struct http_parser_url u;
+        http_parser_url_init(&u);
+        if (http_parser_parse_url(t, len, 0, &u) == 0 && (u.field_set & (1 << UF_PATH))) {
+            req->path = t + u.field_data[UF_PATH].off;
+            req->path_len = u.field_data[UF_PATH].len;
+            if (u.field_set & (1 << UF_QUERY)) {
+                req->query = t + u.field_data[UF_QUERY].off;
+                req->query_len = u.field_data[UF_QUERY].len;
+            }
+            return;
+        }
+        req->path = t;
+        req->path_len = len;
+        return;
+    }
+    size_t end = len;
+    const char *hash = memchr(t, '#', len);
+    if (hash)
+        end = (size_t)(hash - t);
+    const char *q = memchr(t, '?', end);
+    req->path = t;
+    req->path_len = q ? (size_t)(q - t) : end;
+    if (q) {
+        req->query = q + 1;
+        req->query_len = end - req->path_len - 1;
+    }
+}
+
+/* Join repeated forwarding header lines with ", ", in order (RFC 9110
+ * 5.3): a proxy that appends its own line must not lose to the client's. */
+static const char *join_repeated(struct httpd_parser *p, int r, size_t *at)
+{
+    char *out = p->join + *at;
+    size_t n = 0;
+    for (unsigned i = 0; i < p->nrepeat[r]; i++) {
+        struct httpd_span v = p->repeat[r][i];
+        if (v.len == 0)
+            continue; /* an empty list element means nothing */
+        if (n > 0) {
+            memcpy(out + n, ", ", 2);
+            n += 2;
+        }
+        memcpy(out + n, p->base + v.off, v.len);
+        n += v.len;
+    }
+    out[n] = '\0';
+    *at += n + 1;
+    return out;
+}
+
+static void fill_request(struct httpd_parser *p, struct httpd_request *req)
+{
+    http_parser *hp = &p->hp;
+    req->method = method_of(hp->method);
+    req->version_minor = hp->http_minor;
+    req->keep_alive = http_should_keep_alive(hp) && !hp->upgrade;
+    split_target(req, p->base + p->url.off, p->url.len);
+    size_t join_at = 0;
+    if ((p->nrepeat[REPEAT_XFF] > 1 || p->nrepeat[REPEAT_FORWARDED] > 1) && !p->join) {
+        /* Both joins together are shorter than the head they came from:
+         * each line's name is longer than the ", " that replaces it. */
+        p->join_len = p->max_header_bytes + 64;
+        p->join = xmalloc(p->join_len);
+    }
+    for (int h = 0; h < HTTPD_H__COUNT; h++) {
+        if (!p->header_seen[h]) {
+            req->header[h] = NULL;
+            continue;
+        }
+        int r = h == HTTPD_H_X_FORWARDED_FOR ? REPEAT_XFF
+                : h == HTTPD_H_FORWARDED     ? REPEAT_FORWARDED
+                                             : -1;
+        if (r >= 0 && p->nrepeat[r] > 1) {
+            req->header[h] = join_repeated(p, r, &join_at);
+            continue;
+        }
+        struct httpd_span v = p->header[h];
+        if (v.len == 0) {
+            req->header[h] = "";
+            continue;
+        }
+        /* The byte after a value is its line's CR, LF or trailing blank. */
+        p->base[v.off + v.len] = '\0';
+        req->header[h] = p->base + v.off;
+    }
+    req->body = p->body.len ? p->base + p->body.off : "";
+    req->body_len = p->body.len;
+    req->peer = NULL;
+}
+
+static enum httpd_parse_result parse_error(struct httpd_parser *p)
+{
+    if (p->error_status)
+        return HTTPD_PARSE_ERROR;
+    switch (HTTP_PARSER_ERRNO(&p->hp)) {
+    case HPE_HEADER_OVERFLOW:
+        fail(p, 431, "header block too large");
+        break;
+    case HPE_INVALID_CONTENT_LENGTH:
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+        fail(p, 400, "bad Content-Length");
+        break;
+    case HPE_INVALID_TRANSFER_ENCODING:
+        fail(p, 400, "unsupported Transfer-Encoding");
+        break;
+    case HPE_INVALID_CHUNK_SIZE:
+        fail(p, 400, "bad chunk size");
+        break;
+    case HPE_INVALID_VERSION:
+        fail(p, 400, "unsupported HTTP version");
+        break;
+    default:
+        fail(p, 400, "malformed request");
+        break;
+    }
+    return HTTPD_PARSE_ERROR;
+}
+
+enum httpd_parse_result httpd_parse(struct httpd_parser *p, char *buf, size_t *len,
+                                    size_t *used, struct httpd_request *req)
+{
+    *used = 0;
+    if (p->error_status)
+        return HTTPD_PARSE_ERROR;
+    if (p->fed >= *len)
+        return HTTPD_PARSE_MORE; /* never execute 0 bytes: that means EOF */
+    p->base = buf;
+    size_t n = *len - p->fed;
+    size_t consumed = http_parser_execute(&p->hp, &settings, buf + p->fed, n);
+    p->fed += consumed;
+    p->wire += consumed;
+    enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
+    /* Checked where a call ends, whole or not: the chunk framing that
+     * passes without a callback cannot run on unbounded. */
+    if ((e == HPE_OK || e == HPE_PAUSED) && p->wire > p->max_wire_bytes) {
+        p->base = NULL;
+        return fail(p, 413, "request too large"), HTTPD_PARSE_ERROR;
+    }
+    if (e == HPE_PAUSED && p->done) {
+        fill_request(p, req);
+        *used = p->fed;
+        p->base = NULL;
+        return HTTPD_PARSE_DONE;
+    }
+    p->base = NULL;
+    if (e != HPE_OK)
+        return parse_error(p);
+    if (consumed != n)
+        return fail(p, 400, "malformed request"), HTTPD_PARSE_ERROR;
+    /* Drop the chunk framing consumed after the decoded body. */
+    if (p->in_body && p->body.len > 0 && (p->hp.flags & F_CHUNKED)) {
+        size_t end = (size_t)p->body.off + p->body.len;
+        if (end < p->fed) {
+            *len = end;
+            p->fed = end;
+        }
+    }
+    return HTTPD_PARSE_MORE;
+}
