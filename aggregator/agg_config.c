@@ -24,9 +24,8 @@ const struct cfg_option agg_options[] = {
      "Consumer name of this process in the stream's consumer group 'agg'; must be unique "
      "per running process. Empty = <hostname>-<pid>.",
      NULL, false},
-    {"batch_size", CFG_INT, OPT(batch_size), "5000", 1, 100000, NULL,
-     "Stream entries read, combined and committed together (one atomic script per batch). "
-     "Larger batches cost Redis less per event but hold it longer per commit.",
+    {"batch_size", CFG_INT, OPT(batch_size), "1000", 1, 100000, NULL,
+     "Stream entries read, combined and committed together (one atomic script per batch).",
      "Raw events stay in Redis until their batch commits; smaller batches trim them sooner.",
      false},
     {"block_ms", CFG_INT, OPT(block_ms), "200", 1, 10000, NULL,
@@ -49,9 +48,7 @@ const struct cfg_option agg_options[] = {
      false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",
-     "An open session (visitor hash, timestamps) is kept this long and deleted at most 1.5 "
-     "times this long after its visitor's last event was rolled up.",
-     false},
+     "The open-session key (visitor hash, timestamps) expires after this long.", false},
     /* ---- stats API ---- */
     {"api_listen", CFG_STRING, OPT(api_listen), "127.0.0.1:8081", 0, 300, NULL,
      "Address the stats API and dashboard listen on (host:port). Empty = this process runs "

@@ -2,9 +2,7 @@
  * consumer group "agg" (its own pending entries first, then entries idle
  * too long at dead workers via XAUTOCLAIM, then new entries via
  * XREADGROUP), decodes and combines each batch (rollup.c) and commits it
- * atomically (commit.c), with the next batch read and combined while the
- * current one commits (under a second consumer name, "<consumer>~2").
- * Survives Redis restarts by reconnecting.
+ * atomically (commit.c). Survives Redis restarts by reconnecting.
  *
  * It logs counts, timings, stream ids and reasons, never event content or
  * visitor hashes; an undecodable entry is acknowledged as rejected and
@@ -32,9 +30,8 @@ struct consumer *consumer_new(const struct agg_config *cfg);
 
 /* Roll up until `stop_fd` (a signalfd or a pipe) becomes readable, checked
  * between batches and during every wait, so a stop takes at most block_ms
- * plus two batches (the one committing and the one read ahead). Redis
- * errors are logged and retried with backoff; they never end the loop.
- * Returns 0. */
+ * plus one batch. Redis errors are logged and retried with backoff; they
+ * never end the loop. Returns 0. */
 int consumer_run(struct consumer *c, int stop_fd);
 
 /* Totals since consumer_new. */

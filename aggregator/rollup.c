@@ -1,5 +1,5 @@
-/* rollup.c - combine one batch of events in memory, apply the session
- * logic to it; name the keys (see rollup.h and docs/AGGREGATOR.md).
+/* rollup.c - combine one batch of events in memory; name the keys
+ * (see rollup.h and docs/AGGREGATOR.md).
  *
  * Everything a batch needs lives in one arena and a few growable arrays
  * that rollup_reset empties, so memory is bounded by the batch, never by
@@ -14,8 +14,7 @@
 #include "util.h"
 
 #define ARENA_CHUNK 65536
-#define DAY_OWNER_BIT 0x80000000u /* visitor-list owners: days vs rows */
-#define OWNERS_INLINE 48          /* lists per visitor checked by a scan */
+#define DAY_OWNER_BIT 0x80000000u /* pair-set owners: days vs rows */
 
 /* ---- arena: strings that live until the next reset ---- */
 
@@ -72,27 +71,15 @@ struct smap {
     size_t cap, n;
 };
 
-/* A fast 64-bit hash of short keys, 8 bytes at a time (not for anything
- * adversarial beyond a batch: keys come from our own events). */
 static uint64_t hash_bytes(const void *p, size_t len)
 {
     const unsigned char *s = p;
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (len * 0xff51afd7ed558ccdULL);
-    while (len >= 8) {
-        uint64_t k;
-        memcpy(&k, s, 8);
-        h = (h ^ (k * 0xc4ceb9fe1a85ec53ULL)) * 0x9E3779B97F4A7C15ULL;
-        h ^= h >> 31;
-        s += 8;
-        len -= 8;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
     }
-    uint64_t k = 0;
-    for (size_t i = 0; i < len; i++)
-        k |= (uint64_t)s[i] << (8 * i);
-    h = (h ^ (k * 0xc4ceb9fe1a85ec53ULL)) * 0x9E3779B97F4A7C15ULL;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    return h ^ (h >> 32);
+    return h ^ (h >> 29);
 }
 
 static struct smap_slot *smap_slot(const struct smap *m, const char *key, size_t len,
@@ -201,7 +188,6 @@ struct rollup {
     char *prefix;
     long long retention_days;
     struct arena_chunk *arena;
-    int64_t now;           /* the clock rollup_add was last given */
     size_t nevents;
     struct rollup_day *days;
     size_t ndays, days_cap;
@@ -211,19 +197,10 @@ struct rollup {
     size_t nsessions, sessions_cap;
     struct rollup_hit *hits;
     size_t nhits, hits_cap;
-    struct rollup_group *groups;
-    size_t ngroups, groups_cap;
     const char **visitors; /* id -> 16 hex digits */
     size_t nvisitors, visitors_cap;
-    struct smap day_map, row_map, session_map, visitor_map, group_map, site_map;
-    struct rollup_site { const char *name, *realtime_key; } *sites; /* by site id */
-    size_t nsites, sites_cap;
-    struct pairset seen;    /* (owner, visitor) pairs of visitors past OWNERS_INLINE */
-    struct visitor_owners {
-        uint32_t *owners;   /* the lists this visitor is in, while few */
-        uint32_t n, cap;    /* n > OWNERS_INLINE: the pair set has them */
-    } *owners;              /* by visitor id */
-    size_t owners_cap;
+    struct smap day_map, row_map, session_map, visitor_map;
+    struct pairset seen;
 };
 
 #define GROW(arr, n, cap)                                                    \
@@ -236,7 +213,6 @@ struct rollup {
 
 static const char *const total_fields[ROLLUP_T_COUNT] = {
     "pageviews", "events", "engaged_ms", "engaged_n", "scroll_sum", "scroll_n",
-    "visits",    "bounces", "visit_duration_s",
 };
 
 static const char *const visit_dim_names[ROLLUP_V_COUNT] = {
@@ -253,11 +229,6 @@ const char *rollup_total_field(enum rollup_total t)
 const char *rollup_visit_dim_name(enum rollup_visit_dim d)
 {
     return (unsigned)d < ROLLUP_V_COUNT ? visit_dim_names[d] : "?";
-}
-
-bool rollup_visit_dim_acquisition(enum rollup_visit_dim d)
-{
-    return d <= ROLLUP_V_UTM_CAMPAIGN;
 }
 
 bool rollup_is_measurement(const char *name)
@@ -277,21 +248,14 @@ void rollup_reset(struct rollup *r)
 {
     for (size_t i = 0; i < r->ndays; i++)
         free(r->days[i].visitors);
-    for (size_t i = 0; i < r->nrows; i++) {
+    for (size_t i = 0; i < r->nrows; i++)
         free(r->rows[i].visitors);
-        free(r->rows[i].visit_visitors);
-    }
     r->ndays = r->nrows = r->nsessions = r->nhits = r->nvisitors = r->nevents = 0;
-    r->ngroups = 0;
-    r->now = 0;
     smap_clear(&r->day_map);
     smap_clear(&r->row_map);
     smap_clear(&r->session_map);
     smap_clear(&r->visitor_map);
-    smap_clear(&r->group_map);
-    smap_clear(&r->site_map);
-    r->nsites = 0;
-    if (r->seen.n)
+    if (r->seen.slots)
         memset(r->seen.slots, 0, r->seen.cap * sizeof *r->seen.slots);
     r->seen.n = 0;
     arena_free(&r->arena);
@@ -306,57 +270,21 @@ void rollup_free(struct rollup *r)
     free(r->rows);
     free(r->sessions);
     free(r->hits);
-    free(r->groups);
     free(r->visitors);
     free(r->day_map.slots);
     free(r->row_map.slots);
     free(r->session_map.slots);
     free(r->visitor_map.slots);
-    free(r->group_map.slots);
-    free(r->site_map.slots);
-    free(r->sites);
-    free(r->owners);
     free(r->seen.slots);
     free(r->prefix);
     free(r);
-}
-
-/* Whether `visitor` is new in the list of `owner` (then remembered). A
- * visitor is in a few lists (its events' rows and day), so they are
- * checked by a scan of its own short array; a visitor in very many lists
- * (thousands of distinct pages) moves to the pair set. */
-static bool visitor_first_in(struct rollup *r, uint32_t owner, uint32_t visitor)
-{
-    struct visitor_owners *vo = &r->owners[visitor];
-    if (vo->n > OWNERS_INLINE)
-        return pairset_add(&r->seen, owner, visitor);
-    for (uint32_t i = 0; i < vo->n; i++)
-        if (vo->owners[i] == owner)
-            return false;
-    if (vo->n == OWNERS_INLINE) {
-        for (uint32_t i = 0; i < vo->n; i++)
-            pairset_add(&r->seen, vo->owners[i], visitor);
-        vo->n++;
-        return pairset_add(&r->seen, owner, visitor);
-    }
-    if (vo->n == vo->cap) {
-        uint32_t cap = vo->cap ? vo->cap * 2 : 16;
-        uint32_t *owners = (uint32_t *)(void *)arena_alloc(&r->arena, cap * sizeof *owners + 8);
-        owners = (uint32_t *)(void *)(((uintptr_t)owners + 7) & ~(uintptr_t)7);
-        if (vo->n)
-            memcpy(owners, vo->owners, vo->n * sizeof *owners);
-        vo->owners = owners;
-        vo->cap = cap;
-    }
-    vo->owners[vo->n++] = owner;
-    return true;
 }
 
 /* Append `visitor` to a distinct-visitor list owned by `owner`. */
 static void visitors_add(struct rollup *r, uint32_t owner, uint32_t visitor, uint32_t **list,
                          size_t *n, size_t *cap)
 {
-    if (visitor == ROLLUP_NO_VISITOR || !visitor_first_in(r, owner, visitor))
+    if (visitor == ROLLUP_NO_VISITOR || !pairset_add(&r->seen, owner, visitor))
         return;
     GROW(*list, *n, *cap);
     (*list)[(*n)++] = visitor;
@@ -382,11 +310,6 @@ static uint32_t visitor_id(struct rollup *r, const char *hash)
     uint32_t id = smap_intern(&r->visitor_map, &r->arena, hash, len, (uint32_t)r->nvisitors,
                               &created, &stored);
     if (created) {
-        if (r->nvisitors == r->owners_cap) {
-            r->owners_cap = r->owners_cap ? r->owners_cap * 2 : 1024;
-            r->owners = xrealloc(r->owners, r->owners_cap * sizeof *r->owners);
-        }
-        r->owners[r->nvisitors] = (struct visitor_owners){NULL, 0, 0};
         GROW(r->visitors, r->nvisitors, r->visitors_cap);
         r->visitors[r->nvisitors++] = stored; /* the map's NUL-terminated copy */
     }
@@ -446,93 +369,37 @@ static size_t row_key(char *buf, uint32_t day, const char *dim, const char *valu
     return 5 + dl + vl;
 }
 
-/* The group of (day, dim), created on first use. */
-static uint32_t group_index(struct rollup *r, uint32_t day, const char *dim)
-{
-    char key[4 + 8 + EV_PROP_KEY_MAX];
-    size_t dl = strlen(dim);
-    if (4 + dl > sizeof key)
-        dl = sizeof key - 4; /* cannot happen: dims are bounded */
-    memcpy(key, &day, 4);
-    memcpy(key + 4, dim, dl);
-    bool created;
-    const char *stored;
-    uint32_t idx = smap_intern(&r->group_map, &r->arena, key, 4 + dl, (uint32_t)r->ngroups,
-                               &created, &stored);
-    if (created) {
-        GROW(r->groups, r->ngroups, r->groups_cap);
-        struct rollup_group *g = &r->groups[r->ngroups++];
-        g->day = day;
-        g->dim = arena_dup(&r->arena, dim, dl);
-        g->kind = strcmp(dim, "entry_page") == 0     ? ROLLUP_G_VIS
-                  : strncmp(dim, "prop:", 5) == 0 ? ROLLUP_G_PROP
-                                                  : ROLLUP_G_EV;
-    }
-    return idx;
-}
-
-/* Row (day, dim, value), created when absent; ROLLUP_NO_ROW when the value
- * is empty or unusable. */
-static uint32_t row_index(struct rollup *r, uint32_t day, const char *dim, const char *value,
-                          bool visitors_at_visit)
+/* Count one event into row (day, dim, value); returns the row's value as
+ * stored (stable until reset), or "" when the value is empty or unusable. */
+static const char *row_count(struct rollup *r, uint32_t day, const char *dim, const char *value,
+                             bool pageview, uint32_t visitor, bool visitors_at_visit)
 {
     if (value[0] == '\0')
-        return ROLLUP_NO_ROW;
+        return "";
     char key[ROW_KEY_MAX];
     size_t klen = row_key(key, day, dim, value);
     if (klen == 0)
-        return ROLLUP_NO_ROW;
+        return "";
     bool created;
     const char *stored;
     uint32_t idx = smap_intern(&r->row_map, &r->arena, key, klen, (uint32_t)r->nrows, &created,
                                &stored);
     if (created) {
-        uint32_t group = group_index(r, day, dim);
         GROW(r->rows, r->nrows, r->rows_cap);
         struct rollup_row *row = &r->rows[r->nrows++];
         memset(row, 0, sizeof *row);
         row->day = day;
-        row->group = group;
         row->dim = stored + 4; /* dim and value point into the map's key copy */
         row->value = stored + 4 + strlen(dim) + 1;
         row->visitors_at_visit = visitors_at_visit;
     }
-    return idx;
-}
-
-/* Count one event into row (day, dim, value); returns the row index, or
- * ROLLUP_NO_ROW when the value is empty or unusable. */
-static uint32_t row_count(struct rollup *r, uint32_t day, const char *dim, const char *value,
-                          bool pageview, uint32_t visitor, bool visitors_at_visit)
-{
-    uint32_t idx = row_index(r, day, dim, value, visitors_at_visit);
-    if (idx == ROLLUP_NO_ROW)
-        return idx;
     struct rollup_row *row = &r->rows[idx];
     row->ev++;
     if (pageview)
         row->pv++;
     if (!visitors_at_visit)
         visitors_add(r, idx, visitor, &row->visitors, &row->nvisitors, &row->visitors_cap);
-    return idx;
-}
-
-/* The site's id; its name and realtime key are shared by its sessions. */
-static uint32_t site_index(struct rollup *r, const char *site)
-{
-    bool created;
-    const char *stored;
-    uint32_t idx = smap_intern(&r->site_map, &r->arena, site, strlen(site), (uint32_t)r->nsites,
-                               &created, &stored);
-    if (created) {
-        char rkey[EV_SITE_MAX + 64];
-        rollup_key_realtime(rkey, sizeof rkey, r->prefix, site);
-        GROW(r->sites, r->nsites, r->sites_cap);
-        r->sites[r->nsites].name = stored;
-        r->sites[r->nsites].realtime_key = arena_dup(&r->arena, rkey, strlen(rkey));
-        r->nsites++;
-    }
-    return idx;
+    return row->value;
 }
 
 static uint32_t session_index(struct rollup *r, const char *site, uint32_t visitor)
@@ -544,32 +411,16 @@ static uint32_t session_index(struct rollup *r, const char *site, uint32_t visit
     uint32_t idx = smap_intern(&r->session_map, &r->arena, key, klen, (uint32_t)r->nsessions,
                                &created, NULL);
     if (created) {
-        uint32_t sid = site_index(r, site);
-        char field[EV_SITE_MAX + 24];
-        str_format(field, sizeof field, "%s:%s", site, vh);
+        char skey[EV_SITE_MAX + 64], rkey[EV_SITE_MAX + 64];
+        rollup_key_session(skey, sizeof skey, r->prefix, site, vh);
+        rollup_key_realtime(rkey, sizeof rkey, r->prefix, site);
         GROW(r->sessions, r->nsessions, r->sessions_cap);
         struct rollup_session *s = &r->sessions[r->nsessions++];
-        memset(s, 0, sizeof *s);
-        s->field = arena_dup(&r->arena, field, strlen(field));
-        s->site = r->sites[sid].name;
-        s->realtime_key = r->sites[sid].realtime_key;
+        s->key = arena_dup(&r->arena, skey, strlen(skey));
+        s->realtime_key = arena_dup(&r->arena, rkey, strlen(rkey));
         s->visitor = visitor;
-        s->last_seen = INT64_MIN;
     }
     return idx;
-}
-
-/* out = a + sep + b, or "" when that does not fit. */
-static void join2(char *out, size_t outlen, const char *a, char sep, const char *b)
-{
-    size_t al = strlen(a), bl = strlen(b);
-    if (al + 1 + bl + 1 > outlen) {
-        out[0] = '\0';
-        return;
-    }
-    memcpy(out, a, al);
-    out[al] = sep;
-    memcpy(out + al + 1, b, bl + 1);
 }
 
 enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, int64_t now,
@@ -584,7 +435,6 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         str_format(err, errlen, "day: not a calendar day");
         return ROLLUP_INVALID;
     }
-    r->now = now;
     if (expire_at <= now)
         return ROLLUP_EXPIRED;
     if (ev->visitor[0] && !visitor_hash_valid(ev->visitor)) {
@@ -616,10 +466,9 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
     }
     visitors_add(r, DAY_OWNER_BIT | di, vid, &d->visitors, &d->nvisitors, &d->visitors_cap);
 
-    uint32_t visit_row[ROLLUP_V_COUNT];
+    const char *visit[ROLLUP_V_COUNT];
     for (size_t i = 0; i < ROLLUP_V_COUNT; i++)
-        visit_row[i] = ROLLUP_NO_ROW;
-    const char *entry_page = "";
+        visit[i] = "";
     if (!measurement) {
         char region[8], version[EV_UA_FIELD_MAX + 20];
         const char *source = ev->referrer[0] ? ev->referrer
@@ -627,30 +476,28 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
                                                : ROLLUP_DIRECT;
         region[0] = version[0] = '\0';
         if (ev->country[0] && ev->region[0])
-            join2(region, sizeof region, ev->country, '-', ev->region);
+            str_format(region, sizeof region, "%s-%s", ev->country, ev->region);
         if (ev->browser[0] && ev->browser_major[0])
-            join2(version, sizeof version, ev->browser, ' ', ev->browser_major);
+            str_format(version, sizeof version, "%s %s", ev->browser, ev->browser_major);
         const char *device = ev->device == DEVICE_UNKNOWN ? "" : device_class_name(ev->device);
 
-        uint32_t page = row_count(r, di, "page", ev->path, pageview, vid, false);
-        if (page != ROLLUP_NO_ROW)
-            entry_page = r->rows[page].value;
-        visit_row[ROLLUP_V_SOURCE] = row_count(r, di, "source", source, pageview, vid, true);
-        visit_row[ROLLUP_V_UTM_SOURCE] =
+        visit[ROLLUP_V_ENTRY_PAGE] = row_count(r, di, "page", ev->path, pageview, vid, false);
+        visit[ROLLUP_V_SOURCE] = row_count(r, di, "source", source, pageview, vid, true);
+        visit[ROLLUP_V_UTM_SOURCE] =
             row_count(r, di, "utm_source", ev->utm_source, pageview, vid, true);
-        visit_row[ROLLUP_V_UTM_MEDIUM] =
+        visit[ROLLUP_V_UTM_MEDIUM] =
             row_count(r, di, "utm_medium", ev->utm_medium, pageview, vid, true);
-        visit_row[ROLLUP_V_UTM_CAMPAIGN] =
+        visit[ROLLUP_V_UTM_CAMPAIGN] =
             row_count(r, di, "utm_campaign", ev->utm_campaign, pageview, vid, true);
-        visit_row[ROLLUP_V_COUNTRY] = row_count(r, di, "country", ev->country, pageview, vid, false);
-        visit_row[ROLLUP_V_REGION] = row_count(r, di, "region", region, pageview, vid, false);
-        visit_row[ROLLUP_V_CITY] = row_count(r, di, "city", ev->city, pageview, vid, false);
-        visit_row[ROLLUP_V_BROWSER] = row_count(r, di, "browser", ev->browser, pageview, vid, false);
-        visit_row[ROLLUP_V_BROWSER_VERSION] =
+        visit[ROLLUP_V_COUNTRY] = row_count(r, di, "country", ev->country, pageview, vid, false);
+        visit[ROLLUP_V_REGION] = row_count(r, di, "region", region, pageview, vid, false);
+        visit[ROLLUP_V_CITY] = row_count(r, di, "city", ev->city, pageview, vid, false);
+        visit[ROLLUP_V_BROWSER] = row_count(r, di, "browser", ev->browser, pageview, vid, false);
+        visit[ROLLUP_V_BROWSER_VERSION] =
             row_count(r, di, "browser_version", version, pageview, vid, false);
-        visit_row[ROLLUP_V_OS] = row_count(r, di, "os", ev->os, pageview, vid, false);
-        visit_row[ROLLUP_V_DEVICE] = row_count(r, di, "device", device, pageview, vid, false);
-        visit_row[ROLLUP_V_SCREEN] = row_count(r, di, "screen", ev->screen, pageview, vid, false);
+        visit[ROLLUP_V_OS] = row_count(r, di, "os", ev->os, pageview, vid, false);
+        visit[ROLLUP_V_DEVICE] = row_count(r, di, "device", device, pageview, vid, false);
+        visit[ROLLUP_V_SCREEN] = row_count(r, di, "screen", ev->screen, pageview, vid, false);
         row_count(r, di, "name", ev->name, pageview, vid, false);
         for (size_t i = 0; i < ev->nprops && i < EV_PROPS_MAX; i++) {
             const struct event_prop *p = &ev->props[i];
@@ -670,232 +517,27 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         h->ts = ev->ts;
         h->pageview = pageview;
         h->seq = (uint32_t)r->nhits;
-        h->visit[ROLLUP_V_ENTRY_PAGE] = entry_page;
-        for (size_t i = 1; i < ROLLUP_V_COUNT; i++)
-            h->visit[i] = visit_row[i] == ROLLUP_NO_ROW ? "" : r->rows[visit_row[i]].value;
-        memcpy(h->visit_row, visit_row, sizeof visit_row);
-        struct rollup_session *s = &r->sessions[h->session];
-        if (ev->ts > s->last_seen)
-            s->last_seen = ev->ts;
+        memcpy(h->visit, visit, sizeof visit);
         r->nhits++;
     }
     r->nevents++;
     return ROLLUP_ADDED;
 }
 
-static bool hit_before(const struct rollup_hit *x, const struct rollup_hit *y)
-{
-    if (x->session != y->session)
-        return x->session < y->session;
-    if (x->ts != y->ts)
-        return x->ts < y->ts;
-    return x->seq < y->seq;
-}
-
 static int hit_cmp(const void *a, const void *b)
 {
     const struct rollup_hit *x = a, *y = b;
-    return hit_before(x, y) ? -1 : hit_before(y, x);
+    if (x->session != y->session)
+        return x->session < y->session ? -1 : 1;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 void rollup_finish(struct rollup *r)
 {
-    if (r->nhits < 2)
-        return;
-    /* by session (counting sort, stable: arrival order kept), then each
-     * session's few hits by ts (insertion sort) */
-    size_t n = r->nhits, ns = r->nsessions;
-    size_t *start = xcalloc(ns + 1, sizeof *start);
-    struct rollup_hit *sorted = xmalloc(n * sizeof *sorted);
-    for (size_t i = 0; i < n; i++)
-        start[r->hits[i].session + 1]++;
-    for (size_t k = 0; k < ns; k++)
-        start[k + 1] += start[k];
-    for (size_t i = 0; i < n; i++)
-        sorted[start[r->hits[i].session]++] = r->hits[i];
-    /* start[k] is now the end of session k's hits */
-    for (size_t k = 0, from = 0; k < ns; from = start[k++]) {
-        size_t to = start[k];
-        if (to - from > 32) {
-            qsort(sorted + from, to - from, sizeof *sorted, hit_cmp);
-            continue;
-        }
-        for (size_t i = from + 1; i < to; i++) {
-            struct rollup_hit h = sorted[i];
-            size_t j = i;
-            while (j > from && hit_before(&h, &sorted[j - 1])) {
-                sorted[j] = sorted[j - 1];
-                j--;
-            }
-            sorted[j] = h;
-        }
-    }
-    memcpy(r->hits, sorted, n * sizeof *sorted);
-    free(sorted);
-    free(start);
-}
-
-/* ---- sessions ---- */
-
-bool rollup_session_parse(const char *value, size_t len, struct rollup_session_state *out)
-{
-    /* "<pv> <start> <last> <YYYY-MM-DD>" */
-    const char *p = value, *end = value + len;
-    long long nums[3];
-    for (int i = 0; i < 3; i++) {
-        const char *sp = memchr(p, ' ', (size_t)(end - p));
-        if (!sp || !safe_strtoll_n(p, (size_t)(sp - p), i == 0 ? 1 : 0, INT64_MAX / 4,
-                                   &nums[i]))
-            return false;
-        p = sp + 1;
-    }
-    if (end - p != 10 || nums[2] < nums[1])
-        return false;
-    memcpy(out->day, p, 10);
-    out->day[10] = '\0';
-    if (rollup_day_expire_at(out->day, 0) < 0)
-        return false;
-    out->pv = nums[0];
-    out->start = nums[1];
-    out->last = nums[2];
-    return true;
-}
-
-/* Decimal digits of v at out; returns the length (at most 20). */
-static size_t put_ll(char *out, long long v)
-{
-    char tmp[24];
-    size_t n = 0, len = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        out[len++] = '-';
-    while (n)
-        out[len++] = tmp[--n];
-    return len;
-}
-
-size_t rollup_session_format(const struct rollup_session_state *s,
-                             char out[ROLLUP_SESSION_VALUE_MAX])
-{
-    size_t len = put_ll(out, s->pv);
-    out[len++] = ' ';
-    len += put_ll(out + len, s->start);
-    out[len++] = ' ';
-    len += put_ll(out + len, s->last);
-    out[len++] = ' ';
-    memcpy(out + len, s->day, 10);
-    len += 10;
-    out[len] = '\0';
-    return len;
-}
-
-/* The day a stored visit started on, as a day of this batch (created if
- * needed); ROLLUP_NO_DAY when that day is past retention. */
-static uint32_t stored_day(struct rollup *r, const struct rollup_session *s, const char *day)
-{
-    int64_t expire_at = rollup_day_expire_at(day, r->retention_days);
-    uint32_t di;
-    if (expire_at <= r->now || day_index(r, s->site, day, expire_at, &di) != 0)
-        return ROLLUP_NO_DAY;
-    return di;
-}
-
-/* A visit starts with hit h of session s: visits, a bounce until a second
- * pageview, and the visit dimensions of its first pageview. */
-static void count_visit(struct rollup *r, const struct rollup_hit *h,
-                        const struct rollup_session *s)
-{
-    struct rollup_day *d = &r->days[h->day];
-    d->totals[ROLLUP_T_VISITS]++;
-    d->totals[ROLLUP_T_BOUNCES]++;
-    for (size_t v = 0; v < ROLLUP_V_COUNT; v++) {
-        uint32_t idx = h->visit_row[v];
-        if (v == ROLLUP_V_ENTRY_PAGE)
-            idx = row_index(r, h->day, "entry_page", h->visit[v], true);
-        if (idx == ROLLUP_NO_ROW)
-            continue;
-        struct rollup_row *row = &r->rows[idx];
-        row->vis++;
-        if (rollup_visit_dim_acquisition((enum rollup_visit_dim)v)) {
-            GROW(row->visit_visitors, row->nvisit_visitors, row->visit_visitors_cap);
-            row->visit_visitors[row->nvisit_visitors++] = s->visitor;
-        }
-    }
-}
-
-static void add_total(struct rollup *r, uint32_t day, enum rollup_total t, long long delta)
-{
-    if (day != ROLLUP_NO_DAY)
-        r->days[day].totals[t] += delta;
-}
-
-void rollup_apply_sessions(struct rollup *r, const char *const *stored, const size_t *lens,
-                           long long timeout)
-{
-    for (size_t i = 0; i < r->ndays; i++) {
-        r->days[i].totals[ROLLUP_T_VISITS] = 0;
-        r->days[i].totals[ROLLUP_T_BOUNCES] = 0;
-        r->days[i].totals[ROLLUP_T_VISIT_DURATION] = 0;
-    }
-    for (size_t i = 0; i < r->nrows; i++) {
-        r->rows[i].vis = 0;
-        r->rows[i].nvisit_visitors = 0;
-    }
-    for (size_t i = 0; i < r->nsessions; i++)
-        r->sessions[i].dirty = false;
-
-    /* Hits are ordered by session, then ts, then arrival (rollup_finish). */
-    for (size_t i = 0, end; i < r->nhits; i = end) {
-        uint32_t si = r->hits[i].session;
-        for (end = i; end < r->nhits && r->hits[end].session == si; end++)
-            ;
-        struct rollup_session *s = &r->sessions[si];
-        struct rollup_session_state st;
-        bool open = stored && stored[si] && rollup_session_parse(stored[si], lens[si], &st);
-        uint32_t st_day = open ? stored_day(r, s, st.day) : ROLLUP_NO_DAY;
-        bool dirty = false;
-        for (size_t k = i; k < end; k++) {
-            const struct rollup_hit *h = &r->hits[k];
-            /* a gap over the timeout ends the stored visit for this event */
-            bool current = open && h->ts <= st.last + timeout;
-            if (current && h->ts < st.start - timeout) {
-                /* an earlier, separate visit that arrived late: count it,
-                 * keep the session */
-                if (h->pageview)
-                    count_visit(r, h, s);
-                continue;
-            }
-            if (!current) {
-                if (h->pageview) {
-                    count_visit(r, h, s);
-                    open = dirty = true;
-                    st.pv = 1;
-                    st.start = st.last = h->ts;
-                    memcpy(st.day, r->days[h->day].day, sizeof st.day);
-                    st_day = h->day;
-                }
-                continue;
-            }
-            if (h->ts > st.last) {
-                add_total(r, st_day, ROLLUP_T_VISIT_DURATION, h->ts - st.last);
-                st.last = h->ts;
-            }
-            if (h->ts < st.start) {
-                add_total(r, st_day, ROLLUP_T_VISIT_DURATION, st.start - h->ts);
-                st.start = h->ts;
-            }
-            if (h->pageview && ++st.pv == 2)
-                add_total(r, st_day, ROLLUP_T_BOUNCES, -1);
-            dirty = true;
-        }
-        s->dirty = dirty;
-        if (dirty)
-            s->state = st;
-    }
+    if (r->nhits > 1)
+        qsort(r->hits, r->nhits, sizeof *r->hits, hit_cmp);
 }
 
 size_t rollup_nevents(const struct rollup *r)
@@ -925,17 +567,6 @@ const struct rollup_hit *rollup_hits(const struct rollup *r, size_t *n)
 {
     *n = r->nhits;
     return r->hits;
-}
-
-const struct rollup_group *rollup_groups(const struct rollup *r, size_t *n)
-{
-    *n = r->ngroups;
-    return r->groups;
-}
-
-size_t rollup_visitor_count(const struct rollup *r)
-{
-    return r->nvisitors;
 }
 
 const char *rollup_visitor(const struct rollup *r, uint32_t id)
@@ -998,14 +629,10 @@ bool rollup_key_row_visitors(char *out, size_t outlen, const char *prefix, const
     return str_format(out, outlen, "%sd:%s:%s:u:%s:%s", prefix, site, day, dim, value);
 }
 
-bool rollup_key_sessions(char *out, size_t outlen, const char *prefix, long long bucket)
+bool rollup_key_session(char *out, size_t outlen, const char *prefix, const char *site,
+                        const char *visitor)
 {
-    return str_format(out, outlen, "%ssessions:%lld", prefix, bucket);
-}
-
-bool rollup_key_sessions_version(char *out, size_t outlen, const char *prefix)
-{
-    return str_format(out, outlen, "%ssessions:version", prefix);
+    return str_format(out, outlen, "%ss:%s:%s", prefix, site, visitor);
 }
 
 bool rollup_key_realtime(char *out, size_t outlen, const char *prefix, const char *site)

@@ -1,17 +1,12 @@
-/* rollup.h - combining one batch of decoded events in memory, the session
- * logic applied to it, and the names of the Redis keys the daily counts
- * live in (docs/KEYS.md).
+/* rollup.h - combining one batch of decoded events in memory, and the names
+ * of the Redis keys the daily counts live in (docs/KEYS.md).
  *
  * A batch is combined into per site-day totals, per site-day breakdown
- * rows (dimension, value -> pageviews, events, visits, distinct visitors)
- * and the per-visitor "hits" the session logic needs. Given the stored
- * state of the batch's open sessions, rollup_apply_sessions then counts
- * visits, bounces and durations and computes each session's new state.
- * All of it is pure C: no Redis, no clock, no I/O; commit.c reads the
- * sessions, and turns the result into one atomic script call that checks
- * nothing changed underneath. This module never keeps anything beyond one
- * batch, never touches the truncated IP an event may carry, and never
- * logs. */
+ * rows (dimension, value -> pageviews, events, distinct visitors) and the
+ * per-visitor "hits" the session logic needs. Combining is pure C: no
+ * Redis, no clock, no I/O; commit.c turns the result into one atomic
+ * script call. This module never keeps anything beyond one batch, never
+ * touches the truncated IP an event may carry, and never logs. */
 #ifndef VEIL_ROLLUP_H
 #define VEIL_ROLLUP_H
 
@@ -27,13 +22,10 @@
 #define ROLLUP_DIRECT "Direct / None"   /* source of a visit without referrer or utm_source */
 #define ROLLUP_SCROLL_BUCKETS 11        /* 0, 10, .. 100 */
 #define ROLLUP_NO_VISITOR UINT32_MAX
-#define ROLLUP_NO_ROW UINT32_MAX
-#define ROLLUP_NO_DAY UINT32_MAX
-#define ROLLUP_SESSION_VALUE_MAX 80     /* "<pv> <start> <last> <YYYY-MM-DD>" + NUL */
 
-/* Fields of the `totals` hash. The first six are counted per event by
- * rollup_add; visits, bounces and visit_duration_s need the stored
- * sessions and are counted by rollup_apply_sessions. */
+/* Fields of the `totals` hash combined in C. visits, bounces and
+ * visit_duration_s need the stored session and are counted by the commit
+ * script. */
 enum rollup_total {
     ROLLUP_T_PAGEVIEWS = 0,
     ROLLUP_T_EVENTS,
@@ -41,9 +33,6 @@ enum rollup_total {
     ROLLUP_T_ENGAGED_N,
     ROLLUP_T_SCROLL_SUM,
     ROLLUP_T_SCROLL_N,
-    ROLLUP_T_VISITS,
-    ROLLUP_T_BOUNCES,
-    ROLLUP_T_VISIT_DURATION,
     ROLLUP_T_COUNT
 };
 
@@ -72,10 +61,6 @@ enum rollup_visit_dim {
 /* The <dim> name of a visit dimension ("entry_page", "source", ...). */
 const char *rollup_visit_dim_name(enum rollup_visit_dim d);
 
-/* True for the visit dimensions whose row visitors (`u:` HLL) are added
- * when a visit starts rather than per event: entry_page, source, utm_*. */
-bool rollup_visit_dim_acquisition(enum rollup_visit_dim d);
-
 /* True for event names that only carry measurements ("engagement",
  * "scroll"): they add engaged time and scroll depth and extend a visit,
  * but are not counted as events nor as breakdown rows. */
@@ -94,61 +79,23 @@ struct rollup_day {
 };
 
 /* One breakdown row of one site-day: events with dimension `dim` equal to
- * `value`. Rows come in first-seen order (entry_page rows, which only
- * visits make, are created by rollup_apply_sessions). Read-only for
- * callers. */
+ * `value`. Rows come in first-seen order. Read-only for callers. */
 struct rollup_row {
     uint32_t day;                         /* index into rollup_days() */
-    uint32_t group;                       /* index into rollup_groups() */
     const char *dim;                      /* "page", "source", "prop:plan", ... */
     const char *value;
     long long pv, ev;                     /* pageviews, events (pageviews included) */
-    long long vis;                        /* visits started with this value (sessions) */
     bool visitors_at_visit;               /* entry/acquisition dims: the row's visitors
-                                             are the visits' visitors, not the events' */
+                                             are added per visit by the script instead */
     uint32_t *visitors;                   /* distinct visitor ids of the row's events */
     size_t nvisitors, visitors_cap;
-    uint32_t *visit_visitors;             /* visitor ids of visits started here
-                                             (acquisition dims; set by the sessions) */
-    size_t nvisit_visitors, visit_visitors_cap;
 };
 
-/* The rows of one dimension of one site-day, in the order their cap is
- * decided. `kind` says which hash holds every row of the dimension (the
- * one the breakdown cap counts) and whether it is a property's values. */
-enum rollup_group_kind {
-    ROLLUP_G_EV = 0,   /* primary hash b:<dim>:ev */
-    ROLLUP_G_VIS,      /* entry_page: primary hash b:entry_page:vis */
-    ROLLUP_G_PROP,     /* prop:<key>: primary b:<dim>:ev; no rows at all when
-                          <key> itself is "(other)" in prop_key */
-};
-
-struct rollup_group {
-    uint32_t day;
-    const char *dim;
-    enum rollup_group_kind kind;
-};
-
-/* A visitor's open session as stored in Redis (docs/KEYS.md): pageviews so
- * far, first and last event ts, and the UTC day the visit started on (its
- * visit counters go to that day). */
-struct rollup_session_state {
-    long long pv;
-    int64_t start, last;
-    char day[11];
-};
-
-/* One visitor of one site. `field` names its open session in the session
- * hashes; after rollup_apply_sessions, `dirty` says whether `state` must be
- * written back. Read-only for callers. */
+/* One visitor of one site: its open-session key. */
 struct rollup_session {
-    const char *field;                    /* "<site>:<visitor>" */
-    const char *site;                     /* the same pointer for every session */
-    const char *realtime_key;             /* "<prefix>rt:<site>", of one site */
+    const char *key;                      /* "<prefix>s:<site>:<visitor>" */
+    const char *realtime_key;             /* "<prefix>rt:<site>" */
     uint32_t visitor;                     /* visitor id */
-    int64_t last_seen;                    /* largest ts of its events (realtime) */
-    bool dirty;
-    struct rollup_session_state state;
 };
 
 /* One event of a visitor, for the session logic. After rollup_finish the
@@ -160,8 +107,6 @@ struct rollup_hit {
     bool pageview;
     uint32_t seq;                         /* arrival order within the batch */
     const char *visit[ROLLUP_V_COUNT];    /* visit-dimension values, "" = none */
-    uint32_t visit_row[ROLLUP_V_COUNT];   /* their rows; ROLLUP_NO_ROW for none and
-                                             for entry_page (made by a visit) */
 };
 
 enum rollup_status {
@@ -190,34 +135,13 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
 /* Order the hits for the session logic. Call once after the last add. */
 void rollup_finish(struct rollup *r);
 
-/* The session logic (docs/AGGREGATOR.md "Sessions and bounces") over the
- * finished batch: stored[i] (lens[i] bytes, NULL = none) is the stored
- * state of rollup_sessions()[i] as read from Redis; an unparsable value
- * counts as none. Counts visits, bounces and visit_duration_s into the
- * days, visits into the rows (creating entry_page rows and days a stored
- * visit started on), and sets every session's `dirty` and `state`. May be
- * called again with other stored states (a re-read after a concurrent
- * change): the previous results are replaced, the event counts kept.
- * Invalidates row and day pointers obtained before. */
-void rollup_apply_sessions(struct rollup *r, const char *const *stored, const size_t *lens,
-                           long long session_timeout_s);
-
-/* Parse a stored session value; false (out unspecified) when malformed. */
-bool rollup_session_parse(const char *value, size_t len, struct rollup_session_state *out);
-
-/* Format `s` as stored; returns the length (< ROLLUP_SESSION_VALUE_MAX). */
-size_t rollup_session_format(const struct rollup_session_state *s,
-                             char out[ROLLUP_SESSION_VALUE_MAX]);
-
 /* Views of the combined batch, valid until the next reset/add/free. */
 size_t rollup_nevents(const struct rollup *r);  /* events added (ROLLUP_ADDED) */
 const struct rollup_day *rollup_days(const struct rollup *r, size_t *n);
 const struct rollup_row *rollup_rows(const struct rollup *r, size_t *n);
 const struct rollup_session *rollup_sessions(const struct rollup *r, size_t *n);
 const struct rollup_hit *rollup_hits(const struct rollup *r, size_t *n);
-const struct rollup_group *rollup_groups(const struct rollup *r, size_t *n);
 const char *rollup_visitor(const struct rollup *r, uint32_t id); /* 16 hex digits */
-size_t rollup_visitor_count(const struct rollup *r);             /* ids are 0 .. count-1 */
 
 /* Lookups (tests, logs): NULL when absent. */
 const struct rollup_day *rollup_find_day(const struct rollup *r, const char *site,
@@ -238,9 +162,8 @@ bool rollup_key_breakdown(char *out, size_t outlen, const char *prefix, const ch
 /* <p>d:<site>:<day>:u:<dim>:<value> */
 bool rollup_key_row_visitors(char *out, size_t outlen, const char *prefix, const char *site,
                              const char *day, const char *dim, const char *value);
-/* <p>sessions:<bucket>: the open sessions last written in one time bucket */
-bool rollup_key_sessions(char *out, size_t outlen, const char *prefix, long long bucket);
-bool rollup_key_sessions_version(char *out, size_t outlen, const char *prefix); /* <p>sessions:version */
+bool rollup_key_session(char *out, size_t outlen, const char *prefix, const char *site,
+                        const char *visitor);                         /* <p>s:<site>:<vh> */
 bool rollup_key_realtime(char *out, size_t outlen, const char *prefix, const char *site);
 
 /* Unix time at which the keys of `day` expire: the end of that UTC day plus

@@ -149,28 +149,6 @@ static IT_UNUSED long long row_visitors(struct env *e, const char *dim, const ch
     return cmd_int(e->rc, "PFCOUNT veil:{0}:d:%s:%s:u:%s:%s", SITE, e->day, dim, value);
 }
 
-/* The open session of `visitor` on `site` as stored by the aggregator
- * (docs/KEYS.md: hashes per time bucket of session_timeout_s / 2, default
- * 1800 s, newest first), or NULL; *bucket says where it was found. */
-static IT_UNUSED char *session_value(struct env *e, const char *site, const char *visitor,
-                                     long long *bucket)
-{
-    redisReply *t = cmd(e->rc, "TIME");
-    cr_assert_eq(t->type, REDIS_REPLY_ARRAY);
-    long long now = strtoll(t->element[0]->str, NULL, 10);
-    freeReplyObject(t);
-    char *value = NULL;
-    for (long long b = now / 900; !value && b >= now / 900 - 2; b--) {
-        redisReply *r = cmd(e->rc, "HGET veil:{0}:sessions:%lld %s:%s", b, site, visitor);
-        if (r->type == REDIS_REPLY_STRING) {
-            value = strdup(r->str);
-            *bucket = b;
-        }
-        freeReplyObject(r);
-    }
-    return value;
-}
-
 /* ---- writing events ---- */
 
 static IT_UNUSED void event_base(struct event_record *ev, const struct env *e,

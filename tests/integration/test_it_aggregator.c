@@ -20,7 +20,6 @@
 #include "commit.h"
 #include "event.h"
 #include "harness.h"
-#include "hll.h"
 #include "rollup.h"
 #include "util.h"
 
@@ -189,33 +188,13 @@ static void check_known_keys(struct env *e)
     cr_expect_eq(cmd_int(e->rc, "EXISTS veil:{0}:d:%s:2000-01-01:totals", SITE), 0);
     cr_expect_eq(cmd_int(e->rc, "SCARD veil:{0}:sites"), 1);
     cr_expect_eq(cmd_int(e->rc, "SISMEMBER veil:{0}:sites %s", SITE), 1);
-    /* open sessions: "<pv> <start> <last> <day>" in the hash of the current
-     * time bucket (width session_timeout_s / 2), which lives at least
-     * session_timeout_s and at most 1.5 times that */
-    long long bucket;
-    char *sa = session_value(e, SITE, VA, &bucket);
-    cr_assert_not_null(sa, "A's open session is stored");
-    long long st = cmd_int(e->rc, "TTL veil:{0}:sessions:%lld", bucket);
-    cr_expect(st > 1800 - 60 && st <= 2700, "session bucket TTL %lld", st);
-    char want[96];
-    str_format(want, sizeof want, "2 %lld %lld %s", (long long)(e->now - 1000),
-               (long long)(e->now - 10), e->day);
-    cr_expect_str_eq(sa, want, "A: 2 pageviews (the signup is not one), first and last ts");
-    free(sa);
-    char *sd = session_value(e, SITE, VD, &bucket);
-    cr_assert_not_null(sd);
-    str_format(want, sizeof want, "3 %lld %lld %s", (long long)(e->now - 900),
-               (long long)(e->now - 800), e->day);
-    cr_expect_str_eq(sd, want, "D's open session holds 3 pageviews");
-    free(sd);
-    char *sc = session_value(e, SITE, VC, &bucket);
-    cr_assert_not_null(sc);
-    str_format(want, sizeof want, "1 %lld %lld %s", (long long)(e->now - 900),
-               (long long)(e->now - 900), e->day);
-    cr_expect_str_eq(sc, want, "C's second visit is the open one");
-    free(sc);
-    cr_expect_eq(cmd_int(e->rc, "EXISTS veil:{0}:s:%s:%s", SITE, VA), 0,
-                 "no per-visitor session keys");
+    /* open sessions live session_timeout_s */
+    long long st = cmd_int(e->rc, "TTL veil:{0}:s:%s:%s", SITE, VA);
+    cr_expect(st > 1700 && st <= 1800, "session TTL %lld", st);
+    redisReply *spv = cmd(e->rc, "HGET veil:{0}:s:%s:%s pv", SITE, VD);
+    cr_expect(spv->type == REDIS_REPLY_STRING && strcmp(spv->str, "3") == 0,
+              "D's open session holds 3 pageviews");
+    freeReplyObject(spv);
     /* realtime: only A was seen in the last 5 minutes */
     cr_expect_eq(cmd_int(e->rc, "ZCARD veil:{0}:rt:%s", SITE), 1);
     redisReply *r = cmd(e->rc, "ZSCORE veil:{0}:rt:%s %s", SITE, VA);
@@ -295,12 +274,7 @@ Test(aggregator, commit_refuses_entries_taken_by_another_worker, .timeout = 30)
 
     struct rollup *r = rollup_new(ROLLUP_SHARD_PREFIX, 30);
     struct commit *c = commit_new();
-    struct commit_params px = {.stream_key = STREAM,
-                               .sites_key = "veil:{0}:sites",
-                               .group = "agg",
-                               .consumer = "x",
-                               .breakdown_cap = 1000,
-                               .session_timeout_s = 1800};
+    struct commit_params px = {STREAM, "veil:{0}:sites", "agg", "x", 1000, 1800};
     char err[256];
     bool lost[3];
     for (int i = 0; i < 3; i++) {
@@ -308,7 +282,7 @@ Test(aggregator, commit_refuses_entries_taken_by_another_worker, .timeout = 30)
         cr_assert_eq(rollup_add(r, &ev, e->now, err, sizeof err), ROLLUP_ADDED);
     }
     rollup_finish(r);
-    cr_assert_eq(commit_batch(c, e->rc, &px, ids, lens, 3, 3, r, lost, err, sizeof err),
+    cr_assert_eq(commit_batch(c, e->rc, &px, ids, lens, 3, r, lost, err, sizeof err),
                  COMMIT_CONFLICT, "%s", err);
     cr_assert(!lost[0] && lost[1] && !lost[2]);
     cr_assert_eq(hget(e, "totals", "pageviews"), 0, "a refused commit writes nothing");
@@ -324,7 +298,7 @@ Test(aggregator, commit_refuses_entries_taken_by_another_worker, .timeout = 30)
     rollup_add(r, &ev, e->now, err, sizeof err);
     rollup_finish(r);
     freeReplyObject(cmd(e->rc, "SCRIPT FLUSH")); /* NOSCRIPT path on the way */
-    cr_assert_eq(commit_batch(c, e->rc, &px, x_ids, x_lens, 2, 2, r, lost, err, sizeof err),
+    cr_assert_eq(commit_batch(c, e->rc, &px, x_ids, x_lens, 2, r, lost, err, sizeof err),
                  COMMIT_OK, "%s", err);
     cr_assert_eq(hget(e, "totals", "pageviews"), 2);
 
@@ -335,9 +309,9 @@ Test(aggregator, commit_refuses_entries_taken_by_another_worker, .timeout = 30)
     rollup_add(r, &ev, e->now, err, sizeof err);
     rollup_finish(r);
     /* a second commit of x's entries (a replay) is refused as well */
-    cr_assert_eq(commit_batch(c, e->rc, &px, x_ids, x_lens, 2, 2, r, lost, err, sizeof err),
+    cr_assert_eq(commit_batch(c, e->rc, &px, x_ids, x_lens, 2, r, lost, err, sizeof err),
                  COMMIT_CONFLICT);
-    cr_assert_eq(commit_batch(c, e->rc, &py, &ids[1], &lens[1], 1, 1, r, lost, err, sizeof err),
+    cr_assert_eq(commit_batch(c, e->rc, &py, &ids[1], &lens[1], 1, r, lost, err, sizeof err),
                  COMMIT_OK, "%s", err);
     cr_assert_eq(hget(e, "totals", "pageviews"), 3);
     cr_assert_eq(hget(e, "totals", "visits"), 3);
@@ -354,243 +328,6 @@ Test(aggregator, commit_refuses_entries_taken_by_another_worker, .timeout = 30)
     freeReplyObject(read);
     commit_free(c);
     rollup_free(r);
-}
-
-/* ---- 3. the session check of the commit script, directly ---- */
-
-/* XREADGROUP COUNT n for consumer `who`: the ids (into ids/lens, which
- * point into the returned reply). */
-static redisReply *read_as(struct env *e, const char *who, int n, const char **ids,
-                           size_t *lens)
-{
-    redisReply *read =
-        cmd(e->rc, "XREADGROUP GROUP agg %s COUNT %d STREAMS %s >", who, n, STREAM);
-    cr_assert_eq(read->type, REDIS_REPLY_ARRAY);
-    const redisReply *entries = read->element[0]->element[1];
-    cr_assert_eq(entries->elements, (size_t)n);
-    for (int i = 0; i < n; i++) {
-        ids[i] = entries->element[i]->element[0]->str;
-        lens[i] = entries->element[i]->element[0]->len;
-    }
-    return read;
-}
-
-static struct commit_params params_for(const char *consumer)
-{
-    return (struct commit_params){.stream_key = STREAM,
-                                  .sites_key = "veil:{0}:sites",
-                                  .group = "agg",
-                                  .consumer = consumer,
-                                  .breakdown_cap = 1000,
-                                  .session_timeout_s = 1800};
-}
-
-Test(aggregator, commit_refuses_sessions_changed_since_its_snapshot, .timeout = 30)
-{
-    env_start(&env);
-    struct env *e = &env;
-    freeReplyObject(cmd(e->rc, "XGROUP CREATE %s agg 0 MKSTREAM", STREAM));
-    struct event_record ev;
-    event_base(&ev, e, "pageview", "/a", VA, e->now - 100);
-    xadd(e->rc, &ev);
-    event_base(&ev, e, "pageview", "/b", VA, e->now - 90);
-    xadd(e->rc, &ev);
-    event_base(&ev, e, "pageview", "/c", VB, e->now - 80);
-    xadd(e->rc, &ev);
-    event_base(&ev, e, "pageview", "/d", VC, e->now - 70);
-    xadd(e->rc, &ev);
-    const char *xid[1], *yid[1], *zid[1], *wid[1];
-    size_t xlen[1], ylen[1], zlen[1], wlen[1];
-    redisReply *rx = read_as(e, "x", 1, xid, xlen);
-    redisReply *ry = read_as(e, "y", 1, yid, ylen);
-    redisReply *rz = read_as(e, "z", 1, zid, zlen);
-    redisReply *rw = read_as(e, "w", 1, wid, wlen);
-    struct commit_params px = params_for("x"), py = params_for("y"), pz = params_for("z"),
-                         pw = params_for("w");
-    struct commit *c = commit_new();
-    struct rollup *rxr = rollup_new(ROLLUP_SHARD_PREFIX, 30), *r = rollup_new(ROLLUP_SHARD_PREFIX, 30);
-    struct commit_snapshot *snap = commit_snapshot_new();
-    char err[256];
-    bool lost[1];
-
-    /* x takes its snapshot of A: no open session */
-    event_base(&ev, e, "pageview", "/a", VA, e->now - 100);
-    cr_assert_eq(rollup_add(rxr, &ev, e->now, err, sizeof err), ROLLUP_ADDED);
-    rollup_finish(rxr);
-    cr_assert_eq(commit_snapshot_send(c, e->rc, &px, rxr, snap), 0);
-    cr_assert_eq(commit_snapshot_receive(c, e->rc, &px, rxr, snap, err, sizeof err), 0, "%s", err);
-
-    /* meanwhile y commits A's later pageview: A's visit starts there */
-    event_base(&ev, e, "pageview", "/b", VA, e->now - 90);
-    rollup_add(r, &ev, e->now, err, sizeof err);
-    rollup_finish(r);
-    cr_assert_eq(commit_batch(c, e->rc, &py, yid, ylen, 1, 1, r, lost, err, sizeof err),
-                 COMMIT_OK, "%s", err);
-    cr_assert_eq(hget(e, "totals", "visits"), 1);
-
-    /* x's commit, computed without that session, is refused and writes nothing */
-    cr_assert_eq(commit_send(c, e->rc, &px, xid, xlen, 1, 1, rxr, snap, err, sizeof err), 0);
-    cr_assert_eq(commit_receive(c, e->rc, xid, xlen, 1, lost, err, sizeof err), COMMIT_STALE);
-    cr_assert_eq(hget(e, "totals", "pageviews"), 1, "a refused commit writes nothing");
-    cr_assert_eq(pending(e->rc), 3, "x's entry is still pending");
-
-    /* done again on a fresh snapshot: one visit of two pageviews, 10 s */
-    cr_assert_eq(commit_batch(c, e->rc, &px, xid, xlen, 1, 1, rxr, lost, err, sizeof err),
-                 COMMIT_OK, "%s", err);
-    cr_assert_eq(hget(e, "totals", "pageviews"), 2);
-    cr_assert_eq(hget(e, "totals", "visits"), 1);
-    cr_assert_eq(hget(e, "totals", "bounces"), 0);
-    cr_assert_eq(hget(e, "totals", "visit_duration_s"), 10);
-    cr_assert_eq(row_count(e, "entry_page", "vis", "/b"), 1);
-    cr_assert_eq(row_count(e, "entry_page", "vis", "/a"), 0);
-
-    /* other visitors' sessions changing in between is no conflict */
-    rollup_reset(rxr);
-    event_base(&ev, e, "pageview", "/c", VB, e->now - 80);
-    rollup_add(rxr, &ev, e->now, err, sizeof err);
-    rollup_finish(rxr);
-    cr_assert_eq(commit_snapshot_send(c, e->rc, &pz, rxr, snap), 0);
-    cr_assert_eq(commit_snapshot_receive(c, e->rc, &pz, rxr, snap, err, sizeof err), 0);
-    rollup_reset(r);
-    event_base(&ev, e, "pageview", "/d", VC, e->now - 70);
-    rollup_add(r, &ev, e->now, err, sizeof err);
-    rollup_finish(r);
-    cr_assert_eq(commit_batch(c, e->rc, &pw, wid, wlen, 1, 1, r, lost, err, sizeof err),
-                 COMMIT_OK, "%s", err);
-    cr_assert_eq(commit_send(c, e->rc, &pz, zid, zlen, 1, 1, rxr, snap, err, sizeof err), 0);
-    cr_assert_eq(commit_receive(c, e->rc, zid, zlen, 1, lost, err, sizeof err), COMMIT_OK,
-                 "%s", err);
-    cr_assert_eq(hget(e, "totals", "visits"), 3);
-    cr_assert_eq(hget(e, "totals", "bounces"), 2);
-    cr_assert_eq(pending(e->rc), 0);
-    cr_assert_eq(cmd_int(e->rc, "XLEN %s", STREAM), 0);
-
-    freeReplyObject(rx);
-    freeReplyObject(ry);
-    freeReplyObject(rz);
-    freeReplyObject(rw);
-    commit_snapshot_free(snap);
-    commit_free(c);
-    rollup_free(rxr);
-    rollup_free(r);
-}
-
-/* ---- 3b. trimming never drops an entry still pending elsewhere ---- */
-
-Test(aggregator, trim_keeps_entries_pending_at_other_consumers, .timeout = 30)
-{
-    env_start(&env);
-    struct env *e = &env;
-    freeReplyObject(cmd(e->rc, "XGROUP CREATE %s agg 0 MKSTREAM", STREAM));
-    struct event_record ev;
-    for (int i = 0; i < 6; i++) {
-        event_base(&ev, e, "pageview", "/", NULL, e->now);
-        xadd(e->rc, &ev);
-    }
-    const char *aid[3], *bid[3];
-    size_t alen[3], blen[3];
-    redisReply *ra = read_as(e, "a", 3, aid, alen);
-    redisReply *rb = read_as(e, "b", 3, bid, blen);
-    struct commit_params pa = params_for("a"), pb = params_for("b");
-    struct commit *c = commit_new();
-    struct rollup *r = rollup_new(ROLLUP_SHARD_PREFIX, 30);
-    char err[256];
-    bool lost[3];
-    for (int i = 0; i < 3; i++) {
-        event_base(&ev, e, "pageview", "/", NULL, e->now);
-        rollup_add(r, &ev, e->now, err, sizeof err);
-    }
-    rollup_finish(r);
-    /* b commits first: a's older entries are still pending */
-    cr_assert_eq(commit_batch(c, e->rc, &pb, bid, blen, 3, 3, r, lost, err, sizeof err),
-                 COMMIT_OK, "%s", err);
-    cr_assert_eq(cmd_int(e->rc, "XLEN %s", STREAM), 3, "only b's entries are gone");
-    redisReply *left = cmd(e->rc, "XRANGE %s - +", STREAM);
-    cr_assert_eq(left->elements, 3);
-    for (int i = 0; i < 3; i++)
-        cr_assert_str_eq(left->element[i]->element[0]->str, aid[i]);
-    freeReplyObject(left);
-    cr_assert_eq(commit_batch(c, e->rc, &pa, aid, alen, 3, 3, r, lost, err, sizeof err),
-                 COMMIT_OK, "%s", err);
-    cr_assert_eq(cmd_int(e->rc, "XLEN %s", STREAM), 0);
-    cr_assert_eq(hget(e, "totals", "pageviews"), 6);
-
-    /* and an entry not yet delivered to anyone survives a commit */
-    event_base(&ev, e, "pageview", "/", NULL, e->now);
-    xadd(e->rc, &ev);
-    xadd(e->rc, &ev);
-    const char *one[1];
-    size_t onelen[1];
-    redisReply *r1 = read_as(e, "a", 1, one, onelen);
-    rollup_reset(r);
-    rollup_add(r, &ev, e->now, err, sizeof err);
-    rollup_finish(r);
-    cr_assert_eq(commit_batch(c, e->rc, &pa, one, onelen, 1, 1, r, lost, err, sizeof err),
-                 COMMIT_OK, "%s", err);
-    cr_assert_eq(cmd_int(e->rc, "XLEN %s", STREAM), 1, "the undelivered entry stays");
-    freeReplyObject(r1);
-    freeReplyObject(ra);
-    freeReplyObject(rb);
-    commit_free(c);
-    rollup_free(r);
-}
-
-/* ---- 3c. HyperLogLogs built in C are what PFADD makes ---- */
-
-static void hll_check(struct env *e, int n)
-{
-    static uint8_t reg[HLL_REGISTERS];
-    static unsigned char out[HLL_ENCODED_MAX];
-    memset(reg, 0, sizeof reg);
-    freeReplyObject(cmd(e->rc, "DEL t:pfadd t:built t:merged t:mixed t:mixed_ref"));
-    freeReplyObject(cmd(e->rc, "PFADD t:mixed x1 x2 x3"));
-    freeReplyObject(cmd(e->rc, "PFADD t:mixed_ref x1 x2 x3"));
-    for (int i = 0; i < n; i++) {
-        char vh[17];
-        str_format(vh, sizeof vh, "%016x", 0x300000u + (unsigned)i);
-        cr_assert_eq(redisAppendCommand(e->rc, "PFADD t:pfadd %s", vh), REDIS_OK);
-        cr_assert_eq(redisAppendCommand(e->rc, "PFADD t:mixed_ref %s", vh), REDIS_OK);
-        uint32_t index;
-        uint8_t value;
-        hll_hash(vh, 16, &index, &value);
-        if (value > reg[index])
-            reg[index] = value;
-    }
-    for (int i = 0; i < 2 * n; i++) {
-        void *reply;
-        cr_assert_eq(redisGetReply(e->rc, &reply), REDIS_OK);
-        freeReplyObject(reply);
-    }
-    size_t len = hll_encode(reg, out);
-    freeReplyObject(cmd(e->rc, "SET t:built %b", out, len));
-    redisReply *m = cmd(e->rc, "PFMERGE t:merged t:built");
-    cr_assert_eq(m->type, REDIS_REPLY_STATUS, "PFMERGE refused it: %s",
-                 m->type == REDIS_REPLY_ERROR ? m->str : "?");
-    freeReplyObject(m);
-    freeReplyObject(cmd(e->rc, "PFMERGE t:mixed t:built"));
-    const char *pairs[][2] = {{"t:pfadd", "t:merged"}, {"t:mixed_ref", "t:mixed"}};
-    for (size_t p = 0; p < 2; p++) {
-        redisReply *a = cmd(e->rc, "PFDEBUG GETREG %s", pairs[p][0]);
-        redisReply *b = cmd(e->rc, "PFDEBUG GETREG %s", pairs[p][1]);
-        cr_assert_eq(a->elements, (size_t)HLL_REGISTERS);
-        cr_assert_eq(b->elements, (size_t)HLL_REGISTERS);
-        for (size_t i = 0; i < HLL_REGISTERS; i++)
-            cr_assert_eq(a->element[i]->integer, b->element[i]->integer,
-                         "%d members, %s vs %s: register %zu", n, pairs[p][0], pairs[p][1], i);
-        freeReplyObject(a);
-        freeReplyObject(b);
-        cr_assert_eq(cmd_int(e->rc, "PFCOUNT %s", pairs[p][0]),
-                     cmd_int(e->rc, "PFCOUNT %s", pairs[p][1]));
-    }
-}
-
-Test(aggregator, hyperloglogs_built_here_equal_pfadd, .timeout = 60)
-{
-    env_start(&env);
-    struct env *e = &env;
-    int sizes[] = {1, 600, 5000, 60000};
-    for (size_t i = 0; i < ARRAY_LEN(sizes); i++)
-        hll_check(e, sizes[i]);
 }
 
 /* ---- 4. Redis goes away and comes back empty ---- */
@@ -694,20 +431,17 @@ Test(aggregator, sample_config_lists_every_directive_and_is_current, .timeout = 
 /* ---- 7. throughput (a measurement, not an assertion on time) ---- */
 
 #define BENCH_EVENTS 100000
-#define BENCH_VISITORS 20000
 
-/* Fill the stream, roll it up with `extra` options, print the rate and
- * check the counts: every visitor's 5 events share one ts, so each visitor
- * with pageviews makes one visit of 5 pageviews. */
-static void bench_run(struct env *e, char *const *extra, const char *label)
+Test(aggregator, throughput_measurement, .timeout = 240)
 {
+    env_start(&env);
+    struct env *e = &env;
     struct event_record ev;
     const char *pages[] = {"/", "/pricing", "/docs", "/blog/a", "/blog/b", "/about"};
     const char *countries[] = {"DE", "FR", "US", "NL", "GB"};
-    freeReplyObject(cmd(e->rc, "FLUSHALL"));
     for (int i = 0; i < BENCH_EVENTS; i++) {
         char vh[17];
-        str_format(vh, sizeof vh, "%016x", 0x200000u + (unsigned)(i % BENCH_VISITORS));
+        str_format(vh, sizeof vh, "%016x", 0x200000u + (unsigned)(i % 20000));
         event_base(&ev, e, i % 10 ? "pageview" : "signup", pages[i % 6], vh,
                    e->now - 600 + i % 500);
         SET(ev.country, countries[i % 5]);
@@ -724,40 +458,12 @@ static void bench_run(struct env *e, char *const *extra, const char *label)
                 xadd_reply(e->rc);
     }
     uint64_t start = clock_ms();
-    struct harness_proc *agg = agg_spawn(e, extra);
+    struct harness_proc *agg = agg_spawn(e, NULL);
     wait_drained(e, 200000);
     uint64_t ms = clock_ms() - start;
     agg_stop_ok(agg);
-    double load[3] = {0, 0, 0};
-    getloadavg(load, 3);
-    fprintf(stderr, "aggregator throughput (%s): %d events in %llu ms = %.0f events/s (load %.2f)\n",
-            label, BENCH_EVENTS, (unsigned long long)ms,
-            BENCH_EVENTS * 1000.0 / (double)(ms ? ms : 1), load[0]);
+    fprintf(stderr, "aggregator throughput: %d events in %llu ms = %.0f events/s\n",
+            BENCH_EVENTS, (unsigned long long)ms, BENCH_EVENTS * 1000.0 / (double)(ms ? ms : 1));
     cr_expect_eq(hget(e, "totals", "pageviews"), BENCH_EVENTS / 10 * 9);
     cr_expect_eq(hget(e, "totals", "events"), BENCH_EVENTS);
-    cr_expect_eq(hget(e, "totals", "visits"), BENCH_VISITORS / 10 * 9);
-    cr_expect_eq(hget(e, "totals", "bounces"), 0);
-    cr_expect_eq(hget(e, "totals", "visit_duration_s"), 0);
-    /* a visit enters on its visitor's first event: i = v, page v % 6 */
-    long long entries[6] = {0};
-    for (int v = 0; v < BENCH_VISITORS; v++)
-        if (v % 10)
-            entries[v % 6]++;
-    for (int p = 0; p < 6; p++)
-        cr_expect_eq(row_count(e, "entry_page", "vis", pages[p]), entries[p], "%s", pages[p]);
-    long long visitors = cmd_int(e->rc, "PFCOUNT veil:{0}:d:%s:%s:visitors", SITE, e->day);
-    cr_expect(visitors > BENCH_VISITORS * 98 / 100 && visitors < BENCH_VISITORS * 102 / 100,
-              "visitors %lld", visitors);
-    long long de = row_visitors(e, "country", "DE");
-    cr_expect(de > BENCH_VISITORS / 5 * 97 / 100 && de < BENCH_VISITORS / 5 * 103 / 100,
-              "visitors from DE %lld", de);
-}
-
-Test(aggregator, throughput_measurement, .timeout = 240)
-{
-    env_start(&env);
-    struct env *e = &env;
-    bench_run(e, NULL, "default batch_size");
-    char *big[] = {"--batch_size=20000", NULL};
-    bench_run(e, big, "batch_size 20000");
 }
