@@ -259,22 +259,18 @@ static bool payload_parse(const uint8_t *p, size_t len, struct payload_view *v)
     return q == end;
 }
 
-/* A command holding `ev` in `lane` under number `seq`; NULL when out of memory. */
+/* A command holding `ev` in `lane` under number `seq`, packed into the one
+ * stream field EVENT_PACKED_FIELD; NULL when out of memory. */
 static struct sink_cmd *cmd_new_event(struct lane *lane, uint64_t seq,
                                       const struct event_record *ev)
 {
-    const char *argv[EVENT_MAX_ARGS];
-    size_t argvlen[EVENT_MAX_ARGS];
-    char scratch[EVENT_SCRATCH_BYTES];
-    size_t n = event_encode(ev, argv, argvlen, scratch);
+    static const char field[] = EVENT_PACKED_FIELD;
+    char packed[EVENT_PACKED_MAX];
+    size_t packed_len = event_pack(ev, packed, sizeof packed);
     size_t lane_len = strlen(lane->id);
-    size_t len = 2 + lane_len + 10;
-    for (size_t i = 0; i < n; i++) {
-        if (argvlen[i] > UINT16_MAX)
-            return NULL;
-        len += 2 + argvlen[i];
-    }
-    if (len > SPOOL_RECORD_MAX)
+    size_t fields_at = 2 + lane_len + 10;
+    size_t len = fields_at + 2 + (sizeof field - 1) + 2 + packed_len;
+    if (packed_len == 0 || packed_len > UINT16_MAX || len > SPOOL_RECORD_MAX)
         return NULL;
     struct sink_cmd *c = malloc(sizeof *c + len);
     if (!c)
@@ -283,21 +279,21 @@ static struct sink_cmd *cmd_new_event(struct lane *lane, uint64_t seq,
     c->seq = seq;
     c->seg = NULL;
     c->len = len;
-    c->nfields = n;
-    c->fields_at = 2 + lane_len + 10;
+    c->nfields = 2;
+    c->fields_at = fields_at;
     uint8_t *p = c->payload;
     p[0] = PAYLOAD_VERSION;
     p[1] = (uint8_t)lane_len;
     memcpy(p + 2, lane->id, lane_len);
     p += 2 + lane_len;
     put_le(p, seq, 8);
-    put_le(p + 8, n, 2);
+    put_le(p + 8, 2, 2);
     p += 10;
-    for (size_t i = 0; i < n; i++) {
-        put_le(p, argvlen[i], 2);
-        memcpy(p + 2, argv[i], argvlen[i]);
-        p += 2 + argvlen[i];
-    }
+    put_le(p, sizeof field - 1, 2);
+    memcpy(p + 2, field, sizeof field - 1);
+    p += 2 + sizeof field - 1;
+    put_le(p, packed_len, 2);
+    memcpy(p + 2, packed, packed_len);
     return c;
 }
 

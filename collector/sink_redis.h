@@ -1,7 +1,7 @@
 /* sink_redis.h - one worker thread's delivery of events to the Redis
  * stream: memory buffer, then disk spool, then Redis (docs/DELIVERY.md).
  *
- * Events are packed once (lane, sequence number, the event_encode fields)
+ * Events are packed once (lane, sequence number, the event_pack field)
  * and sent as pipelined calls of a small script on hiredis's async API on
  * the thread's event_base. The script XADDs an event only if its lane has
  * not seen that sequence number, so re-sending after a lost reply never

@@ -153,6 +153,35 @@ size_t event_encode(const struct event_record *ev, const char **argv, size_t *ar
     return enc.n;
 }
 
+size_t event_pack(const struct event_record *ev, char *buf, size_t cap)
+{
+    const char *argv[EVENT_MAX_ARGS];
+    size_t argvlen[EVENT_MAX_ARGS];
+    char scratch[EVENT_SCRATCH_BYTES];
+    size_t n = event_encode(ev, argv, argvlen, scratch);
+    if (cap < 1)
+        return 0;
+    size_t len = 0;
+    buf[len++] = EVENT_PACKED_VERSION;
+    for (size_t i = 0; i < n; i += 2) {
+        size_t nlen = argvlen[i], vlen = argvlen[i + 1];
+        /* name length byte, name, up to 3 length bytes, value */
+        if (nlen > UINT8_MAX || vlen >= (1u << 21) || cap - len < 1 + nlen + 3 + vlen)
+            return 0;
+        buf[len++] = (char)nlen;
+        memcpy(buf + len, argv[i], nlen);
+        len += nlen;
+        while (vlen >= 0x80) {
+            buf[len++] = (char)(0x80 | (vlen & 0x7f));
+            vlen >>= 7;
+        }
+        buf[len++] = (char)vlen;
+        memcpy(buf + len, argv[i + 1], argvlen[i + 1]);
+        len += argvlen[i + 1];
+    }
+    return len;
+}
+
 /* ---- decoding ---------------------------------------------------------- */
 
 static bool field_is(const char *field, size_t flen, const char *name)
@@ -233,10 +262,11 @@ static bool decode_prop(struct event_record *ev, const char *key, size_t klen,
 }
 
 /* The text fields, by stream name. */
-#define TEXT_FIELD(name, member) {name, offsetof(struct event_record, member), \
+#define TEXT_FIELD(name, member) {name, sizeof name - 1, offsetof(struct event_record, member), \
                                   sizeof(((struct event_record *)0)->member)}
 static const struct {
     const char *name;
+    size_t nlen;
     size_t offset;
     size_t size;
 } text_fields[] = {
@@ -251,13 +281,55 @@ static const struct {
     TEXT_FIELD("vh", visitor),         TEXT_FIELD("ipt", ip_truncated),
 };
 
+bool event_decode_packed(struct event_record *ev, const char *value, size_t vlen, char *err,
+                         size_t errlen)
+{
+    const unsigned char *p = (const unsigned char *)value, *end = p + vlen;
+    if (vlen == 0 || *p != EVENT_PACKED_VERSION) {
+        str_format(err, errlen, EVENT_PACKED_FIELD ": unknown packing");
+        return false;
+    }
+    p++;
+    while (p < end) {
+        size_t nlen = *p++;
+        if (nlen == 0 || (size_t)(end - p) < nlen)
+            goto truncated;
+        const char *name = (const char *)p;
+        p += nlen;
+        size_t len = 0;
+        for (int shift = 0;; shift += 7) {
+            if (p == end || shift > 14)
+                goto truncated;
+            len |= (size_t)(*p & 0x7f) << shift;
+            if (!(*p++ & 0x80))
+                break;
+        }
+        if ((size_t)(end - p) < len)
+            goto truncated;
+        if (field_is(name, nlen, EVENT_PACKED_FIELD)) {
+            str_format(err, errlen, EVENT_PACKED_FIELD ": nested packing");
+            return false;
+        }
+        if (!event_decode_field(ev, name, nlen, (const char *)p, len, err, errlen))
+            return false;
+        p += len;
+    }
+    return true;
+truncated:
+    str_format(err, errlen, EVENT_PACKED_FIELD ": truncated");
+    return false;
+}
+
 bool event_decode_field(struct event_record *ev, const char *field, size_t flen,
                         const char *value, size_t vlen, char *err, size_t errlen)
 {
     long long num;
 
+    if (field_is(field, flen, EVENT_PACKED_FIELD))
+        return event_decode_packed(ev, value, vlen, err, errlen);
+
     for (size_t i = 0; i < ARRAY_LEN(text_fields); i++) {
-        if (field_is(field, flen, text_fields[i].name))
+        if (flen == text_fields[i].nlen && memcmp(field, text_fields[i].name, flen) == 0)
             return decode_text((char *)ev + text_fields[i].offset, text_fields[i].size,
                                text_fields[i].name, value, vlen, err, errlen);
     }

@@ -145,6 +145,16 @@ int fuzz_event_codec(const uint8_t *data, size_t size)
     }
     const char *diff = record_diff(&ev, &again);
     CHECKF(t, diff == NULL, "encoding and decoding changes %s", diff);
+    /* the packed field carries the same record */
+    static char packed[EVENT_PACKED_MAX];
+    size_t packed_len = event_pack(&ev, packed, sizeof packed);
+    CHECK(t, packed_len > 0);
+    event_record_init(&again);
+    fuzz_reason_prepare(reason);
+    CHECKF(t, event_decode_packed(&again, packed, packed_len, reason, REASON_LEN),
+           "its packing does not decode: %s", reason);
+    diff = record_diff(&ev, &again);
+    CHECKF(t, diff == NULL, "packing and unpacking changes %s", diff);
     encode_checked(t, &again, &second);
     CHECK(t, first.n == second.n);
     for (size_t i = 0; i < first.n; i++)

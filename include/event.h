@@ -82,11 +82,30 @@ const char *screen_class(long width);
 size_t event_encode(const struct event_record *ev, const char **argv, size_t *argvlen,
                     char *scratch);
 
+/* Packed form: the whole event in one stream field, EVENT_PACKED_FIELD,
+ * so that Redis stores, and XREADGROUP returns, one field per entry instead
+ * of up to EVENT_MAX_ARGS / 2 (docs/KEYS.md "Stream entries"). The value is
+ * EVENT_PACKED_VERSION, then for each field of event_encode, in its order:
+ * [u8 name length][name][value length, LEB128, at most 3 bytes][value].
+ * Writes at most `cap` bytes to `buf` and returns the length, or 0 when it
+ * does not fit (EVENT_PACKED_MAX always fits). */
+#define EVENT_PACKED_FIELD "e"
+#define EVENT_PACKED_VERSION '1'
+#define EVENT_PACKED_MAX (sizeof(struct event_record) + 4 * EVENT_MAX_ARGS + 1)
+size_t event_pack(const struct event_record *ev, char *buf, size_t cap);
+
 /* Decoding from a stream entry's field/value pairs. Unknown fields are
  * ignored (forward compatibility); a field longer than its slot, a bad
- * number or a missing site/day/name makes it return false with a reason. */
+ * number or a missing site/day/name makes it return false with a reason.
+ * The field EVENT_PACKED_FIELD holds a whole packed event (event_pack). */
 bool event_decode_field(struct event_record *ev, const char *field, size_t flen,
                         const char *value, size_t vlen, char *err, size_t errlen);
+/* Decode a packed value (what event_decode_field does for the field
+ * EVENT_PACKED_FIELD): every inner field through event_decode_field; a
+ * truncated value, an unknown version or a nested packed field is an
+ * error. */
+bool event_decode_packed(struct event_record *ev, const char *value, size_t vlen, char *err,
+                         size_t errlen);
 bool event_decode_check(const struct event_record *ev, char *err, size_t errlen);
 
 #endif

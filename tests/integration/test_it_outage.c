@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "event.h"
 #include "harness.h"
 
 #define UA_FIREFOX "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -262,10 +263,15 @@ static void expect_stream_exact(struct stack *s, int timeout_ms)
     int other = 0;
     for (size_t i = 0; i < r->elements; i++) {
         redisReply *f = r->element[i]->element[1];
+        struct event_record ev;
+        char err[160];
+        event_record_init(&ev);
         int n = -1;
         for (size_t j = 0; j + 1 < f->elements; j += 2)
-            if (strcmp(f->element[j]->str, "path") == 0)
-                sscanf(f->element[j + 1]->str, "/p/%d", &n);
+            cr_assert(event_decode_field(&ev, f->element[j]->str, f->element[j]->len,
+                                         f->element[j + 1]->str, f->element[j + 1]->len, err,
+                                         sizeof err), "%s", err);
+        sscanf(ev.path, "/p/%d", &n);
         if (n >= 0 && n < EVENTS_MAX)
             seen[n]++;
         else

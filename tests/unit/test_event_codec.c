@@ -300,3 +300,89 @@ Test(event_codec, device_and_screen_classes)
     cr_assert_str_eq(screen_class(1439), "laptop");
     cr_assert_str_eq(screen_class(1440), "desktop");
 }
+
+/* ---- the packed field ---- */
+
+static bool unpack(const char *packed, size_t len, struct event_record *ev, char *err,
+                   size_t errlen)
+{
+    event_record_init(ev);
+    return event_decode_field(ev, EVENT_PACKED_FIELD, strlen(EVENT_PACKED_FIELD), packed, len,
+                              err, errlen) &&
+           event_decode_check(ev, err, errlen);
+}
+
+Test(event_codec, packed_round_trip_of_the_largest_event)
+{
+    static struct event_record in, back;
+    static char packed[EVENT_PACKED_MAX];
+    char err[128] = "";
+    full_record(&in);
+    SET(in.path, "/");
+    memset(in.path, 'x', EV_PATH_MAX - 1); /* a 2000-byte value: a 2-byte length */
+    in.path[0] = '/';
+    size_t len = event_pack(&in, packed, sizeof packed);
+    cr_assert_gt(len, 30 * 256);
+    cr_assert_eq(packed[0], EVENT_PACKED_VERSION);
+    cr_assert(unpack(packed, len, &back, err, sizeof err), "unpack: %s", err);
+    cr_assert(memcmp(&in, &back, sizeof in) == 0, "packed round trip differs");
+    cr_assert_eq(event_pack(&in, packed, len - 1), 0, "one byte short does not fit");
+}
+
+Test(event_codec, packed_holds_the_same_fields_in_the_same_order)
+{
+    struct event_record ev;
+    struct encoded e;
+    char packed[1024];
+    full_record(&ev);
+    ev.nprops = 1;
+    encode(&ev, &e);
+    size_t len = event_pack(&ev, packed, sizeof packed);
+    size_t at = 1;
+    for (size_t i = 0; i < e.n; i += 2) {
+        cr_assert_eq((size_t)(unsigned char)packed[at], e.argvlen[i]);
+        cr_assert(memcmp(packed + at + 1, e.argv[i], e.argvlen[i]) == 0);
+        at += 1 + e.argvlen[i];
+        size_t vlen = (unsigned char)packed[at++];
+        if (vlen & 0x80)
+            vlen = (vlen & 0x7f) | (size_t)(unsigned char)packed[at++] << 7;
+        cr_assert_eq(vlen, e.argvlen[i + 1], "length of %s", e.argv[i]);
+        cr_assert(memcmp(packed + at, e.argv[i + 1], vlen) == 0);
+        at += vlen;
+    }
+    cr_assert_eq(at, len);
+}
+
+Test(event_codec, packed_rejects_truncation_versions_and_nesting)
+{
+    struct event_record ev;
+    char packed[1024], err[128];
+    full_record(&ev);
+    ev.nprops = 0;
+    size_t len = event_pack(&ev, packed, sizeof packed);
+    for (size_t cut = 1; cut < len; cut++) {
+        /* every cut either ends between two fields (decodes, maybe missing
+         * a required field) or inside one (truncated); never reads past */
+        event_record_init(&ev);
+        err[0] = '\0';
+        if (!event_decode_packed(&ev, packed, cut, err, sizeof err))
+            cr_assert_str_eq(err, EVENT_PACKED_FIELD ": truncated", "cut %zu", cut);
+    }
+    cr_assert_not(unpack("", 0, &ev, err, sizeof err));
+    cr_assert_str_eq(err, EVENT_PACKED_FIELD ": unknown packing");
+    cr_assert_not(unpack("2\x04site\x01x", 8, &ev, err, sizeof err));
+    cr_assert_str_eq(err, EVENT_PACKED_FIELD ": unknown packing");
+    cr_assert_not(unpack("1\x01" "e\x01" "1", 5, &ev, err, sizeof err));
+    cr_assert_str_eq(err, EVENT_PACKED_FIELD ": nested packing");
+    cr_assert_not(unpack("1\x00", 2, &ev, err, sizeof err), "empty name");
+    cr_assert_not(unpack("1\x01x\xff\xff\xff\x01", 7, &ev, err, sizeof err),
+                  "a length over 3 bytes");
+    /* a bad inner value is the inner field's error */
+    cr_assert_not(unpack("1\x02ts\x03" "abc", 8, &ev, err, sizeof err));
+    cr_assert_str_eq(err, "ts: bad number");
+    /* unknown inner fields are skipped like unknown stream fields */
+    static const char fwd[] = "1\x04site\x01" "a\x03" "day\x0a" "2024-03-01\x01n\x01p\x03zzz\x01q";
+    cr_assert(unpack(fwd, sizeof fwd - 1, &ev, err, sizeof err), "%s", err);
+    cr_assert_str_eq(ev.site, "a");
+    cr_assert_str_eq(ev.name, "p");
+}
