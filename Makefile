@@ -147,8 +147,9 @@ run:
 
 # Benchmarks side by side with nginx in the same run (docs/BENCHMARKS.md):
 # about 10 minutes, stops by itself; knobs BENCH_* in bench/bench.py.
-bench: all
+bench:
 	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) /usr/bin/python3 bench/bench.py
 
 sample-config: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)

@@ -17,7 +17,7 @@ BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev libmaxminddb-
  libsodium-dev libpcre2-dev libyaml-dev libcjson-dev uap-core libhttp-parser-dev"
 RUN_PKGS="redis-server redis-tools curl"
 TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl chromium"
-BENCH_PKGS="wrk nginx-light"
+BENCH_PKGS="wrk nginx-light python3 linux-perf valgrind redis-tools"
 
 case "$what" in
     build) want="$BUILD_PKGS" ;;
