@@ -1,8 +1,10 @@
-/* commit.h - one combined batch into Redis, atomically: a Lua script
- * (EVALSHA, loaded once, re-loaded on NOSCRIPT) that checks the batch's
- * entries are still pending for this consumer, runs the session logic,
- * applies every increment, HyperLogLog add and expiry, then XACKs and
- * XDELs the entries - all or nothing (docs/AGGREGATOR.md).
+/* commit.h - one combined batch into Redis, atomically. The session logic
+ * and the breakdown caps are planned in C from pipelined reads; one Lua
+ * script call (EVALSHA, loaded once, re-loaded on NOSCRIPT) checks that the
+ * batch's entries are still pending for this consumer and that what the
+ * plan was made from is unchanged, applies every increment, HyperLogLog
+ * add and expiry, then XACKs and XDELs the entries - all or nothing
+ * (docs/AGGREGATOR.md).
  *
  * It sends only what rollup.c combined (counts, dimension values, visitor
  * hashes, stream ids); it never sends or logs event content otherwise. */
@@ -53,6 +55,14 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc,
                                 const struct commit_params *p, const char *const *ids,
                                 const size_t *idlens, size_t nids, const struct rollup *r,
                                 bool *lost, char *err, size_t errlen);
+
+/* Tests only: `hook` runs between the reads and the script call of every
+ * plan (attempt 0, 1, ...), to change what was read as another worker
+ * would. NULL removes it. */
+void commit_set_plan_hook(struct commit *c, void (*hook)(void *arg, int attempt), void *arg);
+
+/* Plans thrown away because a guard failed, since commit_new. */
+unsigned long long commit_replans(const struct commit *c);
 
 /* Remove consumers of the group other than p->consumer that have nothing
  * pending and were idle for more than `idle_ms` (dead workers' names), in

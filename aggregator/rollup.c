@@ -11,140 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strmap.h"
 #include "util.h"
 
-#define ARENA_CHUNK 65536
 #define DAY_OWNER_BIT 0x80000000u /* pair-set owners: days vs rows */
-
-/* ---- arena: strings that live until the next reset ---- */
-
-struct arena_chunk {
-    struct arena_chunk *next;
-    size_t used, size;
-    char data[];
-};
-
-static char *arena_alloc(struct arena_chunk **head, size_t len)
-{
-    struct arena_chunk *c = *head;
-    if (!c || c->size - c->used < len) {
-        size_t size = len > ARENA_CHUNK ? len : ARENA_CHUNK;
-        c = xmalloc(sizeof *c + size);
-        c->size = size;
-        c->used = 0;
-        c->next = *head;
-        *head = c;
-    }
-    char *p = c->data + c->used;
-    c->used += len;
-    return p;
-}
-
-static const char *arena_dup(struct arena_chunk **head, const char *s, size_t len)
-{
-    char *p = arena_alloc(head, len + 1);
-    memcpy(p, s, len);
-    p[len] = '\0';
-    return p;
-}
-
-static void arena_free(struct arena_chunk **head)
-{
-    while (*head) {
-        struct arena_chunk *next = (*head)->next;
-        free(*head);
-        *head = next;
-    }
-}
-
-/* ---- string map: byte-string key -> index (open addressing) ---- */
-
-struct smap_slot {
-    uint64_t hash;
-    const char *key; /* NULL = empty; owned by the arena */
-    size_t len;
-    uint32_t value;
-};
-
-struct smap {
-    struct smap_slot *slots;
-    size_t cap, n;
-};
-
-static uint64_t hash_bytes(const void *p, size_t len)
-{
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= s[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
-}
-
-static struct smap_slot *smap_slot(const struct smap *m, const char *key, size_t len,
-                                   uint64_t h)
-{
-    size_t mask = m->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        struct smap_slot *s = &m->slots[i];
-        if (!s->key || (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0))
-            return s;
-    }
-}
-
-static void smap_grow(struct smap *m)
-{
-    struct smap old = *m;
-    m->cap = old.cap ? old.cap * 2 : 256;
-    m->slots = xcalloc(m->cap, sizeof *m->slots);
-    for (size_t i = 0; i < old.cap; i++)
-        if (old.slots[i].key)
-            *smap_slot(m, old.slots[i].key, old.slots[i].len, old.slots[i].hash) =
-                old.slots[i];
-    free(old.slots);
-}
-
-/* Find `key`; when absent, insert it with `value` (the key is copied into
- * the arena). Returns the stored value; *created tells which happened and
- * *stored (if not NULL) points at the map's copy of the key. */
-static uint32_t smap_intern(struct smap *m, struct arena_chunk **arena, const char *key,
-                            size_t len, uint32_t value, bool *created, const char **stored)
-{
-    if ((m->n + 1) * 4 > m->cap * 3)
-        smap_grow(m);
-    uint64_t h = hash_bytes(key, len);
-    struct smap_slot *s = smap_slot(m, key, len, h);
-    *created = s->key == NULL;
-    if (*created) {
-        s->hash = h;
-        s->key = arena_dup(arena, key, len);
-        s->len = len;
-        s->value = value;
-        m->n++;
-    }
-    if (stored)
-        *stored = s->key;
-    return s->value;
-}
-
-static bool smap_find(const struct smap *m, const char *key, size_t len, uint32_t *value)
-{
-    if (m->cap == 0)
-        return false;
-    struct smap_slot *s = smap_slot(m, key, len, hash_bytes(key, len));
-    if (!s->key)
-        return false;
-    *value = s->value;
-    return true;
-}
-
-static void smap_clear(struct smap *m)
-{
-    if (m->slots)
-        memset(m->slots, 0, m->cap * sizeof *m->slots);
-    m->n = 0;
-}
 
 /* ---- pair set: (owner, visitor) seen, to keep visitor lists distinct ---- */
 
@@ -271,10 +141,10 @@ void rollup_free(struct rollup *r)
     free(r->sessions);
     free(r->hits);
     free(r->visitors);
-    free(r->day_map.slots);
-    free(r->row_map.slots);
-    free(r->session_map.slots);
-    free(r->visitor_map.slots);
+    smap_free(&r->day_map);
+    smap_free(&r->row_map);
+    smap_free(&r->session_map);
+    smap_free(&r->visitor_map);
     free(r->seen.slots);
     free(r->prefix);
     free(r);

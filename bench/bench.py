@@ -26,7 +26,7 @@ the global deadline (BENCH_TIMEOUT, default 1200 s).
 Knobs (environment): BUILD (build), BENCH_DURATION (10 s per run), BENCH_RUNS
 (3), BENCH_CONNECTIONS (64), BENCH_WARMUP (2 s), BENCH_SCALE_MAX (1e6),
 BENCH_AGG_MAX_S (150 s per aggregation), BENCH_LAG_SECONDS (15),
-BENCH_CALLGRIND (1), BENCH_REDIS_AOF (yes), BENCH_GEO_DB, BENCH_LABEL (what is
+BENCH_CALLGRIND (1), BENCH_AGG_ARGS (extra aggregator options), BENCH_REDIS_AOF (yes), BENCH_GEO_DB, BENCH_LABEL (what is
 measured, for the report), BENCH_KEEP (keep the temp dir), BENCH_QUICK=1 (1 run
 x 3 s, small scale: for trying the harness, not for numbers). Results: the
 tables on stdout, and $BUILD/bench/report.md + results.json.
@@ -58,6 +58,7 @@ CALLGRIND = os.environ.get("BENCH_CALLGRIND", "1") == "1"
 REDIS_AOF = os.environ.get("BENCH_REDIS_AOF", "yes")
 TIMEOUT = int(os.environ.get("BENCH_TIMEOUT", "1200"))
 AGG_MAX_S = int(os.environ.get("BENCH_AGG_MAX_S", "150"))
+AGG_ARGS = os.environ.get("BENCH_AGG_ARGS", "").split()
 SECTIONS = ["nginx", "refs", "collector", "threads", "profile", "whatif", "scale", "lag"]
 ONLY = [s for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s]
 SITE = "bench.veil.test"
@@ -1066,7 +1067,7 @@ def run_aggregator(redis, n_events, label):
     rcpu0 = redis_cpu(redis.r)
     logpath = os.path.join(TMP, f"aggregator-{label}.log")
     p = start(f"aggregator-{label}", [AGGREGATOR, f"--redis=unix:{redis.sock}", "--api_listen=",
-                                      f"--consumer=bench-{label}"],
+                                      f"--consumer=bench-{label}"] + AGG_ARGS,
               cpus=SERVER_CPU, stderr=open(logpath, "w"))
     t_start = time.monotonic()
     first = None

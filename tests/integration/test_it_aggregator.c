@@ -334,6 +334,100 @@ Test(aggregator, commit_refuses_entries_taken_by_another_worker, .timeout = 30)
     rollup_free(r);
 }
 
+/* ---- 3. a plan made from state another worker then changed ---- */
+
+struct race {
+    struct env *e;
+    bool session, row; /* what the other worker changes */
+    int calls;
+};
+
+/* What another worker's commit for visitor A would do between this
+ * worker's reads and its script call: open A's session 10 s ago and count
+ * that visit, and/or give the page breakdown (cap 1) its only row. */
+static void other_worker_commits(void *arg, int attempt)
+{
+    struct race *race = arg;
+    struct env *e = race->e;
+    race->calls++;
+    if (attempt != 0)
+        return;
+    char base[256];
+    cr_assert(rollup_key_day(base, sizeof base, ROLLUP_SHARD_PREFIX, SITE, e->day, ""));
+    int64_t exp = rollup_day_expire_at(e->day, 30);
+    if (race->session) {
+        freeReplyObject(
+            cmd(e->rc, "HSET veil:{0}:s:%s:%s pv 1 start %lld last %lld base %s exp %lld", SITE,
+                VA, (long long)e->now - 10, (long long)e->now - 10, base, (long long)exp));
+        freeReplyObject(cmd(e->rc, "HINCRBY %stotals visits 1", base));
+        freeReplyObject(cmd(e->rc, "HINCRBY %stotals bounces 1", base));
+    }
+    if (race->row)
+        freeReplyObject(cmd(e->rc, "HINCRBY %sb:page:ev /pricing 1", base));
+}
+
+/* Commit A's page view "/" with breakdown_cap 1 while `race` happens. */
+static void commit_during(struct env *e, struct race *race)
+{
+    freeReplyObject(cmd(e->rc, "XGROUP CREATE %s agg 0 MKSTREAM", STREAM));
+    struct event_record ev;
+    event_base(&ev, e, "pageview", "/", VA, e->now);
+    xadd(e->rc, &ev);
+    redisReply *read = cmd(e->rc, "XREADGROUP GROUP agg x COUNT 10 STREAMS %s >", STREAM);
+    const redisReply *entry = read->element[0]->element[1]->element[0];
+    const char *id = entry->element[0]->str;
+    size_t idlen = entry->element[0]->len;
+
+    struct rollup *r = rollup_new(ROLLUP_SHARD_PREFIX, 30);
+    struct commit *c = commit_new();
+    struct commit_params px = {STREAM, "veil:{0}:sites", "agg", "x", 1, 1800};
+    char err[256];
+    bool lost[1];
+    cr_assert_eq(rollup_add(r, &ev, e->now, err, sizeof err), ROLLUP_ADDED);
+    rollup_finish(r);
+    race->e = e;
+    commit_set_plan_hook(c, other_worker_commits, race);
+    cr_assert_eq(commit_batch(c, e->rc, &px, &id, &idlen, 1, r, lost, err, sizeof err),
+                 COMMIT_OK, "%s", err);
+    cr_assert_eq(race->calls, 2, "the first plan is thrown away, the second commits");
+    cr_assert_eq(commit_replans(c), 1);
+    cr_expect_eq(hget(e, "totals", "pageviews"), 1);
+    cr_expect_eq(pending(e->rc), 0);
+    freeReplyObject(read);
+    commit_free(c);
+    rollup_free(r);
+}
+
+Test(aggregator, commit_replans_when_the_session_changed, .timeout = 30)
+{
+    env_start(&env);
+    struct race race = {.session = true};
+    commit_during(&env, &race);
+    /* The page view joined the visit the other worker opened (a second
+     * page: no longer a bounce, 10 s long) instead of opening its own. */
+    cr_expect_eq(hget(&env, "totals", "visits"), 1);
+    cr_expect_eq(hget(&env, "totals", "bounces"), 0);
+    cr_expect_eq(hget(&env, "totals", "visit_duration_s"), 10);
+    redisReply *spv = cmd(env.rc, "HGET veil:{0}:s:%s:%s pv", SITE, VA);
+    cr_expect(spv->type == REDIS_REPLY_STRING && strcmp(spv->str, "2") == 0);
+    freeReplyObject(spv);
+    cr_expect_eq(row_count(&env, "page", "ev", "/"), 1);
+}
+
+Test(aggregator, commit_replans_when_a_row_was_added, .timeout = 30)
+{
+    env_start(&env);
+    struct race race = {.row = true};
+    commit_during(&env, &race);
+    /* The cap of one row was taken meanwhile: "/" is "(other)". */
+    cr_expect_eq(row_count(&env, "page", "ev", "/pricing"), 1);
+    cr_expect_eq(row_count(&env, "page", "ev", "/"), 0);
+    cr_expect_eq(row_count(&env, "page", "ev", ROLLUP_OTHER), 1);
+    cr_expect_eq(row_count(&env, "entry_page", "vis", ROLLUP_OTHER), 0,
+                 "entry pages have their own rows");
+    cr_expect_eq(hget(&env, "totals", "visits"), 1);
+}
+
 /* ---- 4. Redis goes away and comes back empty ---- */
 
 Test(aggregator, reconnects_after_redis_restart, .timeout = 60)
