@@ -5,6 +5,7 @@
  * and only with ip_keep=truncated. Never keeps the User-Agent. */
 #include "enrich.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -32,6 +33,31 @@ bool enrich_site_allowed(const struct collector_config *conf, const char *site)
         if (strcasecmp(strip_www(conf->sites.items[i]), strip_www(site)) == 0)
             return true;
     return false;
+}
+
+/* Copy the string in `src` into the array `dst`: its bytes and NUL, not
+ * the whole array (a path field is 2001 bytes, a page path a few dozen). */
+#define COPY_STRING(dst, src) copy_string((dst), sizeof(dst), (src))
+
+static void copy_string(char *dst, size_t size, const char *src)
+{
+    size_t len = strnlen(src, size - 1);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* utc_day, formatted once per UTC day and thread rather than per event
+ * (gmtime_r and snprintf cost more than the rest of the record). */
+static void utc_day_cached(int64_t now, char out[11])
+{
+    static _Thread_local int64_t day = INT64_MIN;
+    static _Thread_local char text[11];
+    int64_t today = now / 86400 - (now % 86400 < 0);
+    if (today != day) {
+        utc_day(now, text);
+        day = today;
+    }
+    memcpy(out, text, sizeof text);
 }
 
 /* The query allowlist handed to url_normalise: strip_query=no keeps all. */
@@ -97,10 +123,11 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
 
     if (ctx->geo && conf->geo != GEO_OFF) {
         struct geo_result geo;
-        if (geo_lookup(ctx->geo, &client, (enum geo_level)conf->geo, &geo)) {
-            memcpy(out->country, geo.country, sizeof out->country);
-            memcpy(out->region, geo.region, sizeof out->region);
-            memcpy(out->city, geo.city, sizeof out->city);
+        if (geo_cache_lookup(ctx->geo_cache, ctx->geo, &client, (enum geo_level)conf->geo,
+                             &geo)) {
+            COPY_STRING(out->country, geo.country);
+            COPY_STRING(out->region, geo.region);
+            COPY_STRING(out->city, geo.city);
         }
     }
     if (conf->visitor_hash != SALT_OFF) {
@@ -120,22 +147,21 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
 
     /* Derived, non-identifying fields. */
     out->ts = req->now;
-    utc_day(req->now, out->day);
-    memcpy(out->name, raw->name, sizeof out->name);
-    memcpy(out->path, url.path, sizeof out->path);
-    memcpy(out->utm_source, url.utm_source, sizeof out->utm_source);
-    memcpy(out->utm_medium, url.utm_medium, sizeof out->utm_medium);
-    memcpy(out->utm_campaign, url.utm_campaign, sizeof out->utm_campaign);
-    memcpy(out->utm_term, url.utm_term, sizeof out->utm_term);
-    memcpy(out->utm_content, url.utm_content, sizeof out->utm_content);
+    utc_day_cached(req->now, out->day);
+    COPY_STRING(out->name, raw->name);
+    COPY_STRING(out->path, url.path);
+    COPY_STRING(out->utm_source, url.utm_source);
+    COPY_STRING(out->utm_medium, url.utm_medium);
+    COPY_STRING(out->utm_campaign, url.utm_campaign);
+    COPY_STRING(out->utm_term, url.utm_term);
+    COPY_STRING(out->utm_content, url.utm_content);
     if (conf->referrer == REFERRER_HOST && raw->referrer[0])
         url_referrer_host(raw->referrer, strlen(raw->referrer), url.host, out->referrer);
-    memcpy(out->browser, ua.browser, sizeof out->browser);
-    memcpy(out->browser_major, ua.browser_major, sizeof out->browser_major);
-    memcpy(out->os, ua.os, sizeof out->os);
+    COPY_STRING(out->browser, ua.browser);
+    COPY_STRING(out->browser_major, ua.browser_major);
+    COPY_STRING(out->os, ua.os);
     out->device = ua.device;
-    str_copy(out->screen, sizeof out->screen, screen_class(raw->screen_width),
-             strlen(screen_class(raw->screen_width)));
+    COPY_STRING(out->screen, screen_class(raw->screen_width));
     out->scroll_depth = raw->scroll_depth;
     out->engaged_ms = raw->engaged_ms;
     out->nprops = raw->nprops;

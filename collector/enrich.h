@@ -17,6 +17,7 @@
 #include "event.h"
 #include "event_parse.h"
 #include "geo.h"
+#include "geo_cache.h"
 #include "ratelimit.h"
 #include "salt.h"
 #include "ua.h"
@@ -26,6 +27,7 @@ struct enrich_ctx {
     const struct collector_config *conf;
     struct ua_parser *ua;                 /* this thread's */
     const struct geo_db *geo;             /* NULL: no geo */
+    struct geo_cache *geo_cache;          /* this thread's; NULL: look every IP up */
     const struct anon_cidr_list *trusted; /* trusted proxies */
     struct salt_store *salts;
     struct ratelimit *limiter;            /* this thread's */

@@ -24,6 +24,7 @@
  * script, where building JSON is awkward). */
 #include "event_parse.h"
 
+#include "ctl_scan.h"
 #include "url.h"
 #include "util.h"
 
@@ -41,17 +42,18 @@ static const char *const field_types[] = {
     "must be an object", "must be an integer", "must be an integer",
 };
 
+/* Searched in order: the short names veil.js sends come first. */
 #define KEY(k, id) {k, sizeof(k) - 1, id}
 static const struct {
     const char *key;
     size_t len;
     enum field_id id;
 } field_keys[] = {
-    KEY("n", F_NAME),       KEY("name", F_NAME),       KEY("u", F_URL),     KEY("url", F_URL),
-    KEY("d", F_DOMAIN),     KEY("domain", F_DOMAIN),   KEY("r", F_REFERRER),
-    KEY("referrer", F_REFERRER), KEY("w", F_WIDTH),    KEY("screen_width", F_WIDTH),
-    KEY("h", F_HASH),       KEY("p", F_PROPS),         KEY("props", F_PROPS),
-    KEY("m", F_PROPS),      KEY("meta", F_PROPS),      KEY("sd", F_SCROLL), KEY("e", F_ENGAGED),
+    KEY("n", F_NAME),       KEY("u", F_URL),           KEY("d", F_DOMAIN),  KEY("r", F_REFERRER),
+    KEY("w", F_WIDTH),      KEY("e", F_ENGAGED),       KEY("sd", F_SCROLL), KEY("p", F_PROPS),
+    KEY("h", F_HASH),       KEY("name", F_NAME),       KEY("url", F_URL),   KEY("domain", F_DOMAIN),
+    KEY("referrer", F_REFERRER), KEY("screen_width", F_WIDTH), KEY("props", F_PROPS),
+    KEY("m", F_PROPS),      KEY("meta", F_PROPS),
 };
 
 enum value_kind { V_NULL, V_TRUE, V_FALSE, V_STRING, V_NUMBER, V_TEXT /* query: untyped */ };
@@ -94,7 +96,8 @@ static bool fail_field(struct ctx *c, enum field_id id, const char *why)
 static enum field_id field_lookup(const char *key, size_t len)
 {
     for (size_t i = 0; i < ARRAY_LEN(field_keys); i++)
-        if (field_keys[i].len == len && memcmp(field_keys[i].key, key, len) == 0)
+        if (field_keys[i].len == len && field_keys[i].key[0] == key[0] &&
+            memcmp(field_keys[i].key, key, len) == 0)
             return field_keys[i].id;
     return F_UNKNOWN;
 }
@@ -119,12 +122,7 @@ static bool ascii_without_nul(const char *s, size_t len)
 
 static bool has_ctl(const char *s, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return true;
-    }
-    return false;
+    return ctl_scan(s, len, false);
 }
 
 /* ---- applying members (both front ends) --------------------------------- */
@@ -435,6 +433,27 @@ static size_t utf8_encode(unsigned cp, char out[4])
     return k;
 }
 
+/* The end of the run of bytes at q that stand for themselves in a JSON
+ * string: the first '"', '\\' or byte below 0x20, or `end`. A word at a time
+ * (a string is mostly one such run), with exact per-word tests: a byte
+ * below 0x20, a zero byte of w ^ '"' or of w ^ '\\'. */
+static const char *json_plain_run(const char *q, const char *end)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    while (end - q >= 8) {
+        uint64_t w;
+        memcpy(&w, q, 8);
+        uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+        if ((((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) |
+             ((backslash - ones) & ~backslash)) & high)
+            break;
+        q += 8;
+    }
+    while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+        q++;
+    return q;
+}
+
 /* Read a string at j->p (on its opening quote), decoding into dst[0..cap)
  * (dst may be NULL with cap 0 to validate only). *len gets the full decoded
  * length. The body is already known to be valid UTF-8. */
@@ -453,9 +472,7 @@ static bool json_string(struct json *j, struct ctx *c, char *dst, size_t cap, si
             return fail(c, "invalid JSON");
         if (ch != '\\') {
             /* a local cursor: stores into dst could alias j->p */
-            const char *run = j->p, *q = j->p, *end = j->end;
-            while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
-                q++;
+            const char *run = j->p, *q = json_plain_run(j->p, j->end);
             j->p = q;
             put_bytes(dst, cap, &n, run, (size_t)(q - run));
             continue;

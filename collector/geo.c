@@ -8,6 +8,7 @@
 #include <maxminddb.h>
 #include <netinet/in.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,8 +19,12 @@ const char *const geo_level_names[] = {"off", "country", "region", "city", NULL}
 
 struct geo_db {
     MMDB_s mmdb;
+    uint64_t serial;
     char description[160];
 };
+
+/* Serials handed out by geo_open; 0 is never one. */
+static _Atomic uint64_t last_serial;
 
 struct geo_db *geo_open(const char *path, char *err, size_t errlen)
 {
@@ -36,6 +41,7 @@ struct geo_db *geo_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
 
+    db->serial = atomic_fetch_add(&last_serial, 1) + 1;
     const MMDB_metadata_s *meta = &db->mmdb.metadata;
     char built[11] = "unknown";
     if (meta->build_epoch > 0 && meta->build_epoch <= (uint64_t)INT64_MAX)
@@ -56,6 +62,11 @@ void geo_close(struct geo_db *db)
 const char *geo_db_description(const struct geo_db *db)
 {
     return db ? db->description : "";
+}
+
+uint64_t geo_db_serial(const struct geo_db *db)
+{
+    return db ? db->serial : 0;
 }
 
 /* Length of the longest prefix of s[0..len) that fits in `max` bytes
@@ -123,14 +134,36 @@ static bool fill_sockaddr(const struct client_ip *ip, struct sockaddr_storage *s
     return ok;
 }
 
+/* The prefix length, in bits of the family of `ss`, of the network that
+ * decided lookup `found`. MaxMind counts the bits of the tree it walked:
+ * an IPv4 address in an IPv6 tree starts below ::/96, so those 96 bits
+ * are not its own (fewer when the tree ends above ::/96: then one record
+ * covers all of IPv4). */
+static int network_bits(const MMDB_s *mmdb, const struct sockaddr_storage *ss,
+                        const MMDB_lookup_result_s *found)
+{
+    int bits = found->netmask;
+    if (ss->ss_family == AF_INET && mmdb->metadata.ip_version == 6)
+        bits = bits > 96 ? bits - 96 : 0;
+    return bits;
+}
+
 bool geo_lookup(const struct geo_db *db, const struct client_ip *ip, enum geo_level level,
                 struct geo_result *out)
+{
+    int prefix_bits;
+    return geo_lookup_network(db, ip, level, out, &prefix_bits);
+}
+
+bool geo_lookup_network(const struct geo_db *db, const struct client_ip *ip,
+                        enum geo_level level, struct geo_result *out, int *prefix_bits)
 {
     static const char *const country_path[] = {"country", "iso_code", NULL};
     static const char *const region_path[] = {"subdivisions", "0", "iso_code", NULL};
     static const char *const city_path[] = {"city", "names", "en", NULL};
 
     memset(out, 0, sizeof *out);
+    *prefix_bits = -1;
     if (!db || !ip || level == GEO_OFF)
         return true;
 
@@ -142,13 +175,19 @@ bool geo_lookup(const struct geo_db *db, const struct client_ip *ip, enum geo_le
     int mmdb_error = MMDB_SUCCESS;
     MMDB_lookup_result_s found =
         MMDB_lookup_sockaddr(&db->mmdb, (const struct sockaddr *)&ss, &mmdb_error);
+    if (mmdb_error == MMDB_IPV6_LOOKUP_IN_IPV4_DATABASE_ERROR) {
+        sodium_memzero(&ss, sizeof ss);
+        *prefix_bits = 0; /* an IPv4-only database knows nothing about v6 */
+        return true;
+    }
+    int bits = network_bits(&db->mmdb, &ss, &found);
     sodium_memzero(&ss, sizeof ss);
-    if (mmdb_error == MMDB_IPV6_LOOKUP_IN_IPV4_DATABASE_ERROR)
-        return true; /* an IPv4-only database knows nothing about v6 */
     if (mmdb_error != MMDB_SUCCESS)
         return false;
-    if (!found.found_entry)
+    if (!found.found_entry) {
+        *prefix_bits = bits;
         return true;
+    }
 
     bool ok = read_string(&found.entry, country_path, out->country, sizeof out->country,
                           false);
@@ -156,7 +195,9 @@ bool geo_lookup(const struct geo_db *db, const struct client_ip *ip, enum geo_le
         ok = read_string(&found.entry, region_path, out->region, sizeof out->region, false);
     if (ok && level >= GEO_CITY)
         ok = read_string(&found.entry, city_path, out->city, sizeof out->city, true);
-    if (!ok)
+    if (ok)
+        *prefix_bits = bits;
+    else
         memset(out, 0, sizeof *out);
     sodium_memzero(&found, sizeof found);
     return ok;

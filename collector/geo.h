@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "anon.h"
 #include "event.h"
@@ -58,5 +59,20 @@ const char *geo_db_description(const struct geo_db *db);
  * Thread-safe; `ip` is not modified and no copy of it survives the call. */
 bool geo_lookup(const struct geo_db *db, const struct client_ip *ip, enum geo_level level,
                 struct geo_result *out);
+
+/* geo_lookup, also saying how far the answer reaches: *prefix_bits is the
+ * prefix length of the database network that decided it, in bits of the
+ * looked-up family (an IPv4 or mapped address: 0..32, IPv6: 0..128).
+ * Every address sharing that prefix gets the same *out at any level. -1
+ * when no lookup was made (NULL db, GEO_OFF, unknown family) or on a
+ * database error. It says nothing about the address itself. */
+bool geo_lookup_network(const struct geo_db *db, const struct client_ip *ip,
+                        enum geo_level level, struct geo_result *out, int *prefix_bits);
+
+/* A number naming this opened database, different for every geo_open()
+ * of the process (a reopened file gets a new one), so that whatever was
+ * derived from one database can tell it is not from the next. 0 for
+ * NULL. */
+uint64_t geo_db_serial(const struct geo_db *db);
 
 #endif

@@ -33,6 +33,10 @@
  * files, the GeoIP database, logs. */
 #define FD_RESERVE 256
 
+/* Networks (/24, /48) whose location each worker remembers: the few
+ * thousand a site's visitors come from most of the day. */
+#define GEO_CACHE_ENTRIES 4096
+
 struct http_worker {
     int id;
     struct collector_server *srv;
@@ -42,6 +46,7 @@ struct http_worker {
     struct httpd *httpd;
     struct sink *sink;
     struct ua_parser *ua;
+    struct geo_cache *geo_cache;
     struct ratelimit *limiter;
 
     struct metrics metrics;
@@ -147,8 +152,10 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
     struct event_record ev;
     char reason[128] = "";
     struct collector_live *live = atomic_load_explicit(&w->srv->live, memory_order_acquire);
-    struct enrich_ctx ctx = {&live->conf, w->ua,          live->geo,
-                             live->trusted, w->srv->shared.salts, w->limiter};
+    struct enrich_ctx ctx = {&live->conf,   w->ua,
+                             live->geo,     w->geo_cache,
+                             live->trusted, w->srv->shared.salts,
+                             w->limiter};
     enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
     switch (outcome) {
     case ENRICH_BAD_REQUEST:
@@ -356,10 +363,11 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
         return -1;
     }
     w->ua = ua_parser_new(srv->shared.ua_rules, (size_t)conf->ua_cache_entries);
+    w->geo_cache = geo_cache_new(GEO_CACHE_ENTRIES);
     w->sink = sink_new(w->base, conf, id, srv->nworkers, &w->metrics, err, errlen);
     if (!w->sink)
         return -1; /* err says why (e.g. spool_dir) */
-    if (!w->ua) {
+    if (!w->ua || !w->geo_cache) {
         str_format(err, errlen, "cannot set up worker %d", id);
         return -1;
     }
@@ -487,6 +495,7 @@ void collector_server_free(struct collector_server *srv)
         sink_free(w->sink);
         if (w->ua)
             ua_parser_free(w->ua);
+        geo_cache_free(w->geo_cache);
         ratelimit_free(w->limiter);
         if (w->stop_ev)
             event_free(w->stop_ev);

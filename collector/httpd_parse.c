@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ctl_scan.h"
 #include "util.h"
 
 enum { REPEAT_XFF, REPEAT_FORWARDED };
@@ -64,25 +65,33 @@ static int head_piece(struct httpd_parser *p, struct httpd_span *s, const char *
     return 0;
 }
 
+/* Which header the collector reads `name` is, or -1. Called for every
+ * header of every request, most of them ones it skips: the wanted names
+ * all differ in length, so the length picks the one candidate and a first
+ * letter mismatch (sec-ch-ua vs forwarded, Accept vs Expect, Referer vs
+ * Sec-GPC, Accept-Language vs X-Forwarded-For) settles most others. */
 static int classify(const char *name, size_t len)
 {
     static const struct {
-        const char *name;
+        const char *name; /* lower case; NULL: no header of that length is read */
         enum httpd_header h;
-    } names[] = {
-        {"dnt", HTTPD_H_DNT},
-        {"expect", HTTPD_H_EXPECT},
-        {"sec-gpc", HTTPD_H_SEC_GPC},
-        {"forwarded", HTTPD_H_FORWARDED},
-        {"user-agent", HTTPD_H_USER_AGENT},
-        {"content-type", HTTPD_H_CONTENT_TYPE},
-        {"if-none-match", HTTPD_H_IF_NONE_MATCH},
-        {"x-forwarded-for", HTTPD_H_X_FORWARDED_FOR},
+    } by_len[] = {
+        [3] = {"dnt", HTTPD_H_DNT},
+        [6] = {"expect", HTTPD_H_EXPECT},
+        [7] = {"sec-gpc", HTTPD_H_SEC_GPC},
+        [9] = {"forwarded", HTTPD_H_FORWARDED},
+        [10] = {"user-agent", HTTPD_H_USER_AGENT},
+        [12] = {"content-type", HTTPD_H_CONTENT_TYPE},
+        [13] = {"if-none-match", HTTPD_H_IF_NONE_MATCH},
+        [15] = {"x-forwarded-for", HTTPD_H_X_FORWARDED_FOR},
     };
-    for (size_t i = 0; i < ARRAY_LEN(names); i++)
-        if (strlen(names[i].name) == len && strncasecmp(name, names[i].name, len) == 0)
-            return (int)names[i].h;
-    return -1;
+    if (len >= ARRAY_LEN(by_len) || !by_len[len].name)
+        return -1;
+    const char *want = by_len[len].name;
+    /* c | 0x20 folds exactly the two cases of a letter onto its lower case */
+    if ((name[0] | 0x20) != want[0] || strncasecmp(name, want, len) != 0)
+        return -1;
+    return (int)by_len[len].h;
 }
 
 /* The field span holds a whole name: check it, say which header it is. */
@@ -106,12 +115,7 @@ static int field_done(struct httpd_parser *p)
  * X-Forwarded-For entry could hide what a proxy appended). */
 static bool has_ctl(const char *s, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return true;
-    }
-    return false;
+    return ctl_scan(s, len, true);
 }
 
 /* The field and value spans hold one complete header: keep it if wanted. */

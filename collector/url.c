@@ -12,6 +12,7 @@
  * the shape browsers report are accepted. */
 #include "url.h"
 
+#include "ctl_scan.h"
 #include "util.h"
 
 #include <string.h>
@@ -27,11 +28,6 @@ struct url_parts {
     const char *rest;
     size_t rest_len;
 };
-
-static bool is_ctl(unsigned char c)
-{
-    return c < 0x20 || c == 0x7f;
-}
 
 static bool is_host_byte(unsigned char c)
 {
@@ -51,41 +47,49 @@ static void set_reason(char *reason, size_t reasonlen, const char *why)
         str_copy(reason, reasonlen, why, strnlen(why, reasonlen - 1));
 }
 
+/* Length of a leading "http://" or "https://" in any case, or 0. */
+static size_t http_scheme_len(const char *url, size_t len)
+{
+    /* c | 0x20 folds exactly the two cases of a letter onto its lower case */
+    if (len < 7 || (url[0] | 0x20) != 'h' || (url[1] | 0x20) != 't' ||
+        (url[2] | 0x20) != 't' || (url[3] | 0x20) != 'p')
+        return 0;
+    size_t i = (url[4] | 0x20) == 's' ? 5 : 4;
+    return len >= i + 3 && memcmp(url + i, "://", 3) == 0 ? i + 3 : 0;
+}
+
 static enum split_status split_url(const char *url, size_t len, struct url_parts *parts,
                                    const char **why)
 {
-    size_t i;
-    if (str_has_prefix_ci(url, len, "http://")) {
-        i = 7;
-    } else if (str_has_prefix_ci(url, len, "https://")) {
-        i = 8;
-    } else {
+    size_t i = http_scheme_len(url, len);
+    if (i == 0) {
         *why = "not an http(s) URL";
         return SPLIT_NOT_HTTP;
     }
-    for (size_t k = 0; k < len; k++) {
-        if (is_ctl((unsigned char)url[k])) {
-            *why = "control character in URL";
-            return SPLIT_BAD;
-        }
-    }
-
-    size_t auth_start = i;
-    while (i < len && url[i] != '/' && url[i] != '?' && url[i] != '#')
-        i++;
-    size_t auth_end = i;
-    /* WHATWG reads '\' as '/', a naive reader as part of the userinfo:
-     * browsers never report one here, so it is refused, not guessed. */
-    if (memchr(url + auth_start, '\\', auth_end - auth_start) != NULL) {
-        *why = "bad host";
+    if (ctl_scan(url, len, false)) {
+        *why = "control character in URL";
         return SPLIT_BAD;
     }
 
-    /* userinfo ends at the last '@' of the authority */
-    size_t host_start = auth_start;
-    for (size_t k = auth_start; k < auth_end; k++)
-        if (url[k] == '@')
-            host_start = k + 1;
+    /* One pass over the authority: where it ends, where the userinfo ends
+     * (at its last '@'), and whether it holds a '\' (WHATWG reads it as
+     * '/', a naive reader as part of the userinfo: browsers never report
+     * one here, so it is refused, not guessed). */
+    size_t host_start = i;
+    bool backslash = false;
+    for (; i < len; i++) {
+        char c = url[i];
+        if (c == '/' || c == '?' || c == '#')
+            break;
+        if (c == '@')
+            host_start = i + 1;
+        backslash |= c == '\\';
+    }
+    size_t auth_end = i;
+    if (backslash) {
+        *why = "bad host";
+        return SPLIT_BAD;
+    }
 
     size_t host_end, port_start;
     if (host_start < auth_end && url[host_start] == '[') {
@@ -111,26 +115,30 @@ static enum split_status split_url(const char *url, size_t len, struct url_parts
         }
         port_start = host_end < auth_end ? host_end + 1 : auth_end;
     } else {
-        host_end = host_start;
-        while (host_end < auth_end && url[host_end] != ':')
-            host_end++;
-        for (size_t k = host_start; k < host_end; k++) {
-            if (!is_host_byte((unsigned char)url[k])) {
+        /* The host up to the port, checked byte by byte on the way: an
+         * empty label ("..") and, for UTF-8 validation, any non-ASCII. */
+        bool non_ascii = false, empty_label = false;
+        for (host_end = host_start; host_end < auth_end && url[host_end] != ':'; host_end++) {
+            unsigned char c = (unsigned char)url[host_end];
+            if (!is_host_byte(c)) {
                 *why = "bad host";
                 return SPLIT_BAD;
             }
+            non_ascii |= c >= 0x80;
+            empty_label |= c == '.' && host_end > host_start && url[host_end - 1] == '.';
         }
         port_start = host_end < auth_end ? host_end + 1 : auth_end;
         /* one trailing dot names the same host */
         if (host_end > host_start && url[host_end - 1] == '.')
             host_end--;
-        if (host_end == host_start || !utf8_valid(url + host_start, host_end - host_start)) {
+        if (host_end == host_start ||
+            (non_ascii && !utf8_valid(url + host_start, host_end - host_start))) {
             *why = host_end == host_start ? "missing host" : "bad host";
             return SPLIT_BAD;
         }
-        /* an empty label (".a", "a..b", "a..") names no host */
-        if (url[host_start] == '.' || url[host_end - 1] == '.' ||
-            memmem(url + host_start, host_end - host_start, "..", 2) != NULL) {
+        /* an empty label (".a", "a..b", "a..") names no host; a ".." that
+         * only the dropped trailing dot made leaves a trailing '.' */
+        if (url[host_start] == '.' || url[host_end - 1] == '.' || empty_label) {
             *why = "bad host";
             return SPLIT_BAD;
         }
@@ -233,11 +241,8 @@ static void campaign_decode(char dst[EV_UTM_MAX], const char *value, size_t len)
         while (keep > 0 && ((unsigned char)decoded[keep] & 0xC0) == 0x80)
             keep--;
     }
-    if (!utf8_valid(decoded, keep))
+    if (!utf8_valid(decoded, keep) || ctl_scan(decoded, keep, false))
         return;
-    for (size_t i = 0; i < keep; i++)
-        if (is_ctl((unsigned char)decoded[i]))
-            return;
     memcpy(dst, decoded, keep);
     dst[keep] = '\0';
 }
@@ -322,7 +327,10 @@ bool url_normalise(const char *url, size_t len, bool hash_mode,
     struct url_parts parts;
     const char *why = "bad URL";
 
-    memset(out, 0, sizeof *out);
+    /* Strings, not arrays: only what precedes each NUL is ever read. */
+    out->host[0] = out->path[0] = '\0';
+    out->utm_source[0] = out->utm_medium[0] = out->utm_campaign[0] = '\0';
+    out->utm_term[0] = out->utm_content[0] = '\0';
     if (split_url(url, len, &parts, &why) != SPLIT_OK) {
         set_reason(reason, reasonlen, why);
         return false;
@@ -344,7 +352,8 @@ bool url_normalise(const char *url, size_t len, bool hash_mode,
     else
         path_append(&w, rest, (size_t)(path_end - rest));
 
-    struct campaign_fallback fb = {{0}, {0}};
+    struct campaign_fallback fb;
+    fb.source[0] = fb.ref[0] = '\0';
     if (query != NULL) {
         bool first_kept = true;
         const char *p = query + 1;

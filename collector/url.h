@@ -41,7 +41,9 @@ struct url_result {
  * (Plausible does the same). A campaign value that is not valid UTF-8 or
  * holds control characters is ignored.
  *
- * Returns true on success. Returns false, with a short reason that never
+ * Returns true on success: every field of `out` is a NUL-terminated string
+ * and the bytes after its NUL are left as they were (copy a field by its
+ * length, not by its size). Returns false, with a short reason that never
  * quotes the URL, when the URL is not http(s), has no or a malformed host or
  * port, holds control characters, or the host or path does not fit; `out`
  * is then unspecified. */
