@@ -238,7 +238,7 @@ static void combine_entry(struct consumer *c, size_t i, int64_t now, struct tall
         log_reject(c, i, "odd number of field/value items");
         return;
     }
-    event_record_init(&c->ev);
+    event_record_reset(&c->ev);
     for (size_t j = 0; j < fields->elements; j += 2) {
         const redisReply *f = fields->element[j], *v = fields->element[j + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {

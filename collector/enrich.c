@@ -78,7 +78,7 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
     if (conf->honor_gpc && header_is_one(req->sec_gpc))
         return ENRICH_DROP_GPC;
 
-    event_record_init(out);
+    event_record_reset(out);
     struct url_result url;
     if (!url_normalise(raw->url, strlen(raw->url), raw->hash_mode, allowlist(conf), &url,
                        reason, reasonlen))

@@ -15,6 +15,7 @@ const struct fuzz_target fuzz_targets[] = {
     {"config", fuzz_config},
     {"event_codec", fuzz_event_codec},
     {"anon", fuzz_anon},
+    {"httpd_parse", fuzz_httpd_parse},
     {NULL, NULL},
 };
 

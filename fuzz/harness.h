@@ -30,7 +30,10 @@
  * anon               byte 0 picks the peer, the header (X-Forwarded-For or
  *                    Forwarded) and truncation prefixes; the rest is an
  *                    address, and also the client's part of a header, a
- *                    newline, the proxies' part. */
+ *                    newline, the proxies' part.
+ * httpd_parse        byte 0 picks how the bytes arrive (whole, one byte per
+ *                    read, or cut at up to 16 points); the rest is what a
+ *                    client sends over one connection. */
 int fuzz_event_parse_json(const uint8_t *data, size_t size);
 int fuzz_event_parse_query(const uint8_t *data, size_t size);
 int fuzz_url(const uint8_t *data, size_t size);
@@ -38,6 +41,7 @@ int fuzz_ua(const uint8_t *data, size_t size);
 int fuzz_config(const uint8_t *data, size_t size);
 int fuzz_event_codec(const uint8_t *data, size_t size);
 int fuzz_anon(const uint8_t *data, size_t size);
+int fuzz_httpd_parse(const uint8_t *data, size_t size);
 
 /* Every target by name (the name of its corpus and regressions
  * directories); ends with a row whose name is NULL. */

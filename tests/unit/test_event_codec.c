@@ -386,3 +386,37 @@ Test(event_codec, packed_rejects_truncation_versions_and_nesting)
     cr_assert_str_eq(ev.site, "a");
     cr_assert_str_eq(ev.name, "p");
 }
+
+Test(event_codec, reset_record_encodes_like_a_fresh_one)
+{
+    static struct event_record used, fresh;
+    struct encoded a, b;
+    full_record(&used);
+    event_record_reset(&used);
+    event_record_init(&fresh);
+    encode(&used, &a);
+    encode(&fresh, &b);
+    cr_assert_eq(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++)
+        cr_assert(a.argvlen[i] == b.argvlen[i] && memcmp(a.argv[i], b.argv[i], a.argvlen[i]) == 0,
+                  "argument %zu", i);
+    /* a reset record decodes like a fresh one: no stale field shows */
+    full_record(&used);
+    event_record_init(&fresh);
+    SET(fresh.site, "a.example");
+    SET(fresh.day, "2024-03-01");
+    SET(fresh.name, "pageview");
+    encode(&fresh, &a);
+    char err[128];
+    event_record_reset(&used);
+    for (size_t i = 0; i < a.n; i += 2)
+        cr_assert(event_decode_field(&used, a.argv[i], a.argvlen[i], a.argv[i + 1],
+                                     a.argvlen[i + 1], err, sizeof err), "%s", err);
+    cr_assert(event_decode_check(&used, err, sizeof err), "%s", err);
+    encode(&used, &b);
+    cr_assert_eq(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++)
+        cr_assert(a.argvlen[i] == b.argvlen[i] && memcmp(a.argv[i], b.argv[i], a.argvlen[i]) == 0,
+                  "argument %zu", i);
+    cr_assert_eq(used.nprops, 0);
+}

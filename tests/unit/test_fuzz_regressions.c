@@ -25,6 +25,7 @@
 #include "../../fuzz/target_codec.c"
 #include "../../fuzz/target_config.c"
 #include "../../fuzz/target_event_parse.c"
+#include "../../fuzz/target_httpd.c"
 #include "../../fuzz/target_ua.c"
 #include "../../fuzz/target_url.c"
 
@@ -111,13 +112,15 @@ Test(fuzz_regressions, ua, .timeout = 120) { replay("ua"); }
 Test(fuzz_regressions, config) { replay("config"); }
 Test(fuzz_regressions, event_codec) { replay("event_codec"); }
 Test(fuzz_regressions, anon) { replay("anon"); }
+Test(fuzz_regressions, httpd_parse) { replay("httpd_parse"); }
 
 /* Every target has a test above and a seed corpus; every directory of
  * crashers names a target (a typo would silently replay nothing). */
 Test(fuzz_regressions, directories_name_targets)
 {
     static const char *const tested[] = {"event_parse_json", "event_parse_query", "url",
-                                         "ua", "config", "event_codec", "anon"};
+                                         "ua", "config", "event_codec", "anon",
+                                         "httpd_parse"};
     size_t ntargets = 0;
     for (const struct fuzz_target *t = fuzz_targets; t->name; t++, ntargets++) {
         bool found = false;
