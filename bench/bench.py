@@ -26,7 +26,8 @@ the global deadline (BENCH_TIMEOUT, default 1200 s).
 Knobs (environment): BUILD (build), BENCH_DURATION (10 s per run), BENCH_RUNS
 (3), BENCH_CONNECTIONS (64), BENCH_WARMUP (2 s), BENCH_SCALE_MAX (1e6),
 BENCH_AGG_MAX_S (150 s per aggregation), BENCH_LAG_SECONDS (15),
-BENCH_CALLGRIND (1), BENCH_AGG_ARGS (extra aggregator options), BENCH_REDIS_AOF (yes), BENCH_GEO_DB, BENCH_LABEL (what is
+BENCH_CALLGRIND (1), BENCH_AGG_ARGS / BENCH_COLLECTOR_ARGS (extra
+daemon options), BENCH_REDIS_AOF (yes), BENCH_GEO_DB, BENCH_LABEL (what is
 measured, for the report), BENCH_KEEP (keep the temp dir), BENCH_QUICK=1 (1 run
 x 3 s, small scale: for trying the harness, not for numbers). Results: the
 tables on stdout, and $BUILD/bench/report.md + results.json.
@@ -59,6 +60,7 @@ REDIS_AOF = os.environ.get("BENCH_REDIS_AOF", "yes")
 TIMEOUT = int(os.environ.get("BENCH_TIMEOUT", "1200"))
 AGG_MAX_S = int(os.environ.get("BENCH_AGG_MAX_S", "150"))
 AGG_ARGS = os.environ.get("BENCH_AGG_ARGS", "").split()
+COLLECTOR_ARGS = os.environ.get("BENCH_COLLECTOR_ARGS", "").split()
 SECTIONS = ["nginx", "refs", "collector", "threads", "profile", "whatif", "scale", "lag"]
 ONLY = [s for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s]
 SITE = "bench.veil.test"
@@ -347,7 +349,7 @@ class Collector:
         argv = [COLLECTOR, f"--listen=127.0.0.1:{self.port}", f"--redis=unix:{redis.sock}",
                 f"--threads={threads}", f"--geo_db={GEO_DB}", "--geo=city",
                 f"--sites={SITE}", "--trusted_proxies=127.0.0.1", "--rate_limit=0",
-                f"--spool_dir={self.spool}", *extra]
+                f"--spool_dir={self.spool}", *COLLECTOR_ARGS, *extra]
         self.logf = open(self.logpath, "w")
         self.proc = start(name, argv, cpus=cpus, stderr=self.logf,
                           env=dict(os.environ, **env) if env else None)
@@ -750,11 +752,13 @@ def _stages(i, total):
         ("  HTTP request parsing (httpd_parse)", i("httpd_parse")),
         ("  request handler (event_cb / event_request), all of it", handler),
         ("    JSON body (event_parse_json)", i("event_parse_json")),
-        ("    event record zeroing (event_record_init)", i("event_record_init")),
+        ("    event record reset (event_record_reset / _init)",
+         first("event_record_reset", "event_record_init")),
         ("    URL + referrer normalisation", i("url_normalise") + i("url_referrer_host")),
         ("    UA parse (ua_parse: cache lookup, regexes on a miss)", i("ua_parse")),
         ("    client IP from X-Forwarded-For (anon_client_ip)", i("anon_client_ip")),
-        ("    geo lookup (geo_lookup: libmaxminddb)", i("geo_lookup")),
+        ("    geo (geo_cache_lookup; libmaxminddb on a miss)",
+         first("geo_cache_lookup", "geo_lookup")),
         ("    visitor hash (visitor_hash + salt_store_get)",
          i("visitor_hash") + i("salt_store_get")),
         ("    UTC day (utc_day)", i("utc_day")),
@@ -927,7 +931,7 @@ def section_profile(collector_res):
                 f"--callgrind-out-file={cg_out}", COLLECTOR, f"--listen=127.0.0.1:{port}",
                 f"--redis=unix:{redis.sock}", "--threads=1", f"--geo_db={GEO_DB}",
                 f"--sites={SITE}", "--trusted_proxies=127.0.0.1", "--rate_limit=0",
-                f"--spool_dir={spool}"]
+                f"--spool_dir={spool}", *COLLECTOR_ARGS]
         p = start("collector-callgrind", argv, cpus=SERVER_CPU,
                   stderr=open(os.path.join(TMP, "callgrind.log"), "w"))
         wait_for(lambda: '"redis":"connected"' in http_get(port, "/healthz"), 120,

@@ -100,6 +100,13 @@ const struct cfg_option collector_options[] = {
      "Events held in memory per thread while Redis is slow or down; past it, events go to "
      "the disk spool (spool_dir), and only when that is full too, 503.",
      "Buffered events hold the same derived fields as the stream, never an IP.", false},
+    {"batch_wait_us", CFG_INT, OPT(batch_wait_us), "1000", 0, 100000, NULL,
+     "How long an event may wait in memory for others to share its one call to Redis "
+     "(microseconds; at most 256 events go per call, a full call leaves at once). It never "
+     "delays the answer to the client, only the event's arrival in the stream. Bigger "
+     "batches cost Redis less CPU per event (docs/BENCHMARKS.md); 0 = send what arrived in "
+     "each event-loop iteration at its end.",
+     NULL, false},
     {"spool_dir", CFG_STRING, OPT(spool_dir), "/var/lib/veil/spool", 0, 1000, NULL,
      "Directory of the disk spool (created 0700): events past max_buffered_events wait here "
      "while Redis is away, and what Redis has not acknowledged at shutdown is saved here and "

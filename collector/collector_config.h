@@ -36,6 +36,7 @@ struct collector_config {
     long long request_timeout_s;
     long long max_connections;  /* all threads together */
     long long max_buffered_events;
+    long long batch_wait_us;
     char *spool_dir;            /* "" = no disk spool */
     long long spool_max_bytes;  /* all threads together */
     int spool_fsync;            /* enum spool_fsync */

@@ -36,7 +36,7 @@ static const char *const restart_only[] = {
     "listen",       "redis",          "threads",     "ua_regexes",       "ua_cache_entries",
     "visitor_hash", "max_body_bytes", "max_header_bytes", "timeout_s",   "max_buffered_events",
     "spool_dir",    "spool_max_bytes", "spool_fsync", "rate_limit",       "rate_burst",
-    "tracker_js",   "request_timeout_s", "max_connections", NULL};
+    "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us", NULL};
 
 struct reloader {
     int argc;

@@ -13,10 +13,12 @@
  * event goes to memory only when the spool has nothing unread, and the
  * spool is read back into the tail of `queue`.
  *
- * When batches leave: sink_push only queues the event and activates
- * `flush_ev` once, so the flush runs after the other callbacks of the
- * current loop iteration and every event accepted in that iteration shares
- * one call (a full batch leaves at once). Latency stays one iteration.
+ * When batches leave: sink_push only queues the event and arms `flush_ev`
+ * once, as a timer of batch_wait_us (default 1 ms), so every event accepted
+ * meanwhile shares one call (a full batch leaves at once); with
+ * batch_wait_us=0 it is activated instead and runs after the other
+ * callbacks of the current loop iteration. Answers to clients never wait
+ * for it.
  *
  * Exactly once into the stream: each event carries its lane (the spool
  * group "<run id>-<worker>" of the sink that accepted it) and a sequence
@@ -124,6 +126,7 @@ struct sink {
     struct event_base *base;
     char *redis;
     size_t max_buffered;
+    long batch_wait_us;      /* how long a queued event may wait for company */
     struct metrics *m;
     enum sink_state state;
     redisAsyncContext *ac;
@@ -348,6 +351,21 @@ static void schedule_flush(struct sink *s)
     if (!s->flush_pending) {
         s->flush_pending = true;
         event_active(s->flush_ev, EV_TIMEOUT, 0);
+    }
+}
+
+/* A newly queued event: send it within batch_wait_us, together with what
+ * arrives meanwhile (one call for many events costs Redis a fraction per
+ * event of one call each), or at the end of this iteration when the wait
+ * is 0. A full batch leaves at once (sink_push). */
+static void schedule_batch(struct sink *s)
+{
+    if (s->batch_wait_us <= 0) {
+        schedule_flush(s);
+    } else if (!s->flush_pending) {
+        s->flush_pending = true;
+        struct timeval tv = {s->batch_wait_us / 1000000, s->batch_wait_us % 1000000};
+        event_add(s->flush_ev, &tv);
     }
 }
 
@@ -732,6 +750,7 @@ struct sink *sink_new(struct event_base *base, const struct collector_config *co
     s->base = base;
     s->redis = xstrdup(conf->redis);
     s->max_buffered = (size_t)conf->max_buffered_events;
+    s->batch_wait_us = (long)conf->batch_wait_us;
     s->m = m;
     s->backoff_ms = SINK_BACKOFF_MIN_MS;
     s->retry = evtimer_new(base, retry_cb, s);
@@ -798,9 +817,9 @@ int sink_push(struct sink *s, const struct event_record *ev)
         list_push(&s->queue, c);
         update_gauge(s, 1);
         if (s->queue.n >= SINK_BATCH_MAX)
-            pump(s); /* a full batch need not wait for the end of the iteration */
+            pump(s); /* a full batch need not wait */
         else
-            schedule_flush(s);
+            schedule_batch(s);
         return 0;
     }
     int rc = -1;

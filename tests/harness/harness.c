@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -127,6 +128,17 @@ int harness_redis_start(struct harness_redis *r, const char *dir, bool persist)
         return -1;
     if (pid == 0) {
         setpgid(0, 0);
+        /* A test process that dies (a failed assertion, a timeout) takes its
+         * Redis along, and Redis never holds the test runner's output pipe
+         * open (it logs to its file). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            dup2(devnull, STDOUT_FILENO);
+            dup2(devnull, STDERR_FILENO);
+            close(devnull);
+        }
         char *argv[] = {"redis-server", "--port", "0", "--unixsocket", r->socket,
                         "--unixsocketperm", "700", "--dir", r->dir, "--logfile", logfile,
                         "--save", "", "--appendonly", persist ? "yes" : "no",

@@ -305,14 +305,24 @@ Test(collector, honor_dnt_off_records, .timeout = 60)
     stack_stop(&s);
 }
 
+/* A page view of "/v/<n>" (threads deliver in their own order: the path
+ * tells the events apart). */
+static int post_numbered(struct stack *s, const char *ip, const char *ua, int n)
+{
+    char body[160];
+    snprintf(body, sizeof body,
+             "{\"n\":\"pageview\",\"u\":\"https://example.com/v/%d\",\"d\":\"example.com\"}", n);
+    return post_event(s, ip, ua, NULL, body);
+}
+
 Test(collector, visitor_hash_is_stable_and_shared_between_collectors, .timeout = 90)
 {
     struct stack s;
     stack_start(&s, NULL);
-    cr_assert_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body), 202);
-    cr_assert_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body), 202);
-    cr_assert_eq(post_event(&s, "203.0.113.8", UA_FIREFOX, NULL, full_body), 202);
-    cr_assert_eq(post_event(&s, "203.0.113.7", UA_IPHONE, NULL, full_body), 202);
+    cr_assert_eq(post_numbered(&s, "203.0.113.7", UA_FIREFOX, 0), 202);
+    cr_assert_eq(post_numbered(&s, "203.0.113.7", UA_FIREFOX, 1), 202);
+    cr_assert_eq(post_numbered(&s, "203.0.113.8", UA_FIREFOX, 2), 202);
+    cr_assert_eq(post_numbered(&s, "203.0.113.7", UA_IPHONE, 3), 202);
     wait_xlen(&s, 4);
     /* A second collector on the same Redis adopts the same salt. */
     harness_stop(&s.coll);
@@ -326,11 +336,18 @@ Test(collector, visitor_hash_is_stable_and_shared_between_collectors, .timeout =
                     spool,            "--trusted_proxies=127.0.0.1", NULL};
     cr_assert_eq(harness_spawn(&s.coll, argv, log), 0);
     cr_assert_eq(harness_wait_http(s.port, "/healthz", 15000), 0);
-    cr_assert_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body), 202);
+    cr_assert_eq(post_numbered(&s, "203.0.113.7", UA_FIREFOX, 4), 202);
     wait_xlen(&s, 5);
-    struct event_record ev[5];
-    for (size_t i = 0; i < 5; i++)
-        read_entry(&s, i, &ev[i]);
+    struct event_record ev[5], entry;
+    bool seen[5] = {false};
+    for (size_t i = 0; i < 5; i++) {
+        read_entry(&s, i, &entry);
+        int n = -1;
+        cr_assert_eq(sscanf(entry.path, "/v/%d", &n), 1, "path %s", entry.path);
+        cr_assert(n >= 0 && n < 5 && !seen[n]);
+        seen[n] = true;
+        ev[n] = entry;
+    }
     cr_expect_str_eq(ev[0].visitor, ev[1].visitor, "same IP+UA, same hash");
     cr_expect_str_neq(ev[0].visitor, ev[2].visitor, "another IP");
     cr_expect_str_neq(ev[0].visitor, ev[3].visitor, "another UA");

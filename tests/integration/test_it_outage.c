@@ -920,3 +920,38 @@ Test(outage, end_to_end_aggregator_counts_each_event_once, .timeout = 150)
     collector_down(s);
     stack_free(s);
 }
+
+/* ---- batch_wait_us: events that arrive one by one still share calls ---- */
+
+static long long sequential_calls(const char *wait)
+{
+    struct stack *s = stack_new();
+    redis_up(s);
+    char arg[64];
+    snprintf(arg, sizeof arg, "--batch_wait_us=%s", wait);
+    char *extra[] = {arg, NULL};
+    collector_up(s, 1, extra);
+    long long before = command_calls(s, "evalsha");
+    /* one request at a time: each answer comes before the next request,
+     * so no two requests share a loop iteration of the collector */
+    for (int i = 0; i < 60; i++) {
+        int n = s->next_event++;
+        s->code[n] = post_event(s->port, n, NULL);
+        cr_assert_eq(s->code[n], 202, "answered before its batch left");
+    }
+    expect_stream_exact(s, 30000);
+    long long calls = command_calls(s, "evalsha") - before;
+    collector_down(s);
+    stack_free(s);
+    return calls;
+}
+
+Test(outage, batch_wait_gathers_events_of_many_loop_iterations, .timeout = 120)
+{
+    long long immediate = sequential_calls("0");
+    long long gathered = sequential_calls("100000");
+    cr_log_info("60 sequential events: %lld calls with batch_wait_us=0, %lld with 100000",
+                immediate, gathered);
+    cr_expect_eq(immediate, 60, "batch_wait_us=0 sends at the end of each iteration");
+    cr_expect_leq(gathered, 15, "a 100 ms wait gathers the events of many iterations");
+}
