@@ -12,7 +12,7 @@ Sections (BENCH_ONLY=a,b,... runs a subset, in this order):
   threads    collector 1 and 2 threads vs nginx 2 workers, nothing pinned
   profile    system calls per request, perf profile, Redis cost of delivery,
              callgrind instructions per request per stage (collector, nginx)
-  whatif     collector with EVENT_EPOLL_USE_CHANGELIST=1 / jemalloc
+  whatif     collector with --batch_wait_us=0 (no delivery batching) / jemalloc
   scale      aggregator: events/s and CPU per event at 1e5 and 1e6 (1e7 with
              BENCH_SCALE_MAX=1e7) events, Redis command mix vs redis-benchmark,
              memory of one site-day
@@ -998,28 +998,27 @@ def section_profile(collector_res):
 
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 EXPERIMENTS = [
-    # (label, environment of the collector): what-ifs that need no code change
-    ("libevent epoll changelist (EVENT_EPOLL_USE_CHANGELIST=1)",
-     {"EVENT_EPOLL_USE_CHANGELIST": "1"}),
-    ("jemalloc instead of glibc malloc (LD_PRELOAD)", {"LD_PRELOAD": JEMALLOC}),
-    ("both", {"EVENT_EPOLL_USE_CHANGELIST": "1", "LD_PRELOAD": JEMALLOC}),
+    # (label, environment, options of the collector): what-ifs without a rebuild
+    ("no batch wait (--batch_wait_us=0: one delivery call per loop iteration)", {},
+     ["--batch_wait_us=0"]),
+    ("jemalloc instead of glibc malloc (LD_PRELOAD)", {"LD_PRELOAD": JEMALLOC}, []),
 ]
 
 
 def section_experiments():
-    """The collector of layout A with settings that need no code change, to
-    size two suspects of the profile: epoll_ctl calls and malloc."""
+    """The collector of layout A with settings that need no code change: the
+    delivery batching off, and another malloc."""
     out("## What-if runs (layout A, no code change)")
     out()
     res = []
     runs_n = 1
-    for label, env in EXPERIMENTS:
+    for label, env, options in EXPERIMENTS:
         if "LD_PRELOAD" in env and not os.path.exists(JEMALLOC):
             log(f"skipping '{label}': {JEMALLOC} is missing (apt-get install libjemalloc2)")
             continue
         log(f"what-if: {label}")
         redis = RedisServer("redis-x", LOAD_CPU)
-        c = Collector("collector-x", redis, 1, SERVER_CPU, env=env)
+        c = Collector("collector-x", redis, 1, SERVER_CPU, extra=options, env=env or None)
         wrk(c.port, WARMUP, LOAD_CPU)
         runs = []
         for i in range(runs_n):
