@@ -1194,6 +1194,15 @@ for _, e in ipairs(entries) do
       if f[i] == 'vh' and #f[i + 1] == 16 then
         local low = (tonumber(string.sub(f[i + 1], 13, 16), 16) + k) % 65536
         f[i + 1] = string.sub(f[i + 1], 1, 12) .. string.format('%04x', low)
+      elseif f[i] == 'e' then
+        -- packed (docs/KEYS.md): the visitor hash follows the bytes 2 'vh' 16
+        local at = string.find(f[i + 1], '\\2vh\\16', 1, true)
+        if at then
+          local hex = at + 4
+          local low = (tonumber(string.sub(f[i + 1], hex + 12, hex + 15), 16) + k) % 65536
+          f[i + 1] = string.sub(f[i + 1], 1, hex + 11) .. string.format('%04x', low) ..
+                     string.sub(f[i + 1], hex + 16)
+        end
       end
     end
   end
