@@ -106,7 +106,8 @@ const struct cfg_option collector_options[] = {
      "delays the answer to the client, only the event's arrival in the stream. Bigger "
      "batches cost Redis less CPU per event (docs/BENCHMARKS.md); 0 = send what arrived in "
      "each event-loop iteration at its end.",
-     NULL, false},
+     "A waiting event holds the derived stream fields only, never an IP or a User-Agent.",
+     false},
     {"spool_dir", CFG_STRING, OPT(spool_dir), "/var/lib/veil/spool", 0, 1000, NULL,
      "Directory of the disk spool (created 0700): events past max_buffered_events wait here "
      "while Redis is away, and what Redis has not acknowledged at shutdown is saved here and "
