@@ -1,6 +1,7 @@
 /* resp.mjs - a minimal Redis client for the browser tests: one connection
  * (unix socket or host:port), one command at a time, RESP2 replies decoded
- * into strings, numbers, arrays and null. Errors reject. Test use only. */
+ * into strings (Buffers for bulk replies that are not UTF-8), numbers,
+ * arrays and null. Errors reject. Test use only. */
 import { createConnection } from 'node:net';
 
 export class RedisClient {
@@ -76,7 +77,12 @@ function parse(buf, pos) {
       const n = Number(line);
       if (n < 0) return { value: null, end: next };
       if (buf.length < next + n + 2) return null;
-      return { value: buf.toString('utf8', next, next + n), end: next + n + 2 };
+      /* text as a string; bytes that are not UTF-8 (a packed stream
+       * event's length bytes) as a Buffer, so nothing is lost */
+      const bytes = buf.subarray(next, next + n);
+      const text = bytes.toString('utf8');
+      const value = Buffer.from(text, 'utf8').equals(bytes) ? text : Buffer.from(bytes);
+      return { value, end: next + n + 2 };
     }
     case '*': {
       const n = Number(line);

@@ -233,13 +233,17 @@ class Stack {
     else html('index.html');
   }
 
-  /* Stream entries after id `after` ("-" for all) as {id, f: {field: value}}. */
+  /* Stream entries after id `after` ("-" for all) as {id, f: {field: value}};
+   * the packed field "e" (docs/KEYS.md) is opened into its fields. */
   async events(after = '-') {
     const start = after === '-' ? '-' : `(${after}`;
     const rows = await this.db.command('XRANGE', STREAM, start, '+');
     return rows.map(([id, kv]) => {
       const f = {};
-      for (let i = 0; i < kv.length; i += 2) f[kv[i]] = kv[i + 1];
+      for (let i = 0; i < kv.length; i += 2) {
+        if (kv[i] === 'e') Object.assign(f, unpackEvent(kv[i + 1]));
+        else f[kv[i]] = kv[i + 1];
+      }
       return { id, f };
     });
   }
@@ -285,6 +289,30 @@ class Stack {
 }
 
 /* ---- browser helpers ---- */
+
+/* The fields of a packed event: the byte '1', then per field [u8 name
+ * length][name][value length, LEB128][value]. */
+function unpackEvent(value) {
+  const buf = Buffer.isBuffer(value) ? value : Buffer.from(value, 'utf8');
+  if (buf[0] !== 0x31) throw new Error(`unknown packing ${buf[0]}`);
+  const f = {};
+  let p = 1;
+  while (p < buf.length) {
+    const nlen = buf[p++];
+    const name = buf.toString('utf8', p, p + nlen);
+    p += nlen;
+    let len = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = buf[p++];
+      len |= (b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    f[name] = buf.toString('utf8', p, p + len);
+    p += len;
+  }
+  if (p !== buf.length) throw new Error('packed event cut short');
+  return f;
+}
 
 /* Stream entry in a comparable form: "name path {props}". */
 function describe(entry) {
