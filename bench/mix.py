@@ -43,6 +43,8 @@ import random
 import re
 import sys
 
+from uap_agents import read_agents
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 UAP_DEVICE = "/usr/share/uap-core/tests/test_device.yaml"
 
@@ -90,21 +92,7 @@ def read_tsv(path):
 
 def read_tail(exclude):
     """Rare real agents from uap-core's device tests (no crawlers, no head agents)."""
-    bot = re.compile(r"bot\b|crawl|spider|slurp|headless", re.I)
-    out, seen = [], set(exclude)
-    with open(UAP_DEVICE, encoding="utf-8") as f:
-        for line in f:
-            m = re.match(r"\s*- user_agent_string: ?'(.*)'\s*$", line) or \
-                re.match(r'\s*- user_agent_string: ?"(.*)"\s*$', line)
-            if not m:
-                continue
-            ua = m.group(1).replace("''", "'")
-            if ua in seen or not (20 <= len(ua) <= 400) or not ua.isascii() or \
-                    any(c < " " for c in ua) or bot.search(ua):
-                continue
-            seen.add(ua)
-            out.append(ua)
-    return out
+    return read_agents([UAP_DEVICE], exclude, bots=False)
 
 
 def variant(ua, k):

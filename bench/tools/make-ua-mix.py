@@ -21,8 +21,12 @@ takes it at run time from uap-core's test_device.yaml.
 
     bench/tools/make-ua-mix.py > bench/data/ua-head.tsv
 """
+import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from uap_agents import BOT, read_agents  # noqa: E402
 
 FILES = ["/usr/share/uap-core/tests/test_ua.yaml", "/usr/share/uap-core/tests/test_os.yaml",
          "/usr/share/uap-core/tests/test_device.yaml",
@@ -107,29 +111,9 @@ REAL = [
     ("opera-old", 1.0, r"OPR/[\d.]+$|Opera Mini/", 30),
     ("other", 3.5, r"UCBrowser/|YaBrowser/|Vivaldi/|MiuiBrowser/|HuaweiBrowser/|Silk/|Whale/", 60),
 ]
-BOT = re.compile(r"bot\b|crawl|spider|slurp|headless", re.I)
-
-
-def read_agents():
-    seen, out = set(), []
-    for path in FILES:
-        for line in open(path, encoding="utf-8"):
-            m = re.match(r"\s*- user_agent_string: ?'(.*)'\s*$", line) or \
-                re.match(r'\s*- user_agent_string: ?"(.*)"\s*$', line)
-            if not m:
-                continue
-            ua = m.group(1).replace("''", "'")
-            if ua in seen or not (20 <= len(ua) <= 400) or not ua.isascii() or \
-                    any(c < " " for c in ua):
-                continue
-            seen.add(ua)
-            out.append(ua)
-    return out
-
-
 def main():
     rows = current()
-    agents = read_agents()
+    agents = read_agents(FILES)
     taken = set(r[2] for r in rows)
     for cls, share, pattern, limit in REAL:
         test = re.compile(pattern)
