@@ -301,14 +301,6 @@ struct plan {
     long long cap, timeout;
 };
 
-#define GROW(arr, n, cap)                                                    \
-    do {                                                                     \
-        if ((n) == (cap)) {                                                  \
-            (cap) = (cap) ? (cap) * 2 : 64;                                  \
-            (arr) = xrealloc((arr), (cap) * sizeof *(arr));                  \
-        }                                                                    \
-    } while (0)
-
 static void plan_reset(struct plan *p)
 {
     smap_clear(&p->pk_map);
@@ -382,16 +374,29 @@ static uint32_t pk_index(struct plan *p, const char *base, const char *dim)
     return i;
 }
 
+/* Map key "<4-byte index><s>" in buf (the map copies it when new); the
+ * arena only for a string longer than any dimension value. Returns its
+ * length; *key points at it. */
+static size_t indexed_key(struct plan *p, char (*buf)[4 + KEY_MAX], uint32_t index,
+                          const char *s, const char **key)
+{
+    size_t len = strlen(s);
+    char *k = 4 + len <= sizeof *buf ? *buf : arena_alloc(&p->arena, 4 + len);
+    memcpy(k, &index, 4);
+    memcpy(k + 4, s, len);
+    *key = k;
+    return 4 + len;
+}
+
 /* The cell of `value` in primary hash `pk`, created when new. */
 static uint32_t cell_index(struct plan *p, uint32_t pk, const char *value)
 {
-    size_t vlen = strlen(value);
-    char *k = arena_alloc(&p->arena, 4 + vlen);
-    memcpy(k, &pk, 4);
-    memcpy(k + 4, value, vlen);
+    char buf[4 + KEY_MAX];
+    const char *k;
+    size_t klen = indexed_key(p, &buf, pk, value, &k);
     bool created;
-    uint32_t i = smap_intern(&p->cell_map, &p->arena, k, 4 + vlen, (uint32_t)p->ncells,
-                             &created, NULL);
+    uint32_t i = smap_intern(&p->cell_map, &p->arena, k, klen, (uint32_t)p->ncells, &created,
+                             NULL);
     if (created) {
         if (p->ncells == p->cells_cap) {
             p->cells_cap = p->cells_cap ? p->cells_cap * 2 : 256;
@@ -565,13 +570,12 @@ static void hincr(struct plan *p, const char *key, size_t klen, const char *fiel
                   long long delta, int64_t expire_at)
 {
     uint32_t k = wkey_index(p, key, klen, expire_at);
-    size_t flen = strlen(field);
-    char *ik = arena_alloc(&p->arena, 4 + flen);
-    memcpy(ik, &k, 4);
-    memcpy(ik + 4, field, flen);
+    char buf[4 + KEY_MAX];
+    const char *ik;
+    size_t iklen = indexed_key(p, &buf, k, field, &ik);
     bool created;
     const char *stored;
-    uint32_t i = smap_intern(&p->inc_map, &p->arena, ik, 4 + flen, (uint32_t)p->nincs, &created,
+    uint32_t i = smap_intern(&p->inc_map, &p->arena, ik, iklen, (uint32_t)p->nincs, &created,
                              &stored);
     if (created) {
         GROW(p->incs, p->nincs, p->incs_cap);

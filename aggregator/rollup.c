@@ -73,14 +73,6 @@ struct rollup {
     struct pairset seen;
 };
 
-#define GROW(arr, n, cap)                                                    \
-    do {                                                                     \
-        if ((n) == (cap)) {                                                  \
-            (cap) = (cap) ? (cap) * 2 : 64;                                  \
-            (arr) = xrealloc((arr), (cap) * sizeof *(arr));                  \
-        }                                                                    \
-    } while (0)
-
 static const char *const total_fields[ROLLUP_T_COUNT] = {
     "pageviews", "events", "engaged_ms", "engaged_n", "scroll_sum", "scroll_n",
 };

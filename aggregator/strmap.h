@@ -9,11 +9,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
+
 struct arena_chunk {
     struct arena_chunk *next;
     size_t used, size;
     char data[];
 };
+
+/* Make room for one more element in the growable array arr[0..n) of
+ * capacity cap (doubling, from 64); xrealloc aborts on OOM. */
+#define GROW(arr, n, cap)                                                    \
+    do {                                                                     \
+        if ((n) == (cap)) {                                                  \
+            (cap) = (cap) ? (cap) * 2 : 64;                                  \
+            (arr) = xrealloc((arr), (cap) * sizeof *(arr));                  \
+        }                                                                    \
+    } while (0)
 
 char *arena_alloc(struct arena_chunk **head, size_t len);
 /* A NUL-terminated copy of s[0..len). */
