@@ -934,11 +934,10 @@ static long long sequential_calls(const char *wait)
     long long before = command_calls(s, "evalsha");
     /* one request at a time: each answer comes before the next request,
      * so no two requests share a loop iteration of the collector */
-    for (int i = 0; i < 60; i++) {
-        int n = s->next_event++;
-        s->code[n] = post_event(s->port, n, NULL);
-        cr_assert_eq(s->code[n], 202, "answered before its batch left");
-    }
+    struct load l;
+    load_start(&l, s, 60, 0);
+    load_wait(&l);
+    cr_assert_eq(l.accepted, 60, "every event answered 202 before its batch left");
     expect_stream_exact(s, 30000);
     long long calls = command_calls(s, "evalsha") - before;
     collector_down(s);
