@@ -143,19 +143,6 @@ static char *put(char *o, const char *s, size_t n)
 
 #define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
 
-static char *put_size(char *o, size_t v)
-{
-    char digits[24];
-    size_t n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *o++ = digits[--n];
-    return o;
-}
-
 void httpd_reply(struct httpd_reply *r, int status, const char *head, size_t head_len,
                  const char *body, size_t body_len)
 {
@@ -173,7 +160,7 @@ void httpd_reply(struct httpd_reply *r, int status, const char *head, size_t hea
     o = put(o, h->date, h->date_len);
     if (!bodiless) {
         o = PUT_LIT(o, "Content-Length: ");
-        o = put_size(o, body_len);
+        o = uint_to_dec(o, body_len);
         o = PUT_LIT(o, "\r\n");
     }
     if (r->close)

@@ -486,23 +486,10 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 #define WIRE_ROOM 16 /* in front of the arguments, for "*<argc>\r\n" */
 
-static char *put_uint(char *p, uint64_t v)
-{
-    char digits[20];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = digits[--n];
-    return p;
-}
-
 static char *put_bulk(char *p, const void *data, size_t len)
 {
     *p++ = '$';
-    p = put_uint(p, len);
+    p = uint_to_dec(p, len);
     memcpy(p, "\r\n", 2);
     memcpy(p + 2, data, len);
     memcpy(p + 2 + len, "\r\n", 2);
@@ -512,7 +499,7 @@ static char *put_bulk(char *p, const void *data, size_t len)
 static char *put_bulk_uint(char *p, uint64_t v)
 {
     char digits[20];
-    return put_bulk(p, digits, (size_t)(put_uint(digits, v) - digits));
+    return put_bulk(p, digits, (size_t)(uint_to_dec(digits, v) - digits));
 }
 
 /* Room for `more` bytes after `used` bytes of the wire buffer. */
@@ -569,7 +556,7 @@ static int send_batch(struct sink *s)
     }
     char count[WIRE_ROOM];
     count[0] = '*';
-    char *h = put_uint(count + 1, argc);
+    char *h = uint_to_dec(count + 1, argc);
     memcpy(h, "\r\n", 2);
     size_t count_len = (size_t)(h + 2 - count);
     char *start = s->wire + WIRE_ROOM - count_len;

@@ -87,20 +87,13 @@ static void emit_str(struct encoder *enc, const char *field, const char *value)
  * visible part of the collector's cost per event. */
 static void emit_num(struct encoder *enc, const char *field, int64_t value)
 {
-    char digits[20], *dst = enc->scratch;
-    uint64_t v = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-    size_t n = 0, len = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    char *dst = enc->scratch, *end = dst;
     if (value < 0)
-        dst[len++] = '-';
-    while (n)
-        dst[len++] = digits[--n];
-    dst[len] = '\0';
-    enc->scratch += len + 1;
-    emit(enc, field, dst, len);
+        *end++ = '-';
+    end = uint_to_dec(end, value < 0 ? 0 - (uint64_t)value : (uint64_t)value);
+    *end = '\0';
+    enc->scratch = end + 1;
+    emit(enc, field, dst, (size_t)(end - dst));
 }
 
 size_t event_encode(const struct event_record *ev, const char **argv, size_t *argvlen,

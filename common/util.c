@@ -179,6 +179,19 @@ bool str_has_prefix_ci(const char *s, size_t len, const char *prefix)
     return len >= plen && strncasecmp(s, prefix, plen) == 0;
 }
 
+char *uint_to_dec(char *out, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *out++ = digits[--n];
+    return out;
+}
+
 uint64_t clock_ms(void)
 {
     struct timespec ts;

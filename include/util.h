@@ -45,6 +45,10 @@ size_t utf8_decode(const unsigned char *s, size_t len, unsigned *cp);
 /* Value of one hex digit, or -1. */
 int hex_digit_value(char c);
 
+/* Write `v` in decimal at `out` (at most 20 bytes, no NUL) and return the
+ * end. For hot paths where snprintf's cost shows. */
+char *uint_to_dec(char *out, uint64_t v);
+
 /* Case-insensitive ASCII prefix test on a slice. */
 bool str_has_prefix_ci(const char *s, size_t len, const char *prefix);
 

@@ -72,3 +72,19 @@ Test(util, utc_day)
     utc_day(1795564800, day);
     cr_expect_str_eq(day, "2026-11-25");
 }
+
+Test(util, uint_to_dec)
+{
+    static const struct {
+        uint64_t v;
+        const char *text;
+    } cases[] = {{0, "0"}, {9, "9"}, {10, "10"}, {1709251200, "1709251200"},
+                 {UINT64_MAX, "18446744073709551615"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[24];
+        char *end = uint_to_dec(buf, cases[i].v);
+        cr_assert_eq((size_t)(end - buf), strlen(cases[i].text));
+        *end = '\0';
+        cr_assert_str_eq(buf, cases[i].text);
+    }
+}
