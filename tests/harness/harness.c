@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,20 +74,59 @@ void harness_rmdir(const char *dir)
     rmdir(dir);
 }
 
-int harness_free_port(void)
+/* The lowest port of the kernel's ephemeral range, from which outgoing
+ * connections take their local ports. */
+static int ephemeral_low(void)
+{
+    int low = 32768, high = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &low, &high) != 2)
+            low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+static int port_is_free(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
-        return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+        return 0;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sa;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
+    int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
     close(fd);
-    return port;
+    return ok;
+}
+
+/* A port below the ephemeral range, picked at random. A port the kernel
+ * hands out for bind(0) can be taken by any test's outgoing connection
+ * (an HTTP client, say) before the server under test binds it, which made
+ * start-ups fail now and then. Criterion runs each test in its own
+ * process, so the seed differs per test. */
+int harness_free_port(void)
+{
+    static uint64_t state;
+    if (!state) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        state = (((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec) | 1;
+    }
+    int high = ephemeral_low(), low = high - 12000;
+    if (low < 10000)
+        low = 10000;
+    for (int tries = 0; high > low && tries < 500; tries++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        int port = low + (int)(state % (uint64_t)(high - low));
+        if (port_is_free(port))
+            return port;
+    }
+    return -1;
 }
 
 static int unix_ping(const char *path)
