@@ -1,17 +1,19 @@
-/* httpd_parse.c - HTTP/1.x request parsing in place on http_parser
+/* httpd_parse.c - HTTP/1.x request parsing in place on llhttp
  * (httpd_parse.h).
  *
- * http_parser does the grammar: request line, header syntax, Content-Length
+ * llhttp does the grammar: request line, header syntax, Content-Length
  * and chunked framing, conflicting or repeated lengths (request smuggling),
  * keep-alive rules. This file adds what it leaves to its user: spans of the
  * caller's buffer for the target, the headers the collector reads and the
- * body; the limits; strictness where Debian's non-strict build is lenient
- * (a space in a header name, control characters in the target or in a
- * header the collector reads, obsolete line folding). Never stores a
- * pointer to the caller's bytes past one httpd_parse call (only offsets),
- * and never logs. */
+ * body; the limits; strictness where llhttp's default (non-strict) mode is
+ * lenient (control characters in the target or in a header the collector
+ * reads, obsolete line folding) and a second check where a proxy in front
+ * may disagree (a space in a header name). Never stores a pointer to the
+ * caller's bytes past one httpd_parse call (only offsets), and never
+ * logs. */
 #include "httpd_parse.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,12 +23,12 @@
 
 enum { REPEAT_XFF, REPEAT_FORWARDED };
 
-static struct httpd_parser *parser_of(http_parser *hp)
+static struct httpd_parser *parser_of(llhttp_t *hp)
 {
     return hp->data;
 }
 
-/* Record the first error; returning non-zero stops http_parser. */
+/* Record the first error; returning -1 stops llhttp (HPE_USER). */
 static int fail(struct httpd_parser *p, int status, const char *reason)
 {
     if (!p->error_status) {
@@ -102,15 +104,15 @@ static int field_done(struct httpd_parser *p)
     if (p->field.len == 0)
         return 0;
     const char *name = p->base + p->field.off;
-    /* The non-strict build lets a space into a name ("Content-Length :"),
-     * which a proxy in front may read otherwise: refuse it. */
+    /* A space in a name ("Content-Length :") is read otherwise by some
+     * proxies: refuse it whatever the parser's mode. */
     if (memchr(name, ' ', p->field.len))
         return fail(p, 400, "malformed header");
     p->current = classify(name, p->field.len);
     return 0;
 }
 
-/* Control characters (HTAB aside), which the non-strict build lets into
+/* Control characters (HTAB aside), which the non-strict mode lets into
  * values: a NUL would cut a header the collector reads (a forged
  * X-Forwarded-For entry could hide what a proxy appended). */
 static bool has_ctl(const char *s, size_t len)
@@ -147,7 +149,7 @@ static int finish_header(struct httpd_parser *p)
     return 0;
 }
 
-static int on_message_begin(http_parser *hp)
+static int on_message_begin(llhttp_t *hp)
 {
     struct httpd_parser *p = parser_of(hp);
     p->in_body = false;
@@ -161,15 +163,15 @@ static int on_message_begin(http_parser *hp)
     return 0;
 }
 
-static int on_url(http_parser *hp, const char *at, size_t len)
+static int on_url(llhttp_t *hp, const char *at, size_t len)
 {
     struct httpd_parser *p = parser_of(hp);
-    if (has_ctl(at, len)) /* the non-strict build allows HTAB and FF */
+    if (ctl_scan(at, len, false)) /* the non-strict mode allows HTAB and FF */
         return fail(p, 400, "malformed request");
     return head_piece(p, &p->url, at, len);
 }
 
-static int on_header_field(http_parser *hp, const char *at, size_t len)
+static int on_header_field(llhttp_t *hp, const char *at, size_t len)
 {
     struct httpd_parser *p = parser_of(hp);
     if (p->in_body)
@@ -185,7 +187,7 @@ static int on_header_field(http_parser *hp, const char *at, size_t len)
     return head_piece(p, &p->field, at, len);
 }
 
-static int on_header_value(http_parser *hp, const char *at, size_t len)
+static int on_header_value(llhttp_t *hp, const char *at, size_t len)
 {
     struct httpd_parser *p = parser_of(hp);
     if (p->in_body)
@@ -204,28 +206,28 @@ static bool value_is(const struct httpd_parser *p, enum httpd_header h, const ch
            strncasecmp(p->base + v.off, want, v.len) == 0;
 }
 
-static int on_headers_complete(http_parser *hp)
+static int on_headers_complete(llhttp_t *hp)
 {
     struct httpd_parser *p = parser_of(hp);
     if (p->last != LAST_NONE && finish_header(p) != 0)
         return -1;
     if (hp->http_major != 1)
         return fail(p, 400, "unsupported HTTP version");
-    if ((hp->flags & F_CONTENTLENGTH) && hp->content_length > p->max_body_bytes)
+    if ((hp->flags & F_CONTENT_LENGTH) && hp->content_length > p->max_body_bytes)
         return fail(p, 413, "body too large");
     /* Other expectations are ignored, as RFC 9110 allows. */
     p->expect_continue = hp->http_minor >= 1 && value_is(p, HTTPD_H_EXPECT, "100-continue") &&
                          ((hp->flags & F_CHUNKED) ||
-                          ((hp->flags & F_CONTENTLENGTH) && hp->content_length > 0));
+                          ((hp->flags & F_CONTENT_LENGTH) && hp->content_length > 0));
     p->in_body = true;
     return 0;
 }
 
 /* Body pieces are kept where they are when contiguous (Content-Length),
  * and moved down onto the end of the previous piece when chunk framing
- * separates them: http_parser has passed those bytes and never reads them
+ * separates them: llhttp has passed those bytes and never reads them
  * again, so the body ends up decoded in place. */
-static int on_body(http_parser *hp, const char *at, size_t len)
+static int on_body(llhttp_t *hp, const char *at, size_t len)
 {
     struct httpd_parser *p = parser_of(hp);
     p->expect_continue = false; /* the client did not wait */
@@ -241,15 +243,14 @@ static int on_body(http_parser *hp, const char *at, size_t len)
     return 0;
 }
 
-static int on_message_complete(http_parser *hp)
+static int on_message_complete(llhttp_t *hp)
 {
     struct httpd_parser *p = parser_of(hp);
     p->done = true;
-    http_parser_pause(hp, 1); /* one request at a time: answered in order */
-    return 0;
+    return HPE_PAUSED; /* one request at a time: answered in order */
 }
 
-static const http_parser_settings settings = {
+static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
     .on_header_field = on_header_field,
@@ -263,7 +264,7 @@ void httpd_parser_init(struct httpd_parser *p, size_t max_header_bytes, size_t m
                        size_t max_wire_bytes)
 {
     memset(p, 0, sizeof *p);
-    http_parser_init(&p->hp, HTTP_REQUEST);
+    llhttp_init(&p->hp, HTTP_REQUEST, &settings);
     p->hp.data = p;
     p->max_header_bytes = max_header_bytes;
     p->max_body_bytes = max_body_bytes;
@@ -282,7 +283,8 @@ void httpd_parser_free(struct httpd_parser *p)
 
 void httpd_parser_next(struct httpd_parser *p)
 {
-    http_parser_pause(&p->hp, 0);
+    if (llhttp_get_errno(&p->hp) == HPE_PAUSED)
+        llhttp_resume(&p->hp);
     p->fed = 0;
     p->wire = 0;
     p->done = false;
@@ -303,39 +305,53 @@ static enum httpd_method method_of(unsigned m)
     }
 }
 
-/* Path and query of the target: origin-form "/p?q", absolute-form
- * "http://h/p?q"; anything else ("*", authority-form) is its own path. */
-static void split_target(struct httpd_request *req, const char *t, size_t len)
+/* Path and query of an origin-form target "/p?q#f". */
+static void split_origin(struct httpd_request *req, const char *t, size_t len)
 {
-    req->query = NULL;
-    req->query_len = 0;
-    if (len > 0 && t[0] != '/') {
-        struct http_parser_url u;
-        http_parser_url_init(&u);
-        if (http_parser_parse_url(t, len, 0, &u) == 0 && (u.field_set & (1 << UF_PATH))) {
-            req->path = t + u.field_data[UF_PATH].off;
-            req->path_len = u.field_data[UF_PATH].len;
-            if (u.field_set & (1 << UF_QUERY)) {
-                req->query = t + u.field_data[UF_QUERY].off;
-                req->query_len = u.field_data[UF_QUERY].len;
-            }
-            return;
-        }
-        req->path = t;
-        req->path_len = len;
-        return;
-    }
-    size_t end = len;
     const char *hash = memchr(t, '#', len);
-    if (hash)
-        end = (size_t)(hash - t);
+    size_t end = hash ? (size_t)(hash - t) : len;
     const char *q = memchr(t, '?', end);
     req->path = t;
     req->path_len = q ? (size_t)(q - t) : end;
-    if (q) {
-        req->query = q + 1;
-        req->query_len = end - req->path_len - 1;
+    req->query = q ? q + 1 : NULL;
+    req->query_len = q ? end - req->path_len - 1 : 0;
+}
+
+/* RFC 3986: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
+static bool is_scheme(const char *s, size_t n)
+{
+    if (n == 0 || !isalpha((unsigned char)s[0]))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '+' && s[i] != '-' && s[i] != '.')
+            return false;
+    return true;
+}
+
+/* Path and query of the target: origin-form "/p?q", absolute-form
+ * "scheme://authority/p?q" (RFC 9112 3.2.2, what a client sends to a
+ * proxy); anything else ("*", authority-form, an absolute URI without a
+ * path) is its own path and matches no route. */
+static void split_target(struct httpd_request *req, const char *t, size_t len)
+{
+    req->path = t;
+    req->path_len = len;
+    req->query = NULL;
+    req->query_len = 0;
+    if (len > 0 && t[0] == '/') {
+        split_origin(req, t, len);
+        return;
     }
+    const char *sep = memmem(t, len, "://", 3);
+    if (!sep || !is_scheme(t, (size_t)(sep - t)))
+        return;
+    const char *auth = sep + 3, *end = t + len;
+    const char *path = auth;
+    while (path < end && *path != '/' && *path != '?' && *path != '#')
+        path++;
+    if (path == auth || path == end || *path != '/')
+        return;
+    split_origin(req, path, (size_t)(end - path));
 }
 
 /* Join repeated forwarding header lines with ", ", in order (RFC 9110
@@ -362,10 +378,10 @@ static const char *join_repeated(struct httpd_parser *p, int r, size_t *at)
 
 static void fill_request(struct httpd_parser *p, struct httpd_request *req)
 {
-    http_parser *hp = &p->hp;
+    llhttp_t *hp = &p->hp;
     req->method = method_of(hp->method);
     req->version_minor = hp->http_minor;
-    req->keep_alive = http_should_keep_alive(hp) && !hp->upgrade;
+    req->keep_alive = llhttp_should_keep_alive(hp) && !hp->upgrade;
     split_target(req, p->base + p->url.off, p->url.len);
     size_t join_at = 0;
     if ((p->nrepeat[REPEAT_XFF] > 1 || p->nrepeat[REPEAT_FORWARDED] > 1) && !p->join) {
@@ -400,14 +416,11 @@ static void fill_request(struct httpd_parser *p, struct httpd_request *req)
     req->peer = NULL;
 }
 
-static enum httpd_parse_result parse_error(struct httpd_parser *p)
+static enum httpd_parse_result parse_error(struct httpd_parser *p, llhttp_errno_t e)
 {
     if (p->error_status)
         return HTTPD_PARSE_ERROR;
-    switch (HTTP_PARSER_ERRNO(&p->hp)) {
-    case HPE_HEADER_OVERFLOW:
-        fail(p, 431, "header block too large");
-        break;
+    switch (e) {
     case HPE_INVALID_CONTENT_LENGTH:
     case HPE_UNEXPECTED_CONTENT_LENGTH:
         fail(p, 400, "bad Content-Length");
@@ -435,15 +448,17 @@ enum httpd_parse_result httpd_parse(struct httpd_parser *p, char *buf, size_t *l
     if (p->error_status)
         return HTTPD_PARSE_ERROR;
     if (p->fed >= *len)
-        return HTTPD_PARSE_MORE; /* never execute 0 bytes: that means EOF */
+        return HTTPD_PARSE_MORE; /* nothing new */
     p->base = buf;
+    const char *from = buf + p->fed;
     size_t n = *len - p->fed;
-    size_t consumed = http_parser_execute(&p->hp, &settings, buf + p->fed, n);
+    llhttp_errno_t e = llhttp_execute(&p->hp, from, n);
+    /* Paused at the end of a request, llhttp says where it stopped. */
+    size_t consumed = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&p->hp) - from);
     p->fed += consumed;
     p->wire += consumed;
-    enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
-    /* Checked where a call ends, whole or not: the chunk framing that
-     * passes without a callback cannot run on unbounded. */
+    /* Checked where a call ends, whole or not: the chunk framing and the
+     * blanks that pass without a callback cannot run on unbounded. */
     if ((e == HPE_OK || e == HPE_PAUSED) && p->wire > p->max_wire_bytes) {
         p->base = NULL;
         return fail(p, 413, "request too large"), HTTPD_PARSE_ERROR;
@@ -456,9 +471,7 @@ enum httpd_parse_result httpd_parse(struct httpd_parser *p, char *buf, size_t *l
     }
     p->base = NULL;
     if (e != HPE_OK)
-        return parse_error(p);
-    if (consumed != n)
-        return fail(p, 400, "malformed request"), HTTPD_PARSE_ERROR;
+        return parse_error(p, e);
     /* Drop the chunk framing consumed after the decoded body. */
     if (p->in_body && p->body.len > 0 && (p->hp.flags & F_CHUNKED)) {
         size_t end = (size_t)p->body.off + p->body.len;

@@ -1,7 +1,7 @@
 /* httpd_parse.h - one HTTP/1.x request at a time, parsed in place, for the
- * collector's server (httpd.c), on http_parser 2.9 (Debian's
- * libhttp-parser, the parser Node.js used for a decade and fuzzed by
- * OSS-Fuzz).
+ * collector's server (httpd.c), on llhttp 8 (Node.js's HTTP parser since
+ * Node 12, generated from a grammar by llparse; Debian ships its C source
+ * in node-llhttp, and the Makefile compiles it in).
  *
  * The caller keeps the bytes of the request being parsed contiguous and
  * hands them in again as more arrive; the parser resumes where it stopped
@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include <http_parser.h>
+#include <llhttp.h>
 
 enum httpd_method {
     HTTPD_GET,
@@ -30,7 +30,7 @@ enum httpd_method {
     HTTPD_PUT,
     HTTPD_DELETE,
     HTTPD_PATCH,
-    HTTPD_OTHER, /* any other method http_parser knows (answered 405) */
+    HTTPD_OTHER, /* any other method llhttp knows (answered 405) */
 };
 
 /* The request headers the collector reads; all others are skipped. */
@@ -72,14 +72,14 @@ struct httpd_span {
 };
 
 struct httpd_parser {
-    http_parser hp;
+    llhttp_t hp;
     size_t max_header_bytes;   /* request line + headers (the head) */
     size_t max_body_bytes;     /* decoded body */
     size_t max_wire_bytes;     /* the whole request as sent, chunk framing included */
 
     /* The request being parsed; offsets count from its first byte. */
     char *base;                /* the caller's buffer during one httpd_parse call */
-    size_t fed;                /* bytes already given to http_parser */
+    size_t fed;                /* bytes already given to llhttp */
     size_t wire;               /* bytes of this request consumed, framing included */
     bool in_body;              /* headers complete: body or trailers follow */
     bool done;                 /* on_message_complete seen (parser paused) */
