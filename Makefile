@@ -105,6 +105,8 @@ $(COMMON_LIB): $(call obj,$(COMMON_SRC))
 $(COLLECTOR_LIB): $(call obj,$(COLLECTOR_SRC)) $(patsubst %.c,$(BUILD)/llhttp/llhttp_%.o,$(LLHTTP_SRC))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
+$(LLHTTP_DIR)/%.c:
+	@echo "$@ is missing: Debian's node-llhttp ships it (scripts/deps.sh build)" >&2; exit 1
 $(BUILD)/llhttp/llhttp_%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LLHTTP_FLAGS) $(OPT) $(DEBUG) $(SANFLAGS) -c $< -o $@
