@@ -16,11 +16,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './ports.mjs';
 import { RedisClient } from './resp.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -73,17 +73,6 @@ function checkEqual(actual, expected, message) {
 }
 
 /* ---- the stack: redis-server, veil-collector, static pages ---- */
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const srv = createNetServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolvePort(port));
-    });
-  });
-}
 
 async function waitUntil(what, fn, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
