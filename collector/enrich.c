@@ -41,9 +41,7 @@ bool enrich_site_allowed(const struct collector_config *conf, const char *site)
 
 static void copy_string(char *dst, size_t size, const char *src)
 {
-    size_t len = strnlen(src, size - 1);
-    memcpy(dst, src, len);
-    dst[len] = '\0';
+    (void)str_copy(dst, size, src, strnlen(src, size - 1)); /* fits: cut to size - 1 */
 }
 
 /* utc_day, formatted once per UTC day and thread rather than per event
