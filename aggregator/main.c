@@ -92,11 +92,12 @@ int main(int argc, char **argv)
     }
 
     consumer = consumer_new(&conf);
-    log_info("veil-aggregator %s: redis %s, consumer '%s', batch %lld, retention %lld days, "
-             "breakdown cap %lld, session timeout %lld s",
-             VEIL_VERSION, conf.redis, conf.consumer, conf.batch_size, conf.retention_days,
-             conf.breakdown_cap, conf.session_timeout_s);
-    consumer_run(consumer, sigfd);
+    log_info("veil-aggregator %s: redis %s, owner '%s', %lld shards, lease %lld ms, batch %lld, "
+             "retention %lld days, breakdown cap %lld, session timeout %lld s",
+             VEIL_VERSION, conf.redis, conf.consumer, conf.shards, conf.lease_ms,
+             conf.batch_size, conf.retention_days, conf.breakdown_cap, conf.session_timeout_s);
+    if (consumer_run(consumer, sigfd) != 0)
+        goto out;
 
     struct signalfd_siginfo si;
     if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si)

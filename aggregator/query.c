@@ -13,9 +13,10 @@
 #include <sodium.h>
 
 #include "dp.h"
+#include "shard.h"
 #include "util.h"
 
-#define KEY_PREFIX "veil:{0}:"
+#define DP_KEY "veil:{0}:dpkey" /* one per installation, kept where it always was */
 /* Commands in flight per pipeline round trip. */
 #define PIPELINE_CHUNK 512
 /* Keys per PFCOUNT; a larger union goes through PFMERGE in chunks. */
@@ -35,17 +36,36 @@ const char *query_counter_field(enum query_counter c)
 
 /* ---- keys ---- */
 
-/* "veil:{0}:d:<site>:<day>:<tail><value>" in a malloc'd buffer. */
+/* Written once at start-up (query_set_shards), before any query thread. */
+static unsigned query_shards = SHARDS_DEFAULT;
+
+void query_set_shards(unsigned shards)
+{
+    query_shards = shards ? shards : 1;
+}
+
+/* "veil:{<shard of site>}:" into buf (SHARD_PREFIX_MAX); its length. */
+static size_t site_prefix(const char *site, char *buf)
+{
+    return shard_key_prefix(buf, SHARD_PREFIX_MAX,
+                            shard_of_site(site, strlen(site), query_shards));
+}
+
+/* "veil:{s}:d:<site>:<day>:<tail><value>" in a malloc'd buffer. */
 static char *day_key(const char *site, period_day day, const char *tail, const char *value,
                      size_t value_len, size_t *len_out)
 {
     char dstr[11];
     period_format_day(day, dstr);
+    char prefix[SHARD_PREFIX_MAX];
+    size_t prefix_len = site_prefix(site, prefix);
     size_t site_len = strlen(site), tail_len = strlen(tail);
-    size_t len = sizeof KEY_PREFIX - 1 + 2 + site_len + 1 + 10 + 1 + tail_len + value_len;
+    size_t len = prefix_len + 2 + site_len + 1 + 10 + 1 + tail_len + value_len;
     char *k = xmalloc(len + 1), *p = k;
-    memcpy(p, KEY_PREFIX "d:", sizeof KEY_PREFIX + 1);
-    p += sizeof KEY_PREFIX + 1;
+    memcpy(p, prefix, prefix_len);
+    p += prefix_len;
+    memcpy(p, "d:", 2);
+    p += 2;
     memcpy(p, site, site_len);
     p += site_len;
     *p++ = ':';
@@ -104,7 +124,7 @@ static void cmd_free(struct cmd *c)
     free(c->argvlen);
 }
 
-/* Push the key "veil:{0}:d:<site>:<day>:<tail><value>". */
+/* Push the key "veil:{s}:d:<site>:<day>:<tail><value>". */
 static void cmd_push_day_key(struct cmd *c, const char *site, period_day day, const char *tail,
                              const char *value, size_t value_len)
 {
@@ -210,10 +230,14 @@ static int pfcount_union(redisContext *rc, struct cmd *c, long long *out, char *
             freeReplyObject(r);
         return status;
     }
-    char tmp[64];
+    /* in the slot of the keys it merges: their "veil:{s}:" */
+    char tmp[64], prefix[SHARD_PREFIX_MAX] = "veil:{0}:";
+    const char *tag_end = memchr(c->argv[1], '}', c->argvlen[1]);
+    if (tag_end && (size_t)(tag_end - c->argv[1]) + 2 < sizeof prefix)
+        str_copy(prefix, sizeof prefix, c->argv[1], (size_t)(tag_end - c->argv[1]) + 2);
     unsigned char id[8];
     randombytes_buf(id, sizeof id);
-    str_format(tmp, sizeof tmp, KEY_PREFIX "tmp:union:%02x%02x%02x%02x%02x%02x%02x%02x", id[0],
+    str_format(tmp, sizeof tmp, "%stmp:union:%02x%02x%02x%02x%02x%02x%02x%02x", prefix, id[0],
                id[1], id[2], id[3], id[4], id[5], id[6], id[7]);
     int status = 0;
     for (size_t base = 1; base < c->argc && status == 0; base += PFCOUNT_MAX_KEYS) {
@@ -514,15 +538,25 @@ void query_rows_free(struct stats_rows *rows)
 
 /* ---- realtime, sites, DP key ---- */
 
-int query_realtime(redisContext *rc, const char *site, long long since, long long *count,
-                   char *err, size_t errlen)
+int query_realtime(redisContext *rc, const char *site, long long since, long long now,
+                   long long *count, char *err, size_t errlen)
 {
-    char key[512];
-    if (!str_format(key, sizeof key, KEY_PREFIX "rt:%s", site)) {
-        str_format(err, errlen, "site id too long");
-        return -1;
+    /* the per-minute HyperLogLogs "<p>rt:<site>:<minute>" of the window */
+    char prefix[SHARD_PREFIX_MAX];
+    site_prefix(site, prefix);
+    struct cmd c = {0};
+    cmd_push_str(&c, "PFCOUNT");
+    for (long long minute = since / 60; minute <= now / 60; minute++) {
+        char key[512];
+        if (!str_format(key, sizeof key, "%srt:%s:%lld", prefix, site, minute)) {
+            cmd_free(&c);
+            str_format(err, errlen, "site id too long");
+            return -1;
+        }
+        cmd_push_str(&c, key);
     }
-    redisReply *r = redisCommand(rc, "ZCOUNT %s %lld +inf", key, since);
+    redisReply *r = redisCommandArgv(rc, (int)c.argc, c.argv, c.argvlen);
+    cmd_free(&c);
     int status = r && r->type == REDIS_REPLY_INTEGER ? 0 : redis_fail(rc, r, err, errlen);
     if (status == 0)
         *count = r->integer;
@@ -538,29 +572,61 @@ static int site_cmp(const void *a, const void *b)
 
 int query_sites(redisContext *rc, char ***sites, size_t *n, char *err, size_t errlen)
 {
-    redisReply *r = redisCommand(rc, "SMEMBERS " KEY_PREFIX "sites");
+    /* one SMEMBERS per shard, pipelined (a SUNION would cross slots) */
+    for (unsigned s = 0; s < query_shards; s++) {
+        char prefix[SHARD_PREFIX_MAX];
+        shard_key_prefix(prefix, sizeof prefix, s);
+        redisAppendCommand(rc, "SMEMBERS %ssites", prefix);
+    }
     *sites = NULL;
     *n = 0;
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        int status = redis_fail(rc, r, err, errlen);
-        if (r)
+    char **list = NULL;
+    size_t count = 0, cap = 0;
+    int status = 0;
+    for (unsigned s = 0; s < query_shards; s++) {
+        redisReply *r = NULL;
+        if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
+            status = redis_fail(rc, NULL, err, errlen);
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY) {
+            if (status == 0)
+                status = redis_fail(rc, r, err, errlen);
             freeReplyObject(r);
-        return status;
-    }
-    char **list = xcalloc(r->elements ? r->elements : 1, sizeof *list);
-    size_t count = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type == REDIS_REPLY_STRING && !memchr(e->str, '\0', e->len)) {
+            continue;
+        }
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_STRING || memchr(e->str, '\0', e->len))
+                continue;
+            if (count == cap) {
+                cap = cap ? cap * 2 : 16;
+                list = xrealloc(list, cap * sizeof *list);
+            }
             list[count] = xmalloc(e->len + 1);
             memcpy(list[count], e->str, e->len);
             list[count++][e->len] = '\0';
         }
+        freeReplyObject(r);
     }
-    freeReplyObject(r);
-    qsort(list, count, sizeof *list, site_cmp);
-    *sites = list;
-    *n = count;
+    if (status != 0) {
+        for (size_t i = 0; i < count; i++)
+            free(list[i]);
+        free(list);
+        return status;
+    }
+    if (count)
+        qsort(list, count, sizeof *list, site_cmp);
+    /* a site lives in one shard; drop duplicates all the same */
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (kept && strcmp(list[kept - 1], list[i]) == 0)
+            free(list[i]);
+        else
+            list[kept++] = list[i];
+    }
+    *sites = list ? list : xcalloc(1, sizeof *list);
+    *n = kept;
     return 0;
 }
 
@@ -568,7 +634,7 @@ int query_dp_key(redisContext *rc, unsigned char key[32], char *err, size_t errl
 {
     unsigned char fresh[DP_KEY_BYTES];
     dp_key_generate(fresh);
-    redisReply *r = redisCommand(rc, "SET " KEY_PREFIX "dpkey %b NX", fresh, sizeof fresh);
+    redisReply *r = redisCommand(rc, "SET " DP_KEY " %b NX", fresh, sizeof fresh);
     if (!r || r->type == REDIS_REPLY_ERROR) {
         int status = redis_fail(rc, r, err, errlen);
         if (r)
@@ -576,10 +642,10 @@ int query_dp_key(redisContext *rc, unsigned char key[32], char *err, size_t errl
         return status;
     }
     freeReplyObject(r);
-    r = redisCommand(rc, "GET " KEY_PREFIX "dpkey");
+    r = redisCommand(rc, "GET " DP_KEY);
     if (!r || r->type != REDIS_REPLY_STRING || r->len != DP_KEY_BYTES) {
         if (r && r->type == REDIS_REPLY_STRING)
-            str_format(err, errlen, "redis: " KEY_PREFIX "dpkey is not %d bytes", DP_KEY_BYTES);
+            str_format(err, errlen, "redis: " DP_KEY " is not %d bytes", DP_KEY_BYTES);
         else
             redis_fail(rc, r, err, errlen);
         if (r)

@@ -106,6 +106,14 @@ struct rollup *rollup_new(const char *prefix, long long retention_days)
     return r;
 }
 
+void rollup_set_prefix(struct rollup *r, const char *prefix)
+{
+    if (strcmp(r->prefix, prefix) != 0) {
+        free(r->prefix);
+        r->prefix = xstrdup(prefix);
+    }
+}
+
 void rollup_reset(struct rollup *r)
 {
     for (size_t i = 0; i < r->ndays; i++)
@@ -274,11 +282,12 @@ static uint32_t session_index(struct rollup *r, const char *site, uint32_t visit
                                &created, NULL);
     if (created) {
         char skey[EV_SITE_MAX + 64], rkey[EV_SITE_MAX + 64];
-        rollup_key_session(skey, sizeof skey, r->prefix, site, vh);
+        rollup_key_session(skey, sizeof skey, site, vh);
         rollup_key_realtime(rkey, sizeof rkey, r->prefix, site);
         GROW(r->sessions, r->nsessions, r->sessions_cap);
         struct rollup_session *s = &r->sessions[r->nsessions++];
         s->key = arena_dup(&r->arena, skey, strlen(skey));
+        s->site = arena_dup(&r->arena, site, strlen(site));
         s->realtime_key = arena_dup(&r->arena, rkey, strlen(rkey));
         s->visitor = visitor;
     }
@@ -491,15 +500,14 @@ bool rollup_key_row_visitors(char *out, size_t outlen, const char *prefix, const
     return str_format(out, outlen, "%sd:%s:%s:u:%s:%s", prefix, site, day, dim, value);
 }
 
-bool rollup_key_session(char *out, size_t outlen, const char *prefix, const char *site,
-                        const char *visitor)
+bool rollup_key_session(char *out, size_t outlen, const char *site, const char *visitor)
 {
-    return str_format(out, outlen, "%ss:%s:%s", prefix, site, visitor);
+    return str_format(out, outlen, "%s:%s", site, visitor);
 }
 
 bool rollup_key_realtime(char *out, size_t outlen, const char *prefix, const char *site)
 {
-    return str_format(out, outlen, "%srt:%s", prefix, site);
+    return str_format(out, outlen, "%srt:%s:", prefix, site);
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */

@@ -16,8 +16,7 @@
 
 #include "event.h"
 
-#define ROLLUP_SHARD_PREFIX "veil:{0}:" /* shard 0: every key carries the tag {0} */
-#define ROLLUP_GROUP "agg"              /* the consumer group */
+#define ROLLUP_SHARD_PREFIX "veil:{0}:" /* shard 0's prefix (tests, a one-shard install) */
 #define ROLLUP_OTHER "(other)"          /* the row past breakdown_cap */
 #define ROLLUP_DIRECT "Direct / None"   /* source of a visit without referrer or utm_source */
 #define ROLLUP_SCROLL_BUCKETS 11        /* 0, 10, .. 100 */
@@ -93,8 +92,9 @@ struct rollup_row {
 
 /* One visitor of one site: its open-session key. */
 struct rollup_session {
-    const char *key;                      /* "<prefix>s:<site>:<visitor>" */
-    const char *realtime_key;             /* "<prefix>rt:<site>" */
+    const char *key;                      /* "<site>:<visitor>": its checkpoint field */
+    const char *site;
+    const char *realtime_key;             /* "<prefix>rt:<site>:" (plus the minute) */
     uint32_t visitor;                     /* visitor id */
 };
 
@@ -121,6 +121,10 @@ struct rollup;
  * daily keys expiring `retention_days` after their day. Aborts on OOM. */
 struct rollup *rollup_new(const char *prefix, long long retention_days);
 void rollup_free(struct rollup *r);
+
+/* Write the next batch's keys under `prefix` (the shard's "veil:{s}:");
+ * call right after rollup_reset. */
+void rollup_set_prefix(struct rollup *r, const char *prefix);
 
 /* Forget the batch; every pointer obtained from `r` becomes invalid. */
 void rollup_reset(struct rollup *r);
@@ -162,8 +166,9 @@ bool rollup_key_breakdown(char *out, size_t outlen, const char *prefix, const ch
 /* <p>d:<site>:<day>:u:<dim>:<value> */
 bool rollup_key_row_visitors(char *out, size_t outlen, const char *prefix, const char *site,
                              const char *day, const char *dim, const char *value);
-bool rollup_key_session(char *out, size_t outlen, const char *prefix, const char *site,
-                        const char *visitor);                         /* <p>s:<site>:<vh> */
+bool rollup_key_session(char *out, size_t outlen, const char *site,
+                        const char *visitor);                         /* <site>:<vh> */
+/* <p>rt:<site>:  - the realtime HyperLogLog of minute M is this plus M */
 bool rollup_key_realtime(char *out, size_t outlen, const char *prefix, const char *site);
 
 /* Unix time at which the keys of `day` expire: the end of that UTC day plus

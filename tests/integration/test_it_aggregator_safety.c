@@ -159,7 +159,7 @@ Test(aggregator_safety, crash_safety_kill9_and_stalls_count_exactly_once, .timeo
         entry_sum += row_count(e, "entry_page", "vis", path);
     }
     cr_expect_eq(entry_sum, CRASH_VISITORS);
-    long long visitors = cmd_int(e->rc, "PFCOUNT veil:{0}:d:%s:%s:visitors", SITE, e->day);
+    long long visitors = cmd_int(e->rc, "PFCOUNT %sd:%s:%s:visitors", KP, SITE, e->day);
     cr_expect(visitors > CRASH_VISITORS * 97 / 100 && visitors < CRASH_VISITORS * 103 / 100,
               "HyperLogLog visitors %lld", visitors);
     cr_expect_eq(cmd_int(e->rc, "XLEN %s", STREAM), 0);

@@ -81,10 +81,10 @@ Test(rollup_keys, names_follow_keys_md)
     cr_assert(rollup_key_row_visitors(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com", DAY,
                                       "page", "/a b"));
     cr_assert_str_eq(k, "veil:{0}:d:example.com:2024-05-01:u:page:/a b");
-    cr_assert(rollup_key_session(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com", VA));
-    cr_assert_str_eq(k, "veil:{0}:s:example.com:00000000000000aa");
-    cr_assert(rollup_key_realtime(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com"));
-    cr_assert_str_eq(k, "veil:{0}:rt:example.com");
+    cr_assert(rollup_key_session(k, sizeof k, "example.com", VA));
+    cr_assert_str_eq(k, "example.com:00000000000000aa", "the checkpoint field of a visit");
+    cr_assert(rollup_key_realtime(k, sizeof k, "veil:{7}:", "example.com"));
+    cr_assert_str_eq(k, "veil:{7}:rt:example.com:", "the minute follows");
 }
 
 Test(rollup_keys, names_report_truncation)
@@ -308,8 +308,9 @@ Test(rollup, hits_are_per_visitor_in_time_order)
     const struct rollup_session *s = rollup_sessions(r, &nsessions);
     cr_assert_eq(nhits, 4, "events without a visitor hash have no session");
     cr_assert_eq(nsessions, 2);
-    cr_assert_str_eq(s[0].key, "veil:{0}:s:example.com:" VB);
-    cr_assert_str_eq(s[0].realtime_key, "veil:{0}:rt:example.com");
+    cr_assert_str_eq(s[0].key, "example.com:" VB);
+    cr_assert_str_eq(s[0].site, "example.com");
+    cr_assert_str_eq(s[0].realtime_key, "veil:{0}:rt:example.com:");
     cr_assert_str_eq(rollup_visitor(r, s[1].visitor), VA);
     /* session 0 (VB) first, then VA's hits by ts, ties by arrival */
     cr_assert_eq(h[0].session, 0);
