@@ -22,6 +22,7 @@
 #include "argbuf.h"
 #include "strmap.h"
 #include "util.h"
+#include "visit.h"
 
 #define KEY_MAX 4096          /* the longest key: base + "u:" + dim + ":" + a 2000-byte path */
 #define REALTIME_WINDOW_S 300 /* realtime visitors: the last five minutes */
@@ -57,13 +58,12 @@ struct cell {
     const char *row;      /* planned row (value or "(other)"), NULL = not yet */
 };
 
-/* A visitor's open session during the plan. */
-struct session {
-    bool present;
-    long long pv, start, last, exp;
-    const char *base;     /* "<prefix>d:<site>:<day>:" of the day it started */
+/* A day a visit of the batch counts in: a day of the batch, or the day an
+ * open visit from memory started. visit_state.day indexes these. */
+struct vday {
+    const char *base;     /* "<prefix>d:<site>:<day>:" */
+    int64_t exp;          /* its keys' expiry */
     char day[11];
-    bool dirty;
 };
 
 /* A key the plan writes: its expiry. */
@@ -93,8 +93,13 @@ struct plan {
     size_t npks, pks_cap;
     struct cell *cells;
     size_t ncells, cells_cap;
-    struct session *sessions;
+    struct visit_state *sessions; /* per rollup session */
     size_t sessions_cap;
+    struct smap vday_map;
+    struct vday *vdays;
+    size_t nvdays, vdays_cap;
+    uint32_t *day_vday;           /* rollup day -> vday */
+    size_t day_vday_cap;
     struct wkey *keys;
     size_t nkeys, keys_cap;
     struct inc *incs;
@@ -113,8 +118,9 @@ static void plan_reset(struct plan *p)
     smap_clear(&p->key_map);
     smap_clear(&p->inc_map);
     smap_clear(&p->pf_map);
+    smap_clear(&p->vday_map);
     arena_free(&p->arena);
-    p->npks = p->ncells = p->nkeys = p->nincs = p->npfs = p->nclosed = 0;
+    p->npks = p->ncells = p->nkeys = p->nincs = p->npfs = p->nclosed = p->nvdays = 0;
 }
 
 static void plan_free(struct plan *p)
@@ -125,6 +131,9 @@ static void plan_free(struct plan *p)
     smap_free(&p->key_map);
     smap_free(&p->inc_map);
     smap_free(&p->pf_map);
+    smap_free(&p->vday_map);
+    free(p->vdays);
+    free(p->day_vday);
     free(p->pks);
     free(p->cells);
     free(p->sessions);
@@ -277,32 +286,53 @@ static long long load_rows(struct plan *p, struct shard_state *st, redisContext 
     return rv == 0 ? nread : -1;
 }
 
-/* Step 1c: the batch's visitors' open sessions, copied from memory. */
+/* The vday of (base, exp, day), registered when new. */
+static uint32_t vday_index(struct plan *p, const char *base, int64_t exp, const char *day)
+{
+    bool created;
+    const char *stored;
+    uint32_t i = smap_intern(&p->vday_map, &p->arena, base, strlen(base), (uint32_t)p->nvdays,
+                             &created, &stored);
+    if (created) {
+        GROW(p->vdays, p->nvdays, p->vdays_cap);
+        struct vday *v = &p->vdays[p->nvdays++];
+        v->base = stored;
+        v->exp = exp;
+        str_copy(v->day, sizeof v->day, day, strlen(day));
+    }
+    return i;
+}
+
+/* Step 1c: the batch's days, and its visitors' open visits copied from
+ * memory. */
 static void load_sessions(struct plan *p, struct shard_state *st, const struct rollup *r)
 {
-    size_t nsessions;
+    size_t ndays, nsessions;
+    const struct rollup_day *days = rollup_days(r, &ndays);
+    if (ndays > p->day_vday_cap) {
+        p->day_vday_cap = ndays;
+        p->day_vday = xrealloc(p->day_vday, ndays * sizeof *p->day_vday);
+    }
+    for (size_t i = 0; i < ndays; i++)
+        p->day_vday[i] = vday_index(p, days[i].base, days[i].expire_at, days[i].day);
     const struct rollup_session *sessions = rollup_sessions(r, &nsessions);
     if (nsessions > p->sessions_cap) {
         p->sessions_cap = nsessions;
         p->sessions = xrealloc(p->sessions, nsessions * sizeof *p->sessions);
     }
     for (size_t i = 0; i < nsessions; i++) {
-        struct session *s = &p->sessions[i];
+        struct visit_state *s = &p->sessions[i];
         const struct shard_session *ss =
             shard_session_find(st, sessions[i].key, strlen(sessions[i].key));
         memset(s, 0, sizeof *s);
-        if (!ss)
-            continue;
         char base[KEY_MAX];
-        if (!rollup_key_day(base, sizeof base, st->prefix, sessions[i].site, ss->day, ""))
+        if (!ss || !rollup_key_day(base, sizeof base, st->prefix, sessions[i].site, ss->day, ""))
             continue;
-        s->present = true;
+        s->open = true;
         s->pv = ss->pv;
         s->start = ss->start;
         s->last = ss->last;
-        s->exp = ss->exp;
-        memcpy(s->day, ss->day, sizeof s->day);
-        s->base = arena_dup(&p->arena, base, strlen(base));
+        s->day = vday_index(p, base, ss->exp, ss->day);
     }
 }
 
@@ -445,49 +475,25 @@ static void realtime(struct plan *p, const struct rollup_session *rs, const char
     pfadd(p, key, strlen(key), visitor, minute * 60 + 60 + REALTIME_KEEP_S, true);
 }
 
-/* One event of a visitor, in session then time order (rollup_finish). */
+/* One event of a visitor, in session then time order (rollup_finish):
+ * visit.c decides, this turns its effect into counts. */
 static void hit(struct plan *p, const struct shard_state *st, const struct rollup *r,
                 const struct rollup_hit *h, int64_t now)
 {
-    size_t ndays, nsessions;
-    const struct rollup_day *day = &rollup_days(r, &ndays)[h->day];
+    size_t nsessions;
     const struct rollup_session *rs = &rollup_sessions(r, &nsessions)[h->session];
     const char *visitor = rollup_visitor(r, rs->visitor);
-    struct session *s = &p->sessions[h->session];
     realtime(p, rs, visitor, h->ts, now);
-    bool open = s->present;
-    if (open && h->ts > s->last + p->timeout)
-        open = false; /* expired: a page view starts a new visit */
-    if (open && h->ts < s->start - p->timeout) {
-        /* an earlier, separate visit that arrived late: count it, keep the session */
-        if (h->pageview)
-            visit(p, st, day->base, day->expire_at, visitor, h->visit);
-        return;
-    }
-    if (!open) {
-        if (h->pageview) {
-            visit(p, st, day->base, day->expire_at, visitor, h->visit);
-            s->present = true;
-            s->pv = 1;
-            s->start = s->last = h->ts;
-            s->base = day->base;
-            memcpy(s->day, day->day, sizeof s->day);
-            s->exp = day->expire_at;
-            s->dirty = true;
-        }
-        return;
-    }
-    if (h->ts > s->last) {
-        hincr_at(p, s->base, "totals", "visit_duration_s", h->ts - s->last, s->exp);
-        s->last = h->ts;
-    }
-    if (h->ts < s->start) {
-        hincr_at(p, s->base, "totals", "visit_duration_s", s->start - h->ts, s->exp);
-        s->start = h->ts;
-    }
-    if (h->pageview && ++s->pv == 2)
-        hincr_at(p, s->base, "totals", "bounces", -1, s->exp);
-    s->dirty = true;
+    struct visit_effect fx;
+    visit_apply(&p->sessions[h->session], h->ts, h->pageview, p->day_vday[h->day], p->timeout,
+                &fx);
+    const struct vday *vd = &p->vdays[fx.day];
+    if (fx.new_visit)
+        visit(p, st, vd->base, vd->exp, visitor, h->visit);
+    if (fx.duration)
+        hincr_at(p, vd->base, "totals", "visit_duration_s", fx.duration, vd->exp);
+    if (fx.bounces)
+        hincr_at(p, vd->base, "totals", "bounces", fx.bounces, vd->exp);
 }
 
 /* Step 2: the whole plan, in the order that decides which values get rows
@@ -609,6 +615,19 @@ static int pf_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The stored form of rollup session i when the batch changed it. */
+static bool session_of(const struct plan *pl, size_t i, const char *field,
+                       struct shard_session *out)
+{
+    const struct visit_state *v = &pl->sessions[i];
+    if (!v->changed)
+        return false;
+    const struct vday *vd = &pl->vdays[v->day];
+    *out = (struct shard_session){field, v->pv, v->start, v->last, vd->exp, {0}};
+    memcpy(out->day, vd->day, sizeof out->day);
+    return true;
+}
+
 /* The expiry to send for key k: 0 when this ownership already set it. */
 static long long expiry_arg(const struct plan *pl, const struct shard_state *st, uint32_t k)
 {
@@ -698,14 +717,12 @@ static void encode(struct commit *c, const struct shard_state *st,
     size_t nsessions, ndirty = 0;
     const struct rollup_session *sessions = rollup_sessions(r, &nsessions);
     for (size_t i = 0; i < nsessions; i++)
-        ndirty += pl->sessions[i].dirty;
+        ndirty += pl->sessions[i].changed;
     arg_ll(a, (long long)ndirty);
     for (size_t i = 0; i < nsessions; i++) {
-        const struct session *s = &pl->sessions[i];
-        if (!s->dirty)
+        struct shard_session ss;
+        if (!session_of(pl, i, NULL, &ss))
             continue;
-        struct shard_session ss = {NULL, s->pv, s->start, s->last, s->exp, {0}};
-        memcpy(ss.day, s->day, sizeof ss.day);
         char value[SESSION_VALUE_MAX];
         size_t vlen = shard_session_encode(&ss, value, sizeof value);
         arg_str(a, sessions[i].key);
@@ -764,12 +781,9 @@ static void apply(struct commit *c, struct shard_state *st, const struct rollup 
     size_t nsessions;
     const struct rollup_session *sessions = rollup_sessions(r, &nsessions);
     for (size_t i = 0; i < nsessions; i++) {
-        const struct session *s = &pl->sessions[i];
-        if (!s->dirty)
-            continue;
-        struct shard_session ss = {sessions[i].key, s->pv, s->start, s->last, s->exp, {0}};
-        memcpy(ss.day, s->day, sizeof ss.day);
-        shard_session_put(st, &ss);
+        struct shard_session ss;
+        if (session_of(pl, i, sessions[i].key, &ss))
+            shard_session_put(st, &ss);
     }
     if (sweep)
         shard_rows_sweep(st);
