@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "schema.h"
 #include "util.h"
 
 void plan_reset(struct plan *p)
@@ -60,9 +61,10 @@ static bool join(char *buf, size_t *len, const char *a, const char *b, const cha
     return true;
 }
 
+/* ":ev" or ":vis": the metric whose hash holds every row of dim */
 static const char *pk_suffix(const char *dim)
 {
-    return strcmp(dim, "entry_page") == 0 ? ":vis" : ":ev";
+    return strcmp(schema_primary_metric(schema_find(dim)), "vis") == 0 ? ":vis" : ":ev";
 }
 
 /* The index of the primary hash of `dim` in the site-day `base`. */
@@ -290,7 +292,8 @@ static void count_row_visitor(struct plan *p, const char *base, const char *dim,
 
 static bool visit_dim_has_visitors(size_t d)
 {
-    return d <= ROLLUP_V_UTM_CAMPAIGN; /* entry_page, source and the utm dims */
+    const struct schema_dim *sd = schema_visit_dim((int)d);
+    return sd && sd->visitors == SCHEMA_U_PER_VISIT;
 }
 
 /* A new visit starting with a page view whose visit values are `values`. */

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "dp.h"
+#include "schema.h"
 #include "shard.h"
 #include "util.h"
 
@@ -362,11 +363,11 @@ int query_totals(redisContext *rc, const char *site, const struct period_range *
 
 /* ---- breakdown ---- */
 
-static const char *const row_metrics[3] = {"pv", "vis", "ev"};
-
 struct breakdown_ctx {
     const char *site;
     const char *dim;
+    unsigned metric[3];   /* the dim's metrics (schema.h), read for each day */
+    size_t nmetrics;
     period_day first;
     struct stats_rows *out;
     size_t rows_cap;
@@ -438,9 +439,10 @@ static int rows_append_cb(redisContext *rc, size_t i, void *arg)
 {
     struct breakdown_ctx *b = arg;
     char tail[300];
-    str_format(tail, sizeof tail, "b:%s:%s", b->dim, row_metrics[i % 3]);
+    str_format(tail, sizeof tail, "b:%s:%s", b->dim,
+               schema_metric_name(b->metric[i % b->nmetrics]));
     cmd_push_str(&b->cmd, "HGETALL");
-    cmd_push_day_key(&b->cmd, b->site, b->first + (period_day)(i / 3), tail, NULL, 0);
+    cmd_push_day_key(&b->cmd, b->site, b->first + (period_day)(i / b->nmetrics), tail, NULL, 0);
     return cmd_append(rc, &b->cmd);
 }
 
@@ -462,12 +464,12 @@ static int rows_reply_cb(const redisReply *r, size_t i, void *arg, char *err, si
             return -1;
         }
         struct stats_row *row = row_find_or_add(b, name->str, name->len);
-        switch (i % 3) {
-        case 0: row->pageviews += v; break;
-        case 1: row->visits += v; break;
+        switch (b->metric[i % b->nmetrics]) {
+        case SCHEMA_PV: row->pageviews += v; break;
+        case SCHEMA_VIS: row->visits += v; break;
         default: row->events += v; break;
         }
-        row_add_day(row, b->first + (period_day)(i / 3));
+        row_add_day(row, b->first + (period_day)(i / b->nmetrics));
     }
     return 0;
 }
@@ -497,9 +499,16 @@ int query_breakdown(redisContext *rc, const char *site, const char *dim,
                     char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    struct breakdown_ctx b = {site, dim, range->first, out, 0, NULL, 64, {0}};
+    struct breakdown_ctx b = {site, dim, {0}, 0, range->first, out, 0, NULL, 64, {0}};
+    /* only the hashes the dimension has (schema.h): pv, vis, ev in turn */
+    const struct schema_dim *sd = schema_find(dim);
+    unsigned metrics = sd ? sd->metrics : SCHEMA_PV | SCHEMA_EV | SCHEMA_VIS;
+    const unsigned order[3] = {SCHEMA_PV, SCHEMA_VIS, SCHEMA_EV};
+    for (size_t m = 0; m < 3; m++)
+        if (metrics & order[m])
+            b.metric[b.nmetrics++] = order[m];
     b.index = xcalloc(b.index_cap, sizeof *b.index);
-    size_t ncmds = (size_t)period_range_days(range) * 3;
+    size_t ncmds = (size_t)period_range_days(range) * b.nmetrics;
     int status = pipeline(rc, ncmds, rows_append_cb, rows_reply_cb, &b, err, errlen);
     if (status == 0)
         status = pipeline(rc, out->n, visitors_append_cb, visitors_reply_cb, &b, err, errlen);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "schema.h"
 #include "strmap.h"
 #include "util.h"
 
@@ -77,12 +78,6 @@ static const char *const total_fields[ROLLUP_T_COUNT] = {
     "pageviews", "events", "engaged_ms", "engaged_n", "scroll_sum", "scroll_n",
 };
 
-static const char *const visit_dim_names[ROLLUP_V_COUNT] = {
-    "entry_page", "source",  "utm_source",      "utm_medium", "utm_campaign",
-    "country",    "region",  "city",            "browser",    "browser_version",
-    "os",         "device",  "screen",
-};
-
 const char *rollup_total_field(enum rollup_total t)
 {
     return (unsigned)t < ROLLUP_T_COUNT ? total_fields[t] : "?";
@@ -90,7 +85,8 @@ const char *rollup_total_field(enum rollup_total t)
 
 const char *rollup_visit_dim_name(enum rollup_visit_dim d)
 {
-    return (unsigned)d < ROLLUP_V_COUNT ? visit_dim_names[d] : "?";
+    const struct schema_dim *sd = schema_visit_dim((int)d);
+    return sd ? sd->name : "?";
 }
 
 bool rollup_is_measurement(const char *name)
@@ -242,8 +238,9 @@ static size_t row_key(char *buf, uint32_t day, const char *dim, const char *valu
 /* Count one event into row (day, dim, value); returns the row's value as
  * stored (stable until reset), or "" when the value is empty or unusable. */
 static const char *row_count(struct rollup *r, uint32_t day, const char *dim, const char *value,
-                             bool pageview, uint32_t visitor, bool visitors_at_visit)
+                             bool pageview, uint32_t visitor, enum schema_visitors visitors)
 {
+    bool visitors_at_visit = visitors != SCHEMA_U_PER_EVENT;
     if (value[0] == '\0')
         return "";
     char key[ROW_KEY_MAX];
@@ -267,9 +264,17 @@ static const char *row_count(struct rollup *r, uint32_t day, const char *dim, co
     row->ev++;
     if (pageview)
         row->pv++;
-    if (!visitors_at_visit)
+    if (visitors == SCHEMA_U_PER_EVENT)
         visitors_add(r, idx, visitor, &row->visitors, &row->nvisitors, &row->visitors_cap);
     return row->value;
+}
+
+/* row_count for a dimension of the schema table. */
+static const char *row_dim(struct rollup *r, uint32_t day, enum schema_dim_id id,
+                           const char *value, bool pageview, uint32_t visitor)
+{
+    const struct schema_dim *d = schema_dim(id);
+    return row_count(r, day, d->name, value, pageview, visitor, d->visitors);
 }
 
 static uint32_t session_index(struct rollup *r, const char *site, uint32_t visitor)
@@ -352,32 +357,32 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
             str_format(version, sizeof version, "%s %s", ev->browser, ev->browser_major);
         const char *device = ev->device == DEVICE_UNKNOWN ? "" : device_class_name(ev->device);
 
-        visit[ROLLUP_V_ENTRY_PAGE] = row_count(r, di, "page", ev->path, pageview, vid, false);
-        visit[ROLLUP_V_SOURCE] = row_count(r, di, "source", source, pageview, vid, true);
+        visit[ROLLUP_V_ENTRY_PAGE] = row_dim(r, di, SD_PAGE, ev->path, pageview, vid);
+        visit[ROLLUP_V_SOURCE] = row_dim(r, di, SD_SOURCE, source, pageview, vid);
         visit[ROLLUP_V_UTM_SOURCE] =
-            row_count(r, di, "utm_source", ev->utm_source, pageview, vid, true);
+            row_dim(r, di, SD_UTM_SOURCE, ev->utm_source, pageview, vid);
         visit[ROLLUP_V_UTM_MEDIUM] =
-            row_count(r, di, "utm_medium", ev->utm_medium, pageview, vid, true);
+            row_dim(r, di, SD_UTM_MEDIUM, ev->utm_medium, pageview, vid);
         visit[ROLLUP_V_UTM_CAMPAIGN] =
-            row_count(r, di, "utm_campaign", ev->utm_campaign, pageview, vid, true);
-        visit[ROLLUP_V_COUNTRY] = row_count(r, di, "country", ev->country, pageview, vid, false);
-        visit[ROLLUP_V_REGION] = row_count(r, di, "region", region, pageview, vid, false);
-        visit[ROLLUP_V_CITY] = row_count(r, di, "city", ev->city, pageview, vid, false);
-        visit[ROLLUP_V_BROWSER] = row_count(r, di, "browser", ev->browser, pageview, vid, false);
+            row_dim(r, di, SD_UTM_CAMPAIGN, ev->utm_campaign, pageview, vid);
+        visit[ROLLUP_V_COUNTRY] = row_dim(r, di, SD_COUNTRY, ev->country, pageview, vid);
+        visit[ROLLUP_V_REGION] = row_dim(r, di, SD_REGION, region, pageview, vid);
+        visit[ROLLUP_V_CITY] = row_dim(r, di, SD_CITY, ev->city, pageview, vid);
+        visit[ROLLUP_V_BROWSER] = row_dim(r, di, SD_BROWSER, ev->browser, pageview, vid);
         visit[ROLLUP_V_BROWSER_VERSION] =
-            row_count(r, di, "browser_version", version, pageview, vid, false);
-        visit[ROLLUP_V_OS] = row_count(r, di, "os", ev->os, pageview, vid, false);
-        visit[ROLLUP_V_DEVICE] = row_count(r, di, "device", device, pageview, vid, false);
-        visit[ROLLUP_V_SCREEN] = row_count(r, di, "screen", ev->screen, pageview, vid, false);
-        row_count(r, di, "name", ev->name, pageview, vid, false);
+            row_dim(r, di, SD_BROWSER_VERSION, version, pageview, vid);
+        visit[ROLLUP_V_OS] = row_dim(r, di, SD_OS, ev->os, pageview, vid);
+        visit[ROLLUP_V_DEVICE] = row_dim(r, di, SD_DEVICE, device, pageview, vid);
+        visit[ROLLUP_V_SCREEN] = row_dim(r, di, SD_SCREEN, ev->screen, pageview, vid);
+        row_dim(r, di, SD_NAME, ev->name, pageview, vid);
         for (size_t i = 0; i < ev->nprops && i < EV_PROPS_MAX; i++) {
             const struct event_prop *p = &ev->props[i];
             char dim[8 + EV_PROP_KEY_MAX];
             if (!p->key[0] || !p->value[0] ||
                 !str_format(dim, sizeof dim, "prop:%s", p->key))
                 continue;
-            row_count(r, di, "prop_key", p->key, pageview, vid, false);
-            row_count(r, di, dim, p->value, pageview, vid, false);
+            row_dim(r, di, SD_PROP_KEY, p->key, pageview, vid);
+            row_count(r, di, dim, p->value, pageview, vid, schema_dim(SD_PROP)->visitors);
         }
     }
     if (vid != ROLLUP_NO_VISITOR) {

@@ -445,3 +445,30 @@ Test(rollup, large_batch_sums_are_exact)
                     (h[i - 1].ts == h[i].ts && h[i - 1].seq < h[i].seq))));
     }
 }
+
+/* ---- the schema table (schema.h) ---- */
+
+#include "schema.h"
+
+Test(rollup, schema_table_covers_every_visit_value_and_names_primary_hashes)
+{
+    for (int slot = 0; slot < ROLLUP_V_COUNT; slot++) {
+        const struct schema_dim *d = schema_visit_dim(slot);
+        cr_assert_not_null(d, "visit slot %d has no dimension", slot);
+        cr_expect(d->metrics & SCHEMA_VIS, "%s is counted per visit", d->name);
+        cr_expect_str_eq(rollup_visit_dim_name((enum rollup_visit_dim)slot), d->name);
+    }
+    cr_expect_str_eq(schema_primary_metric(schema_find("entry_page")), "vis");
+    cr_expect_str_eq(schema_primary_metric(schema_find("page")), "ev");
+    cr_expect_eq(schema_find("prop:plan"), schema_dim(SD_PROP));
+    cr_expect_null(schema_find("nonsense"));
+    cr_expect_eq(schema_find("source")->visitors, SCHEMA_U_PER_VISIT);
+    cr_expect_eq(schema_find("country")->visitors, SCHEMA_U_PER_EVENT);
+    /* no row visitors where nothing published needs them */
+    for (int i = 0; i < SD__COUNT; i++) {
+        const struct schema_dim *d = schema_dim((enum schema_dim_id)i);
+        if (!d->property)
+            cr_expect_eq(d->visitors, SCHEMA_U_NONE, "%s has row visitors nobody reads",
+                         d->name);
+    }
+}
