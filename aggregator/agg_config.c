@@ -57,6 +57,12 @@ const struct cfg_option agg_options[] = {
      "Bounds memory by traffic diversity and keeps rare, possibly identifying values "
      "(unique paths, tiny cities) from piling up.",
      false},
+    {"property_budget", CFG_INT, OPT(property_budget), "10000", 0, 10000000, NULL,
+     "Rows of all custom-property breakdowns (prop:<key>) together per site and day; later "
+     "new values are counted under \"(other)\" of their key.",
+     "One budget bounds what clients can make Redis hold for properties, whatever the "
+     "number of keys and values (docs/KEYS.md \"Memory bound\").",
+     false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",
      "An open visit (visitor hash, timestamps) is kept in memory and in the shard's "

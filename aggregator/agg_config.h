@@ -22,6 +22,7 @@ struct agg_config {
     long long future_skew_s;     /* events further in the future are refused */
     long long retention_days;    /* daily keys expire at end of day + this */
     long long breakdown_cap;     /* rows per dimension per site-day before "(other)" */
+    long long property_budget;   /* rows of all prop:<key> dimensions per site-day */
     long long session_timeout_s; /* a visit ends after this much inactivity */
     /* stats API */
     char *api_listen;            /* "host:port"; "" = no stats API in this process */

@@ -48,8 +48,13 @@ static long long load_rows(struct plan *p, struct shard_state *st, redisContext 
     for (size_t i = 0; i < p->npks; i++) {
         if (shard_rows_find(st, p->pks[i].key))
             continue;
-        const char *argv[] = {"HKEYS", p->pks[i].key};
-        redisAppendCommandArgv(rc, 2, argv, NULL);
+        if (p->pks[i].budget) {
+            const char *argv[] = {"HGET", p->pks[i].key, "prop"};
+            redisAppendCommandArgv(rc, 3, argv, NULL);
+        } else {
+            const char *argv[] = {"HKEYS", p->pks[i].key};
+            redisAppendCommandArgv(rc, 2, argv, NULL);
+        }
         nread++;
     }
     int rv = 0;
@@ -62,11 +67,20 @@ static long long load_rows(struct plan *p, struct shard_state *st, redisContext 
                 str_format(err, errlen, "reading rows: %s", rc->errstr);
                 return -1;
             }
-            if (rv == 0 && reply->type != REDIS_REPLY_ARRAY) {
+            bool budget_ok = k->budget && (reply->type == REDIS_REPLY_NIL ||
+                                           reply->type == REDIS_REPLY_STRING);
+            if (rv == 0 && reply->type != REDIS_REPLY_ARRAY && !budget_ok) {
                 reply_error(rc, reply, "reading rows", err, errlen);
                 rv = -1;
             }
-            if (rv == 0) {
+            if (rv == 0 && k->budget) {
+                sr = shard_rows_add(st, k->key);
+                long long used = 0;
+                if (reply->type == REDIS_REPLY_STRING &&
+                    !safe_strtoll(reply->str, 0, 1LL << 40, &used))
+                    used = 0;
+                sr->rows = used;
+            } else if (rv == 0) {
                 sr = shard_rows_add(st, k->key);
                 for (size_t j = 0; j < reply->elements; j++) {
                     const redisReply *f = reply->element[j];
@@ -325,6 +339,7 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     plan_reset(pl);
     pl->cap = p->breakdown_cap;
     pl->timeout = p->session_timeout_s;
+    pl->prop_budget = p->property_budget;
     c->commands = c->reads = 0;
     plan_collect(pl, r);
     long long nread = load_rows(pl, st, rc, err, errlen);

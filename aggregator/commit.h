@@ -28,6 +28,7 @@ struct commit_params {
     const char *owner;          /* this process's name in the leases */
     long long lease_ms;
     long long breakdown_cap;
+    long long property_budget;  /* rows of all prop:<key> breakdowns of a site-day */
     long long session_timeout_s;
     long long future_skew_s;    /* visits idle past timeout + skew of stream time close */
     int64_t now;                /* unix time: the realtime window */

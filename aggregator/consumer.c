@@ -503,8 +503,10 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
     char trim[64] = "";
     if (!id_after(last, trim, sizeof trim))
         trim[0] = '\0';
-    struct commit_params p = {c->cfg->consumer, c->cfg->lease_ms, c->cfg->breakdown_cap,
-                              c->cfg->session_timeout_s, c->cfg->future_skew_s, now};
+    struct commit_params p = {c->cfg->consumer,          c->cfg->lease_ms,
+                              c->cfg->breakdown_cap,     c->cfg->property_budget,
+                              c->cfg->session_timeout_s, c->cfg->future_skew_s,
+                              now};
     bool sweep = started >= st->next_sweep_ms;
     char err[512];
     enum commit_result res = commit_batch(c->commit, c->rc, st, &p, c->rollup, trim, c->fw,

@@ -67,6 +67,8 @@ static const char *pk_suffix(const char *dim)
     return strcmp(schema_primary_metric(schema_find(dim)), "vis") == 0 ? ":vis" : ":ev";
 }
 
+static uint32_t pk_intern(struct plan *p, const char *key, size_t len, bool budget);
+
 /* The index of the primary hash of `dim` in the site-day `base`. */
 static uint32_t pk_index(struct plan *p, const char *base, const char *dim)
 {
@@ -74,13 +76,29 @@ static uint32_t pk_index(struct plan *p, const char *base, const char *dim)
     size_t len;
     if (!join(key, &len, base, "b:", dim, pk_suffix(dim)))
         abort(); /* dims and bases are short: cannot happen */
+    return pk_intern(p, key, len, false);
+}
+
+/* The property-row budget of the site-day `base`: the hash <base>rows,
+ * field "prop", counts the rows of all its prop:<key> breakdowns. */
+static uint32_t budget_index(struct plan *p, const char *base)
+{
+    char key[KEY_MAX];
+    size_t len;
+    if (!join(key, &len, base, PLAN_BUDGET_KEY, NULL, NULL))
+        abort();
+    return pk_intern(p, key, len, true);
+}
+
+static uint32_t pk_intern(struct plan *p, const char *key, size_t len, bool budget)
+{
     bool created;
     const char *stored;
     uint32_t i = smap_intern(&p->pk_map, &p->arena, key, len, (uint32_t)p->npks, &created,
                              &stored);
     if (created) {
         GROW(p->pks, p->npks, p->pks_cap);
-        p->pks[p->npks++] = (struct pk){.key = stored, .spk = UINT32_MAX};
+        p->pks[p->npks++] = (struct pk){.key = stored, .spk = UINT32_MAX, .budget = budget};
     }
     return i;
 }
@@ -123,8 +141,10 @@ void plan_collect(struct plan *p, const struct rollup *r)
     const struct rollup_hit *hits = rollup_hits(r, &nhits);
     for (size_t i = 0; i < nrows; i++) {
         const char *base = days[rows[i].day].base;
-        if (strncmp(rows[i].dim, "prop:", 5) == 0)
+        if (strncmp(rows[i].dim, "prop:", 5) == 0) {
             pk_index(p, base, "prop_key");
+            budget_index(p, base);
+        }
         pk_index(p, base, rows[i].dim);
     }
     for (size_t i = 0; i < nhits; i++) {
@@ -248,9 +268,10 @@ static void pfadd(struct plan *p, const char *key, size_t klen, const char *memb
 }
 
 /* The row `value` is counted in: itself, or "(other)" once the breakdown
- * holds `cap` rows (docs/AGGREGATOR.md "Breakdown cap"). */
+ * holds `cap` rows, or for a prop:<key> breakdown once the site-day's
+ * property rows reach the budget (docs/AGGREGATOR.md "Breakdown cap"). */
 static const char *map_row(struct plan *p, const struct shard_state *st, const char *base,
-                           const char *dim, const char *value)
+                           const char *dim, const char *value, int64_t expire_at)
 {
     uint32_t pki = pk_index(p, base, dim);
     uint32_t ci = cell_index(p, pki, value); /* may move p->cells */
@@ -260,11 +281,18 @@ static const char *map_row(struct plan *p, const struct shard_state *st, const c
     struct pk *k = &p->pks[c->pk];
     c->exists = strcmp(value, ROLLUP_OTHER) != 0 && k->spk != UINT32_MAX &&
                 shard_row_exists(st, &st->pks[k->spk], value);
+    struct pk *budget = NULL;
+    if (strncmp(dim, "prop:", 5) == 0)
+        budget = &p->pks[budget_index(p, base)];
     if (strcmp(value, ROLLUP_OTHER) == 0 || c->exists) {
         c->row = value;
-    } else if (k->rows < p->cap) {
+    } else if (k->rows < p->cap && (!budget || budget->rows < p->prop_budget)) {
         c->row = value;
         k->rows++;
+        if (budget) {
+            budget->rows++;
+            hincr_at(p, base, PLAN_BUDGET_KEY, "prop", 1, expire_at);
+        }
     } else {
         c->row = ROLLUP_OTHER;
     }
@@ -306,7 +334,7 @@ static void visit(struct plan *p, const struct shard_state *st, const char *base
         if (!values[d][0])
             continue;
         const char *dim = rollup_visit_dim_name((enum rollup_visit_dim)d);
-        const char *row = map_row(p, st, base, dim, values[d]);
+        const char *row = map_row(p, st, base, dim, values[d], expire_at);
         count_row(p, base, dim, row, ":vis", 1, expire_at);
         if (visit_dim_has_visitors(d))
             count_row_visitor(p, base, dim, row, visitor, expire_at);
@@ -380,9 +408,10 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
         const struct rollup_row *row = &rows[i];
         const struct rollup_day *d = &days[row->day];
         if (strncmp(row->dim, "prop:", 5) == 0 &&
-            strcmp(map_row(p, st, d->base, "prop_key", row->dim + 5), ROLLUP_OTHER) == 0)
+            strcmp(map_row(p, st, d->base, "prop_key", row->dim + 5, d->expire_at),
+                   ROLLUP_OTHER) == 0)
             continue;
-        const char *target = map_row(p, st, d->base, row->dim, row->value);
+        const char *target = map_row(p, st, d->base, row->dim, row->value, d->expire_at);
         if (row->pv > 0)
             count_row(p, d->base, row->dim, target, ":pv", row->pv, d->expire_at);
         count_row(p, d->base, row->dim, target, ":ev", row->ev, d->expire_at);

@@ -23,12 +23,14 @@
 #define KEY_MAX 4096          /* the longest key: base + "u:" + dim + ":" + a 2000-byte path */
 #define REALTIME_WINDOW_S 300 /* realtime visitors: the last five minutes */
 #define REALTIME_KEEP_S 420   /* a minute's HyperLogLog lives this long past its minute */
+#define PLAN_BUDGET_KEY "rows" /* <base>rows: field "prop" = property rows of the site-day */
 
 /* A breakdown's primary hash (b:<dim>:ev, b:entry_page:vis). */
 struct pk {
     const char *key;
     uint32_t spk;         /* its index in the shard's memory */
     long long rows;       /* rows other than "(other)": known, plus admitted */
+    bool budget;          /* the site-day's property budget (<base>rows), not a hash of rows */
 };
 
 /* One value of one breakdown the batch touches. */
@@ -89,7 +91,7 @@ struct plan {
     size_t npfs, pfs_cap;
     const char **closed;  /* checkpoint fields of visits the sweep closes */
     size_t nclosed, closed_cap;
-    long long cap, timeout;
+    long long cap, timeout, prop_budget;
 };
 
 /* Forget the last plan (keeps the buffers) / free everything. */

@@ -296,7 +296,9 @@ Test(aggregator, stale_epoch_is_refused_and_takeover_reloads_the_checkpoint, .ti
 
     struct rollup *r = rollup_new(KP, 30);
     struct commit *c = commit_new();
-    struct commit_params px = {"x", 60000, 1000, 1800, 300, e->now};
+    struct commit_params px = {.owner = "x", .lease_ms = 60000, .breakdown_cap = 1000,
+                               .property_budget = 10000, .session_timeout_s = 1800,
+                               .future_skew_s = 300, .now = e->now};
     struct commit_params py = px;
     py.owner = "y";
 
