@@ -222,6 +222,8 @@ err:
 
 /* ---- leases ---- */
 
+static void measure_backlog(struct consumer *c);
+
 /* Heartbeat, renew, then release or acquire towards this process's share
  * of the shards: ceil(shards / live processes). Returns 0 or -1. */
 static int manage_leases(struct consumer *c, uint64_t now_ms)
@@ -287,6 +289,7 @@ static int manage_leases(struct consumer *c, uint64_t now_ms)
         pthread_mutex_unlock(&c->lock);
     }
     publish_owned(c);
+    measure_backlog(c);
 out:
     free(owned);
     free(ok);
@@ -719,11 +722,8 @@ int consumer_run(struct consumer *c, int stop_fd)
 
     while (!stop_requested(stop_fd, 0)) {
         now = clock_ms();
-        if (now >= c->next_report_ms) {
-            if (c->state == CS_RUNNING)
-                measure_backlog(c);
+        if (now >= c->next_report_ms)
             report(c, now, false);
-        }
         if (c->state == CS_DISCONNECTED) {
             char err[512];
             if (connect_redis(c, err, sizeof err) != 0) {

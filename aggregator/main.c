@@ -18,6 +18,7 @@
 #include "agg_config.h"
 #include "auth.h"
 #include "consumer.h"
+#include "rollup_metrics.h"
 #include "log.h"
 #include "stats_api.h"
 #include "util.h"
@@ -81,6 +82,8 @@ int main(int argc, char **argv)
     }
     evthread_use_pthreads();
 
+    consumer = consumer_new(&conf);
+    rollup_metrics_register(consumer); /* before the stats API thread reads it */
     if (conf.api_listen[0]) {
         api = stats_api_start(&conf, err, sizeof err);
         if (!api) {
@@ -91,7 +94,6 @@ int main(int argc, char **argv)
         log_info("api_listen is empty: this process only rolls up");
     }
 
-    consumer = consumer_new(&conf);
     log_info("veil-aggregator %s: redis %s, owner '%s', %lld shards, lease %lld ms, batch %lld, "
              "retention %lld days, breakdown cap %lld, session timeout %lld s",
              VEIL_VERSION, conf.redis, conf.consumer, conf.shards, conf.lease_ms,

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "output.h"
 #include "query.h"
+#include "rollup_metrics.h"
 #include "static_files.h"
 #include "util.h"
 
@@ -643,6 +644,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
         rq.status = 200;
         rq.content_type = "text/plain; version=0.0.4; charset=utf-8";
         api_metrics_render(&rq.api->metrics, rq.body);
+        rollup_metrics_render(rq.body);
     } else {
         handle_static(&rq, path);
     }

@@ -411,6 +411,19 @@ Test(aggregator, runs_stats_api_beside_rollup_and_stops_on_sigterm, .timeout = 6
     xadd(e->rc, &ev);
     wait_drained(e, 15000);
     cr_expect_eq(hget(e, "totals", "pageviews"), 1);
+    /* the roll-up's metrics, with HELP and TYPE lines */
+    char *body = NULL;
+    cr_assert_eq(harness_http(port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
+    const char *want[] = {"# TYPE veil_aggregator_batch_events histogram",
+                          "# HELP veil_aggregator_stream_lag_seconds ",
+                          "veil_aggregator_events_total 1\n",
+                          "veil_aggregator_shards_owned 16\n",
+                          "veil_aggregator_commits_total 1\n",
+                          "veil_aggregator_events_rejected_total{reason=\"future\"} 0\n",
+                          "veil_aggregator_commit_seconds_count 1\n"};
+    for (size_t i = 0; i < ARRAY_LEN(want); i++)
+        cr_expect(body && strstr(body, want[i]), "/metrics lacks %s:\n%s", want[i], body);
+    free(body);
     agg_stop_ok(agg);
     cr_expect_neq(harness_wait_http(port, "/healthz", 200), 0, "the API stopped with it");
 }
