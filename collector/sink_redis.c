@@ -1,6 +1,6 @@
 /* sink_redis.c - memory buffer, spool and pipelined Redis delivery of one
- * worker thread (see sink_redis.h and docs/DELIVERY.md); what goes over
- * the wire, and the payload layout, are in sink_wire.c.
+ * worker thread (sink_redis.h, docs/DELIVERY.md); the payload layout, the
+ * delivery script and the wire form of a call are in sink_wire.c.
  *
  * State: DISCONNECTED -> CONNECTING -> LOADING (shard count checked,
  * SCRIPT LOAD sent) -> READY -> CLOSING (after a transient error) ->
@@ -11,35 +11,17 @@
  * memory only when the spool has nothing unread, and the spool is read
  * back into the tail of `queue`.
  *
- * Calls: a delivery batch is a prefix of `queue` (at most SINK_BATCH_MAX
- * events and SINK_BATCH_BYTES). Its events are grouped by (lane, shard),
- * keeping their order, and each group is one EVALSHA that adds ONE stream
- * entry to veil:{shard}:events holding all of them, so every call touches
- * the keys of one shard (one Redis Cluster slot). A group's events join
- * `inflight` together, in call order, and `batches` (a FIFO of group
- * sizes) says how many events at the head of `inflight` each reply stands
- * for. Order is kept per (lane, shard), which is all exactly-once needs;
- * across shards there is no order (different streams).
- *
- * When batches leave: sink_push only queues the event and arms `flush_ev`
- * once, as a timer of batch_wait_us (default 1 ms), so every event accepted
- * meanwhile shares the calls (a full batch leaves at once); with
- * batch_wait_us=0 it is activated instead and runs after the other
- * callbacks of the current loop iteration. Answers to clients never wait
- * for it.
- *
- * Exactly once into the streams: each event carries its lane (the spool
- * group "<run id>-<worker>" of the sink that accepted it) and a sequence
- * number in that lane, increasing in acceptance order across all shards.
- * The delivery script keeps the high-water mark of (lane, shard) in
- * veil:{s}:lane:<lane>; for a call numbered first..last it cuts the events
- * at or below the mark (already added), adds the rest as one entry and
- * sets the mark to last, atomically. A call also names `prev`, the last
- * number of that lane and shard sent before it on this connection: if the
- * mark is below prev, an earlier call was refused and this one is too
- * (VEILGAP), to be sent again in order after reconnecting. The first call
- * of a (lane, shard) on a connection has prev 0. Never blocks the loop on
- * Redis; never holds an IP or a User-Agent. */
+ * Calls: a delivery batch is a prefix of `queue`, grouped by (lane,
+ * shard) in order; each group is one EVALSHA adding ONE entry to
+ * veil:{shard}:events (one Redis Cluster slot per call). A group's events
+ * join `inflight` together, in call order; `batches` (a FIFO of group
+ * sizes) says how many events at the head of `inflight` each reply
+ * settles. Order is kept per (lane, shard), which is all exactly-once
+ * (the lane marks, sink_wire.c) needs. sink_push only queues and arms
+ * `flush_ev` once, as a timer of batch_wait_us (activated at once when 0),
+ * so events accepted meanwhile share the calls; answers to clients never
+ * wait for it. Never blocks the loop on Redis; never holds an IP or a
+ * User-Agent. */
 #include "sink_redis.h"
 
 #include <stdlib.h>
@@ -329,24 +311,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Errors after which sending the same event again can succeed. */
-static bool transient_error(const char *msg)
-{
-    static const char *const prefixes[] = {"OOM",     "LOADING",  "BUSY",        "MASTERDOWN",
-                                           "READONLY", "NOSCRIPT", "VEILGAP",     "TRYAGAIN",
-                                           "CLUSTERDOWN", "NOREPLICAS"};
-    for (size_t i = 0; i < ARRAY_LEN(prefixes); i++)
-        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
-            return true;
-    return false;
-}
-
-/* Length of the error code (first word) of a Redis error, for logs. */
-static int error_code_len(const char *msg)
-{
-    return (int)strcspn(msg, " ");
-}
-
 /* The number of events the oldest unanswered call carries. */
 static size_t batch_pop(struct sink *s)
 {
@@ -366,13 +330,6 @@ static void settle(struct sink *s, size_t n)
         cmd_done(s, c);
 }
 
-/* Integer element i of an array reply, or 0. */
-static long long reply_int(const redisReply *r, size_t i)
-{
-    return i < r->elements && r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer
-                                                                          : 0;
-}
-
 /* The reply to one call: the events at the head of `inflight`. */
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -389,12 +346,12 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         metrics_inc(s->m, M_REDIS_ERRORS);
-        if (transient_error(reply->str)) {
+        if (wire_error_transient(reply->str)) {
             list_move(&s->inflight, &s->returned, n);
             if (s->state == SINK_READY && s->ac == ac) {
                 log_warn("redis answered %.*s; sending again from the oldest unacknowledged "
                          "event after backoff (%d ms)",
-                         error_code_len(reply->str), reply->str, s->backoff_ms);
+                         wire_error_code_len(reply->str), reply->str, s->backoff_ms);
                 s->refused = true;
                 sink_set_state(s, SINK_CLOSING);
                 redisAsyncDisconnect(ac);
@@ -406,24 +363,16 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         settle(s, n);
         return;
     }
-    /* events cut as already added (-1: all), and XADD's refusal if any */
-    long long cut = 0, refused = 0;
-    if (reply->type == REDIS_REPLY_INTEGER) {
-        cut = reply->integer < 0 ? (long long)n : reply->integer;
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
-        cut = reply_int(reply, 0);
-        refused = (long long)n - (cut < 0 ? 0 : cut);
-        const redisReply *why = reply->elements > 1 ? reply->element[1] : NULL;
-        log_error("redis refused a stream entry of %lld events (not retried): %.120s", refused,
-                  why && why->str ? why->str : "no reason given");
-    } else {
+    struct wire_outcome o;
+    wire_reply_outcome(reply, n, &o);
+    if (o.unexpected)
         log_error("unexpected reply type %d to the delivery script", reply->type);
-    }
-    cut = cut < 0 ? 0 : cut > (long long)n ? (long long)n : cut;
-    refused = refused < 0 ? 0 : refused > (long long)n - cut ? (long long)n - cut : refused;
-    count(s, M_REDIS_WRITTEN, n - (size_t)cut - (size_t)refused);
-    count(s, M_REDIS_DUPLICATES, (uint64_t)cut);
-    count(s, M_REDIS_ERRORS, (uint64_t)refused);
+    if (o.refused)
+        log_error("redis refused a stream entry of %zu events (not retried): %.120s", o.refused,
+                  o.why ? o.why : "no reason given");
+    count(s, M_REDIS_WRITTEN, o.written);
+    count(s, M_REDIS_DUPLICATES, o.cut);
+    count(s, M_REDIS_ERRORS, o.refused);
     settle(s, n);
     s->refused = false;
     s->backoff_ms = SINK_BACKOFF_MIN_MS;
@@ -576,8 +525,8 @@ static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
     metrics_inc(s->m, M_REDIS_ERRORS);
     const char *msg = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
-    if (transient_error(msg))
-        log_warn("redis is not ready (%.*s); retrying", error_code_len(msg), msg);
+    if (wire_error_transient(msg))
+        log_warn("redis is not ready (%.*s); retrying", wire_error_code_len(msg), msg);
     else
         log_error("redis refused the delivery script (%.160s); Redis 7.0 or later is required",
                   msg);
@@ -650,18 +599,8 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 static void sink_connect(struct sink *s)
 {
-    redisAsyncContext *ac;
-    if (strncmp(s->redis, "unix:", 5) == 0) {
-        ac = redisAsyncConnectUnix(s->redis + 5);
-    } else {
-        char host[300];
-        int port = 0;
-        hostport_split(s->redis, host, sizeof host, &port);
-        ac = redisAsyncConnect(host, port);
-    }
-    if (!ac || ac->err) {
-        if (ac)
-            redisAsyncFree(ac);
+    redisAsyncContext *ac = wire_connect(s->redis);
+    if (!ac) {
         sink_set_state(s, SINK_DISCONNECTED);
         return;
     }

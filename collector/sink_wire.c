@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <async.h>
+
 #include "shard.h"
 #include "util.h"
 
@@ -343,4 +345,61 @@ void wire_call_free(struct wire_call *w)
     free(w->buf);
     free(w->gaps);
     memset(w, 0, sizeof *w);
+}
+
+/* ---- replies ---- */
+
+bool wire_error_transient(const char *msg)
+{
+    static const char *const prefixes[] = {"OOM",     "LOADING",  "BUSY",        "MASTERDOWN",
+                                           "READONLY", "NOSCRIPT", "VEILGAP",     "TRYAGAIN",
+                                           "CLUSTERDOWN", "NOREPLICAS"};
+    for (size_t i = 0; i < ARRAY_LEN(prefixes); i++)
+        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+int wire_error_code_len(const char *msg)
+{
+    return (int)strcspn(msg, " ");
+}
+
+void wire_reply_outcome(const redisReply *r, size_t n, struct wire_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    long long cut = 0;
+    size_t refused = 0;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        cut = r->integer < 0 ? (long long)n : r->integer;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+               r->element[0]->type == REDIS_REPLY_INTEGER) {
+        cut = r->element[0]->integer;
+        refused = n;
+        if (r->elements > 1 && r->element[1]->str)
+            o->why = r->element[1]->str;
+    } else {
+        o->unexpected = true;
+    }
+    o->cut = cut < 0 ? 0 : cut > (long long)n ? n : (size_t)cut;
+    o->refused = refused > o->cut ? refused - o->cut : 0;
+    o->written = n - o->cut - o->refused;
+}
+
+redisAsyncContext *wire_connect(const char *addr)
+{
+    redisAsyncContext *ac;
+    if (strncmp(addr, "unix:", 5) == 0) {
+        ac = redisAsyncConnectUnix(addr + 5);
+    } else {
+        char host[300];
+        int port = 0;
+        hostport_split(addr, host, sizeof host, &port);
+        ac = redisAsyncConnect(host, port);
+    }
+    if (ac && ac->err) {
+        redisAsyncFree(ac);
+        ac = NULL;
+    }
+    return ac;
 }

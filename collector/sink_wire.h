@@ -3,7 +3,8 @@
  * payload), the delivery script, and the Redis-protocol form of one
  * delivery call (one shard, one lane, many events in one stream entry).
  *
- * No I/O here: building and checking bytes only. A payload holds the
+ * No I/O here (wire_connect only starts a connection): building and
+ * checking bytes. A payload holds the
  * derived event (event_pack), its lane and its number: never an IP or a
  * User-Agent. */
 #ifndef VEIL_SINK_WIRE_H
@@ -12,6 +13,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <async.h>
+#include <hiredis.h>
 
 #include "event.h"
 #include "spool.h"
@@ -95,5 +99,25 @@ void wire_call_add(struct wire_call *w, uint64_t seq, const char *packed, size_t
 const char *wire_call_end(struct wire_call *w, const char *sha, unsigned shard, const char *lane,
                           bool legacy, uint64_t prev, size_t *len);
 void wire_call_free(struct wire_call *w);
+
+/* Errors after which sending the same call again can succeed (OOM,
+ * LOADING, READONLY, VEILGAP, ...): Redis is treated as down. */
+bool wire_error_transient(const char *msg);
+/* Length of the error code (first word) of a Redis error, for logs. */
+int wire_error_code_len(const char *msg);
+
+/* What a non-error reply to one delivery call of n events says. */
+struct wire_outcome {
+    size_t written;   /* events added to the stream */
+    size_t cut;       /* events the lane had delivered already (duplicates not added) */
+    size_t refused;   /* events XADD refused (given up, never retried) */
+    const char *why;  /* XADD's reason then (points into the reply), or NULL */
+    bool unexpected;  /* a reply the script never gives: counted as written */
+};
+void wire_reply_outcome(const redisReply *r, size_t n, struct wire_outcome *o);
+
+/* Start connecting to `addr` (the redis directive: host:port or
+ * unix:/path) without blocking; NULL when that fails at once. */
+redisAsyncContext *wire_connect(const char *addr);
 
 #endif
