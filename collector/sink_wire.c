@@ -16,9 +16,11 @@
 #include "shard.h"
 #include "util.h"
 
-/* KEYS[1] the shard's stream, KEYS[2] the lane's mark in that shard,
- * KEYS[3] (only for lanes numbered by version 1) the old mark of the whole
- * lane. ARGV[1] prev (0: none), ARGV[2] the first number, ARGV[3] the
+/* KEYS[1] the shard's stream, KEYS[2] the lane's mark in that shard
+ * (veil:{s}:lane:<lane>, or veil:{s}:lane:<lane>:v1 for a lane numbered by
+ * version 1), KEYS[3] (only for those) the old mark of the whole lane,
+ * veil:{0}:lane:<lane>, which is only read: raising it with shard 0's
+ * progress would cut other shards' events. ARGV[1] prev (0: none), ARGV[2] the first number, ARGV[3] the
  * last, ARGV[4] the mark's TTL, ARGV[5] the batch value (EVENT_BATCH_*),
  * ARGV[6] the differences between consecutive numbers, space-separated
  * ("" when they are all 1).
@@ -290,7 +292,8 @@ const char *wire_call_end(struct wire_call *w, const char *sha, unsigned shard, 
     char prefix[SHARD_PREFIX_MAX];
     size_t plen = shard_key_prefix(prefix, sizeof prefix, shard);
     size_t lane_len = strlen(lane);
-    char key[SHARD_PREFIX_MAX + sizeof SINK_LANE_PREFIX_TAIL + SPOOL_GROUP_MAX];
+    char key[SHARD_PREFIX_MAX + sizeof SINK_LANE_PREFIX_TAIL + SPOOL_GROUP_MAX +
+             sizeof SINK_LEGACY_MARK_SUFFIX];
     char head[HEAD_ROOM];
     char *p = head;
     *p++ = '*';
@@ -305,7 +308,12 @@ const char *wire_call_end(struct wire_call *w, const char *sha, unsigned shard, 
     p = put_bulk(p, key, plen + sizeof SINK_STREAM_TAIL - 1);
     memcpy(key + plen, SINK_LANE_PREFIX_TAIL, sizeof SINK_LANE_PREFIX_TAIL - 1);
     memcpy(key + plen + sizeof SINK_LANE_PREFIX_TAIL - 1, lane, lane_len);
-    p = put_bulk(p, key, plen + sizeof SINK_LANE_PREFIX_TAIL - 1 + lane_len);
+    size_t key_len = plen + sizeof SINK_LANE_PREFIX_TAIL - 1 + lane_len;
+    if (legacy) { /* never the old mark itself, which shard 0's key would be */
+        memcpy(key + key_len, SINK_LEGACY_MARK_SUFFIX, sizeof SINK_LEGACY_MARK_SUFFIX - 1);
+        key_len += sizeof SINK_LEGACY_MARK_SUFFIX - 1;
+    }
+    p = put_bulk(p, key, key_len);
     if (legacy) {
         memcpy(key, SINK_LEGACY_LANE_PREFIX, sizeof SINK_LEGACY_LANE_PREFIX - 1);
         memcpy(key + sizeof SINK_LEGACY_LANE_PREFIX - 1, lane, lane_len);

@@ -32,7 +32,8 @@
 #define PAYLOAD_LEGACY 0x01
 
 #define SINK_LANE_PREFIX_TAIL "lane:"       /* veil:{s}:lane:<lane> */
-#define SINK_LEGACY_LANE_PREFIX "veil:{0}:lane:"
+#define SINK_LEGACY_LANE_PREFIX "veil:{0}:lane:" /* version 1's mark, read only */
+#define SINK_LEGACY_MARK_SUFFIX ":v1" /* veil:{s}:lane:<lane>:v1: such a lane's new marks */
 #define SINK_STREAM_TAIL "events"           /* veil:{s}:events */
 #define SINK_LANE_TTL "2592000" /* 30 days: how long a lane's mark outlives its last event */
 

@@ -220,6 +220,8 @@ Test(delivery, script_cuts_what_a_lane_delivered_and_refuses_gaps, .timeout = 60
     freeReplyObject(set);
     uint64_t e[] = {5, 7, 8};
     cr_expect_eq(call_int(s.rc, "OLD", true, 0, e, 3), 2);
+    cr_expect_eq(cmd_int(s.rc, "GET %s", "veil:{0}:lane:OLD"), 7, "the old mark is only read");
+    cr_expect_eq(cmd_int(s.rc, "GET %s", "veil:{5}:lane:OLD:v1"), 8);
     struct harness_events got;
     char err[160];
     cr_assert_eq(harness_stream_events(s.rc, true, &got, err, sizeof err), 9, "%s", err);
@@ -249,7 +251,8 @@ static size_t v1_payload(uint8_t *buf, const char *lane, uint64_t seq, int n, bo
 {
     struct event_record ev;
     event_record_init(&ev);
-    snprintf(ev.site, sizeof ev.site, n % 2 ? "a.example" : "b.example");
+    /* y.example is in shard 0, where the old mark veil:{0}:lane:<lane> lives */
+    snprintf(ev.site, sizeof ev.site, n % 2 ? "a.example" : "y.example");
     snprintf(ev.day, sizeof ev.day, "2026-12-06");
     ev.ts = 1796515200;
     snprintf(ev.name, sizeof ev.name, "pageview");
@@ -331,6 +334,14 @@ Test(delivery, a_version_1_spool_is_replayed_into_the_shard_streams, .timeout = 
     harness_events_free(&e);
     cr_expect_eq(metric(&s, "veil_collector_redis_duplicates_suppressed_total"), 10);
     cr_expect_eq(metric(&s, "veil_collector_replayed_events_total"), 40);
+    /* the old mark is only read; each shard has its own new mark */
+    char key[100];
+    snprintf(key, sizeof key, "veil:{0}:lane:%s", lane);
+    cr_expect_eq(cmd_int(s.rc, "GET %s", key), 10);
+    snprintf(key, sizeof key, "veil:{0}:lane:%s:v1", lane);
+    cr_expect_eq(cmd_int(s.rc, "GET %s", key), 39, "the last of y.example (n 38: seq 39)");
+    snprintf(key, sizeof key, "veil:{8}:lane:%s:v1", lane);
+    cr_expect_eq(cmd_int(s.rc, "GET %s", key), 40, "the last of a.example (n 39: seq 40)");
     stack_free(&s);
 }
 
