@@ -108,6 +108,15 @@ const struct cfg_option collector_options[] = {
      "each event-loop iteration at its end.",
      "A waiting event holds the derived stream fields only, never an IP or a User-Agent.",
      false},
+    /* default SHARDS_DEFAULT, bound SHARDS_MAX (include/shard.h) */
+    {"shards", CFG_INT, OPT(shards), "16", 1, 1024, NULL,
+     "Logical shards of the installation: a site's events go to the stream "
+     "veil:{<shard>}:events of its shard. The same for every collector and aggregator "
+     "of one Redis; the first to start stores it in veil:meta:shards, and a collector "
+     "whose value differs does not start (or, noticed on a reconnect, delivers nothing "
+     "until they agree). Chosen at install; changing it is a procedure "
+     "(docs/DELIVERY.md).",
+     NULL, false},
     {"spool_dir", CFG_STRING, OPT(spool_dir), "/var/lib/veil/spool", 0, 1000, NULL,
      "Directory of the disk spool (created 0700): events past max_buffered_events wait here "
      "while Redis is away, and what Redis has not acknowledged at shutdown is saved here and "

@@ -37,6 +37,7 @@ struct collector_config {
     long long max_connections;  /* all threads together */
     long long max_buffered_events;
     long long batch_wait_us;
+    long long shards;           /* logical shards of the installation (shard.h) */
     char *spool_dir;            /* "" = no disk spool */
     long long spool_max_bytes;  /* all threads together */
     int spool_fsync;            /* enum spool_fsync */
