@@ -539,7 +539,7 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
     if (sweep)
         st->next_sweep_ms = done + SWEEP_EVERY_MS;
     unsigned long long nev = t.events + t.rejected + t.future + t.expired + t.forwarded;
-    st->events_per_entry = 0.8 * st->events_per_entry + 0.2 * ((double)nev / (double)n);
+    st->events_per_entry = nev ? (double)nev / (double)n : 1.0;
     unsigned long long first_ms = 0;
     for (size_t i = 0; i < first->len && first->str[i] != '-'; i++)
         first_ms = first_ms * 10 + (unsigned long long)(first->str[i] - '0');
@@ -572,7 +572,7 @@ static int step_read(struct consumer *c)
     size_t n = owned_count(c);
     if (n == 0)
         return 0;
-    double per_entry = 1.0;
+    double per_entry = 1.0; /* the largest entries of the owned shards size the read */
     for (size_t i = 0; i < c->nshards; i++)
         if (c->shards[i].owned && c->shards[i].events_per_entry > per_entry)
             per_entry = c->shards[i].events_per_entry;

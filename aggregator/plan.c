@@ -250,18 +250,23 @@ static void hincr_at(struct plan *p, const char *base, const char *suffix, const
         hincr(p, key, len, field, delta, expire_at);
 }
 
-/* PFADD member to key; a member already planned for the key is skipped. */
+/* PFADD member to key. */
 static void pfadd(struct plan *p, const char *key, size_t klen, const char *member,
                   int64_t expire_at, bool realtime)
 {
     uint32_t k = wkey_index(p, key, klen, expire_at, realtime);
-    char buf[4 + KEY_MAX];
-    const char *ik;
-    size_t iklen = plan_indexed_key(p, &buf, k, member, &ik);
-    bool created;
-    smap_intern(&p->pf_map, &p->arena, ik, iklen, 0, &created, NULL);
-    if (!created)
-        return;
+    if (realtime) {
+        /* a visitor's events of one minute: added once (row visitors come
+         * distinct per row from rollup.c; a repeat costs Redis nothing but
+         * an argument, so they are not checked again here) */
+        char buf[4 + KEY_MAX];
+        const char *ik;
+        size_t iklen = plan_indexed_key(p, &buf, k, member, &ik);
+        bool created;
+        smap_intern(&p->pf_map, &p->arena, ik, iklen, 0, &created, NULL);
+        if (!created)
+            return;
+    }
     GROW(p->pfs, p->npfs, p->pfs_cap);
     p->pfs[p->npfs] = (struct pfitem){k, (uint32_t)p->npfs, member};
     p->npfs++;
@@ -350,9 +355,13 @@ static void realtime(struct plan *p, const struct rollup_session *rs, const char
         return;
     char key[KEY_MAX];
     int64_t minute = ts / 60;
-    if (!str_format(key, sizeof key, "%s%lld", rs->realtime_key, (long long)minute))
+    size_t len = strlen(rs->realtime_key);
+    if (len + 24 > sizeof key)
         return;
-    pfadd(p, key, strlen(key), visitor, minute * 60 + 60 + REALTIME_KEEP_S, true);
+    memcpy(key, rs->realtime_key, len);
+    len = (size_t)(uint_to_dec(key + len, (uint64_t)minute) - key);
+    key[len] = '\0';
+    pfadd(p, key, len, visitor, minute * 60 + 60 + REALTIME_KEEP_S, true);
 }
 
 /* One event of a visitor, in session then time order (rollup_finish):

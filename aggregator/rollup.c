@@ -40,9 +40,15 @@ static bool pairset_add(struct pairset *ps, uint32_t owner, uint32_t visitor)
         free(old.slots);
     }
     uint64_t v = ((uint64_t)owner << 32 | visitor) + 1;
-    uint64_t h = v * 0x9E3779B97F4A7C15ULL;
+    /* splitmix64's finalizer: every bit of owner and visitor reaches the
+     * low bits used as the slot (a plain multiply left owners out of them
+     * for small tables, and every row's pairs probed one long chain) */
+    uint64_t h = v;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
     size_t mask = ps->cap - 1;
-    for (size_t i = (size_t)(h >> 20) & mask;; i = (i + 1) & mask) {
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         if (ps->slots[i] == v)
             return false;
         if (ps->slots[i] == 0) {
@@ -54,6 +60,12 @@ static bool pairset_add(struct pairset *ps, uint32_t owner, uint32_t visitor)
 }
 
 /* ---- the combiner ---- */
+
+/* Which per-visitor dimensions a visitor was added to, for one day. */
+struct visitor_mask {
+    uint32_t day;   /* UINT32_MAX: none yet */
+    uint32_t dims;  /* bit per dim (dim_bit) */
+};
 
 struct rollup {
     char *prefix;
@@ -70,6 +82,8 @@ struct rollup {
     size_t nhits, hits_cap;
     const char **visitors; /* id -> 16 hex digits */
     size_t nvisitors, visitors_cap;
+    struct visitor_mask *masks; /* id -> its per-visitor rows of the batch */
+    size_t masks_cap;
     struct smap day_map, row_map, session_map, visitor_map;
     struct pairset seen;
 };
@@ -137,6 +151,7 @@ void rollup_free(struct rollup *r)
     free(r->sessions);
     free(r->hits);
     free(r->visitors);
+    free(r->masks);
     smap_free(&r->day_map);
     smap_free(&r->row_map);
     smap_free(&r->session_map);
@@ -177,6 +192,11 @@ static uint32_t visitor_id(struct rollup *r, const char *hash)
                               &created, &stored);
     if (created) {
         GROW(r->visitors, r->nvisitors, r->visitors_cap);
+        if (r->masks_cap < r->visitors_cap) {
+            r->masks_cap = r->visitors_cap;
+            r->masks = xrealloc(r->masks, r->masks_cap * sizeof *r->masks);
+        }
+        r->masks[r->nvisitors] = (struct visitor_mask){UINT32_MAX, 0};
         r->visitors[r->nvisitors++] = stored; /* the map's NUL-terminated copy */
     }
     return id;
@@ -237,10 +257,11 @@ static size_t row_key(char *buf, uint32_t day, const char *dim, const char *valu
 
 /* Count one event into row (day, dim, value); returns the row's value as
  * stored (stable until reset), or "" when the value is empty or unusable. */
-static const char *row_count(struct rollup *r, uint32_t day, const char *dim, const char *value,
-                             bool pageview, uint32_t visitor, enum schema_visitors visitors)
+static const char *row_count(struct rollup *r, uint32_t day, const char *dim,
+                             enum schema_dim_id id, const char *value, bool pageview,
+                             uint32_t visitor, enum schema_visitors visitors)
 {
-    bool visitors_at_visit = visitors != SCHEMA_U_PER_EVENT;
+    bool visitors_at_visit = visitors == SCHEMA_U_PER_VISIT || visitors == SCHEMA_U_NONE;
     if (value[0] == '\0')
         return "";
     char key[ROW_KEY_MAX];
@@ -264,7 +285,21 @@ static const char *row_count(struct rollup *r, uint32_t day, const char *dim, co
     row->ev++;
     if (pageview)
         row->pv++;
-    if (visitors == SCHEMA_U_PER_EVENT)
+    if (visitors == SCHEMA_U_PER_VISITOR && visitor != ROLLUP_NO_VISITOR) {
+        /* one row per visitor and day: a mask per visitor instead of the
+         * pair set (most of the batch's pairs are of these dims) */
+        uint32_t bit = 1u << id; /* SD__COUNT < 32 */
+        struct visitor_mask *m = &r->masks[visitor];
+        if (m->day != day) {
+            m->day = day;
+            m->dims = 0;
+        }
+        if (m->dims & bit)
+            return row->value;
+        m->dims |= bit;
+        GROW(row->visitors, row->nvisitors, row->visitors_cap);
+        row->visitors[row->nvisitors++] = visitor;
+    } else if (visitors == SCHEMA_U_PER_EVENT)
         visitors_add(r, idx, visitor, &row->visitors, &row->nvisitors, &row->visitors_cap);
     return row->value;
 }
@@ -274,7 +309,7 @@ static const char *row_dim(struct rollup *r, uint32_t day, enum schema_dim_id id
                            const char *value, bool pageview, uint32_t visitor)
 {
     const struct schema_dim *d = schema_dim(id);
-    return row_count(r, day, d->name, value, pageview, visitor, d->visitors);
+    return row_count(r, day, d->name, id, value, pageview, visitor, d->visitors);
 }
 
 static uint32_t session_index(struct rollup *r, const char *site, uint32_t visitor)
@@ -297,6 +332,18 @@ static uint32_t session_index(struct rollup *r, const char *site, uint32_t visit
         s->visitor = visitor;
     }
     return idx;
+}
+
+/* "<a><sep><b>" into out (no printf: this runs per event). */
+static bool join2(char *out, size_t outlen, const char *a, char sep, const char *b)
+{
+    size_t al = strlen(a), bl = strlen(b);
+    if (al + 1 + bl + 1 > outlen)
+        return false;
+    memcpy(out, a, al);
+    out[al] = sep;
+    memcpy(out + al + 1, b, bl + 1);
+    return true;
 }
 
 enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, int64_t now,
@@ -352,9 +399,9 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
                                                : ROLLUP_DIRECT;
         region[0] = version[0] = '\0';
         if (ev->country[0] && ev->region[0])
-            str_format(region, sizeof region, "%s-%s", ev->country, ev->region);
+            join2(region, sizeof region, ev->country, '-', ev->region);
         if (ev->browser[0] && ev->browser_major[0])
-            str_format(version, sizeof version, "%s %s", ev->browser, ev->browser_major);
+            join2(version, sizeof version, ev->browser, ' ', ev->browser_major);
         const char *device = ev->device == DEVICE_UNKNOWN ? "" : device_class_name(ev->device);
 
         visit[ROLLUP_V_ENTRY_PAGE] = row_dim(r, di, SD_PAGE, ev->path, pageview, vid);
@@ -378,11 +425,11 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         for (size_t i = 0; i < ev->nprops && i < EV_PROPS_MAX; i++) {
             const struct event_prop *p = &ev->props[i];
             char dim[8 + EV_PROP_KEY_MAX];
-            if (!p->key[0] || !p->value[0] ||
-                !str_format(dim, sizeof dim, "prop:%s", p->key))
+            if (!p->key[0] || !p->value[0] || !join2(dim, sizeof dim, "prop", ':', p->key))
                 continue;
             row_dim(r, di, SD_PROP_KEY, p->key, pageview, vid);
-            row_count(r, di, dim, p->value, pageview, vid, schema_dim(SD_PROP)->visitors);
+            row_count(r, di, dim, SD_PROP, p->value, pageview, vid,
+                      schema_dim(SD_PROP)->visitors);
         }
     }
     if (vid != ROLLUP_NO_VISITOR) {

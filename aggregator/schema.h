@@ -19,6 +19,10 @@
 
 enum schema_visitors {
     SCHEMA_U_PER_EVENT = 0, /* every event adds its visitor to its row */
+    SCHEMA_U_PER_VISITOR,   /* the same, but the value is the same for every event of
+                               one visitor hash (geo from the IP, UA fields: the hash
+                               is made of site, IP and User-Agent), so a visitor joins
+                               one row per day: added once */
     SCHEMA_U_PER_VISIT,     /* the visit's first page view adds it (acquisition dims) */
     SCHEMA_U_NONE,          /* no row visitors */
 };
@@ -42,7 +46,7 @@ enum schema_dim_id {
     SD_NAME,
     SD_PROP_KEY,
     SD_PROP,
-    SD__COUNT
+    SD__COUNT /* at most 32: a dimension is a bit in rollup.c's per-visitor masks */
 };
 
 struct schema_dim {

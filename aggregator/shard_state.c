@@ -21,7 +21,7 @@ void shard_state_init(struct shard_state *st, unsigned shard)
     str_format(st->sessions_key, sizeof st->sessions_key, "%ssessions", st->prefix);
     str_format(st->sites_key, sizeof st->sites_key, "%ssites", st->prefix);
     str_copy(st->last_id, sizeof st->last_id, "0-0", 3);
-    st->events_per_entry = 1.0;
+    st->events_per_entry = SHARD_FIRST_EVENTS_PER_ENTRY;
 }
 
 static void rows_free(struct shard_state *st)

@@ -20,6 +20,11 @@
 #include "shard.h"
 #include "strmap.h"
 
+/* Until a shard's entries were seen, reads assume this many events per
+ * entry (a collector's batch can hold this many), so a first read never
+ * brings batch_size entries of batch_size events each. */
+#define SHARD_FIRST_EVENTS_PER_ENTRY 256.0
+
 /* One open visit of one visitor on one site. */
 struct shard_session {
     const char *field;   /* "<site>:<visitor>", the checkpoint field */
@@ -44,7 +49,7 @@ struct shard_state {
     long long epoch;               /* fencing token of our lease */
     uint64_t renew_due_ms;
     char last_id[48];              /* the last stream id read ("0-0": from the start) */
-    double events_per_entry;       /* running mean, sizes the reads */
+    double events_per_entry;       /* of the last batch: sizes the next read */
     int64_t watermark;             /* highest event ts counted (stream time) */
     uint64_t next_sweep_ms;
 

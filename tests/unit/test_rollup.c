@@ -463,7 +463,8 @@ Test(rollup, schema_table_covers_every_visit_value_and_names_primary_hashes)
     cr_expect_eq(schema_find("prop:plan"), schema_dim(SD_PROP));
     cr_expect_null(schema_find("nonsense"));
     cr_expect_eq(schema_find("source")->visitors, SCHEMA_U_PER_VISIT);
-    cr_expect_eq(schema_find("country")->visitors, SCHEMA_U_PER_EVENT);
+    cr_expect_eq(schema_find("country")->visitors, SCHEMA_U_PER_VISITOR);
+    cr_expect_eq(schema_find("screen")->visitors, SCHEMA_U_PER_EVENT, "a window can change");
     /* no row visitors where nothing published needs them */
     for (int i = 0; i < SD__COUNT; i++) {
         const struct schema_dim *d = schema_dim((enum schema_dim_id)i);
