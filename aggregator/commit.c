@@ -326,8 +326,13 @@ static void apply(struct commit *c, struct shard_state *st, const struct rollup 
         if (session_of(pl, i, sessions[i].key, &ss))
             shard_session_put(st, &ss);
     }
-    if (sweep)
+    plan_seen_commit(pl, st, r);
+    if (sweep) {
         shard_rows_sweep(st);
+        char yesterday[11];
+        utc_day(st->watermark - 86400, yesterday);
+        shard_seen_sweep(st, yesterday);
+    }
 }
 
 enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard_state *st,
@@ -371,8 +376,8 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     if (reply)
         freeReplyObject(reply);
     if (result == COMMIT_OK) {
-        apply(c, st, r, sweep, cutoff);
         st->watermark = watermark;
+        apply(c, st, r, sweep, cutoff);
     }
     return result;
 }

@@ -32,6 +32,9 @@ void plan_free(struct plan *p)
     smap_free(&p->vday_map);
     free(p->vdays);
     free(p->day_vday);
+    free(p->seen);
+    free(p->seen_day);
+    free(p->seen_added);
     free(p->pks);
     free(p->cells);
     free(p->sessions);
@@ -385,15 +388,87 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
         hincr_at(p, vd->base, "totals", "bounces", fx.bounces, vd->exp);
 }
 
+/* "<day>:<site>:<visitor>" into buf; its length, 0 when too long. */
+static size_t seen_key(char *buf, size_t cap, const struct rollup_day *d, const char *visitor)
+{
+    size_t sl = strlen(d->site);
+    if (10 + 1 + sl + 1 + 16 + 1 > cap)
+        return 0;
+    memcpy(buf, d->day, 10);
+    buf[10] = ':';
+    memcpy(buf + 11, d->site, sl);
+    buf[11 + sl] = ':';
+    memcpy(buf + 12 + sl, visitor, 16);
+    buf[28 + sl] = '\0';
+    return 28 + sl;
+}
+
+/* Read the seen masks of the batch's visitors (one lookup per visitor,
+ * for the first day it appears in). */
+static void load_seen(struct plan *p, const struct shard_state *st, const struct rollup *r)
+{
+    size_t nv = rollup_nvisitors(r), ndays;
+    const struct rollup_day *days = rollup_days(r, &ndays);
+    if (nv > p->seen_cap) {
+        p->seen_cap = nv;
+        p->seen = xrealloc(p->seen, nv * sizeof *p->seen);
+        p->seen_day = xrealloc(p->seen_day, nv * sizeof *p->seen_day);
+        p->seen_added = xrealloc(p->seen_added, nv * sizeof *p->seen_added);
+    }
+    for (size_t v = 0; v < nv; v++) {
+        p->seen[v] = p->seen_added[v] = 0;
+        p->seen_day[v] = UINT32_MAX;
+    }
+    for (size_t i = 0; i < ndays; i++) {
+        for (size_t k = 0; k < days[i].nvisitors; k++) {
+            uint32_t v = days[i].visitors[k];
+            if (p->seen_day[v] != UINT32_MAX)
+                continue;
+            char key[EV_SITE_MAX + 48];
+            size_t len = seen_key(key, sizeof key, &days[i], rollup_visitor(r, v));
+            p->seen_day[v] = (uint32_t)i;
+            p->seen[v] = len ? shard_seen_get(st, key, len) : 0;
+        }
+    }
+}
+
+/* Whether visitor v is already in the per-visitor HyperLogLog `bit` of
+ * day `day`; if not, it will be: the bit is recorded. */
+static bool seen_before(struct plan *p, uint32_t v, uint32_t day, uint32_t bit)
+{
+    if (p->seen_day[v] != day)
+        return false; /* another day of the batch: not remembered, added */
+    if (p->seen[v] & (1u << bit))
+        return true;
+    p->seen_added[v] |= 1u << bit;
+    return false;
+}
+
+void plan_seen_commit(const struct plan *p, struct shard_state *st, const struct rollup *r)
+{
+    size_t nv = rollup_nvisitors(r), ndays;
+    const struct rollup_day *days = rollup_days(r, &ndays);
+    for (size_t v = 0; v < nv; v++) {
+        if (!p->seen_added[v] || p->seen_day[v] == UINT32_MAX)
+            continue;
+        char key[EV_SITE_MAX + 48];
+        size_t len =
+            seen_key(key, sizeof key, &days[p->seen_day[v]], rollup_visitor(r, (uint32_t)v));
+        if (len)
+            shard_seen_add(st, key, len, p->seen_added[v]);
+    }
+}
+
 /* Step 2: the whole plan, in the order that decides which values get rows
  * before a cap is reached: day totals, rows in first-seen order, visits. */
 void plan_make(struct plan *p, const struct shard_state *st, const struct rollup *r,
-                      int64_t now)
+               int64_t now)
 {
     size_t ndays, nrows, nhits;
     const struct rollup_day *days = rollup_days(r, &ndays);
     const struct rollup_row *rows = rollup_rows(r, &nrows);
     const struct rollup_hit *hits = rollup_hits(r, &nhits);
+    load_seen(p, st, r);
     for (size_t i = 0; i < ndays; i++) {
         const struct rollup_day *d = &days[i];
         for (size_t t = 0; t < ROLLUP_T_COUNT; t++)
@@ -411,7 +486,8 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
         size_t len;
         if (join(key, &len, d->base, "visitors", NULL, NULL))
             for (size_t v = 0; v < d->nvisitors; v++)
-                pfadd(p, key, len, rollup_visitor(r, d->visitors[v]), d->expire_at, false);
+                if (!seen_before(p, d->visitors[v], (uint32_t)i, SHARD_SEEN_DAY_BIT))
+                    pfadd(p, key, len, rollup_visitor(r, d->visitors[v]), d->expire_at, false);
     }
     for (size_t i = 0; i < nrows; i++) {
         const struct rollup_row *row = &rows[i];
@@ -424,9 +500,13 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
         if (row->pv > 0)
             count_row(p, d->base, row->dim, target, ":pv", row->pv, d->expire_at);
         count_row(p, d->base, row->dim, target, ":ev", row->ev, d->expire_at);
+        const struct schema_dim *sd = schema_find(row->dim);
+        bool per_visitor = sd && sd->visitors == SCHEMA_U_PER_VISITOR;
+        uint32_t bit = sd ? (uint32_t)(sd - schema_dim(SD_PAGE)) : 0;
         for (size_t v = 0; v < row->nvisitors; v++)
-            count_row_visitor(p, d->base, row->dim, target, rollup_visitor(r, row->visitors[v]),
-                              d->expire_at);
+            if (!per_visitor || !seen_before(p, row->visitors[v], row->day, bit))
+                count_row_visitor(p, d->base, row->dim, target,
+                                  rollup_visitor(r, row->visitors[v]), d->expire_at);
     }
     for (size_t i = 0; i < nhits; i++)
         hit(p, st, r, &hits[i], now);

@@ -92,6 +92,11 @@ struct plan {
     const char **closed;  /* checkpoint fields of visits the sweep closes */
     size_t nclosed, closed_cap;
     long long cap, timeout, prop_budget;
+    /* per visitor id of the batch: its seen mask (shard_state.h) for day
+     * seen_day (a rollup day index, UINT32_MAX = not read), and the bits
+     * this plan adds */
+    uint32_t *seen, *seen_day, *seen_added;
+    size_t seen_cap;
 };
 
 /* Forget the last plan (keeps the buffers) / free everything. */
@@ -111,6 +116,10 @@ void plan_load_sessions(struct plan *p, struct shard_state *st, const struct rol
  * `now` (unix time) places the realtime window. */
 void plan_make(struct plan *p, const struct shard_state *st, const struct rollup *r,
                int64_t now);
+
+/* After a successful commit: record in the shard's memory which
+ * per-visitor HyperLogLogs now hold which visitors. */
+void plan_seen_commit(const struct plan *p, struct shard_state *st, const struct rollup *r);
 
 /* The sweep: the checkpoint fields of the shard's visits whose last event
  * is before `cutoff` (stream time) go into p->closed; plan_sweep_keep

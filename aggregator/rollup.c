@@ -492,6 +492,11 @@ const struct rollup_hit *rollup_hits(const struct rollup *r, size_t *n)
     return r->hits;
 }
 
+size_t rollup_nvisitors(const struct rollup *r)
+{
+    return r->nvisitors;
+}
+
 const char *rollup_visitor(const struct rollup *r, uint32_t id)
 {
     return id < r->nvisitors ? r->visitors[id] : "";

@@ -146,6 +146,7 @@ const struct rollup_row *rollup_rows(const struct rollup *r, size_t *n);
 const struct rollup_session *rollup_sessions(const struct rollup *r, size_t *n);
 const struct rollup_hit *rollup_hits(const struct rollup *r, size_t *n);
 const char *rollup_visitor(const struct rollup *r, uint32_t id); /* 16 hex digits */
+size_t rollup_nvisitors(const struct rollup *r);                  /* ids 0 .. n-1 */
 
 /* Lookups (tests, logs): NULL when absent. */
 const struct rollup_day *rollup_find_day(const struct rollup *r, const char *site,

@@ -35,8 +35,18 @@ static void rows_free(struct shard_state *st)
     st->npks = st->pks_cap = 0;
 }
 
+static void seen_free(struct shard_state *st)
+{
+    smap_free(&st->seen_map);
+    arena_free(&st->seen_arena);
+    free(st->seen_masks);
+    st->seen_masks = NULL;
+    st->nseen = st->seen_cap = 0;
+}
+
 void shard_state_clear(struct shard_state *st)
 {
+    seen_free(st);
     smap_free(&st->session_map);
     arena_free(&st->session_arena);
     free(st->sessions);
@@ -237,4 +247,46 @@ void shard_expiry_mark(struct shard_state *st, const char *key, size_t len)
 {
     bool created;
     smap_intern(&st->expiry_map, &st->row_arena, key, len, 0, &created, NULL);
+}
+
+/* ---- per-visitor HyperLogLogs already holding a visitor ---- */
+
+uint32_t shard_seen_get(const struct shard_state *st, const char *key, size_t len)
+{
+    uint32_t i;
+    return smap_find(&st->seen_map, key, len, &i) ? st->seen_masks[i] : 0;
+}
+
+void shard_seen_add(struct shard_state *st, const char *key, size_t len, uint32_t bits)
+{
+    uint32_t i;
+    if (smap_find(&st->seen_map, key, len, &i)) {
+        st->seen_masks[i] |= bits;
+        return;
+    }
+    if (st->nseen >= SHARD_SEEN_MAX)
+        return;
+    bool created;
+    smap_intern(&st->seen_map, &st->seen_arena, key, len, (uint32_t)st->nseen, &created, NULL);
+    GROW(st->seen_masks, st->nseen, st->seen_cap);
+    st->seen_masks[st->nseen++] = bits;
+}
+
+void shard_seen_sweep(struct shard_state *st, const char *day)
+{
+    struct smap old = st->seen_map;
+    uint32_t *masks = st->seen_masks;
+    struct arena_chunk *old_arena = st->seen_arena;
+    memset(&st->seen_map, 0, sizeof st->seen_map);
+    st->seen_arena = NULL;
+    st->seen_masks = NULL;
+    st->nseen = st->seen_cap = 0;
+    for (size_t i = 0; i < old.cap; i++) {
+        const struct smap_slot *slot = &old.slots[i];
+        if (slot->key && slot->len > 10 && memcmp(slot->key, day, 10) >= 0)
+            shard_seen_add(st, slot->key, slot->len, masks[slot->value]);
+    }
+    free(masks);
+    smap_free(&old);
+    arena_free(&old_arena);
 }

@@ -64,7 +64,21 @@ struct shard_state {
     size_t npks, pks_cap;
     struct smap row_map;           /* "<4-byte pk index><value>" -> 0 */
     struct smap expiry_map;        /* keys whose EXPIREAT is set */
+
+    /* Which per-visitor HyperLogLogs (a visitor's day visitors, its geo and
+     * UA rows: schema.h SCHEMA_U_PER_VISITOR) already hold a visitor: a
+     * PFADD that would change nothing is not sent again. Key
+     * "<day>:<site>:<visitor>", value an index into seen_masks; at most
+     * SHARD_SEEN_MAX entries, forgotten at sweeps once their day is over.
+     * Memory only: after a takeover they are added once more (harmless). */
+    struct arena_chunk *seen_arena;
+    struct smap seen_map;
+    uint32_t *seen_masks;
+    size_t nseen, seen_cap;
 };
+
+#define SHARD_SEEN_MAX (1u << 20)
+#define SHARD_SEEN_DAY_BIT 31u /* the day's visitors HyperLogLog */
 
 /* Initialise `st` for shard `shard`: key names, nothing owned or loaded.
  * Aborts on OOM (none here). */
@@ -103,6 +117,13 @@ void shard_row_add(struct shard_state *st, const struct shard_rows *pk, const ch
 /* Forget the breakdowns not used since the last call (they are read again
  * when touched), and every recorded expiry; marks the rest unused. */
 void shard_rows_sweep(struct shard_state *st);
+
+/* The seen mask of `key` ("<day>:<site>:<visitor>", len bytes): 0 when
+ * none. shard_seen_add ORs bits into it (ignored past SHARD_SEEN_MAX). */
+uint32_t shard_seen_get(const struct shard_state *st, const char *key, size_t len);
+void shard_seen_add(struct shard_state *st, const char *key, size_t len, uint32_t bits);
+/* Forget the seen masks of days before `day` (YYYY-MM-DD). */
+void shard_seen_sweep(struct shard_state *st, const char *day);
 
 /* Whether the expiry of `key` was set during this ownership; mark it. */
 bool shard_expiry_set(const struct shard_state *st, const char *key, size_t len);
