@@ -36,9 +36,14 @@ void arg_str(struct argbuf *a, const char *s)
 
 void arg_ll(struct argbuf *a, long long v)
 {
-    char num[24];
-    str_format(num, sizeof num, "%lld", v);
-    arg_str(a, num);
+    char num[24], *p = num;
+    if (v < 0) {
+        *p++ = '-';
+        p = uint_to_dec(p, (uint64_t)0 - (uint64_t)v);
+    } else {
+        p = uint_to_dec(p, (uint64_t)v);
+    }
+    arg_add(a, num, (size_t)(p - num));
 }
 
 const char **argbuf_finish(struct argbuf *a)
@@ -55,5 +60,32 @@ void argbuf_free(struct argbuf *a)
     free(a->offsets);
     free(a->lens);
     free(a->argv);
+    free(a->resp);
+}
+
+const char *argbuf_resp(struct argbuf *a, size_t *len)
+{
+    size_t need = 32 + a->used + a->n * 32;
+    if (need > a->resp_size) {
+        a->resp_size = need;
+        a->resp = xrealloc(a->resp, need);
+    }
+    char *p = a->resp;
+    *p++ = '*';
+    p = uint_to_dec(p, a->n);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (size_t i = 0; i < a->n; i++) {
+        *p++ = '$';
+        p = uint_to_dec(p, a->lens[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, a->bytes + a->offsets[i], a->lens[i]);
+        p += a->lens[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    *len = (size_t)(p - a->resp);
+    return a->resp;
 }
 

@@ -13,6 +13,8 @@ struct argbuf {
     size_t *offsets, *lens;
     size_t n, cap;
     const char **argv; /* resolved by argbuf_finish */
+    char *resp;        /* argbuf_resp's output */
+    size_t resp_size;
 };
 
 /* Append s[0..len) (copied) / a C string / a decimal number. */
@@ -23,5 +25,10 @@ void arg_ll(struct argbuf *a, long long v);
  * Empty a buffer for reuse with a->n = a->used = 0. */
 const char **argbuf_finish(struct argbuf *a);
 void argbuf_free(struct argbuf *a);
+
+/* The whole command in the Redis protocol (RESP), for
+ * redisAppendFormattedCommand: hiredis's own formatting costs a printf per
+ * argument. Valid until the next call; *len is its length. */
+const char *argbuf_resp(struct argbuf *a, size_t *len);
 
 #endif

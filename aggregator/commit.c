@@ -25,7 +25,6 @@
 #include "util.h"
 
 #define SESSIONS_TTL_S 86400  /* the checkpoint outlives the last commit by this */
-#define SESSION_VALUE_MAX 96
 
 static void reply_error(const redisContext *rc, const redisReply *reply, const char *what,
                         char *err, size_t errlen)
@@ -105,6 +104,10 @@ static long long load_rows(struct plan *p, struct shard_state *st, redisContext 
 struct commit {
     struct argbuf args;
     struct plan plan;
+    size_t *counts;          /* sort_pfs scratch */
+    size_t count_cap;
+    struct pfitem *sorted;
+    size_t sorted_cap;
     struct smap site_map;
     unsigned long long commands, reads;
     void (*hook)(void *arg);
@@ -138,6 +141,8 @@ void commit_free(struct commit *c)
         return;
     argbuf_free(&c->args);
     plan_free(&c->plan);
+    free(c->counts);
+    free(c->sorted);
     smap_free(&c->site_map);
     free(c);
 }
@@ -148,12 +153,27 @@ static int inc_cmp(const void *a, const void *b)
     return x->key < y->key ? -1 : x->key > y->key;
 }
 
-static int pf_cmp(const void *a, const void *b)
+/* Group the plan's PFADD members by key: a counting sort on the key index
+ * (there are many members and few keys; arrival order kept). */
+static void sort_pfs(struct commit *c)
 {
-    const struct pfitem *x = a, *y = b;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    struct plan *pl = &c->plan;
+    if (pl->nkeys + 1 > c->count_cap) {
+        c->count_cap = pl->nkeys + 1;
+        c->counts = xrealloc(c->counts, c->count_cap * sizeof *c->counts);
+    }
+    if (pl->npfs > c->sorted_cap) {
+        c->sorted_cap = pl->npfs;
+        c->sorted = xrealloc(c->sorted, c->sorted_cap * sizeof *c->sorted);
+    }
+    memset(c->counts, 0, (pl->nkeys + 1) * sizeof *c->counts);
+    for (size_t i = 0; i < pl->npfs; i++)
+        c->counts[pl->pfs[i].key + 1]++;
+    for (size_t k = 1; k <= pl->nkeys; k++)
+        c->counts[k] += c->counts[k - 1];
+    for (size_t i = 0; i < pl->npfs; i++)
+        c->sorted[c->counts[pl->pfs[i].key]++] = pl->pfs[i];
+    memcpy(pl->pfs, c->sorted, pl->npfs * sizeof *pl->pfs);
 }
 
 /* The stored form of rollup session i when the batch changed it. */
@@ -227,7 +247,7 @@ static void encode(struct commit *c, const struct shard_state *st,
     }
 
     /* HyperLogLogs: one PFADD per key with all its members */
-    qsort(pl->pfs, pl->npfs, sizeof *pl->pfs, pf_cmp);
+    sort_pfs(c);
     size_t nhll = 0;
     for (size_t i = 0; i < pl->npfs;) {
         size_t end = i;
@@ -264,7 +284,7 @@ static void encode(struct commit *c, const struct shard_state *st,
         struct shard_session ss;
         if (!session_of(pl, i, NULL, &ss))
             continue;
-        char value[SESSION_VALUE_MAX];
+        char value[SHARD_SESSION_VALUE_MAX];
         size_t vlen = shard_session_encode(&ss, value, sizeof value);
         arg_str(a, sessions[i].key);
         arg_add(a, value, vlen);
@@ -367,7 +387,12 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     if (c->hook)
         c->hook(c->hook_arg);
 
-    redisReply *reply = redisCommandArgv(rc, (int)c->args.n, c->args.argv, c->args.lens);
+    size_t resp_len;
+    const char *resp = argbuf_resp(&c->args, &resp_len);
+    redisReply *reply = NULL;
+    if (redisAppendFormattedCommand(rc, resp, resp_len) != REDIS_OK ||
+        redisGetReply(rc, (void **)&reply) != REDIS_OK)
+        reply = NULL;
     enum commit_result result = COMMIT_ERROR;
     if (reply && reply->type == REDIS_REPLY_INTEGER)
         result = reply->integer == 1 ? COMMIT_OK : COMMIT_STALE;

@@ -138,10 +138,9 @@ static uint32_t cell_index(struct plan *p, uint32_t pk, const char *value)
 /* Step 1a: every breakdown the plan may map a value in. */
 void plan_collect(struct plan *p, const struct rollup *r)
 {
-    size_t ndays, nrows, nhits;
+    size_t ndays, nrows;
     const struct rollup_day *days = rollup_days(r, &ndays);
     const struct rollup_row *rows = rollup_rows(r, &nrows);
-    const struct rollup_hit *hits = rollup_hits(r, &nhits);
     for (size_t i = 0; i < nrows; i++) {
         const char *base = days[rows[i].day].base;
         if (strncmp(rows[i].dim, "prop:", 5) == 0) {
@@ -150,14 +149,12 @@ void plan_collect(struct plan *p, const struct rollup *r)
         }
         pk_index(p, base, rows[i].dim);
     }
-    for (size_t i = 0; i < nhits; i++) {
-        if (!hits[i].pageview)
-            continue;
-        const char *base = days[hits[i].day].base;
-        for (size_t d = 0; d < ROLLUP_V_COUNT; d++)
-            if (hits[i].visit[d][0])
-                pk_index(p, base, rollup_visit_dim_name((enum rollup_visit_dim)d));
-    }
+    /* a visit may start on any day of the batch that has page views: its
+     * dimensions' breakdowns depend on the day only, not on the values */
+    for (size_t i = 0; i < ndays; i++)
+        if (days[i].totals[ROLLUP_T_PAGEVIEWS] > 0)
+            for (size_t d = 0; d < ROLLUP_V_COUNT; d++)
+                pk_index(p, days[i].base, rollup_visit_dim_name((enum rollup_visit_dim)d));
 }
 
 /* The vday of (base, exp, day), registered when new. */
@@ -200,8 +197,13 @@ void plan_load_sessions(struct plan *p, struct shard_state *st, const struct rol
             shard_session_find(st, sessions[i].key, strlen(sessions[i].key));
         memset(s, 0, sizeof *s);
         char base[KEY_MAX];
-        if (!ss || !rollup_key_day(base, sizeof base, st->prefix, sessions[i].site, ss->day, ""))
+        size_t blen;
+        if (!ss || !join(base, &blen, st->prefix, "d:", sessions[i].site, ":") ||
+            blen + 12 > sizeof base)
             continue;
+        memcpy(base + blen, ss->day, 10); /* "<prefix>d:<site>:<day>:" */
+        base[blen + 10] = ':';
+        base[blen + 11] = '\0';
         s->open = true;
         s->pv = ss->pv;
         s->start = ss->start;

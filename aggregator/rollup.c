@@ -61,6 +61,14 @@ static bool pairset_add(struct pairset *ps, uint32_t owner, uint32_t visitor)
 
 /* ---- the combiner ---- */
 
+/* The last row counted of one dimension. */
+struct row_cache {
+    uint32_t day;   /* UINT32_MAX: empty */
+    uint32_t idx;
+    size_t len;
+    char value[64];
+};
+
 /* Which per-visitor dimensions a visitor was added to, for one day. */
 struct visitor_mask {
     uint32_t day;   /* UINT32_MAX: none yet */
@@ -84,6 +92,7 @@ struct rollup {
     size_t nvisitors, visitors_cap;
     struct visitor_mask *masks; /* id -> its per-visitor rows of the batch */
     size_t masks_cap;
+    struct row_cache last_row[SD__COUNT];
     struct smap day_map, row_map, session_map, visitor_map;
     struct pairset seen;
 };
@@ -113,6 +122,8 @@ struct rollup *rollup_new(const char *prefix, long long retention_days)
     struct rollup *r = xcalloc(1, sizeof *r);
     r->prefix = xstrdup(prefix);
     r->retention_days = retention_days;
+    for (size_t i = 0; i < SD__COUNT; i++)
+        r->last_row[i].day = UINT32_MAX;
     return r;
 }
 
@@ -131,6 +142,8 @@ void rollup_reset(struct rollup *r)
     for (size_t i = 0; i < r->nrows; i++)
         free(r->rows[i].visitors);
     r->ndays = r->nrows = r->nsessions = r->nhits = r->nvisitors = r->nevents = 0;
+    for (size_t i = 0; i < SD__COUNT; i++)
+        r->last_row[i].day = UINT32_MAX;
     smap_clear(&r->day_map);
     smap_clear(&r->row_map);
     smap_clear(&r->session_map);
@@ -234,6 +247,10 @@ static int day_index(struct rollup *r, const char *site, const char *day, int64_
         d->site = arena_dup(&r->arena, site, strlen(site));
         d->day = arena_dup(&r->arena, day, strlen(day));
         d->base = arena_dup(&r->arena, base, strlen(base));
+        char rkey[EV_SITE_MAX + 64];
+        if (!rollup_key_realtime(rkey, sizeof rkey, r->prefix, site))
+            return -1;
+        d->realtime_key = arena_dup(&r->arena, rkey, strlen(rkey));
         d->expire_at = expire_at;
     }
     *out = idx;
@@ -264,14 +281,28 @@ static const char *row_count(struct rollup *r, uint32_t day, const char *dim,
     bool visitors_at_visit = visitors == SCHEMA_U_PER_VISIT || visitors == SCHEMA_U_NONE;
     if (value[0] == '\0')
         return "";
+    /* consecutive events often share a dimension's value (a site's few
+     * browsers, countries, devices): the last row of each dim first */
+    size_t vlen = strlen(value);
+    struct row_cache *rc = id != SD_PROP ? &r->last_row[id] : NULL;
+    uint32_t idx;
+    if (rc && rc->day == day && rc->len == vlen && memcmp(rc->value, value, vlen) == 0) {
+        idx = rc->idx;
+        goto count;
+    }
     char key[ROW_KEY_MAX];
     size_t klen = row_key(key, day, dim, value);
     if (klen == 0)
         return "";
     bool created;
     const char *stored;
-    uint32_t idx = smap_intern(&r->row_map, &r->arena, key, klen, (uint32_t)r->nrows, &created,
-                               &stored);
+    idx = smap_intern(&r->row_map, &r->arena, key, klen, (uint32_t)r->nrows, &created, &stored);
+    if (rc && vlen < sizeof rc->value) {
+        rc->day = day;
+        rc->len = vlen;
+        rc->idx = idx;
+        memcpy(rc->value, value, vlen);
+    }
     if (created) {
         GROW(r->rows, r->nrows, r->rows_cap);
         struct rollup_row *row = &r->rows[r->nrows++];
@@ -281,6 +312,7 @@ static const char *row_count(struct rollup *r, uint32_t day, const char *dim,
         row->value = stored + 4 + strlen(dim) + 1;
         row->visitors_at_visit = visitors_at_visit;
     }
+count:;
     struct rollup_row *row = &r->rows[idx];
     row->ev++;
     if (pageview)
@@ -312,23 +344,29 @@ static const char *row_dim(struct rollup *r, uint32_t day, enum schema_dim_id id
     return row_count(r, day, d->name, id, value, pageview, visitor, d->visitors);
 }
 
-static uint32_t session_index(struct rollup *r, const char *site, uint32_t visitor)
+static uint32_t session_index(struct rollup *r, uint32_t day, uint32_t visitor)
 {
+    const struct rollup_day *d = &r->days[day];
     const char *vh = r->visitors[visitor];
+    /* the checkpoint field "<site>:<visitor>" is also the map key */
     char key[EV_SITE_MAX + 24];
-    size_t klen = day_key(key, sizeof key, site, vh);
+    size_t sl = strlen(d->site);
+    if (sl + 1 + 16 + 1 > sizeof key)
+        abort(); /* sites are shorter than EV_SITE_MAX: cannot happen */
+    memcpy(key, d->site, sl);
+    key[sl] = ':';
+    memcpy(key + sl + 1, vh, 16);
+    key[sl + 17] = '\0';
     bool created;
-    uint32_t idx = smap_intern(&r->session_map, &r->arena, key, klen, (uint32_t)r->nsessions,
-                               &created, NULL);
+    const char *stored;
+    uint32_t idx = smap_intern(&r->session_map, &r->arena, key, sl + 17, (uint32_t)r->nsessions,
+                               &created, &stored);
     if (created) {
-        char skey[EV_SITE_MAX + 64], rkey[EV_SITE_MAX + 64];
-        rollup_key_session(skey, sizeof skey, site, vh);
-        rollup_key_realtime(rkey, sizeof rkey, r->prefix, site);
         GROW(r->sessions, r->nsessions, r->sessions_cap);
         struct rollup_session *s = &r->sessions[r->nsessions++];
-        s->key = arena_dup(&r->arena, skey, strlen(skey));
-        s->site = arena_dup(&r->arena, site, strlen(site));
-        s->realtime_key = arena_dup(&r->arena, rkey, strlen(rkey));
+        s->key = stored;
+        s->site = d->site;
+        s->realtime_key = d->realtime_key;
         s->visitor = visitor;
     }
     return idx;
@@ -435,7 +473,7 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
     if (vid != ROLLUP_NO_VISITOR) {
         GROW(r->hits, r->nhits, r->hits_cap);
         struct rollup_hit *h = &r->hits[r->nhits];
-        h->session = session_index(r, ev->site, vid);
+        h->session = session_index(r, di, vid);
         h->day = di;
         h->ts = ev->ts;
         h->pageview = pageview;

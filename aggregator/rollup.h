@@ -70,6 +70,7 @@ struct rollup_day {
     const char *site;
     const char *day;                      /* YYYY-MM-DD */
     const char *base;                     /* "<prefix>d:<site>:<day>:" */
+    const char *realtime_key;             /* "<prefix>rt:<site>:" */
     int64_t expire_at;                    /* unix time its keys expire */
     long long totals[ROLLUP_T_COUNT];
     long long scroll[ROLLUP_SCROLL_BUCKETS];

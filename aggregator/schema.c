@@ -1,6 +1,7 @@
 /* schema.c - the dimension table (see schema.h). Data only. */
 #include "schema.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "rollup.h"
@@ -42,6 +43,10 @@ const struct schema_dim *schema_dim(enum schema_dim_id id)
 
 const struct schema_dim *schema_find(const char *dim)
 {
+    /* the plan passes the table's own name strings: compare pointers first */
+    for (size_t i = 0; i < SD__COUNT; i++)
+        if (dims[i].name == dim)
+            return &dims[i];
     if (strncmp(dim, "prop:", 5) == 0)
         return &dims[SD_PROP];
     for (size_t i = 0; i < SD__COUNT; i++)
@@ -50,12 +55,23 @@ const struct schema_dim *schema_find(const char *dim)
     return NULL;
 }
 
-const struct schema_dim *schema_visit_dim(int slot)
+/* visit slot -> row, built once from the table */
+static const struct schema_dim *by_slot[SD__COUNT];
+static pthread_once_t by_slot_once = PTHREAD_ONCE_INIT;
+
+static void by_slot_init(void)
 {
     for (size_t i = 0; i < SD__COUNT; i++)
-        if (dims[i].visit_slot == slot && slot >= 0)
-            return &dims[i];
-    return NULL;
+        if (dims[i].visit_slot >= 0 && dims[i].visit_slot < SD__COUNT)
+            by_slot[dims[i].visit_slot] = &dims[i];
+}
+
+const struct schema_dim *schema_visit_dim(int slot)
+{
+    if (slot < 0 || slot >= SD__COUNT)
+        return NULL;
+    pthread_once(&by_slot_once, by_slot_init);
+    return by_slot[slot];
 }
 
 const char *schema_primary_metric(const struct schema_dim *d)

@@ -99,7 +99,8 @@ void shard_session_filter(struct shard_state *st,
                           bool (*keep)(void *arg, const struct shard_session *s), void *arg);
 
 /* Checkpoint value of a session: "<pv> <start> <last> <exp> <day>".
- * Returns its length, or 0 when it does not fit in cap. */
+ * Returns its length, or 0 when cap is below SHARD_SESSION_VALUE_MAX. */
+#define SHARD_SESSION_VALUE_MAX (4 * 22 + 10 + 1)
 size_t shard_session_encode(const struct shard_session *s, char *buf, size_t cap);
 /* Parse a checkpoint value into *s (s->field untouched). False when it is
  * not one (a damaged entry is dropped: that visit restarts). */

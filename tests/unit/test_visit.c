@@ -58,9 +58,11 @@ Test(visit, carries_across_batches_as_the_stored_state)
     feed(&s, 1000, true, &sum);
     struct shard_session stored = {"example.com:00000000000000a1", s.pv, s.start, s.last, 99,
                                    "2024-05-01"};
-    char value[96];
+    char value[SHARD_SESSION_VALUE_MAX];
     size_t len = shard_session_encode(&stored, value, sizeof value);
     cr_assert_gt(len, 0);
+    cr_assert_str_eq(value, "1 1000 1000 99 2024-05-01");
+    cr_assert_eq(shard_session_encode(&stored, value, SHARD_SESSION_VALUE_MAX - 1), 0);
     struct shard_session back;
     cr_assert(shard_session_decode(value, len, &back));
     cr_assert_eq(back.pv, 1);
