@@ -319,6 +319,14 @@ static void count_row(struct plan *p, const char *base, const char *dim, const c
         hincr(p, key, len, row, delta, expire_at);
 }
 
+/* PFADD member to the key already indexed as k (not a realtime key). */
+static void pfadd_at(struct plan *p, uint32_t k, const char *member)
+{
+    GROW(p->pfs, p->npfs, p->pfs_cap);
+    p->pfs[p->npfs] = (struct pfitem){k, (uint32_t)p->npfs, member};
+    p->npfs++;
+}
+
 static void count_row_visitor(struct plan *p, const char *base, const char *dim,
                               const char *row, const char *visitor, int64_t expire_at)
 {
@@ -486,10 +494,17 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
         }
         char key[KEY_MAX];
         size_t len;
-        if (join(key, &len, d->base, "visitors", NULL, NULL))
-            for (size_t v = 0; v < d->nvisitors; v++)
-                if (!seen_before(p, d->visitors[v], (uint32_t)i, SHARD_SEEN_DAY_BIT))
-                    pfadd(p, key, len, rollup_visitor(r, d->visitors[v]), d->expire_at, false);
+        uint32_t k = UINT32_MAX;
+        for (size_t v = 0; v < d->nvisitors; v++) {
+            if (seen_before(p, d->visitors[v], (uint32_t)i, SHARD_SEEN_DAY_BIT))
+                continue;
+            if (k == UINT32_MAX) {
+                if (!join(key, &len, d->base, "visitors", NULL, NULL))
+                    break;
+                k = wkey_index(p, key, len, d->expire_at, false);
+            }
+            pfadd_at(p, k, rollup_visitor(r, d->visitors[v]));
+        }
     }
     for (size_t i = 0; i < nrows; i++) {
         const struct rollup_row *row = &rows[i];
@@ -505,10 +520,20 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
         const struct schema_dim *sd = schema_find(row->dim);
         bool per_visitor = sd && sd->visitors == SCHEMA_U_PER_VISITOR;
         uint32_t bit = sd ? (uint32_t)(sd - schema_dim(SD_PAGE)) : 0;
-        for (size_t v = 0; v < row->nvisitors; v++)
-            if (!per_visitor || !seen_before(p, row->visitors[v], row->day, bit))
-                count_row_visitor(p, d->base, row->dim, target,
-                                  rollup_visitor(r, row->visitors[v]), d->expire_at);
+        uint32_t k = UINT32_MAX; /* u:<dim>:<row>, indexed once per row */
+        for (size_t v = 0; v < row->nvisitors; v++) {
+            if (per_visitor && seen_before(p, row->visitors[v], row->day, bit))
+                continue;
+            if (k == UINT32_MAX) {
+                char key[KEY_MAX], prefix[KEY_MAX];
+                size_t len;
+                if (!join(prefix, &len, d->base, "u:", row->dim, ":") ||
+                    !join(key, &len, prefix, target, NULL, NULL))
+                    break;
+                k = wkey_index(p, key, len, d->expire_at, false);
+            }
+            pfadd_at(p, k, rollup_visitor(r, row->visitors[v]));
+        }
     }
     for (size_t i = 0; i < nhits; i++)
         hit(p, st, r, &hits[i], now);
