@@ -116,6 +116,11 @@ int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_act
         str_format(err, errlen, "api_listen: expected host:port (or empty)");
         return -1;
     }
+    if (conf->block_ms * 3 >= conf->lease_ms) {
+        str_format(err, errlen, "block_ms: must be below a third of lease_ms (leases are renewed "
+                                "between reads)");
+        return -1;
+    }
     if (log_level_parse(conf->log_level) < 0) {
         str_format(err, errlen, "log_level: expected debug, info, warn or error");
         return -1;
