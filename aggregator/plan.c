@@ -18,6 +18,8 @@ void plan_reset(struct plan *p)
     smap_clear(&p->pf_map);
     smap_clear(&p->vday_map);
     arena_free(&p->arena);
+    for (size_t i = 0; i < p->vis_cap; i++)
+        p->vis_pk[i] = p->vis_key[i] = UINT32_MAX;
     p->npks = p->ncells = p->nkeys = p->nincs = p->npfs = p->nclosed = p->nvdays = 0;
 }
 
@@ -32,6 +34,8 @@ void plan_free(struct plan *p)
     smap_free(&p->vday_map);
     free(p->vdays);
     free(p->day_vday);
+    free(p->vis_pk);
+    free(p->vis_key);
     free(p->seen);
     free(p->seen_day);
     free(p->seen_added);
@@ -228,10 +232,17 @@ static uint32_t wkey_index(struct plan *p, const char *key, size_t len, int64_t 
     return i;
 }
 
+static void hincr_k(struct plan *p, uint32_t k, const char *field, long long delta);
+
 static void hincr(struct plan *p, const char *key, size_t klen, const char *field,
                   long long delta, int64_t expire_at)
 {
-    uint32_t k = wkey_index(p, key, klen, expire_at, false);
+    hincr_k(p, wkey_index(p, key, klen, expire_at, false), field, delta);
+}
+
+/* HINCRBY field of the key indexed as k. */
+static void hincr_k(struct plan *p, uint32_t k, const char *field, long long delta)
+{
     char buf[4 + KEY_MAX];
     const char *ik;
     size_t iklen = plan_indexed_key(p, &buf, k, field, &ik);
@@ -280,10 +291,21 @@ static void pfadd(struct plan *p, const char *key, size_t klen, const char *memb
 /* The row `value` is counted in: itself, or "(other)" once the breakdown
  * holds `cap` rows, or for a prop:<key> breakdown once the site-day's
  * property rows reach the budget (docs/AGGREGATOR.md "Breakdown cap"). */
+static const char *map_row_pk(struct plan *p, const struct shard_state *st, const char *base,
+                              uint32_t pki, const char *dim, const char *value,
+                              int64_t expire_at);
+
 static const char *map_row(struct plan *p, const struct shard_state *st, const char *base,
                            const char *dim, const char *value, int64_t expire_at)
 {
-    uint32_t pki = pk_index(p, base, dim);
+    return map_row_pk(p, st, base, pk_index(p, base, dim), dim, value, expire_at);
+}
+
+/* map_row with the primary hash's index pki already known. */
+static const char *map_row_pk(struct plan *p, const struct shard_state *st, const char *base,
+                              uint32_t pki, const char *dim, const char *value,
+                              int64_t expire_at)
+{
     uint32_t ci = cell_index(p, pki, value); /* may move p->cells */
     struct cell *c = &p->cells[ci];
     if (c->row)
@@ -343,17 +365,41 @@ static bool visit_dim_has_visitors(size_t d)
 }
 
 /* A new visit starting with a page view whose visit values are `values`. */
-static void visit(struct plan *p, const struct shard_state *st, const char *base,
-                  int64_t expire_at, const char *visitor, const char *const *values)
+static void visit(struct plan *p, const struct shard_state *st, uint32_t vdi,
+                  const char *visitor, const char *const *values)
 {
+    const struct vday *vd = &p->vdays[vdi];
+    const char *base = vd->base;
+    int64_t expire_at = vd->exp;
     hincr_at(p, base, "totals", "visits", 1, expire_at);
     hincr_at(p, base, "totals", "bounces", 1, expire_at);
+    /* per (day, visit dimension): its primary hash and its b:<dim>:vis key,
+     * found once per batch instead of once per visit */
+    size_t need = p->nvdays * ROLLUP_V_COUNT;
+    if (need > p->vis_cap) {
+        size_t old = p->vis_cap;
+        p->vis_cap = need * 2;
+        p->vis_pk = xrealloc(p->vis_pk, p->vis_cap * sizeof *p->vis_pk);
+        p->vis_key = xrealloc(p->vis_key, p->vis_cap * sizeof *p->vis_key);
+        for (size_t i = old; i < p->vis_cap; i++)
+            p->vis_pk[i] = p->vis_key[i] = UINT32_MAX;
+    }
     for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
         if (!values[d][0])
             continue;
         const char *dim = rollup_visit_dim_name((enum rollup_visit_dim)d);
-        const char *row = map_row(p, st, base, dim, values[d], expire_at);
-        count_row(p, base, dim, row, ":vis", 1, expire_at);
+        uint32_t *pk = &p->vis_pk[vdi * ROLLUP_V_COUNT + d];
+        uint32_t *key = &p->vis_key[vdi * ROLLUP_V_COUNT + d];
+        if (*pk == UINT32_MAX) {
+            char name[KEY_MAX];
+            size_t len;
+            if (!join(name, &len, base, "b:", dim, ":vis"))
+                continue;
+            *pk = pk_index(p, base, dim);
+            *key = wkey_index(p, name, len, expire_at, false);
+        }
+        const char *row = map_row_pk(p, st, base, *pk, dim, values[d], expire_at);
+        hincr_k(p, *key, row, 1);
         if (visit_dim_has_visitors(d))
             count_row_visitor(p, base, dim, row, visitor, expire_at);
     }
@@ -391,7 +437,7 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
                 &fx);
     const struct vday *vd = &p->vdays[fx.day];
     if (fx.new_visit)
-        visit(p, st, vd->base, vd->exp, visitor, h->visit);
+        visit(p, st, fx.day, visitor, h->visit);
     if (fx.duration)
         hincr_at(p, vd->base, "totals", "visit_duration_s", fx.duration, vd->exp);
     if (fx.bounces)

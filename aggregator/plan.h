@@ -97,6 +97,9 @@ struct plan {
      * this plan adds */
     uint32_t *seen, *seen_day, *seen_added;
     size_t seen_cap;
+    /* per (vday, visit dimension): primary hash and b:<dim>:vis key index */
+    uint32_t *vis_pk, *vis_key;
+    size_t vis_cap;
 };
 
 /* Forget the last plan (keeps the buffers) / free everything. */

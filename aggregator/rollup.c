@@ -88,6 +88,9 @@ struct rollup {
     size_t nsessions, sessions_cap;
     struct rollup_hit *hits;
     size_t nhits, hits_cap;
+    struct rollup_hit *sorted; /* rollup_finish's scratch (order_cap hits) */
+    uint32_t *order;
+    size_t order_cap;
     const char **visitors; /* id -> 16 hex digits */
     size_t nvisitors, visitors_cap;
     struct visitor_mask *masks; /* id -> its per-visitor rows of the batch */
@@ -163,6 +166,8 @@ void rollup_free(struct rollup *r)
     free(r->rows);
     free(r->sessions);
     free(r->hits);
+    free(r->sorted);
+    free(r->order);
     free(r->visitors);
     free(r->masks);
     smap_free(&r->day_map);
@@ -485,9 +490,13 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
     return ROLLUP_ADDED;
 }
 
+/* qsort_r-free ordering of hit indexes: the hits being sorted */
+static const struct rollup_hit *sorting;
+
 static int hit_cmp(const void *a, const void *b)
 {
-    const struct rollup_hit *x = a, *y = b;
+    const struct rollup_hit *x = &sorting[*(const uint32_t *)a],
+                            *y = &sorting[*(const uint32_t *)b];
     if (x->session != y->session)
         return x->session < y->session ? -1 : 1;
     if (x->ts != y->ts)
@@ -497,8 +506,22 @@ static int hit_cmp(const void *a, const void *b)
 
 void rollup_finish(struct rollup *r)
 {
-    if (r->nhits > 1)
-        qsort(r->hits, r->nhits, sizeof *r->hits, hit_cmp);
+    if (r->nhits < 2)
+        return;
+    /* sort 4-byte indexes, not the ~140-byte hits, then move each hit once */
+    if (r->order_cap < r->nhits) {
+        r->order_cap = r->nhits;
+        r->order = xrealloc(r->order, r->order_cap * sizeof *r->order);
+        r->sorted = xrealloc(r->sorted, r->order_cap * sizeof *r->sorted);
+    }
+    for (size_t i = 0; i < r->nhits; i++)
+        r->order[i] = (uint32_t)i;
+    sorting = r->hits;
+    qsort(r->order, r->nhits, sizeof *r->order, hit_cmp);
+    sorting = NULL;
+    for (size_t i = 0; i < r->nhits; i++)
+        r->sorted[i] = r->hits[r->order[i]];
+    memcpy(r->hits, r->sorted, r->nhits * sizeof *r->hits);
 }
 
 size_t rollup_nevents(const struct rollup *r)
