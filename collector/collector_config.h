@@ -19,6 +19,7 @@ struct collector_config {
     char *ua_regexes;
     long long ua_cache_entries;
     bool bot_filter;
+    bool drop_header;           /* X-Veil-Dropped on events not recorded */
     struct cfg_list sites;
     struct cfg_list trusted_proxies;
     long long ipv4_prefix;
