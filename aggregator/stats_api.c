@@ -761,3 +761,63 @@ void stats_api_stop(struct stats_api *api)
     pthread_join(api->thread, NULL);
     api_free(api);
 }
+
+/* ---- reload (SIGHUP) ---- */
+
+/* Settings handed from the reloading thread to the API thread. */
+struct api_settings {
+    struct stats_api *api;
+    struct auth *auth;
+    char *dashboard_dir;
+    long long k_anonymity;
+    double dp_epsilon;
+    long long retention_days;
+};
+
+/* In the API thread, between requests: swap in the new settings. */
+static void apply_settings_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct api_settings *s = arg;
+    struct stats_api *api = s->api;
+    (void)fd;
+    (void)what;
+    auth_free(api->auth);
+    api->auth = s->auth;
+    free(api->dashboard_dir);
+    api->dashboard_dir = s->dashboard_dir;
+    api->k_anonymity = s->k_anonymity;
+    api->dp_epsilon = s->dp_epsilon;
+    api->retention_days = s->retention_days;
+    log_info("stats api: reloaded (%zu token grant%s, k_anonymity %lld, dp_epsilon %g, "
+             "dashboard_dir %s)",
+             auth_grant_count(api->auth), auth_grant_count(api->auth) == 1 ? "" : "s",
+             api->k_anonymity, api->dp_epsilon, api->dashboard_dir);
+    free(s);
+}
+
+int stats_api_reload(struct stats_api *api, const struct agg_config *cfg, char *err,
+                     size_t errlen)
+{
+    struct api_settings *s = xcalloc(1, sizeof *s);
+    s->api = api;
+    s->auth = auth_new(cfg->api_token, &cfg->api_tokens, err, errlen);
+    if (!s->auth) {
+        free(s);
+        return -1;
+    }
+    if (auth_grant_count(s->auth) == 0)
+        log_warn("stats api: no api_token or api_tokens set: every stats request gets 401");
+    s->dashboard_dir = xstrdup(cfg->dashboard_dir ? cfg->dashboard_dir : "");
+    s->k_anonymity = cfg->k_anonymity;
+    s->dp_epsilon = cfg->dp_epsilon;
+    s->retention_days = cfg->retention_days;
+    struct timeval now = {0, 0};
+    if (event_base_once(api->base, -1, EV_TIMEOUT, apply_settings_cb, s, &now) != 0) {
+        auth_free(s->auth);
+        free(s->dashboard_dir);
+        free(s);
+        str_format(err, errlen, "stats api: cannot hand over the new settings");
+        return -1;
+    }
+    return 0;
+}

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,41 @@ static int load_tracker(const char *path, char **js, size_t *len, char etag[24])
     char hex[17];
     sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
     str_format(etag, 24, "\"%s\"", hex);
+    return 0;
+}
+
+/* --check-config: the spool directory start-up would create or open must
+ * be a writable directory, or the nearest existing parent must let us
+ * create it. Returns 0, or -1 with a reason. */
+static int check_spool_dir(const char *dir, char *err, size_t errlen)
+{
+    if (!dir[0])
+        return 0;
+    char path[1024];
+    if (!str_copy(path, sizeof path, dir, strlen(dir))) {
+        str_format(err, errlen, "spool_dir: path too long");
+        return -1;
+    }
+    struct stat st;
+    while (stat(path, &st) != 0) {
+        char *slash = strrchr(path, '/');
+        if (!slash) {
+            str_copy(path, sizeof path, ".", 1);
+            continue;
+        }
+        if (slash == path)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        str_format(err, errlen, "spool_dir %s: %s is not a directory", dir, path);
+        return -1;
+    }
+    if (access(path, W_OK | X_OK) != 0) {
+        str_format(err, errlen, "spool_dir %s: %s is not writable by this user", dir, path);
+        return -1;
+    }
     return 0;
 }
 
@@ -236,6 +272,10 @@ int main(int argc, char **argv)
     if (conf->tracker_js[0] &&
         load_tracker(conf->tracker_js, &tracker, &tracker_len, tracker_etag) != 0) {
         log_error("tracker_js: cannot read %s (missing, empty or over 256 KiB)", conf->tracker_js);
+        goto err;
+    }
+    if (action == CFG_CHECK && check_spool_dir(conf->spool_dir, err, sizeof err) != 0) {
+        log_error("%s", err);
         goto err;
     }
     if (action == CFG_CHECK) {
