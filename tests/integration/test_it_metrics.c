@@ -138,3 +138,18 @@ Test(metrics, both_pages_pass_promtool, .timeout = 90)
     harness_rmdir(dir);
     free(dir);
 }
+
+Test(metrics, sample_alert_rules_and_dashboard_are_valid, .timeout = 30)
+{
+    char rules[400], cmd[600];
+    harness_root_path("deploy/prometheus-veil-rules.yml", rules, sizeof rules);
+    snprintf(cmd, sizeof cmd, "promtool check rules '%s' >/dev/null", rules);
+    cr_expect_eq(system(cmd), 0, "promtool check rules %s fails", rules);
+    char dash[400];
+    harness_root_path("deploy/grafana-veil.json", dash, sizeof dash);
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
+             "assert d[\"panels\"] and all(p[\"targets\"] for p in d[\"panels\"])' '%s'",
+             dash);
+    cr_expect_eq(system(cmd), 0, "%s is not a dashboard with panels", dash);
+}
