@@ -58,6 +58,7 @@ CPPFLAGS     += -I$(LLHTTP_INC)
 COMMON_SRC     := $(wildcard common/*.c)
 COLLECTOR_SRC  := $(filter-out collector/main.c,$(wildcard collector/*.c))
 AGGREGATOR_SRC := $(filter-out aggregator/main.c,$(wildcard aggregator/*.c))
+ADMIN_SRC      := $(wildcard admin/*.c)
 UNIT_SRC       := $(wildcard tests/unit/test_*.c)
 INTEG_SRC      := $(wildcard tests/integration/test_*.c)
 HARNESS_SRC    := $(wildcard tests/harness/*.c)
@@ -71,6 +72,7 @@ HARNESS_LIB    := $(BUILD)/libveil_harness.a
 
 COLLECTOR_BIN  := $(BUILD)/veil-collector
 AGGREGATOR_BIN := $(BUILD)/veil-aggregator
+ADMIN_BIN      := $(BUILD)/veil-admin
 UNIT_BINS      := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BINS     := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
@@ -81,7 +83,7 @@ NODE_DEPS      := node_modules/.package-lock.json
 .PHONY: all deps test test-build test-unit test-integration test-browser run bench fuzz install clean sample-config
 .DEFAULT_GOAL := all
 
-all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(TRACKER_JS) $(DASHBOARD_HTML)
+all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(TRACKER_JS) $(DASHBOARD_HTML)
 
 $(NODE_DEPS): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm missing: run scripts/deps.sh build" >&2; exit 1; }
@@ -120,6 +122,9 @@ $(HARNESS_LIB): $(call obj,$(HARNESS_SRC))
 $(COLLECTOR_BIN): $(call obj,collector/main.c) $(COLLECTOR_LIB) $(COMMON_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(AGGREGATOR_BIN): $(call obj,aggregator/main.c) $(AGGREGATOR_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+# veil-admin (admin/): reads both daemons' directive tables (config explain).
+$(ADMIN_BIN): $(call obj,$(ADMIN_SRC)) $(COLLECTOR_LIB) $(AGGREGATOR_LIB) $(COMMON_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(COLLECTOR_LIB) $(AGGREGATOR_LIB) $(COMMON_LIB)

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "output.h"
 #include "query.h"
+#include "registry.h"
 #include "static_files.h"
 #include "util.h"
 
@@ -426,19 +427,23 @@ static void handle_realtime(struct api_request *rq, const struct api_params *p, 
 }
 
 static void handle_sites(struct api_request *rq, const struct api_params *p, redisContext *rc,
-                         const unsigned char token[AUTH_HASH_BYTES])
+                         const unsigned char token[AUTH_HASH_BYTES], const char *reg_scope)
 {
     struct stats_api *api = rq->api;
     char err[300];
     char **stored = NULL;
     size_t nstored = 0;
-    if (auth_all_sites(api->auth, token) &&
-        query_sites(rc, &stored, &nstored, err, sizeof err) != 0) {
+    bool all = reg_scope[0] ? strcmp(reg_scope, "*") == 0 : auth_all_sites(api->auth, token);
+    if (all && query_sites(rc, &stored, &nstored, err, sizeof err) != 0) {
         redis_error(rq, err);
         return;
     }
     const char **named = xcalloc(SITES_MAX_GRANTS, sizeof *named);
-    size_t nnamed = auth_named_sites(api->auth, token, named, SITES_MAX_GRANTS);
+    size_t nnamed = 0;
+    if (!reg_scope[0])
+        nnamed = auth_named_sites(api->auth, token, named, SITES_MAX_GRANTS);
+    else if (!all)
+        named[nnamed++] = reg_scope;
     /* Stored sites (all-sites tokens) plus every site granted by name. */
     const char **list = xcalloc(nstored + nnamed + 1, sizeof *list);
     size_t n = 0;
@@ -522,7 +527,19 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
     char err[300];
     struct api_params p;
 
-    switch (auth_identify(api->auth, evhttp_find_header(in, "Authorization"), token)) {
+    /* A token veil-admin made: looked up in the site registry per request,
+     * so a new token works and a revoked one stops at once. */
+    char reg_scope[REG_ID_MAX + 1] = "";
+    enum auth_result known = auth_identify(api->auth, evhttp_find_header(in, "Authorization"),
+                                           token);
+    if (known == AUTH_INVALID && !sodium_is_zero(token, AUTH_HASH_BYTES)) {
+        redisContext *rrc = api_redis(api);
+        if (rrc && registry_token_scope(rrc, token, reg_scope, sizeof reg_scope) == 1)
+            known = AUTH_OK;
+        else
+            reg_scope[0] = '\0';
+    }
+    switch (known) {
     case AUTH_OK: break;
     case AUTH_MISSING:
         rq->unauthorized = true;
@@ -540,7 +557,9 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
         set_error(rq, 400, err);
         return;
     }
-    if (ep != API_EP_SITES && auth_check_site(api->auth, token, p.site_id) != AUTH_OK) {
+    bool granted = reg_scope[0] ? strcmp(reg_scope, "*") == 0 || strcmp(reg_scope, p.site_id) == 0
+                                : auth_check_site(api->auth, token, p.site_id) == AUTH_OK;
+    if (ep != API_EP_SITES && !granted) {
         set_error(rq, 403, "this token may not read this site");
         return;
     }
@@ -557,7 +576,7 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
     case API_EP_TIMESERIES: handle_timeseries(rq, &p, rc); break;
     case API_EP_BREAKDOWN: handle_breakdown(rq, &p, rc); break;
     case API_EP_REALTIME: handle_realtime(rq, &p, rc); break;
-    case API_EP_SITES: handle_sites(rq, &p, rc, token); break;
+    case API_EP_SITES: handle_sites(rq, &p, rc, token, reg_scope); break;
     }
 }
 

@@ -79,6 +79,11 @@ const struct cfg_option collector_options[] = {
     {"strip_query", CFG_BOOL, OPT(strip_query), "yes", 0, 0, NULL,
      "Drop page-URL query strings except utm_* and query_allowlist.",
      "Queries often carry emails, tokens and search terms; 'no' keeps them all.", false},
+    {"drop_utm", CFG_BOOL, OPT(drop_utm), "no", 0, 0, NULL,
+     "Keep no campaign parameter (utm_source, utm_medium, utm_campaign, utm_term, "
+     "utm_content, and the source/ref stand-ins): sources are then referrer hosts only.",
+     "The French CNIL's consent exemption for audience measurement reportedly does not "
+     "cover campaign tracking: 'yes' meets that condition (docs/PRIVACY.md).", false},
     {"query_allowlist", CFG_LIST, OPT(query_allowlist), "", 0, 64, NULL,
      "Query parameters kept in page paths besides utm_* (e.g. page,lang).",
      "Only list parameters that can never identify a person.", false},
@@ -115,6 +120,11 @@ const struct cfg_option collector_options[] = {
      "each event-loop iteration at its end.",
      "A waiting event holds the derived stream fields only, never an IP or a User-Agent.",
      false},
+    {"registry_poll_ms", CFG_INT, OPT(registry_poll_ms), "1000", 0, 60000, NULL,
+     "How often the live site registry in Redis (veil-admin site add/remove/rename) is "
+     "checked for changes, in milliseconds: one GET per check, the hostnames reloaded only "
+     "when they changed. Registry sites are accepted besides the 'sites' list; 0 = never "
+     "read the registry.", NULL, false},
     {"spool_dir", CFG_STRING, OPT(spool_dir), "/var/lib/veil/spool", 0, 1000, NULL,
      "Directory of the disk spool (created 0700): events past max_buffered_events wait here "
      "while Redis is away, and what Redis has not acknowledged at shutdown is saved here and "

@@ -29,6 +29,7 @@ struct collector_config {
     bool honor_dnt;
     bool honor_gpc;
     bool strip_query;
+    bool drop_utm;              /* keep no campaign parameter (CNIL exemption) */
     struct cfg_list query_allowlist;
     int referrer;               /* enum referrer_mode */
     long long max_body_bytes;
@@ -38,6 +39,7 @@ struct collector_config {
     long long max_connections;  /* all threads together */
     long long max_buffered_events;
     long long batch_wait_us;
+    long long registry_poll_ms; /* 0 = the site registry is not read */
     char *spool_dir;            /* "" = no disk spool */
     long long spool_max_bytes;  /* all threads together */
     int spool_fsync;            /* enum spool_fsync */

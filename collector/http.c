@@ -62,6 +62,7 @@ struct http_worker {
 struct collector_server {
     struct collector_shared shared;
     _Atomic(struct collector_live *) live;
+    _Atomic(const struct reg_hosts *) registry; /* NULL: none loaded yet */
     int nworkers;
     struct http_worker *workers;
     struct metrics **metric_ptrs;
@@ -201,7 +202,8 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
     struct enrich_ctx ctx = {&live->conf,   w->ua,
                              live->geo,     w->geo_cache,
                              live->trusted, w->srv->shared.salts,
-                             w->limiter};
+                             w->limiter,
+                             atomic_load_explicit(&w->srv->registry, memory_order_acquire)};
     enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
     switch (outcome) {
     case ENRICH_BAD_REQUEST:
@@ -580,4 +582,10 @@ struct collector_live *collector_server_reload(struct collector_server *srv,
                                                struct collector_live *next)
 {
     return atomic_exchange_explicit(&srv->live, next, memory_order_acq_rel);
+}
+
+const struct reg_hosts *collector_server_set_registry(struct collector_server *srv,
+                                                      const struct reg_hosts *next)
+{
+    return atomic_exchange_explicit(&srv->registry, next, memory_order_acq_rel);
 }

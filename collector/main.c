@@ -24,6 +24,7 @@
 #include "geo.h"
 #include "http.h"
 #include "log.h"
+#include "registry.h"
 #include "salt.h"
 #include "ua.h"
 #include "util.h"
@@ -37,7 +38,8 @@ static const char *const restart_only[] = {
     "listen",       "redis",          "threads",     "ua_regexes",       "ua_cache_entries",
     "visitor_hash", "max_body_bytes", "max_header_bytes", "timeout_s",   "max_buffered_events",
     "spool_dir",    "spool_max_bytes", "spool_fsync", "rate_limit",       "rate_burst",
-    "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us", NULL};
+    "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us",
+    "registry_poll_ms", NULL};
 
 struct reloader {
     int argc;
@@ -105,6 +107,86 @@ static int check_spool_dir(const char *dir, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+/* The live site registry (registry.h): polled from the main thread, each
+ * snapshot handed to the workers whole; a replaced one is freed after the
+ * same grace as a retired configuration. */
+#define REGISTRY_RETIRED_MAX 64
+struct registry_poller {
+    struct collector_server *srv;
+    const char *redis;
+    redisContext *rc;
+    long long version;      /* of the snapshot the workers have; -1 none */
+    bool failing;           /* the last poll failed (logged once) */
+    const struct reg_hosts *current;
+    struct reg_hosts *retired[REGISTRY_RETIRED_MAX];
+    uint64_t retired_at[REGISTRY_RETIRED_MAX];
+    int nretired;
+};
+
+static void registry_sweep(struct registry_poller *p, bool all)
+{
+    int kept = 0;
+    for (int i = 0; i < p->nretired; i++) {
+        if (all || clock_ms() - p->retired_at[i] >= RETIRE_GRACE_MS) {
+            registry_hosts_free(p->retired[i]);
+        } else {
+            p->retired[kept] = p->retired[i];
+            p->retired_at[kept++] = p->retired_at[i];
+        }
+    }
+    p->nretired = kept;
+}
+
+static void registry_poll_failed(struct registry_poller *p, const char *why)
+{
+    if (!p->failing)
+        log_warn("site registry: %s; keeping the sites known so far", why);
+    p->failing = true;
+    if (p->rc) {
+        redisFree(p->rc);
+        p->rc = NULL;
+    }
+}
+
+static void registry_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct registry_poller *p = arg;
+    char err[300];
+    registry_sweep(p, false);
+    if (p->nretired == REGISTRY_RETIRED_MAX)
+        return; /* changing faster than the grace: wait */
+    if (!p->rc && !(p->rc = registry_connect(p->redis, 500, err, sizeof err))) {
+        registry_poll_failed(p, err);
+        return;
+    }
+    long long version = registry_version(p->rc);
+    if (version < 0) {
+        registry_poll_failed(p, "cannot read its version");
+        return;
+    }
+    if (p->failing)
+        log_info("site registry: reachable again");
+    p->failing = false;
+    if (version == p->version)
+        return;
+    struct reg_hosts *next = registry_hosts_load(p->rc, err, sizeof err);
+    if (!next) {
+        registry_poll_failed(p, err);
+        return;
+    }
+    const struct reg_hosts *old = collector_server_set_registry(p->srv, next);
+    if (old) {
+        p->retired[p->nretired] = (struct reg_hosts *)(uintptr_t)old;
+        p->retired_at[p->nretired++] = clock_ms();
+    }
+    p->current = next;
+    p->version = version;
+    log_info("site registry: version %lld, %zu hostname%s", version,
+             registry_hosts_count(next), registry_hosts_count(next) == 1 ? "" : "s");
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -237,7 +319,8 @@ int main(int argc, char **argv)
     struct salt_store *salts = NULL;
     struct collector_server *srv = NULL;
     struct event_base *main_base = NULL;
-    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *registry_ev = NULL;
+    struct registry_poller poller = {.version = -1};
     char *tracker = NULL;
     size_t tracker_len = 0;
     char tracker_etag[24] = "";
@@ -291,7 +374,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
     if (conf->sites.n == 0)
-        log_warn("sites is empty: events for any site are accepted (open mode)");
+        log_warn("sites is empty: events for any site are accepted (open mode) until the site "
+                 "registry (veil-admin site add) holds a site");
 
     salts = salt_store_new((enum salt_period)conf->visitor_hash, conf->redis);
     if (salt_store_start(salts, 2000) != 0) {
@@ -321,6 +405,18 @@ int main(int argc, char **argv)
         log_error("cannot start the workers");
         goto err;
     }
+    if (conf->registry_poll_ms > 0) {
+        poller.srv = srv;
+        poller.redis = conf->redis;
+        registry_poll_cb(-1, 0, &poller); /* the registry's sites from the first request on */
+        long long ms = conf->registry_poll_ms;
+        struct timeval every = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+        registry_ev = event_new(main_base, -1, EV_PERSIST, registry_poll_cb, &poller);
+        if (!registry_ev || event_add(registry_ev, &every) != 0) {
+            log_error("cannot start polling the site registry");
+            goto err;
+        }
+    }
     log_info("veil-collector %s listening on %s with %d thread%s; geo %s; redis %s",
              VEIL_VERSION, conf->listen, nthreads, nthreads == 1 ? "" : "s",
              boot->geo ? geo_db_description(boot->geo) : "off", conf->redis);
@@ -330,6 +426,8 @@ int main(int argc, char **argv)
     rc = 0;
 
 err:
+    if (registry_ev)
+        event_free(registry_ev);
     if (sigterm)
         event_free(sigterm);
     if (sigint)
@@ -339,6 +437,10 @@ err:
     if (main_base)
         event_base_free(main_base);
     collector_server_free(srv);
+    if (poller.rc)
+        redisFree(poller.rc);
+    registry_sweep(&poller, true);
+    registry_hosts_free((struct reg_hosts *)(uintptr_t)poller.current);
     salt_store_free(salts);
     if (rules)
         ua_rules_free(rules);
