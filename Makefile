@@ -4,7 +4,7 @@
 #   make test       install what is missing, build, run every test
 #   make run        install what is missing, build, start redis + collector + aggregator
 #   make bench      benchmarks side by side with a reference (see docs/BENCHMARKS.md)
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=   (the three binaries, their man pages, veil.js, dashboard, configs)
 #
 # Knobs: SANITIZER=address (ASan+UBSan) | undefined, OPT=, DEBUG=, WERROR=1.
 
@@ -83,7 +83,14 @@ NODE_DEPS      := node_modules/.package-lock.json
 .PHONY: all deps test test-build test-unit test-integration test-browser run bench fuzz install clean sample-config
 .DEFAULT_GOAL := all
 
-all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(TRACKER_JS) $(DASHBOARD_HTML)
+MAN_PAGES      := $(BUILD)/man/veil-collector.8 $(BUILD)/man/veil-aggregator.8 $(BUILD)/man/veil-admin.8
+
+all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(TRACKER_JS) $(DASHBOARD_HTML) $(MAN_PAGES)
+
+# Manual pages: printed by each binary from the table its --help uses.
+$(BUILD)/man/%.8: $(BUILD)/%
+	@mkdir -p $(dir $@)
+	$< --man > $@.tmp && mv $@.tmp $@
 
 $(NODE_DEPS): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm missing: run scripts/deps.sh build" >&2; exit 1; }
@@ -187,8 +194,10 @@ sample-config: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
 	$(AGGREGATOR_BIN) --markdown-config > docs/config-aggregator.md
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/veil $(DESTDIR)/etc/veil
-	install -m 0755 $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/veil $(DESTDIR)/etc/veil \
+	           $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 $(TRACKER_JS) $(DESTDIR)$(PREFIX)/share/veil/veil.js
 	cp -r $(BUILD)/dashboard $(DESTDIR)$(PREFIX)/share/veil/
 	install -m 0644 deploy/veil.conf deploy/veil-aggregator.conf $(DESTDIR)/etc/veil/
