@@ -458,9 +458,17 @@ static void handle_sites(struct api_request *rq, const struct api_params *p, red
     }
     const char *cols[2] = {"domain", "timezone"};
     struct output_cell *cells = xcalloc((n ? n : 1) * 2, sizeof *cells);
+    /* time zones from the site registry (veil-admin site add), else UTC */
+    char (*zones)[64] = xcalloc(n ? n : 1, sizeof *zones);
     for (size_t i = 0; i < n; i++) {
+        struct reg_site site;
+        char rerr[200];
+        if (registry_site_get(rc, list[i], &site, rerr, sizeof rerr) == 1 && site.timezone[0])
+            str_copy(zones[i], sizeof zones[i], site.timezone, strlen(site.timezone));
+        else
+            str_copy(zones[i], sizeof zones[i], "Etc/UTC", 7);
         cells[2 * i] = output_str(list[i], strlen(list[i]));
-        cells[2 * i + 1] = output_str("Etc/UTC", 7);
+        cells[2 * i + 1] = output_str(zones[i], strlen(zones[i]));
     }
     struct output_table table = {2, cols, n, cells};
     rq->status = 200;
@@ -474,6 +482,7 @@ static void handle_sites(struct api_request *rq, const struct api_params *p, red
         evbuffer_add(rq->body, "}\n", 2);
     }
     free(cells);
+    free(zones);
     free(list);
     free(named);
     for (size_t i = 0; i < nstored; i++)

@@ -126,6 +126,16 @@ static bool wait_post(struct stack *s, const char *site, int want)
     return false;
 }
 
+/* The line of 64 hex digits in `out` (stdout and stderr share the log). */
+static void token_in(const char *out, char token[80])
+{
+    token[0] = '\0';
+    for (const char *line = out; line && *line;
+         line += strcspn(line, "\n") + (line[strcspn(line, "\n")] != 0))
+        if (strcspn(line, "\n") == 64 && strspn(line, "0123456789abcdef") == 64)
+            snprintf(token, 80, "%.64s", line);
+}
+
 static long long pageviews(struct stack *s, const char *token, const char *site, int *status)
 {
     char path[300], headers[200], *body = NULL;
@@ -168,11 +178,8 @@ Test(admin, registry_tokens_export_purge_audit_end_to_end, .timeout = 180)
     cr_assert_eq(admin(&s, &out, "token", "create", "--site", "new.example", "--name", "ci",
                        NULL),
                  0);
-    /* stdout and stderr share the log: the token is the line of 64 hex digits */
-    char token[80] = "";
-    for (char *line = out; line && *line; line += strcspn(line, "\n") + (line[strcspn(line, "\n")] != 0))
-        if (strcspn(line, "\n") == 64 && strspn(line, "0123456789abcdef") == 64)
-            snprintf(token, sizeof token, "%.64s", line);
+    char token[80];
+    token_in(out, token);
     free(out);
     cr_assert_eq(strlen(token), 64, "token create printed '%s'", token);
     redisReply *r = redisCommand(s.rc, "HGETALL veil:{reg}:tokens");
@@ -196,6 +203,18 @@ Test(admin, registry_tokens_export_purge_audit_end_to_end, .timeout = 180)
     cr_expect_geq(pv, 2, "events of the site and its alias were not counted under it");
     pageviews(&s, token, "config.example", &status);
     cr_expect_eq(status, 403, "a site token reads another site");
+
+    /* an all-sites registry token lists the site with its registry time zone */
+    cr_assert_eq(admin(&s, &out, "token", "create", "--all", NULL), 0);
+    char all[80];
+    token_in(out, all);
+    free(out);
+    char headers[200], *body = NULL;
+    snprintf(headers, sizeof headers, "Authorization: Bearer %s\r\n", all);
+    cr_expect_eq(harness_http(s.aport, "GET", "/api/v1/sites", headers, NULL, 0, &body, NULL), 200);
+    cr_expect(body && strstr(body, "\"new.example\"") && strstr(body, "\"Europe/Paris\""),
+              "sites: %s", body ? body : "");
+    free(body);
 
     /* export: the day's real counts */
     char today[11];
