@@ -42,6 +42,8 @@ const char *enrich_site_resolve(const struct collector_config *conf,
                                 const struct reg_hosts *registry, const char *site)
 {
     const char *id = registry_hosts_lookup(registry, site);
+    if (!id)
+        id = registry_hosts_lookup(registry, strip_www(site)); /* as `sites` does */
     if (id)
         return id;
     if (conf->sites.n == 0 && registry_hosts_count(registry) > 0)

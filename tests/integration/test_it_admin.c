@@ -163,6 +163,7 @@ Test(admin, registry_tokens_export_purge_audit_end_to_end, .timeout = 180)
                  0);
     cr_expect(wait_post(&s, "new.example", 202), "an added site is not accepted");
     cr_expect_eq(post(&s, "alias.example", "/from-alias"), 202, "a site's hostname is refused");
+    cr_expect_eq(post(&s, "www.new.example", "/from-www"), 202, "www. of a site is refused");
     cr_expect_eq(post(&s, "config.example", "/"), 202, "the config-file site stopped working");
     cr_expect_eq(admin(&s, NULL, "site", "add", "new.example", NULL), 1, "a duplicate add");
     cr_expect_eq(admin(&s, NULL, "site", "add", "x.example", "--timezone", "Nowhere/Atlantis",
@@ -195,12 +196,12 @@ Test(admin, registry_tokens_export_purge_audit_end_to_end, .timeout = 180)
     long long pv = -1;
     for (int i = 0; i < 200; i++) {
         pv = pageviews(&s, token, "new.example", &status);
-        if (status == 200 && pv >= 2)
+        if (status == 200 && pv >= 3)
             break;
         sleep_ms(50);
     }
     cr_expect_eq(status, 200, "a fresh registry token is refused");
-    cr_expect_geq(pv, 2, "events of the site and its alias were not counted under it");
+    cr_expect_geq(pv, 3, "events of the site, its alias and www. were not counted under it");
     pageviews(&s, token, "config.example", &status);
     cr_expect_eq(status, 403, "a site token reads another site");
 
