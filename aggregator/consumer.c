@@ -765,3 +765,8 @@ int consumer_run(struct consumer *c, int stop_fd)
     report(c, clock_ms(), true);
     return 0;
 }
+
+void consumer_set_referrers(struct consumer *c, const struct referrers *db)
+{
+    rollup_set_referrers(c->rollup, db);
+}

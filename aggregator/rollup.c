@@ -14,6 +14,7 @@
 #include "schema.h"
 #include "strmap.h"
 #include "period.h"
+#include "referrers.h"
 #include "tzfile.h"
 #include "util.h"
 #include "visit.h"
@@ -102,6 +103,7 @@ struct rollup {
     struct row_cache last_row[SD__COUNT];
     struct smap day_map, row_map, session_map, visitor_map;
     struct pairset seen;
+    const struct referrers *referrers; /* named sources, NULL: hosts */
     rollup_zone_fn zone_fn;    /* the site's time zone, or NULL: UTC */
     void *zone_arg;
 };
@@ -466,9 +468,14 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         visit[i] = "";
     if (!measurement) {
         char region[8], version[EV_UA_FIELD_MAX + 20];
-        const char *source = ev->referrer[0] ? ev->referrer
-                           : ev->utm_source[0] ? ev->utm_source
-                                               : ROLLUP_DIRECT;
+        enum ref_medium medium;
+        const char *named = referrers_source(r->referrers, ev->referrer, &medium);
+        const char *source = named               ? named
+                           : ev->referrer[0]     ? ev->referrer
+                           : ev->utm_source[0]   ? ev->utm_source
+                                                 : ROLLUP_DIRECT;
+        const char *channel = referrers_channel_name(referrers_channel(
+            r->referrers, ev->referrer, ev->utm_source, ev->utm_medium, ev->paid));
         region[0] = version[0] = '\0';
         if (ev->country[0] && ev->region[0])
             join2(region, sizeof region, ev->country, '-', ev->region);
@@ -493,6 +500,8 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         visit[ROLLUP_V_OS] = row_dim(r, di, SD_OS, ev->os, pageview, vid);
         visit[ROLLUP_V_DEVICE] = row_dim(r, di, SD_DEVICE, device, pageview, vid);
         visit[ROLLUP_V_SCREEN] = row_dim(r, di, SD_SCREEN, ev->screen, pageview, vid);
+        visit[ROLLUP_V_CHANNEL] = row_dim(r, di, SD_CHANNEL, channel, pageview, vid);
+        visit[ROLLUP_V_REFERRER] = row_dim(r, di, SD_REFERRER, ev->referrer, pageview, vid);
         row_dim(r, di, SD_NAME, ev->name, pageview, vid);
         for (size_t i = 0; i < ev->nprops && i < EV_PROPS_MAX; i++) {
             const struct event_prop *p = &ev->props[i];
@@ -705,4 +714,9 @@ void rollup_set_zones(struct rollup *r, rollup_zone_fn fn, void *arg)
 {
     r->zone_fn = fn;
     r->zone_arg = arg;
+}
+
+void rollup_set_referrers(struct rollup *r, const struct referrers *db)
+{
+    r->referrers = db;
 }

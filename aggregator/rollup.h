@@ -54,6 +54,8 @@ enum rollup_visit_dim {
     ROLLUP_V_OS,
     ROLLUP_V_DEVICE,
     ROLLUP_V_SCREEN,
+    ROLLUP_V_CHANNEL,
+    ROLLUP_V_REFERRER,
     ROLLUP_V_COUNT
 };
 
@@ -148,6 +150,12 @@ void rollup_set_prefix(struct rollup *r, const char *prefix);
 /* Local days and hours of each site from `fn(arg, site)` (NULL fn: every
  * site is UTC). Kept across batches. */
 void rollup_set_zones(struct rollup *r, rollup_zone_fn fn, void *arg);
+
+/* Named sources and channels from `db` (referrers.h; NULL: the source is
+ * the referrer host and channels come from campaigns only). Kept across
+ * batches; db must outlive r. */
+struct referrers;
+void rollup_set_referrers(struct rollup *r, const struct referrers *db);
 
 /* Forget the batch; every pointer obtained from `r` becomes invalid. */
 void rollup_reset(struct rollup *r);

@@ -46,6 +46,8 @@ enum schema_dim_id {
     SD_NAME,
     SD_PROP_KEY,
     SD_PROP,
+    SD_CHANNEL,
+    SD_REFERRER,
     SD__COUNT /* at most 32: a dimension is a bit in rollup.c's per-visitor masks */
 };
 
