@@ -48,6 +48,7 @@ enum schema_dim_id {
     SD_PROP,
     SD_CHANNEL,
     SD_REFERRER,
+    SD_GOAL,
     SD__COUNT /* at most 32: a dimension is a bit in rollup.c's per-visitor masks */
 };
 

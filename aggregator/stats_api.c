@@ -210,10 +210,14 @@ static long long totals_metric(const struct query_totals *t, enum api_metric m)
     case API_METRIC_BOUNCE_RATE: return ratio(t->c[QC_BOUNCES], t->c[QC_VISITS], 100, 100);
     case API_METRIC_VISIT_DURATION: return ratio(t->c[QC_VISIT_DURATION_S], t->c[QC_VISITS], 1, 0);
     case API_METRIC_SCROLL_DEPTH: return ratio(t->c[QC_SCROLL_SUM], t->c[QC_SCROLL_N], 1, 100);
+    case API_METRIC_CONVERSION_RATE: break; /* breakdowns only (api_params) */
     case API_METRIC__COUNT: break;
     }
     return 0;
 }
+
+static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
+                                   long long site_visitors);
 
 static long long row_metric(const struct stats_row *r, enum api_metric m)
 {
@@ -224,6 +228,19 @@ static long long row_metric(const struct stats_row *r, enum api_metric m)
     case API_METRIC_EVENTS: return r->events;
     default: return 0;
     }
+}
+
+/* A row's metric; conversion_rate in tenths of a percent of site_visitors
+ * (one decimal, as Plausible answers it), at most 100. */
+static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
+                                   long long site_visitors)
+{
+    if (m != API_METRIC_CONVERSION_RATE)
+        return output_num(row_metric(r, m));
+    if (site_visitors <= 0)
+        return output_tenths(0);
+    long long t = (r->visitors * 1000 + site_visitors / 2) / site_visitors;
+    return output_tenths(t > 1000 ? 1000 : t);
 }
 
 static void publish_row(const struct stats_api *api, const char *site,
@@ -440,12 +457,26 @@ static void handle_breakdown(struct api_request *rq, const struct api_params *p,
     size_t ncols = 1 + p->nmetrics;
     const char *cols[1 + API_METRIC__COUNT] = {p->column};
     metric_columns(p, cols, 1);
+    /* conversion_rate: the share of all the range's visitors */
+    long long site_visitors = 0;
+    for (size_t m = 0; m < p->nmetrics; m++) {
+        if (p->metrics[m] != API_METRIC_CONVERSION_RATE || p->range.first > p->range.last)
+            continue;
+        struct query_totals t = {0};
+        if (query_totals(rc, p->site_id, &p->range, 1, &t, err, sizeof err) != 0) {
+            redis_error(rq, err);
+            goto done;
+        }
+        publish_totals(api, p->site_id, &p->range, &t);
+        site_visitors = t.visitors;
+        break;
+    }
     struct output_cell *cells = xcalloc((count ? count : 1) * ncols, sizeof *cells);
     for (size_t i = 0; i < count; i++) {
         const struct stats_row *r = offset + i < kept ? &rows.rows[offset + i] : &other;
         cells[i * ncols] = output_str(r->value, r->value_len);
         for (size_t m = 0; m < p->nmetrics; m++)
-            cells[i * ncols + 1 + m] = output_num(row_metric(r, p->metrics[m]));
+            cells[i * ncols + 1 + m] = row_cell(r, p->metrics[m], site_visitors);
     }
     struct output_table table = {ncols, cols, count, cells};
     write_table(rq, p, &table, false, true, folded, other_suppressed);

@@ -490,15 +490,18 @@ Test(rollup, schema_table_covers_every_visit_value_and_names_primary_hashes)
 
 /* ---- local days, named sources, channels ---- */
 
-static const struct tz_zone *tokyo(void *arg, const char *site)
+static struct rollup_site site_conf;
+
+static const struct rollup_site *settings(void *arg, const char *site)
 {
     (void)arg;
-    return strcmp(site, "example.com") == 0 ? tz_get("Asia/Tokyo") : NULL;
+    return strcmp(site, "example.com") == 0 ? &site_conf : NULL;
 }
 
 Test(rollup, a_zoned_site_counts_on_its_local_day_and_hour)
 {
-    rollup_set_zones(r, tokyo, NULL);
+    site_conf = (struct rollup_site){tz_get("Asia/Tokyo"), ""};
+    rollup_set_sites(r, settings, NULL);
     struct event_record ev;
     base_event(&ev, "pageview", "/", VA, NOW); /* 12:51 UTC = 21:51 in Tokyo, same day */
     add_ok(&ev);
@@ -510,7 +513,7 @@ Test(rollup, a_zoned_site_counts_on_its_local_day_and_hour)
     const struct rollup_day *next = rollup_find_day(r, "example.com", "2024-05-02");
     cr_assert_not_null(next, "the collector's UTC day 2024-05-01 is Tokyo's 2024-05-02");
     cr_assert_eq(next->hour_pv[0], 1);
-    rollup_set_zones(r, NULL, NULL);
+    rollup_set_sites(r, NULL, NULL);
 }
 
 Test(rollup, sources_are_named_and_visits_get_a_channel)
@@ -537,4 +540,27 @@ Test(rollup, sources_are_named_and_visits_get_a_channel)
     cr_assert_eq(row("channel", "Paid Social")->pv, 1, "a click id makes it paid");
     rollup_set_referrers(r, NULL);
     referrers_free(db);
+}
+
+Test(rollup, goals_are_rows_of_the_goal_dimension)
+{
+    site_conf = (struct rollup_site){NULL, "event:Signup\npage:/blog/*\nevent:Buy*"};
+    rollup_set_sites(r, settings, NULL);
+    struct event_record ev;
+    base_event(&ev, "pageview", "/blog/a", VA, NOW);
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/blog/b", VB, NOW);
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/about", VB, NOW);
+    add_ok(&ev);
+    base_event(&ev, "Signup", "/about", VB, NOW);
+    add_ok(&ev);
+    base_event(&ev, "Buy Pro", "/about", VB, NOW);
+    add_ok(&ev);
+    cr_assert_eq(row("goal", "Visit /blog/*")->pv, 2);
+    cr_assert_eq(row("goal", "Visit /blog/*")->nvisitors, 2);
+    cr_assert_eq(row("goal", "Signup")->ev, 1);
+    cr_assert_eq(row("goal", "Buy*")->ev, 1, "a wildcard event goal");
+    cr_assert_null(row("goal", "Visit /about"));
+    rollup_set_sites(r, NULL, NULL);
 }
