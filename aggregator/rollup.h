@@ -56,6 +56,7 @@ enum rollup_visit_dim {
     ROLLUP_V_SCREEN,
     ROLLUP_V_CHANNEL,
     ROLLUP_V_REFERRER,
+    ROLLUP_V_VISITOR_TYPE, /* set by the plan, not per event: "new" or "returning" */
     ROLLUP_V_COUNT
 };
 

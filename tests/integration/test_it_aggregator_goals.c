@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include "aggregator_env.h"
+#include "period.h"
 
 #define TOKEN "goals-test-token-0123456789"
 
@@ -94,6 +95,46 @@ Test(aggregator_goals, goals_conversions_and_conversion_rate, .timeout = 60)
     free(body);
     body = api(port, "/api/v1/stats/aggregate?site_id=" SITE "&metrics=conversion_rate", 400);
     expect_has(body, "conversion_rate needs a breakdown by event:goal");
+    free(body);
+    agg_stop_ok(agg);
+}
+
+Test(aggregator_goals, new_and_returning_visitors, .timeout = 60)
+{
+    env_start(&env);
+    struct env *e = &env;
+    /* two visits of A 2000 s apart (past the 1800 s timeout) on one UTC
+     * day, the second read by a new process from the checkpoint */
+    int64_t day_start = e->now / 86400 * 86400;
+    int64_t t0 = (e->now - day_start > 2400 ? day_start : day_start - 86400) + 60;
+    struct event_record ev;
+    const char *first[] = {VA, VB};
+    for (int i = 0; i < 2; i++) {
+        event_base(&ev, e, "pageview", "/", first[i], t0);
+        period_format_day((period_day)(t0 / 86400), ev.day);
+        xadd(e->rc, &ev);
+    }
+    int port;
+    struct harness_proc *agg = start(e, &port);
+    wait_drained(e, 15000);
+    agg_stop_ok(agg);
+    const char *second[] = {VA, VC};
+    for (int i = 0; i < 2; i++) {
+        event_base(&ev, e, "pageview", "/", second[i], t0 + 2000);
+        period_format_day((period_day)(t0 / 86400), ev.day);
+        xadd(e->rc, &ev);
+    }
+    agg = start(e, &port);
+    wait_drained(e, 15000);
+    char path[300], day[11];
+    period_format_day((period_day)(t0 / 86400), day);
+    str_format(path, sizeof path,
+               "/api/v1/stats/breakdown?site_id=" SITE "&period=day&date=%s"
+               "&property=visit:visitor_type&metrics=visitors,visits",
+               day);
+    char *body = api(port, path, 200);
+    expect_has(body, "{\"visitor_type\": \"new\", \"visitors\": 3, \"visits\": 3}");
+    expect_has(body, "{\"visitor_type\": \"returning\", \"visitors\": 1, \"visits\": 1}");
     free(body);
     agg_stop_ok(agg);
 }
