@@ -51,6 +51,9 @@ struct api_request {
     const char *content_type;
     struct evbuffer *body;
     bool unauthorized;         /* add WWW-Authenticate */
+    bool filtered;             /* answered under a filter (meta says how many cells were
+                                  withheld by k-anonymity) */
+    size_t k_withheld;
 };
 
 /* Replace the body with {"error": reason} and set the status. */
