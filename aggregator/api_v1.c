@@ -42,7 +42,7 @@ static long long dp_count(const struct stats_api *api, const char *site, const c
     return dp_publish(api->dp_key, api->dp_epsilon, sensitivity, &l, true_count);
 }
 
-static void publish_totals(const struct stats_api *api, const char *site,
+void api_publish_totals(const struct stats_api *api, const char *site,
                            const struct period_range *r, struct query_totals *t)
 {
     t->visitors = dp_count(api, site, "visitors", "", 0, r, 1, t->visitors);
@@ -59,7 +59,7 @@ static long long ratio(long long num, long long den, double scale, long long max
     return v < 0 ? 0 : (max > 0 && v > max ? max : v);
 }
 
-static long long totals_metric(const struct query_totals *t, enum api_metric m)
+long long api_totals_metric(const struct query_totals *t, enum api_metric m)
 {
     switch (m) {
     case API_METRIC_VISITORS: return t->visitors;
@@ -80,18 +80,18 @@ static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
                                    long long site_visitors);
 
 /* A totals metric as a cell: views_per_visit with two decimals. */
-static struct output_cell totals_cell(const struct query_totals *t, enum api_metric m)
+struct output_cell api_totals_cell(const struct query_totals *t, enum api_metric m)
 {
     if (m == API_METRIC_VIEWS_PER_VISIT)
-        return output_hundredths(totals_metric(t, m));
-    return output_num(totals_metric(t, m));
+        return output_hundredths(api_totals_metric(t, m));
+    return output_num(api_totals_metric(t, m));
 }
 
 /* Totals of buckets[0..n), under p's filter when it has one (a filtered
  * bucket seen by fewer than k visitors is withheld: zeros, counted in
  * meta), published (noise). False when the request was answered with an
  * error. */
-static bool load_totals(struct api_request *rq, const struct api_params *p, redisContext *rc,
+bool api_load_totals(struct api_request *rq, const struct api_params *p, redisContext *rc,
                         const struct period_range *buckets, size_t n, struct query_totals *t)
 {
     char err[400];
@@ -120,7 +120,7 @@ static bool load_totals(struct api_request *rq, const struct api_params *p, redi
         }
     }
     for (size_t b = 0; b < n; b++)
-        publish_totals(rq->api, p->site_id, &buckets[b], &t[b]);
+        api_publish_totals(rq->api, p->site_id, &buckets[b], &t[b]);
     return true;
 }
 
@@ -135,7 +135,7 @@ static long long change(enum api_metric m, long long cur, long long prev)
     return llround(100.0 * (double)(cur - prev) / (double)prev);
 }
 
-static long long row_metric(const struct stats_row *r, enum api_metric m)
+long long api_row_metric(const struct stats_row *r, enum api_metric m)
 {
     switch (m) {
     case API_METRIC_VISITORS: return r->visitors;
@@ -152,14 +152,14 @@ static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
                                    long long site_visitors)
 {
     if (m != API_METRIC_CONVERSION_RATE)
-        return output_num(row_metric(r, m));
+        return output_num(api_row_metric(r, m));
     if (site_visitors <= 0)
         return output_tenths(0);
     long long t = (r->visitors * 1000 + site_visitors / 2) / site_visitors;
     return output_tenths(t > 1000 ? 1000 : t);
 }
 
-static void publish_row(const struct stats_api *api, const char *site,
+void api_publish_row(const struct stats_api *api, const char *site,
                         const struct period_range *range, struct stats_row *r)
 {
     r->visitors = dp_count(api, site, "visitors", r->value, r->value_len, range, 1, r->visitors);
@@ -230,15 +230,15 @@ void api_v1_aggregate(struct api_request *rq, const struct api_params *p, redisC
     struct period_range ranges[2] = {p->range,
                                      {p->range.first - (period_day)days, p->range.first - 1}};
     size_t n = p->compare ? 2 : 1;
-    if (p->range.first <= p->range.last && !load_totals(rq, p, rc, ranges, n, t))
+    if (p->range.first <= p->range.last && !api_load_totals(rq, p, rc, ranges, n, t))
         return;
     const char *cols[API_METRIC__COUNT];
     struct output_cell cells[2 * API_METRIC__COUNT];
     metric_columns(p, cols, 0);
     for (size_t i = 0; i < p->nmetrics; i++) {
-        cells[i] = totals_cell(&t[0], p->metrics[i]);
+        cells[i] = api_totals_cell(&t[0], p->metrics[i]);
         cells[p->nmetrics + i] = output_num(change(
-            p->metrics[i], totals_metric(&t[0], p->metrics[i]), totals_metric(&t[1], p->metrics[i])));
+            p->metrics[i], api_totals_metric(&t[0], p->metrics[i]), api_totals_metric(&t[1], p->metrics[i])));
     }
     struct output_table table = {p->nmetrics, cols, n, cells};
     write_table(rq, p, &table, true, false, 0, false);
@@ -280,7 +280,7 @@ static void handle_hourly(struct api_request *rq, const struct api_params *p, re
                                  counter_sensitivity[c], t[b].c[c]);
         cells[b * ncols] = output_str(labels[b], 19);
         for (size_t i = 0; i < p->nmetrics; i++)
-            cells[b * ncols + 1 + i] = totals_cell(&t[b], p->metrics[i]);
+            cells[b * ncols + 1 + i] = api_totals_cell(&t[b], p->metrics[i]);
     }
     struct output_table table = {ncols, cols, n, cells};
     write_table(rq, p, &table, false, false, 0, false);
@@ -299,7 +299,7 @@ void api_v1_timeseries(struct api_request *rq, const struct api_params *p,
     size_t n;
     struct period_range *buckets = period_buckets(&p->range, p->interval, &n);
     struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
-    if (!load_totals(rq, p, rc, buckets, n, t))
+    if (!api_load_totals(rq, p, rc, buckets, n, t))
         goto done;
     size_t ncols = 1 + p->nmetrics;
     const char *cols[1 + API_METRIC__COUNT] = {"date"};
@@ -313,7 +313,7 @@ void api_v1_timeseries(struct api_request *rq, const struct api_params *p,
             period_format_day(buckets[b].first, dates[b]);
         cells[b * ncols] = output_str(dates[b], 10);
         for (size_t i = 0; i < p->nmetrics; i++)
-            cells[b * ncols + 1 + i] = totals_cell(&t[b], p->metrics[i]);
+            cells[b * ncols + 1 + i] = api_totals_cell(&t[b], p->metrics[i]);
     }
     struct output_table table = {ncols, cols, n, cells};
     write_table(rq, p, &table, false, false, 0, false);
@@ -338,7 +338,7 @@ static int row_order(const void *a, const void *b)
 
 /* A breakdown filtered by its own property: only the matching rows; 400
  * when "(other)" may hide some (api_filter.h). */
-static bool filter_rows(struct api_request *rq, const struct api_params *p,
+bool api_filter_rows(struct api_request *rq, const struct api_params *p,
                         struct stats_rows *rows)
 {
     size_t n = 0;
@@ -377,7 +377,7 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
         api_redis_error(rq, err);
         return;
     }
-    if (p->filter.set && !filter_rows(rq, p, &rows))
+    if (p->filter.set && !api_filter_rows(rq, p, &rows))
         goto done;
     /* k-anonymity on true counts first, then noise, then order and page. */
     size_t folded = 0;
@@ -398,9 +398,9 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
         }
     }
     for (size_t i = 0; i < kept; i++)
-        publish_row(api, p->site_id, &p->range, &rows.rows[i]);
+        api_publish_row(api, p->site_id, &p->range, &rows.rows[i]);
     if (have_other)
-        publish_row(api, p->site_id, &p->range, &other);
+        api_publish_row(api, p->site_id, &p->range, &other);
     if (kept > 1)
         qsort(rows.rows, kept, sizeof *rows.rows, row_order);
 
@@ -423,7 +423,7 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
             api_redis_error(rq, err);
             goto done;
         }
-        publish_totals(api, p->site_id, &p->range, &t);
+        api_publish_totals(api, p->site_id, &p->range, &t);
         site_visitors = t.visitors;
         break;
     }

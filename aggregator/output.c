@@ -154,3 +154,8 @@ void output_csv(struct evbuffer *out, const struct output_table *t)
         evbuffer_add(out, "\r\n", 2);
     }
 }
+
+void output_json_cell(struct evbuffer *out, const struct output_cell *c)
+{
+    json_cell(out, c);
+}

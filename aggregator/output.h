@@ -70,6 +70,9 @@ void output_json_string(struct evbuffer *out, const char *s, size_t len);
  * or CR gets a leading apostrophe so spreadsheets show it as text. */
 void output_csv_field(struct evbuffer *out, const char *s, size_t len);
 
+/* One cell as a JSON value (a string or a number). */
+void output_json_cell(struct evbuffer *out, const struct output_cell *c);
+
 /* `[{"col": cell, ...}, ...]`, one object per row. */
 void output_json_rows(struct evbuffer *out, const struct output_table *t);
 
