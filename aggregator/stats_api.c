@@ -176,7 +176,7 @@ static bool authenticate(struct api_request *rq, unsigned char token[AUTH_HASH_B
                                            token);
     if (known == AUTH_INVALID && !sodium_is_zero(token, AUTH_HASH_BYTES)) {
         redisContext *rrc = api_redis(api);
-        if (rrc && registry_token_scope(rrc, token, reg_scope, sizeof reg_scope) == 1)
+        if (rrc && registry_token_scope(rrc, token, reg_scope, REG_ID_MAX + 1) == 1)
             known = AUTH_OK;
         else
             reg_scope[0] = '\0';
