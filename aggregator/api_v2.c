@@ -282,10 +282,14 @@ static bool check_metrics(const struct api_v2_query *q, char *err, size_t errlen
                        m->percentage ? "percentage" : api_metric_name(m->m), q->dimension);
             return false;
         }
+        if (!m->percentage && m->m == API_METRIC_CONVERSION_RATE && q->p.filter.set &&
+            !strcmp(q->p.filter.property, "event:goal"))
+            continue;
         if (m->percentage || m->m == API_METRIC_CONVERSION_RATE) {
-            str_format(err, errlen, "metrics: %s needs a dimension (%s)",
+            str_format(err, errlen, "metrics: %s needs %s",
                        m->percentage ? "percentage" : "conversion_rate",
-                       m->percentage ? "a share of the rows" : "event:goal");
+                       m->percentage ? "a dimension (a share of its rows)"
+                                     : "the dimension event:goal or a filter on event:goal");
             return false;
         }
     }
@@ -360,8 +364,8 @@ struct api_v2_query *api_v2_parse(const char *body, size_t len, period_day today
                      retention_days, err, errlen) ||
         !parse_dimensions(q, cJSON_GetObjectItemCaseSensitive(root, "dimensions"), err,
                           errlen) ||
-        !check_metrics(q, err, errlen) ||
         !parse_filters(q, cJSON_GetObjectItemCaseSensitive(root, "filters"), err, errlen) ||
+        !check_metrics(q, err, errlen) ||
         !parse_order(q, cJSON_GetObjectItemCaseSensitive(root, "order_by"), err, errlen))
         goto done;
     const cJSON *inc = cJSON_GetObjectItemCaseSensitive(root, "include");
