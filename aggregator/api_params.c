@@ -247,8 +247,10 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
             out->interval = PERIOD_INTERVAL_MONTH;
         } else if (strcmp(v, "hour") == 0) {
             out->interval = PERIOD_INTERVAL_HOUR;
+        } else if (strcmp(v, "week") == 0) {
+            out->interval = PERIOD_INTERVAL_WEEK;
         } else {
-            str_format(err, errlen, "interval: expected hour, day or month");
+            str_format(err, errlen, "interval: expected hour, day, week or month");
             goto done;
         }
         if (out->interval == PERIOD_INTERVAL_HOUR &&

@@ -179,9 +179,11 @@ static bool parse_dimensions(struct api_v2_query *q, const cJSON *dims, char *er
             q->p.interval = PERIOD_INTERVAL_MONTH;
         else if (!strcmp(q->dimension, "time:hour"))
             q->p.interval = PERIOD_INTERVAL_HOUR;
+        else if (!strcmp(q->dimension, "time:week"))
+            q->p.interval = PERIOD_INTERVAL_WEEK;
         else
-            return fail(err, errlen, "dimensions: time, time:hour, time:day or time:month "
-                                     "(time:week is not offered)");
+            return fail(err, errlen, "dimensions: time, time:hour, time:day, time:week or "
+                                     "time:month");
         if (q->p.interval == PERIOD_INTERVAL_HOUR &&
             period_range_days(&q->p.range) > PERIOD_MAX_HOURLY_DAYS)
             return fail(err, errlen, "dimensions: time:hour covers at most 31 days");

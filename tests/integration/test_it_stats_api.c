@@ -594,7 +594,7 @@ Test(stats_api, every_bad_parameter_is_a_400_naming_it_and_counted)
         {T, "site_id=example.com&compare=previous_period", "compare"},
         {A, "site_id=example.com&colour=blue", "colour"},
         {A, "site_id=example.com&site_id=example.com", "site_id"},
-        {T, "site_id=example.com&interval=week", "interval"},
+        {T, "site_id=example.com&interval=fortnight", "interval"},
         {B, "site_id=example.com", "property"},
         {B, "site_id=example.com&property=visit:exit_page", "property"},
         {B, "site_id=example.com&property=event:page&metrics=bounce_rate", "metrics"},
