@@ -404,6 +404,10 @@ bool url_referrer_host(const char *referrer, size_t len, const char *page_host,
         break;
     }
 
+    /* A host too long to be a page host is no referrer host either, with
+     * or without its "www." (the two must agree: fuzz target url). */
+    if (parts.host_len >= EV_HOST_MAX)
+        return false;
     size_t host_len = parts.host_len;
     const char *host = strip_www(parts.host, &host_len);
     if (page_host != NULL && page_host[0] != '\0') {
