@@ -48,6 +48,15 @@ const struct cfg_option collector_options[] = {
      "never trust those headers.",
      "Trusting a proxy you do not run lets anyone choose the IP used for geo and hashing.",
      false},
+    {"proxy_header", CFG_ENUM, OPT(proxy_header), "x-forwarded-for", 0, 0,
+     CFG_ENUM_NAMES("x-forwarded-for", "forwarded", "x-real-ip"),
+     "The one header the trusted proxies write the client address into: X-Forwarded-For, "
+     "Forwarded (RFC 7239 for=) or X-Real-IP. Only this header is read, only from "
+     "trusted_proxies, from right to left; any other forwarding header is ignored, and a "
+     "malformed element makes the request count as the proxy's own "
+     "(docs/DEPLOYMENT.md, Proxies).",
+     "Naming a header your proxy passes through from clients unchanged lets clients choose "
+     "the IP used for geo, hashing and the rate limit.", false},
     {"ipv4_prefix", CFG_INT, OPT(ipv4_prefix), "24", 0, 32, NULL,
      "Bits of an IPv4 address kept when a truncated IP is kept (ip_keep=truncated).",
      "Smaller keeps less: /24 hides the host among 256 addresses, /16 among 65536.", false},
@@ -100,6 +109,13 @@ const struct cfg_option collector_options[] = {
      "Events held in memory per thread while Redis is slow or down; past it, events go to "
      "the disk spool (spool_dir), and only when that is full too, 503.",
      "Buffered events hold the same derived fields as the stream, never an IP.", false},
+    {"max_buffered_bytes", CFG_INT, OPT(max_buffered_bytes), "268435456", 1048576,
+     1099511627776LL, NULL,
+     "Memory the events held while Redis is slow or down may take, all threads together "
+     "(each thread gets an equal share; counted as each event's encoded size). Past it, "
+     "events go to the disk spool like past max_buffered_events, and only when that is "
+     "full too, 503. Bounds the collector's memory whatever the size of the events.",
+     NULL, false},
     {"batch_wait_us", CFG_INT, OPT(batch_wait_us), "1000", 0, 100000, NULL,
      "How long an event may wait in memory for others to share its one call to Redis "
      "(microseconds; at most 256 events go per call, a full call leaves at once). It never "
@@ -132,6 +148,18 @@ const struct cfg_option collector_options[] = {
      "kept.", false},
     {"rate_burst", CFG_INT, OPT(rate_burst), "100", 1, 1000000, NULL,
      "Requests a client may send at once before rate_limit applies.", NULL, false},
+    {"client_ipv6_prefix", CFG_INT, OPT(client_ipv6_prefix), "64", 1, 128, NULL,
+     "Bits of an IPv6 address that make one client for rate_limit and "
+     "max_client_connections (an IPv4 client is its address). /64 is what one household or "
+     "server gets: rotating addresses inside it is still one client.",
+     "Clients are told apart by a keyed hash of the address or prefix held in memory only.",
+     false},
+    {"max_client_connections", CFG_INT, OPT(max_client_connections), "256", 0, 1000000, NULL,
+     "Connections one client (address or client_ipv6_prefix network) may hold open at once, "
+     "all threads together; past it, a new one is closed at once (counted in "
+     "veil_collector_connections_refused_per_client_total). Trusted proxies are not capped. "
+     "0 = no cap. Keeps one client from holding every slot of max_connections.",
+     NULL, false},
     {"tracker_js", CFG_STRING, OPT(tracker_js), "", 0, 1024, NULL,
      "Built veil.js served at GET /veil.js (read once at start-up); empty = not served.",
      NULL, false},

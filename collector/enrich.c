@@ -111,7 +111,14 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
         memset(&peer, 0, sizeof peer);
         peer.family = AF_INET; /* unknown peer: an all-zero address */
     }
-    if (!anon_client_ip(&peer, ctx->trusted, req->x_forwarded_for, req->forwarded, &client))
+    /* Only the header the trusted proxies write (proxy_header): a client's
+     * copy of any other passes through proxies unchanged. X-Real-IP holds
+     * one address, read like a one-hop X-Forwarded-For. */
+    const char *hops = conf->proxy_header == PROXY_HEADER_XFF         ? req->x_forwarded_for
+                       : conf->proxy_header == PROXY_HEADER_X_REAL_IP ? req->x_real_ip
+                                                                      : NULL;
+    const char *forwarded = conf->proxy_header == PROXY_HEADER_FORWARDED ? req->forwarded : NULL;
+    if (!anon_client_ip(&peer, ctx->trusted, hops, forwarded, &client))
         client = peer;
     if (!ratelimit_allow(ctx->limiter, &client, clock_ms())) {
         anon_ip_wipe(&client);

@@ -30,7 +30,7 @@ struct enrich_ctx {
     struct geo_cache *geo_cache;          /* this thread's; NULL: look every IP up */
     const struct anon_cidr_list *trusted; /* trusted proxies */
     struct salt_store *salts;
-    struct ratelimit *limiter;            /* this thread's */
+    struct ratelimit *limiter;            /* shared by all threads */
 };
 
 /* What the server saw of the request; header values may be NULL. */
@@ -38,6 +38,7 @@ struct request_info {
     const struct sockaddr *peer;
     const char *x_forwarded_for;
     const char *forwarded;
+    const char *x_real_ip;
     const char *user_agent;
     const char *dnt;
     const char *sec_gpc;

@@ -26,6 +26,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "sink_redis.h"
 #include "util.h"
 
@@ -37,6 +38,10 @@
  * thousand a site's visitors come from most of the day. */
 #define GEO_CACHE_ENTRIES 4096
 
+/* Clients the rate limiter and the connection cap tell apart at once
+ * (about 2.5 MB for both tables, whatever the traffic). */
+#define RATELIMIT_SLOTS 65536
+
 struct http_worker {
     int id;
     struct collector_server *srv;
@@ -47,7 +52,6 @@ struct http_worker {
     struct sink *sink;
     struct ua_parser *ua;
     struct geo_cache *geo_cache;
-    struct ratelimit *limiter;
 
     struct metrics metrics;
     struct event *stop_ev;
@@ -63,6 +67,7 @@ struct collector_server {
     struct metrics **metric_ptrs;
     int drain_ms;
     _Atomic long open_connections; /* all workers: max_connections */
+    struct ratelimit *limiter;     /* all workers: rate and connections per client */
     char *tracker_head;            /* 200 headers of /veil.js, with its ETag */
     char *tracker_head_304;
 };
@@ -144,6 +149,7 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
         .peer = req->peer ? req->peer : (const struct sockaddr *)&none,
         .x_forwarded_for = req->header[HTTPD_H_X_FORWARDED_FOR],
         .forwarded = req->header[HTTPD_H_FORWARDED],
+        .x_real_ip = req->header[HTTPD_H_X_REAL_IP],
         .user_agent = req->header[HTTPD_H_USER_AGENT],
         .dnt = req->header[HTTPD_H_DNT],
         .sec_gpc = req->header[HTTPD_H_SEC_GPC],
@@ -155,7 +161,7 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
     struct enrich_ctx ctx = {&live->conf,   w->ua,
                              live->geo,     w->geo_cache,
                              live->trusted, w->srv->shared.salts,
-                             w->limiter};
+                             w->srv->limiter};
     enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
     switch (outcome) {
     case ENRICH_BAD_REQUEST:
@@ -327,6 +333,29 @@ static void protocol_error_cb(void *arg, int status, const char *reason, struct 
     reply_error(w, r, status, reason);
 }
 
+/* Per-client connection cap (max_client_connections): a trusted proxy
+ * carries many clients and is not capped; anyone else is counted under
+ * the keyed hash of its address or /64 (ratelimit.h). */
+static bool admit_cb(void *arg, const struct sockaddr *peer, uint32_t *ticket)
+{
+    struct http_worker *w = arg;
+    struct client_ip ip;
+    *ticket = UINT32_MAX;
+    if (!anon_ip_from_sockaddr(peer, &ip))
+        return true; /* a unix socket or the like: no address to count */
+    struct collector_live *live = atomic_load_explicit(&w->srv->live, memory_order_acquire);
+    bool ok = anon_cidr_contains(live->trusted, &ip) ||
+              ratelimit_conn_enter(w->srv->limiter, &ip, ticket);
+    anon_ip_wipe(&ip);
+    return ok;
+}
+
+static void release_cb(void *arg, uint32_t ticket)
+{
+    struct http_worker *w = arg;
+    ratelimit_conn_leave(w->srv->limiter, ticket);
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg);
 static void drain_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -365,6 +394,8 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
         .handler = request_cb,
         .error = protocol_error_cb,
         .arg = w,
+        .admit = admit_cb,
+        .release = release_cb,
     };
     w->httpd = httpd_new(w->base, fd, &hc);
     if (!w->httpd) {
@@ -380,7 +411,6 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
         str_format(err, errlen, "cannot set up worker %d", id);
         return -1;
     }
-    w->limiter = ratelimit_new(conf->rate_limit, (double)conf->rate_burst, 65536);
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     w->drain_ev = event_new(w->base, -1, EV_PERSIST, drain_cb, w);
     return 0;
@@ -429,7 +459,16 @@ struct collector_server *collector_server_new(const struct collector_shared *sha
     for (int i = 0; i < nthreads; i++)
         srv->metric_ptrs[i] = &srv->workers[i].metrics;
     srv->nworkers = nthreads;
-    fit_open_files((long)shared->boot->conf.max_connections);
+    const struct collector_config *conf = &shared->boot->conf;
+    struct ratelimit_config rc = {
+        .per_second = conf->rate_limit,
+        .burst = (double)conf->rate_burst,
+        .slots = RATELIMIT_SLOTS,
+        .ipv6_prefix = (int)conf->client_ipv6_prefix,
+        .max_connections = (long)conf->max_client_connections,
+    };
+    srv->limiter = ratelimit_new(&rc);
+    fit_open_files((long)conf->max_connections);
     for (int i = 0; i < nthreads; i++) {
         if (worker_init(srv, &srv->workers[i], i, err, errlen) != 0) {
             collector_server_free(srv);
@@ -505,7 +544,6 @@ void collector_server_free(struct collector_server *srv)
         if (w->ua)
             ua_parser_free(w->ua);
         geo_cache_free(w->geo_cache);
-        ratelimit_free(w->limiter);
         if (w->stop_ev)
             event_free(w->stop_ev);
         if (w->drain_ev)
@@ -513,6 +551,7 @@ void collector_server_free(struct collector_server *srv)
         if (w->base)
             event_base_free(w->base);
     }
+    ratelimit_free(srv->limiter);
     free(srv->tracker_head);
     free(srv->tracker_head_304);
     free(srv->workers);

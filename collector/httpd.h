@@ -17,7 +17,10 @@
 #define VEIL_HTTPD_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include <event2/event.h>
 
@@ -48,7 +51,13 @@ struct httpd_config {
     struct metrics *metrics;   /* this thread's counters and connection gauge */
     httpd_handler_fn handler;
     httpd_error_fn error;
-    void *arg;                 /* passed to handler and error */
+    void *arg;                 /* passed to handler, error, admit and release */
+    /* Optional per-client connection cap: admit decides at accept time
+     * (false: closed at once, counted in M_CONN_CLIENT_CAP) and hands out a
+     * ticket; release gets the ticket back when the connection closes.
+     * Must not keep `peer`. NULL: every connection is admitted. */
+    bool (*admit)(void *arg, const struct sockaddr *peer, uint32_t *ticket);
+    void (*release)(void *arg, uint32_t ticket);
 };
 
 /* A non-blocking listening socket on "host:port" or "[v6]:port" with

@@ -34,6 +34,8 @@ static const char *const metric_names[M__COUNT] = {
     [M_HEADER_TOO_LARGE] = "veil_collector_rejected_431_total",
     [M_REQUEST_TIMEOUT] = "veil_collector_request_timeouts_total",
     [M_CONN_REFUSED] = "veil_collector_connections_refused_total",
+    [M_CONN_CLIENT_CAP] = "veil_collector_connections_refused_per_client_total",
+    [M_BUFFER_BYTES_FULL] = "veil_collector_buffer_bytes_full_total",
 };
 
 static pthread_mutex_t reasons_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -35,6 +35,8 @@ enum metric {
     M_HEADER_TOO_LARGE,  /* 431: request line + headers over max_header_bytes */
     M_REQUEST_TIMEOUT,   /* 408: a request not received within its deadline */
     M_CONN_REFUSED,      /* connections closed at once: max_connections reached */
+    M_CONN_CLIENT_CAP,   /* connections closed at once: the client's max_client_connections */
+    M_BUFFER_BYTES_FULL, /* events sent to the spool because max_buffered_bytes was reached */
     M__COUNT
 };
 
