@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "text_rule.h"
 #include "url.h"
 #include "util.h"
 #include "visitor.h"
@@ -58,6 +59,25 @@ static void utc_day_cached(int64_t now, char out[11])
     memcpy(out, text, sizeof text);
 }
 
+/* The first client-written text field the text rule (text_rule.h) refuses,
+ * by its wire name, or NULL. */
+static const char *text_rule_field(const struct raw_event *raw)
+{
+    if (text_rule_refuses(raw->name, strlen(raw->name)))
+        return "n";
+    if (text_rule_refuses(raw->url, strlen(raw->url)))
+        return "u";
+    if (text_rule_refuses(raw->referrer, strlen(raw->referrer)))
+        return "r";
+    if (text_rule_refuses(raw->domain, strlen(raw->domain)))
+        return "d";
+    for (size_t i = 0; i < raw->nprops; i++)
+        if (text_rule_refuses(raw->props[i].key, strlen(raw->props[i].key)) ||
+            text_rule_refuses(raw->props[i].value, strlen(raw->props[i].value)))
+            return "p";
+    return NULL;
+}
+
 /* The query allowlist handed to url_normalise: strip_query=no keeps all. */
 static const struct cfg_list *allowlist(const struct collector_config *conf)
 {
@@ -75,6 +95,13 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
         return ENRICH_DROP_DNT;
     if (conf->honor_gpc && header_is_one(req->sec_gpc))
         return ENRICH_DROP_GPC;
+
+    const char *field = text_rule_field(raw);
+    if (field) {
+        str_format(reason, reasonlen, "%s: control or bidirectional formatting character",
+                   field);
+        return ENRICH_BAD_REQUEST;
+    }
 
     event_record_reset(out);
     struct url_result url;
