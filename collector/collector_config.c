@@ -41,7 +41,9 @@ const struct cfg_option collector_options[] = {
      "Drop events from bots, crawlers, headless browsers and empty User-Agents "
      "(answered 202, counted, not recorded).", NULL, false},
     {"sites", CFG_LIST, OPT(sites), "", 0, 10000, NULL,
-     "Site ids (hostnames) accepted; an event for any other site gets 404. Empty accepts "
+     "Site ids (hostnames) accepted; an event for any other site is answered 202 like any "
+     "other, not recorded, and counted in veil_collector_unknown_site_total (a 404 would tell "
+     "anyone which sites are tracked). Empty accepts "
      "every site (open mode, logged as a warning at start-up).", NULL, false},
     {"trusted_proxies", CFG_LIST, OPT(trusted_proxies), "", 0, 256, NULL,
      "Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are believed. Empty = "

@@ -51,7 +51,7 @@ enum enrich_outcome {
     ENRICH_DROP_GPC,
     ENRICH_DROP_BOT,
     ENRICH_BAD_REQUEST,  /* 400 with `reason` */
-    ENRICH_UNKNOWN_SITE, /* 404 */
+    ENRICH_UNKNOWN_SITE, /* not in `sites`: 202, not recorded (http.c) */
     ENRICH_RATE_LIMITED, /* 429 */
 };
 

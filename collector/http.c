@@ -168,8 +168,12 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
         reply_error(w, r, 400, reason);
         return;
     case ENRICH_UNKNOWN_SITE:
-        reply_error(w, r, 404, reason);
-        return;
+        /* The one place this answer is decided: 202, not recorded, counted
+         * (veil_collector_unknown_site_total, on the admin side only). A
+         * 404 would tell anyone which sites this instance tracks
+         * (docs/DESIGN.md, Threat model). */
+        metrics_inc(&w->metrics, M_UNKNOWN_SITE);
+        break;
     case ENRICH_RATE_LIMITED:
         reply_error(w, r, 429, "rate limit exceeded, slow down");
         return;

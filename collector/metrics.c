@@ -33,6 +33,7 @@ static const char *const metric_names[M__COUNT] = {
     [M_SPOOL_ERRORS] = "veil_collector_spool_errors_total",
     [M_HEADER_TOO_LARGE] = "veil_collector_rejected_431_total",
     [M_REQUEST_TIMEOUT] = "veil_collector_request_timeouts_total",
+    [M_UNKNOWN_SITE] = "veil_collector_unknown_site_total",
     [M_CONN_REFUSED] = "veil_collector_connections_refused_total",
     [M_CONN_CLIENT_CAP] = "veil_collector_connections_refused_per_client_total",
     [M_BUFFER_BYTES_FULL] = "veil_collector_buffer_bytes_full_total",

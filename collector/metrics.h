@@ -17,6 +17,7 @@ enum metric {
     M_DNT,               /* 202, not recorded: DNT */
     M_GPC,               /* 202, not recorded: Sec-GPC */
     M_BOT,               /* 202, not recorded: bot filter */
+    M_UNKNOWN_SITE,      /* 202, not recorded: a site not in `sites` */
     M_BAD_REQUEST,       /* 400 */
     M_NOT_FOUND,         /* 404 (unknown site or path) */
     M_BAD_METHOD,        /* 405 */

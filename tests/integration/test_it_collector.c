@@ -224,10 +224,11 @@ Test(collector, rejections_are_4xx_counted_and_harmless, .timeout = 60)
     cr_expect_eq(post_event(&s, NULL, UA_FIREFOX, NULL,
                             "{\"n\":\"page\xff\",\"u\":\"https://example.com/\"}"),
                  400);
-    /* unknown site */
+    /* unknown site: 202 like a known one (a 404 tells which sites are
+     * tracked), not recorded, counted */
     cr_expect_eq(post_event(&s, NULL, UA_FIREFOX, NULL,
                             "{\"n\":\"pageview\",\"u\":\"https://evil.example/\",\"d\":\"evil.example\"}"),
-                 404);
+                 202);
     /* oversized body */
     size_t big = 20000;
     char *huge = malloc(big + 1);
@@ -255,7 +256,8 @@ Test(collector, rejections_are_4xx_counted_and_harmless, .timeout = 60)
     code = harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
     cr_assert_eq(code, 200);
     cr_expect(strstr(resp, "veil_collector_rejected_400_total 5") != NULL, "%s", resp);
-    cr_expect(strstr(resp, "veil_collector_rejected_404_total 2") != NULL);
+    cr_expect(strstr(resp, "veil_collector_rejected_404_total 1") != NULL);
+    cr_expect(strstr(resp, "veil_collector_unknown_site_total 1") != NULL);
     cr_expect(strstr(resp, "veil_collector_rejected_413_total 1") != NULL);
     cr_expect(strstr(resp, "veil_collector_rejected_405_total 1") != NULL);
     cr_expect(strstr(resp, "veil_collector_rejected_415_total 1") != NULL);
