@@ -19,6 +19,12 @@
 const struct cfg_option collector_options[] = {
     {"listen", CFG_STRING, OPT(listen), "127.0.0.1:8080", 0, 300, NULL,
      "Address and port the beacon endpoint listens on (host:port, [v6]:port).", NULL, false},
+    {"admin_listen", CFG_STRING, OPT(admin_listen), "127.0.0.1:9180", 0, 300, NULL,
+     "Address and port of the admin endpoints (GET /metrics, and /healthz again), apart from "
+     "the public beacon port, which answers /metrics with 404. Keep it on loopback or a "
+     "management network. Empty = no admin listener (no /metrics at all).",
+     "Metrics identify nobody, but traffic volumes and the unknown-site count are the "
+     "operator's business.", false},
     {"redis", CFG_STRING, OPT(redis), "127.0.0.1:6379", 0, 300, NULL,
      "Redis server: host:port or unix:/path/to/socket.", NULL, false},
     {"threads", CFG_INT, OPT(threads), "0", 0, 256, NULL,
@@ -144,8 +150,9 @@ const struct cfg_option collector_options[] = {
      "kernel decides). A collector crash loses nothing spooled with any of them.", NULL,
      false},
     {"rate_limit", CFG_DOUBLE, OPT(rate_limit), "20", 0, 100000, NULL,
-     "Requests per second allowed per client on average (token bucket); over it, 429. "
-     "0 = no limit.",
+     "Requests per second allowed per client on average (token bucket), all threads "
+     "together; over it, 429. A client is its IPv4 address or its IPv6 network of "
+     "client_ipv6_prefix bits. 0 = no limit.",
      "Clients are told apart by a keyed hash of the IP held in memory only; the IP is not "
      "kept.", false},
     {"rate_burst", CFG_INT, OPT(rate_burst), "100", 1, 1000000, NULL,
@@ -183,6 +190,10 @@ int collector_config_load(struct collector_config *conf, int argc, char **argv,
     int port;
     if (!hostport_split(conf->listen, host, sizeof host, &port)) {
         str_format(err, errlen, "listen: expected host:port");
+        return -1;
+    }
+    if (conf->admin_listen[0] && !hostport_split(conf->admin_listen, host, sizeof host, &port)) {
+        str_format(err, errlen, "admin_listen: expected host:port (or empty)");
         return -1;
     }
     if (strncmp(conf->redis, "unix:", 5) != 0 &&

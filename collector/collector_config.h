@@ -13,6 +13,7 @@ enum proxy_header { PROXY_HEADER_XFF = 0, PROXY_HEADER_FORWARDED, PROXY_HEADER_X
 
 struct collector_config {
     char *listen;
+    char *admin_listen;         /* "" = no admin listener */
     char *redis;
     long long threads;
     char *geo_db;

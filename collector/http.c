@@ -42,6 +42,9 @@
  * (about 2.5 MB for both tables, whatever the traffic). */
 #define RATELIMIT_SLOTS 65536
 
+/* Connections the admin listener holds at once (scrapers, health checks). */
+#define ADMIN_MAX_CONNECTIONS 64
+
 struct http_worker {
     int id;
     struct collector_server *srv;
@@ -49,6 +52,7 @@ struct http_worker {
     bool started;
     struct event_base *base;
     struct httpd *httpd;
+    struct httpd *admin;     /* worker 0 only: the admin listener (admin_listen) */
     struct sink *sink;
     struct ua_parser *ua;
     struct geo_cache *geo_cache;
@@ -67,6 +71,8 @@ struct collector_server {
     struct metrics **metric_ptrs;
     int drain_ms;
     _Atomic long open_connections; /* all workers: max_connections */
+    _Atomic long admin_connections; /* the admin listener's own: ADMIN_MAX_CONNECTIONS */
+    struct metrics admin_metrics;   /* its connection counters, apart from the public ones */
     struct ratelimit *limiter;     /* all workers: rate and connections per client */
     char *tracker_head;            /* 200 headers of /veil.js, with its ETag */
     char *tracker_head_304;
@@ -323,8 +329,21 @@ static void request_cb(void *arg, const struct httpd_request *req, struct httpd_
         tracker_request(w, req, r);
     else if (PATH_IS(req, "/healthz"))
         healthz_request(w, r);
+    else
+        reply_error(w, r, 404, "no such endpoint"); /* /metrics too: admin_listen */
+}
+
+/* The admin listener (admin_listen, loopback by default): /metrics and
+ * /healthz, nothing a beacon uses. */
+static void admin_request_cb(void *arg, const struct httpd_request *req, struct httpd_reply *r)
+{
+    struct http_worker *w = arg;
+    if (req->method != HTTPD_GET && req->method != HTTPD_HEAD)
+        reply_error(w, r, 405, "use GET");
     else if (PATH_IS(req, "/metrics"))
         metrics_request(w, r);
+    else if (PATH_IS(req, "/healthz"))
+        healthz_request(w, r);
     else
         reply_error(w, r, 404, "no such endpoint");
 }
@@ -369,7 +388,7 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
     const struct collector_config *conf = &srv->shared.boot->conf;
     w->id = id;
     w->srv = srv;
-    int fd = httpd_listen(conf->listen, err, errlen);
+    int fd = httpd_listen(conf->listen, true, err, errlen);
     if (fd < 0)
         return -1;
     /* The epoll changelist folds the add/delete pairs of a keep-alive
@@ -405,6 +424,25 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
     if (!w->httpd) {
         str_format(err, errlen, "cannot accept on the listener");
         return -1;
+    }
+    if (id == 0 && conf->admin_listen[0]) {
+        int afd = httpd_listen(conf->admin_listen, false, err, errlen);
+        if (afd < 0) {
+            str_format(err, errlen, "admin_listen %s: cannot listen", conf->admin_listen);
+            return -1;
+        }
+        struct httpd_config ac = hc;
+        ac.handler = admin_request_cb;
+        ac.max_connections = ADMIN_MAX_CONNECTIONS; /* its own slots: a full public */
+        ac.open_connections = &srv->admin_connections; /* side never locks it out */
+        ac.metrics = &srv->admin_metrics;
+        ac.admit = NULL; /* the operator's own tools, not capped per client */
+        ac.release = NULL;
+        w->admin = httpd_new(w->base, afd, &ac);
+        if (!w->admin) {
+            str_format(err, errlen, "cannot accept on the admin listener");
+            return -1;
+        }
     }
     w->ua = ua_parser_new(srv->shared.ua_rules, (size_t)conf->ua_cache_entries);
     w->geo_cache = geo_cache_new(GEO_CACHE_ENTRIES);
@@ -455,6 +493,7 @@ struct collector_server *collector_server_new(const struct collector_shared *sha
     srv->shared = *shared;
     atomic_store(&srv->live, shared->boot);
     atomic_store(&srv->open_connections, 0);
+    atomic_store(&srv->admin_connections, 0);
     const char *etag = shared->tracker_etag ? shared->tracker_etag : "\"\"";
     srv->tracker_head = tracker_head("HTTP/1.1 200 OK\r\n", etag, true);
     srv->tracker_head_304 = tracker_head("HTTP/1.1 304 Not Modified\r\n", etag, false);
@@ -508,6 +547,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     struct http_worker *w = arg;
     if (w->httpd)
         httpd_shutdown(w->httpd);
+    if (w->admin)
+        httpd_shutdown(w->admin);
     w->drain_deadline = clock_ms() + (uint64_t)w->srv->drain_ms;
     struct timeval tv = {0, 20 * 1000};
     event_add(w->drain_ev, &tv);
@@ -544,6 +585,7 @@ void collector_server_free(struct collector_server *srv)
     for (int i = 0; i < srv->nworkers; i++) {
         struct http_worker *w = &srv->workers[i];
         httpd_free(w->httpd); /* before the sink: closes connections */
+        httpd_free(w->admin);
         sink_free(w->sink);
         if (w->ua)
             ua_parser_free(w->ua);

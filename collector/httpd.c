@@ -633,7 +633,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
     }
 }
 
-int httpd_listen(const char *listen_addr, char *err, size_t errlen)
+int httpd_listen(const char *listen_addr, bool reuseport, char *err, size_t errlen)
 {
     char host[300];
     int port;
@@ -652,7 +652,7 @@ int httpd_listen(const char *listen_addr, char *err, size_t errlen)
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
         bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 ||
         listen(fd, LISTEN_BACKLOG) != 0) {
         str_format(err, errlen, "listen %s: %s", listen_addr, strerror(errno));

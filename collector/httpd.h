@@ -60,9 +60,11 @@ struct httpd_config {
     void (*release)(void *arg, uint32_t ticket);
 };
 
-/* A non-blocking listening socket on "host:port" or "[v6]:port" with
- * SO_REUSEPORT (one per worker). Returns the fd, or -1 with a reason. */
-int httpd_listen(const char *listen_addr, char *err, size_t errlen);
+/* A non-blocking listening socket on "host:port" or "[v6]:port", with
+ * SO_REUSEPORT when `reuseport` (one per worker; without it a second
+ * process on the same port fails to bind). Returns the fd, or -1 with a
+ * reason. */
+int httpd_listen(const char *listen_addr, bool reuseport, char *err, size_t errlen);
 
 /* A server on `base` accepting from `listen_fd`, which it owns from now
  * on (also when it returns NULL). `cfg` is copied. */

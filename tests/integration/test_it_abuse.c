@@ -193,7 +193,7 @@ Test(abuse, connection_hog_is_capped_and_healthz_answers, .timeout = 90)
     cr_expect_eq(harness_http(s.port, "GET", "/healthz", NULL, NULL, 0, NULL, NULL), 200,
                  "/healthz must answer while a client is throttled");
     cr_expect_eq(post(s.port, NULL, GOOD), 202, "another client is served");
-    cr_expect_geq(metric(s.port, "veil_collector_connections_refused_per_client_total"), HOG - 8);
+    cr_expect_geq(metric(s.coll.admin_port, "veil_collector_connections_refused_per_client_total"), HOG - 8);
     for (int i = 0; i < HOG; i++)
         close(fds[i]);
     /* the slots come back once the hog's connections close */
@@ -298,9 +298,9 @@ Test(abuse, buffer_is_bounded_in_bytes, .timeout = 120)
     for (int i = 0; i < 400; i++)
         accepted += post(s.port, NULL, body) == 202;
     cr_expect_eq(accepted, 400, "accepted while Redis is away");
-    long long buffered = metric(s.port, "veil_collector_buffered_events");
-    long long spooled = metric(s.port, "veil_collector_spooled_events_total");
-    long long bytes_full = metric(s.port, "veil_collector_buffer_bytes_full_total");
+    long long buffered = metric(s.coll.admin_port, "veil_collector_buffered_events");
+    long long spooled = metric(s.coll.admin_port, "veil_collector_spooled_events_total");
+    long long bytes_full = metric(s.coll.admin_port, "veil_collector_buffer_bytes_full_total");
     /* each event holds at least 6 KB: 1 MiB is at most ~170 of them */
     cr_expect(buffered > 0 && buffered <= 400, "buffered %lld", buffered);
     cr_expect_gt(spooled, 200, "spooled %lld", spooled);
@@ -482,4 +482,49 @@ Test(abuse, salts_converge_after_flushall, .timeout = 120)
     freeReplyObject(keys);
     cr_expect_eq(harness_stop(&b), 0);
     stack_stop(&s);
+}
+
+/* ---- admin endpoints ---- */
+
+/* Finding 10: /metrics was served on the public beacon port. Now it is on
+ * the admin listener only (admin_listen, loopback by default); the public
+ * port answers 404 for it; /healthz answers on both. */
+Test(abuse, metrics_only_on_the_admin_listener, .timeout = 60)
+{
+    struct stack s;
+    char *const extra[] = {"--threads=2", NULL};
+    stack_start(&s, extra);
+    int admin = s.coll.admin_port;
+    cr_assert_gt(admin, 0);
+    char *body = NULL;
+    cr_expect_eq(harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 404);
+    cr_expect(body && strstr(body, "veil_collector") == NULL, "no counters on the public port");
+    free(body);
+    body = NULL;
+    cr_expect_eq(harness_http(admin, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
+    cr_expect(body && strstr(body, "veil_collector_requests_total") != NULL);
+    free(body);
+    cr_expect_eq(harness_http(s.port, "GET", "/healthz", NULL, NULL, 0, NULL, NULL), 200);
+    cr_expect_eq(harness_http(admin, "GET", "/healthz", NULL, NULL, 0, NULL, NULL), 200);
+    /* the admin listener takes no beacons */
+    cr_expect_eq(harness_http(admin, "POST", "/api/event", "Content-Type: text/plain\r\n", GOOD,
+                              strlen(GOOD), NULL, NULL),
+                 405);
+    stack_stop(&s);
+
+    /* the default binds loopback */
+    char exe[512], cmd[600];
+    snprintf(cmd, sizeof cmd, "%s --help 2>&1",
+             harness_build_path("veil-collector", exe, sizeof exe));
+    FILE *help = popen(cmd, "r");
+    cr_assert_not_null(help);
+    char line[1024];
+    bool loopback = false;
+    while (fgets(line, sizeof line, help))
+        loopback = loopback || (strstr(line, "--admin_listen") && strstr(line, "\"127.0.0.1:9180\""));
+    pclose(help);
+    cr_expect(loopback, "admin_listen defaults to loopback");
+    s.dir = harness_tmpdir();
+    harness_rmdir(s.dir);
+    free(s.dir);
 }

@@ -253,7 +253,7 @@ Test(collector, rejections_are_4xx_counted_and_harmless, .timeout = 60)
     /* still serving */
     cr_expect_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body), 202);
     wait_xlen(&s, 1);
-    code = harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
+    code = harness_http(s.coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
     cr_assert_eq(code, 200);
     cr_expect(strstr(resp, "veil_collector_rejected_400_total 5") != NULL, "%s", resp);
     cr_expect(strstr(resp, "veil_collector_rejected_404_total 1") != NULL);
@@ -500,7 +500,7 @@ Test(collector, rate_limit_answers_429_per_client, .timeout = 60)
                  "another client is not limited");
     wait_xlen(&s, 4);
     char *resp = NULL;
-    harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
+    harness_http(s.coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
     cr_expect(strstr(resp, "veil_collector_rate_limited_429_total 3") != NULL);
     free(resp);
     stack_stop(&s);
