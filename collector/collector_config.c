@@ -120,7 +120,8 @@ const struct cfg_option collector_options[] = {
     {"max_buffered_bytes", CFG_INT, OPT(max_buffered_bytes), "268435456", 1048576,
      1099511627776LL, NULL,
      "Memory the events held while Redis is slow or down may take, all threads together "
-     "(each thread gets an equal share; counted as each event's encoded size). Past it, "
+     "(each thread gets an equal share, at least 256 KiB; counted as each event's encoded "
+     "size). Past it, "
      "events go to the disk spool like past max_buffered_events, and only when that is "
      "full too, 503. Bounds the collector's memory whatever the size of the events.",
      NULL, false},

@@ -46,6 +46,8 @@
 #include "spool.h"
 #include "util.h"
 
+/* The least memory a thread's buffer may use (max_buffered_bytes share). */
+#define SINK_MIN_BUFFER_BYTES (256 * 1024)
 #define SINK_MAX_INFLIGHT 4096      /* events sent and not yet answered */
 #define SINK_BATCH_MAX 256          /* events per EVALSHA */
 #define SINK_BATCH_BYTES (1 << 20)  /* payload bytes per EVALSHA (one event always fits) */
@@ -756,6 +758,8 @@ struct sink *sink_new(struct event_base *base, const struct collector_config *co
     s->redis = xstrdup(conf->redis);
     s->max_buffered = (size_t)conf->max_buffered_events;
     s->max_bytes = (size_t)(conf->max_buffered_bytes / (nworkers > 0 ? nworkers : 1));
+    if (s->max_bytes < SINK_MIN_BUFFER_BYTES) /* room for batches in flight, whatever threads is */
+        s->max_bytes = SINK_MIN_BUFFER_BYTES;
     s->batch_wait_us = (long)conf->batch_wait_us;
     s->m = m;
     s->backoff_ms = SINK_BACKOFF_MIN_MS;
