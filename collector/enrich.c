@@ -86,6 +86,29 @@ static const struct cfg_list *allowlist(const struct collector_config *conf)
     return conf->strip_query ? &conf->query_allowlist : &keep_all;
 }
 
+/* The client address of the request into *client (the caller wipes it):
+ * the peer, or the hop named by the header the trusted proxies write
+ * (proxy_header). A client's copy of any other header passes through
+ * proxies unchanged and is never read. X-Real-IP holds one address, read
+ * like a one-hop X-Forwarded-For. */
+static void client_address(const struct enrich_ctx *ctx, const struct request_info *req,
+                           struct client_ip *client)
+{
+    const struct collector_config *conf = ctx->conf;
+    struct client_ip peer;
+    if (!anon_ip_from_sockaddr(req->peer, &peer)) {
+        memset(&peer, 0, sizeof peer);
+        peer.family = AF_INET; /* unknown peer: an all-zero address */
+    }
+    const char *hops = conf->proxy_header == PROXY_HEADER_XFF         ? req->x_forwarded_for
+                       : conf->proxy_header == PROXY_HEADER_X_REAL_IP ? req->x_real_ip
+                                                                      : NULL;
+    const char *forwarded = conf->proxy_header == PROXY_HEADER_FORWARDED ? req->forwarded : NULL;
+    if (!anon_client_ip(&peer, ctx->trusted, hops, forwarded, client))
+        *client = peer;
+    anon_ip_wipe(&peer);
+}
+
 enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct request_info *req,
                                  const struct raw_event *raw, struct event_record *out,
                                  char *reason, size_t reasonlen)
@@ -95,6 +118,15 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
         return ENRICH_DROP_DNT;
     if (conf->honor_gpc && header_is_one(req->sec_gpc))
         return ENRICH_DROP_GPC;
+
+    /* Every beacon counts against its client's rate, whatever becomes of
+     * it: a flood of malformed, unknown-site or bot beacons is bounded too. */
+    struct client_ip client;
+    client_address(ctx, req, &client);
+    bool allowed = ratelimit_allow(ctx->limiter, &client, clock_ms());
+    anon_ip_wipe(&client);
+    if (!allowed)
+        return ENRICH_RATE_LIMITED;
 
     const char *field = text_rule_field(raw);
     if (field) {
@@ -130,28 +162,9 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
     if (conf->bot_filter && ua.is_bot)
         return ENRICH_DROP_BOT;
 
-    /* The IP: from here to the end, wiped on every path. */
-    struct client_ip peer, client;
-    memset(&client, 0, sizeof client);
+    /* The IP again: from here to the end, wiped on every path. */
     enum enrich_outcome outcome = ENRICH_RECORD;
-    if (!anon_ip_from_sockaddr(req->peer, &peer)) {
-        memset(&peer, 0, sizeof peer);
-        peer.family = AF_INET; /* unknown peer: an all-zero address */
-    }
-    /* Only the header the trusted proxies write (proxy_header): a client's
-     * copy of any other passes through proxies unchanged. X-Real-IP holds
-     * one address, read like a one-hop X-Forwarded-For. */
-    const char *hops = conf->proxy_header == PROXY_HEADER_XFF         ? req->x_forwarded_for
-                       : conf->proxy_header == PROXY_HEADER_X_REAL_IP ? req->x_real_ip
-                                                                      : NULL;
-    const char *forwarded = conf->proxy_header == PROXY_HEADER_FORWARDED ? req->forwarded : NULL;
-    if (!anon_client_ip(&peer, ctx->trusted, hops, forwarded, &client))
-        client = peer;
-    if (!ratelimit_allow(ctx->limiter, &client, clock_ms())) {
-        anon_ip_wipe(&client);
-        anon_ip_wipe(&peer);
-        return ENRICH_RATE_LIMITED;
-    }
+    client_address(ctx, req, &client);
 
     if (ctx->geo && conf->geo != GEO_OFF) {
         struct geo_result geo;
@@ -175,7 +188,6 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
         anon_ip_wipe(&truncated);
     }
     anon_ip_wipe(&client);
-    anon_ip_wipe(&peer);
 
     /* Derived, non-identifying fields. */
     out->ts = req->now;

@@ -103,6 +103,8 @@ static long long metric(int port, const char *name)
     return v;
 }
 
+static long long xlen(redisContext *rc);
+
 /* ---- rate limit: IPv6 /64 and threads ---- */
 
 /* Finding 2a: 300 beacons from rotating addresses of one /64 were all
@@ -143,6 +145,35 @@ Test(abuse, threads_share_one_rate_limit, .timeout = 90)
     /* 0.01/s refills at most a token or two during the test */
     cr_expect(accepted >= 20 && accepted <= 22, "4 threads let %d through, the burst is 20",
               accepted);
+    stack_stop(&s);
+}
+
+/* Beacons that are never recorded (unknown site, bot) were not rate
+ * limited: a free flood. Every parsed beacon takes a token now. (A body
+ * that does not parse is answered 400 before the client is known; it
+ * costs one parse, within the connection caps.) */
+Test(abuse, unrecorded_beacons_count_against_the_rate, .timeout = 60)
+{
+    struct stack s;
+    char *const extra[] = {"--threads=1", "--rate_limit=0.01", "--rate_burst=5", NULL};
+    stack_start(&s, extra);
+    const char *unknown =
+        "{\"n\":\"pageview\",\"u\":\"https://other.example/\",\"d\":\"other.example\"}";
+    int accepted = 0, limited = 0;
+    for (int i = 0; i < 10; i++) {
+        char all[512];
+        snprintf(all, sizeof all, "Content-Type: text/plain\r\nUser-Agent: %s\r\n",
+                 i % 2 ? UA : "curl/8.5.0");
+        int code = harness_http(s.port, "POST", "/api/event", all, i % 2 ? unknown : GOOD,
+                                strlen(i % 2 ? unknown : GOOD), NULL, NULL);
+        accepted += code == 202;
+        limited += code == 429;
+    }
+    cr_expect_eq(accepted, 5, "%d answered before the limit, the burst is 5", accepted);
+    cr_expect_eq(limited, 5);
+    cr_expect_eq(post(s.port, NULL, GOOD), 429, "the flood used this client's burst");
+    long long xl = xlen(s.rc);
+    cr_expect_eq(xl, 0, "none of them was recorded");
     stack_stop(&s);
 }
 
