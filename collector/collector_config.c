@@ -54,11 +54,12 @@ const struct cfg_option collector_options[] = {
      "(answered 202, counted, not recorded).", NULL, false},
     {"drop_header", CFG_BOOL, OPT(drop_header), "no", 0, 0, NULL,
      "Debugging: answer an event that is not recorded with the header 'X-Veil-Dropped: "
-     "dnt|gpc|bot' (like Plausible's x-plausible-dropped). Whatever this says, each such "
-     "event is logged at info level with its reason (at most one line per reason per "
+     "dnt|gpc|bot|unknown-site' (like Plausible's x-plausible-dropped). Whatever this says, "
+     "each such event is logged at info level with its reason (at most one line per reason per "
      "thread every 10 s).",
      "The header tells the sender only why its own event was dropped; leave it off in "
-     "production so bots do not learn how they are detected.", false},
+     "production so bots do not learn how they are detected, and nobody which sites are "
+     "tracked (unknown-site).", false},
     {"sites", CFG_LIST, OPT(sites), "", 0, 10000, NULL,
      "Site ids (hostnames) accepted; an event for any other site is answered 202 like any "
      "other, not recorded, and counted in veil_collector_unknown_site_total (a 404 would tell "

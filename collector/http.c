@@ -47,6 +47,9 @@
 /* Connections the admin listener holds at once (scrapers, health checks). */
 #define ADMIN_MAX_CONNECTIONS 64
 
+/* Why an accepted event was not recorded (drop_texts below). */
+enum drop_reason { DROP_DNT, DROP_GPC, DROP_BOT, DROP_UNKNOWN_SITE, DROP__COUNT };
+
 struct http_worker {
     int id;
     struct collector_server *srv;
@@ -63,7 +66,7 @@ struct http_worker {
     struct drop_log {
         uint64_t last_ms;    /* when this reason was last logged */
         uint64_t suppressed; /* drops of this reason not logged since */
-    } drops[3];              /* enum drop_reason */
+    } drops[DROP__COUNT];    /* enum drop_reason */
     struct event *stop_ev;
     struct event *drain_ev;
     uint64_t drain_deadline;
@@ -113,7 +116,6 @@ static const char head_metrics[] =
 
 /* Why an accepted event was not recorded: the info log line and, when the
  * operator turns drop_header on, the X-Veil-Dropped header of the answer. */
-enum drop_reason { DROP_DNT, DROP_GPC, DROP_BOT };
 #define DROP_LOG_EVERY_MS 10000
 static const struct drop_text {
     const char *name;    /* X-Veil-Dropped value */
@@ -131,6 +133,11 @@ static const struct drop_text {
             "(bot_filter; send a browser's User-Agent when testing by hand)",
      "HTTP/1.1 202 Accepted\r\n" CORS NO_STORE TEXT_PLAIN "X-Veil-Dropped: bot\r\n",
      "HTTP/1.1 200 OK\r\n" CORS NO_STORE "Content-Type: image/gif\r\nX-Veil-Dropped: bot\r\n"},
+    {"unknown-site", "its site is neither in 'sites' nor in the site registry (answered like "
+                     "any other: a 404 would tell anyone which sites are tracked)",
+     "HTTP/1.1 202 Accepted\r\n" CORS NO_STORE TEXT_PLAIN "X-Veil-Dropped: unknown-site\r\n",
+     "HTTP/1.1 200 OK\r\n" CORS NO_STORE
+     "Content-Type: image/gif\r\nX-Veil-Dropped: unknown-site\r\n"},
 };
 
 /* Log why an event was not recorded, at most once per reason per worker
@@ -223,23 +230,23 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
     case ENRICH_BAD_REQUEST:
         reply_error(w, r, 400, reason);
         return;
-    case ENRICH_UNKNOWN_SITE:
-        /* The one place this answer is decided: 202, not recorded, counted
-         * (veil_collector_unknown_site_total, on the admin side only). A
-         * 404 would tell anyone which sites this instance tracks
-         * (docs/DESIGN.md, Threat model). */
-        metrics_inc(&w->metrics, M_UNKNOWN_SITE);
-        break;
     case ENRICH_RATE_LIMITED:
         reply_error(w, r, 429, "rate limit exceeded, slow down");
         return;
+    case ENRICH_UNKNOWN_SITE:
+        /* The one place this answer is decided: 202 like a recorded event,
+         * not recorded, counted (veil_collector_unknown_site_total, on the
+         * admin listener). A 404 would tell anyone which sites this
+         * instance tracks (docs/DESIGN.md, Threat model). */
     case ENRICH_DROP_DNT:
     case ENRICH_DROP_GPC:
     case ENRICH_DROP_BOT: {
+        static const enum metric counter[DROP__COUNT] = {M_DNT, M_GPC, M_BOT, M_UNKNOWN_SITE};
         enum drop_reason why = outcome == ENRICH_DROP_DNT   ? DROP_DNT
                                : outcome == ENRICH_DROP_GPC ? DROP_GPC
-                                                            : DROP_BOT;
-        metrics_inc(&w->metrics, why == DROP_DNT ? M_DNT : why == DROP_GPC ? M_GPC : M_BOT);
+                               : outcome == ENRICH_DROP_BOT ? DROP_BOT
+                                                            : DROP_UNKNOWN_SITE;
+        metrics_inc(&w->metrics, counter[why]);
         log_drop(w, why);
         if (live->conf.drop_header) {
             const char *head = pixel ? drop_texts[why].pixel : drop_texts[why].head;
