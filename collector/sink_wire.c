@@ -152,9 +152,11 @@ size_t payload_build(uint8_t *buf, size_t cap, const char *lane, size_t lane_len
     return len;
 }
 
-size_t payload_upgrade(const uint8_t *p, size_t len, uint8_t *buf, size_t cap,
-                       struct event_record *scratch, char *err, size_t errlen)
+size_t payload_upgrade(const uint8_t *p, size_t len, uint8_t *buf, size_t cap, char *err,
+                       size_t errlen)
 {
+    static _Thread_local struct event_record record;
+    struct event_record *scratch = &record;
     struct payload_view v;
     if (!payload_parse(p, len, &v) || v.version != 1) {
         str_format(err, errlen, "not a version 1 payload");
