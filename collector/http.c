@@ -21,6 +21,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "compat_matomo.h"
+#include "compat_umami.h"
 #include "enrich.h"
 #include "event_parse.h"
 #include "httpd.h"
@@ -87,6 +89,13 @@ static const char head_preflight[] = "HTTP/1.1 204 No Content\r\n" CORS
                                      "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
                                      "Access-Control-Allow-Headers: Content-Type\r\n"
                                      "Access-Control-Max-Age: 86400\r\n";
+static const char head_umami[] =
+    "HTTP/1.1 200 OK\r\n" CORS NO_STORE "Content-Type: application/json\r\n";
+static const char head_no_content[] = "HTTP/1.1 204 No Content\r\n" CORS NO_STORE;
+static const char head_umami_preflight[] =
+    "HTTP/1.1 204 No Content\r\n" CORS "Access-Control-Allow-Methods: POST, OPTIONS\r\n"
+    "Access-Control-Allow-Headers: Content-Type, x-umami-cache\r\n"
+    "Access-Control-Max-Age: 86400\r\n";
 static const char head_healthz[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" NO_STORE;
 static const char head_metrics[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n" NO_STORE;
@@ -135,9 +144,28 @@ static void reply_error(struct http_worker *w, struct httpd_reply *r, int code,
     httpd_reply(r, e->code, e->head, strlen(e->head), body, len);
 }
 
-/* Enrich and queue one parsed event; answers the request. */
-static void accept_event(struct http_worker *w, const struct httpd_request *req,
-                         struct httpd_reply *r, const struct raw_event *raw, bool pixel)
+/* How a request that was accepted (recorded or deliberately dropped) is
+ * answered: as the tracker that sent it expects. */
+enum reply_style {
+    REPLY_EVENT,       /* Veil / Plausible: 202 */
+    REPLY_PIXEL,       /* Veil's no-script pixel: 200 GIF */
+    REPLY_UMAMI,       /* Umami: 200 {} (no cache token, nothing that follows a visitor) */
+    REPLY_MATOMO_GET,  /* Matomo image request: 200 GIF */
+    REPLY_MATOMO_POST, /* Matomo POST (sendBeacon, XHR, bulk): 204 */
+};
+
+/* What recording the events of one request came to. */
+struct ingest_tally {
+    size_t recorded, dropped, unknown;
+    char reason[128]; /* of the last unknown site */
+};
+
+/* Enrich and queue `raw` once per site it lists (raw->domains, Plausible's
+ * "d":"a.com,b.com"); sites Veil does not serve are counted in `t`, not
+ * refused. Returns 0, or -1 when it has answered the request with an error
+ * (400, 429, 503): then nothing more may be recorded for it. */
+static int record_event(struct http_worker *w, const struct httpd_request *req,
+                        struct httpd_reply *r, struct raw_event *raw, struct ingest_tally *t)
 {
     struct sockaddr_in none = {.sin_family = AF_INET};
     struct request_info info = {
@@ -156,41 +184,82 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
                              live->geo,     w->geo_cache,
                              live->trusted, w->srv->shared.salts,
                              w->limiter};
-    enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
-    switch (outcome) {
-    case ENRICH_BAD_REQUEST:
-        reply_error(w, r, 400, reason);
-        return;
-    case ENRICH_UNKNOWN_SITE:
-        reply_error(w, r, 404, reason);
-        return;
-    case ENRICH_RATE_LIMITED:
-        reply_error(w, r, 429, "rate limit exceeded, slow down");
-        return;
-    case ENRICH_DROP_DNT:
-        metrics_inc(&w->metrics, M_DNT);
-        break;
-    case ENRICH_DROP_GPC:
-        metrics_inc(&w->metrics, M_GPC);
-        break;
-    case ENRICH_DROP_BOT:
-        metrics_inc(&w->metrics, M_BOT);
-        break;
-    case ENRICH_RECORD:
-        if (sink_push(w->sink, &ev) != 0) {
-            reply_error(w, r, 503, "buffer full, retry later");
-            return;
+    for (size_t i = 0; i < raw->ndomains; i++) {
+        memcpy(raw->domain, raw->domains[i], strlen(raw->domains[i]) + 1);
+        enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
+        switch (outcome) {
+        case ENRICH_BAD_REQUEST:
+            reply_error(w, r, 400, reason);
+            return -1;
+        case ENRICH_UNKNOWN_SITE:
+            t->unknown++;
+            str_copy(t->reason, sizeof t->reason, reason, strlen(reason));
+            continue;
+        case ENRICH_RATE_LIMITED:
+            reply_error(w, r, 429, "rate limit exceeded, slow down");
+            return -1;
+        case ENRICH_DROP_DNT:
+            metrics_inc(&w->metrics, M_DNT);
+            t->dropped++;
+            return 0; /* the same for every site it lists */
+        case ENRICH_DROP_GPC:
+            metrics_inc(&w->metrics, M_GPC);
+            t->dropped++;
+            return 0;
+        case ENRICH_DROP_BOT:
+            metrics_inc(&w->metrics, M_BOT);
+            t->dropped++;
+            return 0;
+        case ENRICH_RECORD:
+            if (sink_push(w->sink, &ev) != 0) {
+                reply_error(w, r, 503, "buffer full, retry later");
+                return -1;
+            }
+            metrics_inc(&w->metrics, M_ACCEPTED);
+            t->recorded++;
+            break;
         }
-        metrics_inc(&w->metrics, M_ACCEPTED);
-        if (pixel)
-            metrics_inc(&w->metrics, M_PIXEL);
-        break;
     }
-    if (pixel)
+    return 0;
+}
+
+/* Answer a request whose events were all recorded or deliberately dropped,
+ * or 404 when every site it named is unknown. */
+static void reply_accepted(struct http_worker *w, struct httpd_reply *r,
+                           const struct ingest_tally *t, enum reply_style style)
+{
+    if (t->recorded == 0 && t->dropped == 0 && t->unknown > 0) {
+        reply_error(w, r, 404, t->reason);
+        return;
+    }
+    switch (style) {
+    case REPLY_EVENT:
+        httpd_reply(r, 202, head_accepted, HEAD_LEN(head_accepted), "ok", 2);
+        break;
+    case REPLY_PIXEL:
+        if (t->recorded > 0)
+            metrics_inc(&w->metrics, M_PIXEL);
+        /* fall through */
+    case REPLY_MATOMO_GET:
         httpd_reply(r, 200, head_pixel, HEAD_LEN(head_pixel), (const char *)pixel_gif,
                     sizeof pixel_gif);
-    else
-        httpd_reply(r, 202, head_accepted, HEAD_LEN(head_accepted), NULL, 0);
+        break;
+    case REPLY_UMAMI:
+        httpd_reply(r, 200, head_umami, HEAD_LEN(head_umami), "{}", 2);
+        break;
+    case REPLY_MATOMO_POST:
+        httpd_reply(r, 204, head_no_content, HEAD_LEN(head_no_content), NULL, 0);
+        break;
+    }
+}
+
+/* Enrich and queue one parsed event; answers the request. */
+static void accept_event(struct http_worker *w, const struct httpd_request *req,
+                         struct httpd_reply *r, struct raw_event *raw, enum reply_style style)
+{
+    struct ingest_tally t = {0, 0, 0, ""};
+    if (record_event(w, req, r, raw, &t) == 0)
+        reply_accepted(w, r, &t, style);
 }
 
 static bool media_type_ok(const char *ct)
@@ -225,7 +294,7 @@ static void event_request(struct http_worker *w, const struct httpd_request *req
         reply_error(w, r, 400, reason);
         return;
     }
-    accept_event(w, req, r, &raw, false);
+    accept_event(w, req, r, &raw, REPLY_EVENT);
 }
 
 static void pixel_request(struct http_worker *w, const struct httpd_request *req,
@@ -242,7 +311,124 @@ static void pixel_request(struct http_worker *w, const struct httpd_request *req
         reply_error(w, r, 400, reason);
         return;
     }
-    accept_event(w, req, r, &raw, true);
+    accept_event(w, req, r, &raw, REPLY_PIXEL);
+}
+
+/* Umami's tracker: POST umami_path (compat_umami.h). Its answer is {},
+ * which Umami 2.x keeps as its "cache" and sends back in x-umami-cache:
+ * the same two bytes for everyone, so they cannot follow a visitor. */
+static void umami_request(struct http_worker *w, const struct httpd_request *req,
+                          struct httpd_reply *r, const struct collector_config *conf)
+{
+    if (req->method == HTTPD_OPTIONS) {
+        httpd_reply(r, 204, head_umami_preflight, HEAD_LEN(head_umami_preflight), NULL, 0);
+        return;
+    }
+    if (req->method != HTTPD_POST) {
+        reply_error(w, r, 405, "use POST");
+        return;
+    }
+    if (!media_type_ok(req->header[HTTPD_H_CONTENT_TYPE])) {
+        reply_error(w, r, 415, "content type must be text/plain or application/json");
+        return;
+    }
+    struct raw_event raw;
+    char reason[128] = "";
+    switch (compat_umami_parse(req->body, req->body_len, &conf->umami_website_ids, &raw, reason,
+                               sizeof reason)) {
+    case COMPAT_EVENT:
+        accept_event(w, req, r, &raw, REPLY_UMAMI);
+        return;
+    case COMPAT_UNKNOWN_SITE:
+        reply_error(w, r, 404, reason);
+        return;
+    case COMPAT_NOTHING:
+    case COMPAT_BAD_REQUEST:
+        break;
+    }
+    reply_error(w, r, 400, reason);
+}
+
+/* One Matomo request's parameters: parsed, and recorded when `record`.
+ * Returns 0, or -1 when it answered the request with an error. */
+static int matomo_one(struct http_worker *w, const struct httpd_request *req,
+                      struct httpd_reply *r, const struct collector_config *conf,
+                      const char *params, size_t len, bool record, struct ingest_tally *t)
+{
+    struct raw_event raw;
+    char reason[128] = "";
+    switch (compat_matomo_parse(params, len, &conf->matomo_site_ids, &raw, reason,
+                                sizeof reason)) {
+    case COMPAT_EVENT:
+        return record ? record_event(w, req, r, &raw, t) : 0;
+    case COMPAT_NOTHING:
+        return 0;
+    case COMPAT_UNKNOWN_SITE:
+        reply_error(w, r, 404, reason);
+        return -1;
+    case COMPAT_BAD_REQUEST:
+        break;
+    }
+    reply_error(w, r, 400, reason);
+    return -1;
+}
+
+/* A bulk body: every request is checked before any is recorded, so a bad
+ * one refuses the whole body and records nothing. */
+static void matomo_bulk(struct http_worker *w, const struct httpd_request *req,
+                        struct httpd_reply *r, const struct collector_config *conf)
+{
+    static _Thread_local char params[MATOMO_REQUEST_MAX];
+    struct ingest_tally t = {0, 0, 0, ""};
+    for (int pass = 0; pass < 2; pass++) {
+        struct matomo_bulk b;
+        char reason[128] = "";
+        size_t len;
+        int next;
+        if (!compat_matomo_bulk_open(&b, req->body, req->body_len, reason, sizeof reason)) {
+            reply_error(w, r, 400, reason);
+            return;
+        }
+        while ((next = compat_matomo_bulk_next(&b, params, sizeof params, &len)) == 1)
+            if (matomo_one(w, req, r, conf, params, len, pass == 1, &t) != 0)
+                return;
+        if (next < 0) {
+            reply_error(w, r, 400, reason);
+            return;
+        }
+    }
+    reply_accepted(w, r, &t, REPLY_MATOMO_POST);
+}
+
+/* Matomo's tracker: GET or POST /matomo.php and /piwik.php
+ * (compat_matomo.h): a GIF for GET, 204 for POST, as Matomo answers. */
+static void matomo_request(struct http_worker *w, const struct httpd_request *req,
+                           struct httpd_reply *r, const struct collector_config *conf)
+{
+    struct ingest_tally t = {0, 0, 0, ""};
+    if (req->method == HTTPD_OPTIONS) {
+        httpd_reply(r, 204, head_preflight, HEAD_LEN(head_preflight), NULL, 0);
+        return;
+    }
+    if (req->method == HTTPD_GET || req->method == HTTPD_HEAD) {
+        if (matomo_one(w, req, r, conf, req->query ? req->query : "", req->query_len, true,
+                       &t) == 0)
+            reply_accepted(w, r, &t, REPLY_MATOMO_GET);
+        return;
+    }
+    if (req->method != HTTPD_POST) {
+        reply_error(w, r, 405, "use GET or POST");
+        return;
+    }
+    if (compat_matomo_is_bulk(req->body, req->body_len)) {
+        matomo_bulk(w, req, r, conf);
+        return;
+    }
+    /* a form body (sendBeacon, XHR), or the parameters in the URL */
+    const char *params = req->body_len > 0 ? req->body : (req->query ? req->query : "");
+    size_t len = req->body_len > 0 ? req->body_len : req->query_len;
+    if (matomo_one(w, req, r, conf, params, len, true, &t) == 0)
+        reply_accepted(w, r, &t, REPLY_MATOMO_POST);
 }
 
 static void tracker_request(struct http_worker *w, const struct httpd_request *req,
@@ -301,6 +487,11 @@ static bool path_is(const struct httpd_request *req, const char *path, size_t le
 
 #define PATH_IS(req, lit) path_is((req), (lit), sizeof(lit) - 1)
 
+static struct collector_live *live_conf(struct http_worker *w)
+{
+    return atomic_load_explicit(&w->srv->live, memory_order_acquire);
+}
+
 static void request_cb(void *arg, const struct httpd_request *req, struct httpd_reply *r)
 {
     struct http_worker *w = arg;
@@ -309,6 +500,10 @@ static void request_cb(void *arg, const struct httpd_request *req, struct httpd_
         event_request(w, req, r);
     else if (PATH_IS(req, "/e.gif"))
         pixel_request(w, req, r);
+    else if (PATH_IS(req, "/matomo.php") || PATH_IS(req, "/piwik.php"))
+        matomo_request(w, req, r, &live_conf(w)->conf);
+    else if (path_is(req, live_conf(w)->conf.umami_path, strlen(live_conf(w)->conf.umami_path)))
+        umami_request(w, req, r, &live_conf(w)->conf);
     else if (PATH_IS(req, "/veil.js"))
         tracker_request(w, req, r);
     else if (PATH_IS(req, "/healthz"))
