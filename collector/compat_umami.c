@@ -252,6 +252,8 @@ enum compat_result compat_umami_parse(const char *body, size_t len,
     memset(&u, 0, offsetof(struct umami, hostname));
     u.hostname[0] = '\0';
     u.url[0] = '\0';
+    u.url_len = 0;
+    u.has_payload = u.has_name = false;
     u.j = (struct json_cursor){body, body + len, reason, reasonlen};
     u.out = out;
     raw_event_reset(out);
