@@ -1,0 +1,234 @@
+/* test_it_compat.c - other trackers' requests end to end, with real parts:
+ * Plausible (every tracker version), Umami and Matomo requests over HTTP ->
+ * veil-collector -> Redis -> veil-aggregator -> stats API, with exact
+ * counts. Only the public behaviour is used (HTTP in, stats API out), so
+ * the test holds whatever the stream and the roll-up look like inside. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define UA_FIREFOX "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+#define UA_HEADLESS                                                                          \
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "              \
+    "HeadlessChrome/120.0.0.0 Safari/537.36"
+#define IP_A "203.0.113.7"
+#define IP_B "198.51.100.23"
+#define IP_C "2001:db8:1::77"
+#define TOKEN "compat-test-token-0123456789"
+#define UUID "94db1cb1-74f4-4a40-ad6c-962362670409"
+
+struct pipeline {
+    char *dir;
+    struct harness_redis redis;
+    struct harness_proc collector, aggregator;
+    int port, api_port;
+};
+
+static struct pipeline p;
+
+static void pipeline_start(void)
+{
+    memset(&p, 0, sizeof p);
+    p.dir = harness_tmpdir();
+    cr_assert_eq(harness_redis_start(&p.redis, p.dir, false), 0);
+    p.port = harness_free_port();
+    p.api_port = harness_free_port();
+    char listen[64], redis[400], log[400], spool[400], api[64], alog[400];
+    snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", p.port);
+    snprintf(spool, sizeof spool, "--spool_dir=%s/spool", p.dir);
+    snprintf(redis, sizeof redis, "--redis=unix:%s", p.redis.socket);
+    snprintf(log, sizeof log, "%s/collector.log", p.dir);
+    char *argv[] = {"veil-collector", listen, redis, spool, "--threads=1",
+                    "--sites=example.com,other.example", "--trusted_proxies=127.0.0.1",
+                    "--umami_website_ids=" UUID "=example.com", "--matomo_site_ids=1=example.com",
+                    NULL};
+    cr_assert_eq(harness_spawn(&p.collector, argv, log), 0);
+    cr_assert_eq(harness_wait_http(p.port, "/healthz", 15000), 0);
+    snprintf(api, sizeof api, "--api_listen=127.0.0.1:%d", p.api_port);
+    snprintf(alog, sizeof alog, "%s/aggregator.log", p.dir);
+    char *aargv[] = {"veil-aggregator", redis, api, "--k_anonymity=1", "--api_token=" TOKEN,
+                     "--block_ms=50", NULL};
+    cr_assert_eq(harness_spawn(&p.aggregator, aargv, alog), 0);
+    cr_assert_eq(harness_wait_http(p.api_port, "/healthz", 15000), 0, "API did not start");
+}
+
+static void pipeline_stop(void)
+{
+    cr_expect_eq(harness_stop(&p.collector), 0, "collector exit status");
+    cr_expect_eq(harness_stop(&p.aggregator), 0, "aggregator exit status");
+    harness_redis_stop(&p.redis);
+    harness_rmdir(p.dir);
+    free(p.dir);
+}
+
+/* One request; returns the status, the body in *resp when given. */
+static int send_as(const char *method, const char *path, const char *ip, const char *ua,
+                   const char *content_type, const char *body, char **resp)
+{
+    char headers[1024];
+    snprintf(headers, sizeof headers, "Content-Type: %s\r\nX-Forwarded-For: %s\r\nUser-Agent: %s\r\n",
+             content_type, ip, ua);
+    return harness_http(p.port, method, path, headers, body, body ? strlen(body) : 0, resp,
+                        NULL);
+}
+
+static char *api_get(const char *path_and_query)
+{
+    char *body = NULL;
+    int code = harness_http(p.api_port, "GET", path_and_query, "Authorization: Bearer " TOKEN "\r\n",
+                            NULL, 0, &body, NULL);
+    cr_assert_eq(code, 200, "%s -> %d %s", path_and_query, code, body ? body : "");
+    return body;
+}
+
+/* Wait until the stats API shows `events` events for `site` (every
+ * accepted event rolled up), then give the aggregate. */
+static char *wait_events(const char *site, int events)
+{
+    char path[256], want[64];
+    snprintf(path, sizeof path,
+             "/api/v1/stats/aggregate?site_id=%s&period=day&metrics=events,pageviews,visitors",
+             site);
+    snprintf(want, sizeof want, "\"events\": {\"value\": %d}", events);
+    for (int i = 0; i < 750; i++) {
+        char *body = api_get(path);
+        if (strstr(body, want))
+            return body;
+        free(body);
+        usleep(20000);
+    }
+    cr_assert_fail("%s never reached %d events", site, events);
+    return NULL;
+}
+
+#define expect_has(body, needle) \
+    cr_expect(strstr((body), (needle)) != NULL, "missing %s in %s", (needle), (body))
+
+static void expect_breakdown(const char *site, const char *property, const char *row)
+{
+    char path[256];
+    snprintf(path, sizeof path,
+             "/api/v1/stats/breakdown?site_id=%s&period=day&property=%s&metrics=visitors", site,
+             property);
+    char *body = api_get(path);
+    expect_has(body, row);
+    free(body);
+}
+
+Test(compat, plausible_every_tracker_version, .timeout = 120)
+{
+    pipeline_start();
+    char *resp = NULL;
+    /* legacy plausible-tracker: pageview, then a custom event with props as a JSON string */
+    cr_assert_eq(send_as("POST", "/api/event", IP_A, UA_FIREFOX, "text/plain",
+                         "{\"n\":\"pageview\",\"u\":\"https://example.com/\",\"d\":\"example.com\","
+                         "\"r\":null,\"w\":1280,\"h\":0}", &resp), 202);
+    cr_assert_str_eq(resp, "ok");
+    free(resp);
+    cr_assert_eq(send_as("POST", "/api/event", IP_A, UA_FIREFOX, "text/plain",
+                         "{\"n\":\"Signup\",\"u\":\"https://example.com/\",\"d\":\"example.com\","
+                         "\"r\":null,\"w\":1280,\"h\":0,\"p\":\"{\\\"plan\\\":\\\"pro\\\"}\"}",
+                         NULL), 202);
+    /* @plausible-analytics/tracker: v, i, engagement; one pageview for two sites */
+    cr_assert_eq(send_as("POST", "/api/event", IP_B, UA_FIREFOX, "text/plain",
+                         "{\"n\":\"pageview\",\"v\":20,\"u\":\"https://example.com/a\","
+                         "\"d\":\"example.com,other.example,not-served.example\",\"r\":\"\"}",
+                         NULL), 202);
+    cr_assert_eq(send_as("POST", "/api/event", IP_B, UA_FIREFOX, "text/plain",
+                         "{\"n\":\"engagement\",\"sd\":60,\"e\":4000,\"i\":false,\"v\":20,"
+                         "\"u\":\"https://example.com/a\",\"d\":\"example.com\"}", NULL), 202);
+    /* a bot: answered 202 as Plausible does, never counted */
+    cr_assert_eq(send_as("POST", "/api/event", IP_C, UA_HEADLESS, "text/plain",
+                         "{\"n\":\"pageview\",\"u\":\"https://example.com/\",\"d\":\"example.com\"}",
+                         NULL), 202);
+    /* only sites Veil does not serve: 404 */
+    cr_assert_eq(send_as("POST", "/api/event", IP_C, UA_FIREFOX, "text/plain",
+                         "{\"n\":\"pageview\",\"u\":\"https://x.example/\",\"d\":\"x.example,y.example\"}",
+                         NULL), 404);
+
+    char *agg = wait_events("example.com", 3);
+    expect_has(agg, "\"pageviews\": {\"value\": 2}");
+    expect_has(agg, "\"visitors\": {\"value\": 2}");
+    free(agg);
+    agg = wait_events("other.example", 1);
+    expect_has(agg, "\"pageviews\": {\"value\": 1}");
+    free(agg);
+    expect_breakdown("example.com", "event:props:plan", "{\"plan\": \"pro\", \"visitors\": 1");
+    pipeline_stop();
+}
+
+Test(compat, umami, .timeout = 120)
+{
+    pipeline_start();
+    char *resp = NULL;
+    cr_assert_eq(send_as("POST", "/api/send", IP_A, UA_FIREFOX, "application/json",
+                         "{\"type\":\"event\",\"payload\":{\"website\":\"" UUID "\","
+                         "\"hostname\":\"example.com\",\"screen\":\"1920x1080\",\"language\":\"en\","
+                         "\"title\":\"Home\",\"url\":\"/\",\"referrer\":\"https://news.example/\"}}",
+                         &resp), 200);
+    cr_assert_str_eq(resp, "{}");
+    free(resp);
+    cr_assert_eq(send_as("POST", "/api/send", IP_A, UA_FIREFOX, "application/json",
+                         "{\"type\":\"event\",\"payload\":{\"website\":\"" UUID "\","
+                         "\"hostname\":\"example.com\",\"screen\":\"1920x1080\",\"url\":\"/pricing\","
+                         "\"referrer\":\"/\"}}", NULL), 200);
+    cr_assert_eq(send_as("POST", "/api/send", IP_B, UA_FIREFOX, "application/json",
+                         "{\"type\":\"event\",\"payload\":{\"website\":\"" UUID "\","
+                         "\"hostname\":\"example.com\",\"url\":\"/pricing\",\"name\":\"signup\","
+                         "\"data\":{\"plan\":\"pro\"}}}", NULL), 200);
+    cr_assert_eq(send_as("POST", "/api/send", IP_B, UA_FIREFOX, "application/json",
+                         "{\"type\":\"identify\",\"payload\":{\"website\":\"" UUID "\","
+                         "\"hostname\":\"example.com\",\"url\":\"/\",\"data\":{\"email\":\"a@b.c\"}}}",
+                         NULL), 400);
+    cr_assert_eq(send_as("POST", "/api/send", IP_B, UA_FIREFOX, "application/json",
+                         "{\"type\":\"event\",\"payload\":{\"website\":\"11111111-2222-3333-4444-"
+                         "555555555555\",\"hostname\":\"example.com\",\"url\":\"/\"}}", NULL), 404);
+
+    char *agg = wait_events("example.com", 3);
+    expect_has(agg, "\"pageviews\": {\"value\": 2}");
+    expect_has(agg, "\"visitors\": {\"value\": 2}");
+    free(agg);
+    expect_breakdown("example.com", "event:props:plan", "{\"plan\": \"pro\", \"visitors\": 1");
+    expect_breakdown("example.com", "visit:source", "{\"source\": \"news.example\", \"visitors\": 1");
+    pipeline_stop();
+}
+
+Test(compat, matomo, .timeout = 120)
+{
+    pipeline_start();
+    char *resp = NULL;
+    cr_assert_eq(send_as("GET",
+                         "/matomo.php?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F&res=1920x1080"
+                         "&_id=0123456789abcdef&uid=ann&_idts=1700000000&action_name=Home",
+                         IP_A, UA_FIREFOX, "text/plain", NULL, &resp), 200);
+    cr_assert(resp && strncmp(resp, "GIF89a", 6) == 0, "not a GIF");
+    free(resp);
+    cr_assert_eq(send_as("POST", "/piwik.php", IP_B, UA_FIREFOX,
+                         "application/x-www-form-urlencoded; charset=UTF-8",
+                         "idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2Fdocs&_id=fedcba9876543210",
+                         NULL), 204);
+    cr_assert_eq(send_as("POST", "/matomo.php", IP_C, UA_FIREFOX, "application/json",
+                         "{\"requests\":[\"?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F"
+                         "&e_c=Video&e_a=Play\",\"?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F"
+                         "&link=https%3A%2F%2Fother.example%2F\"]}", NULL), 204);
+    cr_assert_eq(send_as("POST", "/matomo.php", IP_C, UA_FIREFOX, "text/plain",
+                         "idsite=1&rec=1&ping=1&url=https%3A%2F%2Fexample.com%2F", NULL), 204);
+    cr_assert_eq(send_as("GET", "/matomo.php?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F"
+                         "&cip=192.0.2.1", IP_C, UA_FIREFOX, "text/plain", NULL, NULL), 400);
+    /* a bulk with one bad request records nothing */
+    cr_assert_eq(send_as("POST", "/matomo.php", IP_C, UA_FIREFOX, "application/json",
+                         "{\"requests\":[\"?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F\","
+                         "\"?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F&cdt=1\"]}", NULL), 400);
+
+    char *agg = wait_events("example.com", 4);
+    expect_has(agg, "\"pageviews\": {\"value\": 2}");
+    expect_has(agg, "\"visitors\": {\"value\": 3}");
+    free(agg);
+    expect_breakdown("example.com", "event:name", "{\"name\": \"Video\", \"visitors\": 1");
+    expect_breakdown("example.com", "event:name", "{\"name\": \"Outbound Link: Click\", \"visitors\": 1");
+    pipeline_stop();
+}
