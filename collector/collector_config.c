@@ -179,9 +179,17 @@ int collector_config_load(struct collector_config *conf, int argc, char **argv,
         str_format(err, errlen, "log_level: expected debug, info, warn or error");
         return -1;
     }
+    static const char *const served[] = {"/api/event", "/e.gif", "/veil.js", "/healthz",
+                                         "/metrics", "/matomo.php", "/piwik.php"};
     if (conf->umami_path[0] != '/' || strchr(conf->umami_path, '?') != NULL) {
         str_format(err, errlen, "umami_path: must start with / and hold no query");
         return -1;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(served); i++) {
+        if (strcmp(conf->umami_path, served[i]) == 0) {
+            str_format(err, errlen, "umami_path: %s is another endpoint", served[i]);
+            return -1;
+        }
     }
     if (compat_map_check(&conf->umami_website_ids, "umami_website_ids", err, errlen) != 0 ||
         compat_map_check(&conf->matomo_site_ids, "matomo_site_ids", err, errlen) != 0)
