@@ -4,6 +4,7 @@
  * counts. Only the public behaviour is used (HTTP in, stats API out), so
  * the test holds whatever the stream and the roll-up look like inside. */
 #include <criterion/criterion.h>
+#include <hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,24 +31,10 @@ struct pipeline {
 
 static struct pipeline p;
 
-static void pipeline_start(void)
+static void start_aggregator(void)
 {
-    memset(&p, 0, sizeof p);
-    p.dir = harness_tmpdir();
-    cr_assert_eq(harness_redis_start(&p.redis, p.dir, false), 0);
-    p.port = harness_free_port();
-    p.api_port = harness_free_port();
-    char listen[64], redis[400], log[400], spool[400], api[64], alog[400];
-    snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", p.port);
-    snprintf(spool, sizeof spool, "--spool_dir=%s/spool", p.dir);
+    char redis[400], api[64], alog[400];
     snprintf(redis, sizeof redis, "--redis=unix:%s", p.redis.socket);
-    snprintf(log, sizeof log, "%s/collector.log", p.dir);
-    char *argv[] = {"veil-collector", listen, redis, spool, "--threads=1",
-                    "--sites=example.com,other.example", "--trusted_proxies=127.0.0.1",
-                    "--umami_website_ids=" UUID "=example.com", "--matomo_site_ids=1=example.com",
-                    NULL};
-    cr_assert_eq(harness_spawn(&p.collector, argv, log), 0);
-    cr_assert_eq(harness_wait_http(p.port, "/healthz", 15000), 0);
     snprintf(api, sizeof api, "--api_listen=127.0.0.1:%d", p.api_port);
     snprintf(alog, sizeof alog, "%s/aggregator.log", p.dir);
     char *aargv[] = {"veil-aggregator", redis, api, "--k_anonymity=1", "--api_token=" TOKEN,
@@ -56,9 +43,36 @@ static void pipeline_start(void)
     cr_assert_eq(harness_wait_http(p.api_port, "/healthz", 15000), 0, "API did not start");
 }
 
+static void pipeline_start_collector(void)
+{
+    memset(&p, 0, sizeof p);
+    p.dir = harness_tmpdir();
+    cr_assert_eq(harness_redis_start(&p.redis, p.dir, false), 0);
+    p.port = harness_free_port();
+    p.api_port = harness_free_port();
+    char listen[64], redis[400], log[400], spool[400];
+    snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", p.port);
+    snprintf(spool, sizeof spool, "--spool_dir=%s/spool", p.dir);
+    snprintf(redis, sizeof redis, "--redis=unix:%s", p.redis.socket);
+    snprintf(log, sizeof log, "%s/collector.log", p.dir);
+    char *argv[] = {"veil-collector", listen, redis, spool, "--threads=1", "--log_level=debug",
+                    "--sites=example.com,other.example", "--trusted_proxies=127.0.0.1",
+                    "--umami_website_ids=" UUID "=example.com", "--matomo_site_ids=1=example.com",
+                    NULL};
+    cr_assert_eq(harness_spawn(&p.collector, argv, log), 0);
+    cr_assert_eq(harness_wait_http(p.port, "/healthz", 15000), 0);
+}
+
+static void pipeline_start(void)
+{
+    pipeline_start_collector();
+    start_aggregator();
+}
+
 static void pipeline_stop(void)
 {
-    cr_expect_eq(harness_stop(&p.collector), 0, "collector exit status");
+    if (p.collector.pid > 0)
+        cr_expect_eq(harness_stop(&p.collector), 0, "collector exit status");
     cr_expect_eq(harness_stop(&p.aggregator), 0, "aggregator exit status");
     harness_redis_stop(&p.redis);
     harness_rmdir(p.dir);
@@ -230,5 +244,96 @@ Test(compat, matomo, .timeout = 120)
     free(agg);
     expect_breakdown("example.com", "event:name", "{\"name\": \"Video\", \"visitors\": 1");
     expect_breakdown("example.com", "event:name", "{\"name\": \"Outbound Link: Click\", \"visitors\": 1");
+    pipeline_stop();
+}
+
+/* The collector's accepted counter and whether its buffer is empty, from
+ * /metrics and /healthz. */
+static bool delivered(long accepted)
+{
+    char *metrics = NULL, *health = NULL, want[96];
+    harness_http(p.port, "GET", "/metrics", NULL, NULL, 0, &metrics, NULL);
+    harness_http(p.port, "GET", "/healthz", NULL, NULL, 0, &health, NULL);
+    snprintf(want, sizeof want, "veil_collector_events_accepted_total %ld\n", accepted);
+    bool done = metrics && health && strstr(metrics, want) && strstr(health, "\"buffered\":0");
+    free(metrics);
+    free(health);
+    return done;
+}
+
+static void scan(const char *buf, size_t len, const char *what)
+{
+    static const char *const markers[] = {"IDMARK", "UIDMARK", "CIDMARK", "UMAMIIDMARK",
+                                          "TITLEMARK", "SEARCHMARK", "LANGMARK", "TAGMARK",
+                                          IP_A, IP_B};
+    for (size_t i = 0; i < sizeof markers / sizeof markers[0]; i++)
+        cr_expect(!harness_contains(buf, len, markers[i], strlen(markers[i])), "%s holds %s",
+                  what, markers[i]);
+}
+
+/* What could follow a visitor (Matomo's visitor ids, Umami's distinct id)
+ * or is not kept (titles, languages, search keywords) reaches no Redis key,
+ * no stream entry and no log line; the events are still counted. */
+Test(compat, no_identifier_reaches_redis_or_logs, .timeout = 120)
+{
+    pipeline_start_collector();
+    cr_assert_eq(send_as("GET",
+                         "/matomo.php?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F&_id=IDMARK"
+                         "&uid=UIDMARK&cid=CIDMARK&_idts=1700000000&_viewts=1700000000"
+                         "&_pk_id=IDMARK&action_name=TITLEMARK&lang=LANGMARK",
+                         IP_A, UA_FIREFOX, "text/plain", NULL, NULL), 200);
+    cr_assert_eq(send_as("GET",
+                         "/piwik.php?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2Fs"
+                         "&search=SEARCHMARK&_id=IDMARK", IP_A, UA_FIREFOX, "text/plain", NULL,
+                         NULL), 200);
+    cr_assert_eq(send_as("POST", "/api/send", IP_B, UA_FIREFOX, "application/json",
+                         "{\"type\":\"event\",\"payload\":{\"website\":\"" UUID "\","
+                         "\"hostname\":\"example.com\",\"url\":\"/\",\"title\":\"TITLEMARK\","
+                         "\"language\":\"LANGMARK\",\"tag\":\"TAGMARK\",\"id\":\"UMAMIIDMARK\"}}",
+                         NULL), 200);
+    for (int i = 0; i < 500 && !delivered(3); i++)
+        usleep(20000);
+    cr_assert(delivered(3), "the collector did not deliver 3 events");
+
+    redisContext *rc = redisConnectUnix(p.redis.socket);
+    cr_assert(rc && !rc->err);
+    redisReply *keys = redisCommand(rc, "KEYS *");
+    cr_assert(keys && keys->elements >= 1);
+    size_t streams = 0;
+    for (size_t k = 0; k < keys->elements; k++) {
+        const char *key = keys->element[k]->str;
+        scan(key, keys->element[k]->len, "a key name");
+        redisReply *d = redisCommand(rc, "DUMP %s", key);
+        cr_assert(d && d->type == REDIS_REPLY_STRING);
+        scan(d->str, d->len, key);
+        freeReplyObject(d);
+        redisReply *type = redisCommand(rc, "TYPE %s", key);
+        if (type && type->type == REDIS_REPLY_STATUS && strcmp(type->str, "stream") == 0) {
+            /* whatever the entry format, its bytes hold no marker */
+            redisReply *x = redisCommand(rc, "XRANGE %s - +", key);
+            for (size_t i = 0; x && i < x->elements; i++) {
+                redisReply *f = x->element[i]->element[1];
+                for (size_t j = 0; j < f->elements; j++)
+                    scan(f->element[j]->str, f->element[j]->len, "a stream field");
+            }
+            streams += x ? x->elements : 0;
+            freeReplyObject(x);
+        }
+        freeReplyObject(type);
+    }
+    freeReplyObject(keys);
+    redisFree(rc);
+    cr_expect_gt(streams, 0, "no stream entry was scanned");
+
+    start_aggregator();
+    char *agg = wait_events("example.com", 3);
+    expect_has(agg, "\"pageviews\": {\"value\": 2}");
+    free(agg);
+    cr_expect_eq(harness_stop(&p.collector), 0, "collector exit status");
+    size_t len;
+    char *log = harness_read_file(p.collector.log_path, &len);
+    cr_assert(log && len > 0);
+    scan(log, len, "the collector log");
+    free(log);
     pipeline_stop();
 }
