@@ -45,22 +45,6 @@ bool json_body_ok(struct json_cursor *j, const char *s, size_t len)
     return json_fail(j, memchr(s, '\0', len) ? "NUL byte in body" : "invalid UTF-8");
 }
 
-void json_ws(struct json_cursor *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-bool json_peek(const struct json_cursor *j, char ch)
-{
-    return j->p < j->end && *j->p == ch;
-}
-
-bool json_is_container(const struct json_cursor *j)
-{
-    return json_peek(j, '{') || json_peek(j, '[');
-}
-
 static int json_hex4(const char *s)
 {
     int v = 0;

@@ -36,9 +36,22 @@ bool json_fail(struct json_cursor *j, const char *why);
  * with "NUL byte in body" or "invalid UTF-8" as the reason. */
 bool json_body_ok(struct json_cursor *j, const char *s, size_t len);
 
-void json_ws(struct json_cursor *j);
-bool json_peek(const struct json_cursor *j, char ch);
-bool json_is_container(const struct json_cursor *j);
+/* Skip whitespace; look at the next byte. Inline: called per token. */
+static inline void json_ws(struct json_cursor *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static inline bool json_peek(const struct json_cursor *j, char ch)
+{
+    return j->p < j->end && *j->p == ch;
+}
+
+static inline bool json_is_container(const struct json_cursor *j)
+{
+    return json_peek(j, '{') || json_peek(j, '[');
+}
 
 /* Read a string at j->p (on its opening quote), decoding into dst[0..cap)
  * (dst may be NULL with cap 0 to validate only); *len gets the full decoded
