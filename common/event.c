@@ -293,6 +293,22 @@ void event_record_reset(struct event_record *ev)
     ev->nprops = 0;
 }
 
+/* Read a LEB128 length of at most 3 bytes at *p (before end). Returns
+ * false when it is truncated or longer. */
+static bool leb128_read(const unsigned char **p, const unsigned char *end, size_t *out)
+{
+    size_t len = 0;
+    for (int shift = 0;; shift += 7) {
+        if (*p == end || shift > 14)
+            return false;
+        len |= (size_t)(**p & 0x7f) << shift;
+        if (!(*(*p)++ & 0x80))
+            break;
+    }
+    *out = len;
+    return true;
+}
+
 bool event_decode_packed(struct event_record *ev, const char *value, size_t vlen, char *err,
                          size_t errlen)
 {
@@ -308,15 +324,8 @@ bool event_decode_packed(struct event_record *ev, const char *value, size_t vlen
             goto truncated;
         const char *name = (const char *)p;
         p += nlen;
-        size_t len = 0;
-        for (int shift = 0;; shift += 7) {
-            if (p == end || shift > 14)
-                goto truncated;
-            len |= (size_t)(*p & 0x7f) << shift;
-            if (!(*p++ & 0x80))
-                break;
-        }
-        if ((size_t)(end - p) < len)
+        size_t len;
+        if (!leb128_read(&p, end, &len) || (size_t)(end - p) < len)
             goto truncated;
         if (field_is(name, nlen, EVENT_PACKED_FIELD)) {
             str_format(err, errlen, EVENT_PACKED_FIELD ": nested packing");
@@ -407,4 +416,58 @@ bool event_decode_check(const struct event_record *ev, char *err, size_t errlen)
         return false;
     }
     return true;
+}
+
+/* ---- batches of packed events ------------------------------------------ */
+
+size_t event_batch_append(char *buf, size_t cap, size_t used, const char *pk, size_t plen)
+{
+    size_t len = used;
+    if (plen == 0 || plen >= (1u << 21))
+        return 0;
+    if (len == 0) {
+        if (cap < 1)
+            return 0;
+        buf[len++] = EVENT_BATCH_VERSION;
+    }
+    if (cap - len < 3 + plen)
+        return 0;
+    size_t v = plen;
+    while (v >= 0x80) {
+        buf[len++] = (char)(0x80 | (v & 0x7f));
+        v >>= 7;
+    }
+    buf[len++] = (char)v;
+    memcpy(buf + len, pk, plen);
+    return len + plen;
+}
+
+bool event_batch_begin(struct event_batch_iter *it, const char *value, size_t vlen, char *err,
+                       size_t errlen)
+{
+    if (vlen == 0 || value[0] != EVENT_BATCH_VERSION) {
+        str_format(err, errlen, EVENT_BATCH_FIELD ": unknown batch version");
+        it->p = it->end = NULL;
+        return false;
+    }
+    it->p = (const unsigned char *)value + 1;
+    it->end = (const unsigned char *)value + vlen;
+    return true;
+}
+
+int event_batch_next(struct event_batch_iter *it, const char **pk, size_t *plen, char *err,
+                     size_t errlen)
+{
+    size_t len;
+    if (it->p == it->end)
+        return 0;
+    if (!leb128_read(&it->p, it->end, &len) || len == 0 || (size_t)(it->end - it->p) < len) {
+        str_format(err, errlen, EVENT_BATCH_FIELD ": truncated");
+        it->p = it->end;
+        return -1;
+    }
+    *pk = (const char *)it->p;
+    *plen = len;
+    it->p += len;
+    return 1;
 }

@@ -115,4 +115,36 @@ bool event_decode_packed(struct event_record *ev, const char *value, size_t vlen
                          size_t errlen);
 bool event_decode_check(const struct event_record *ev, char *err, size_t errlen);
 
+/* Batch form: many packed events in one stream entry, so that the collector
+ * writes one entry per shard and delivery batch and the aggregator reads
+ * thousands of events per XREADGROUP (docs/KEYS.md "Stream entries"). The
+ * entry has one field, EVENT_BATCH_FIELD; its value is EVENT_BATCH_VERSION,
+ * then for each event [length, LEB128, at most 3 bytes][event_pack bytes].
+ * An entry with the field EVENT_PACKED_FIELD (or the old per-field layout)
+ * is a batch of one: readers handle all three. */
+#define EVENT_BATCH_FIELD "b"
+#define EVENT_BATCH_VERSION '2'
+
+/* Append the packed event pk[0..plen) to the batch value in buf, which
+ * holds `used` bytes (0 for a new batch: the version byte is written
+ * first). Returns the new length, or 0 when it does not fit in `cap` or
+ * plen is 0 or too long (>= 2^21); buf is then unchanged up to `used`. */
+size_t event_batch_append(char *buf, size_t cap, size_t used, const char *pk, size_t plen);
+
+/* Cursor over the packed events of one batch value. */
+struct event_batch_iter {
+    const unsigned char *p, *end;
+};
+
+/* Start reading the batch value[0..vlen). Returns false with a reason
+ * when the version byte is wrong or missing. */
+bool event_batch_begin(struct event_batch_iter *it, const char *value, size_t vlen, char *err,
+                       size_t errlen);
+
+/* The next packed event of the batch: returns 1 and points *pk and *plen into
+ * the value (pass them to event_decode_packed), 0 at the end, -1 with a
+ * reason when the rest is truncated (the events before it stand). */
+int event_batch_next(struct event_batch_iter *it, const char **pk, size_t *plen, char *err,
+                     size_t errlen);
+
 #endif

@@ -420,3 +420,62 @@ Test(event_codec, reset_record_encodes_like_a_fresh_one)
                   "argument %zu", i);
     cr_assert_eq(used.nprops, 0);
 }
+
+/* ---- batches (event_batch_*) ---- */
+
+Test(event_codec, batch_round_trip_of_many_events)
+{
+    static char pk[EVENT_PACKED_MAX], batch[4 * EVENT_PACKED_MAX];
+    struct event_record in, back;
+    char err[128] = "";
+    size_t used = 0;
+    full_record(&in);
+    for (int i = 0; i < 3; i++) {
+        in.ts = 1709251200 + i;
+        size_t plen = event_pack(&in, pk, sizeof pk);
+        cr_assert_gt(plen, 127, "a full event needs a multi-byte length");
+        used = event_batch_append(batch, sizeof batch, used, pk, plen);
+        cr_assert_gt(used, 0);
+    }
+    cr_assert_eq(batch[0], EVENT_BATCH_VERSION);
+    struct event_batch_iter it;
+    cr_assert(event_batch_begin(&it, batch, used, err, sizeof err), "%s", err);
+    const char *p;
+    size_t plen;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(event_batch_next(&it, &p, &plen, err, sizeof err), 1, "event %d: %s", i, err);
+        event_record_init(&back);
+        cr_assert(event_decode_packed(&back, p, plen, err, sizeof err), "%s", err);
+        in.ts = 1709251200 + i;
+        cr_assert(memcmp(&in, &back, sizeof in) == 0, "event %d differs", i);
+    }
+    cr_assert_eq(event_batch_next(&it, &p, &plen, err, sizeof err), 0);
+}
+
+Test(event_codec, batch_refuses_what_does_not_fit_and_bad_input)
+{
+    char batch[16], err[128];
+    cr_assert_eq(event_batch_append(batch, sizeof batch, 0, "1abcdefghijk", 12), 14);
+    /* another 12-byte event does not fit in 16: refused, nothing written past used */
+    cr_assert_eq(event_batch_append(batch, sizeof batch, 14, "1abcdefghijk", 12), 0);
+    cr_assert_eq(event_batch_append(batch, sizeof batch, 0, "", 0), 0, "empty events are refused");
+
+    struct event_batch_iter it;
+    cr_assert_not(event_batch_begin(&it, "1xyz", 4, err, sizeof err), "a packed event is no batch");
+    cr_assert_not(event_batch_begin(&it, "", 0, err, sizeof err));
+    /* a length that runs past the end: truncated, reported once */
+    const char truncated[] = {EVENT_BATCH_VERSION, 10, '1', 'a'};
+    const char *p;
+    size_t plen;
+    cr_assert(event_batch_begin(&it, truncated, sizeof truncated, err, sizeof err));
+    cr_assert_eq(event_batch_next(&it, &p, &plen, err, sizeof err), -1);
+    cr_assert(strstr(err, "truncated") != NULL, "%s", err);
+    cr_assert_eq(event_batch_next(&it, &p, &plen, err, sizeof err), 0);
+    /* a length of more than 3 LEB128 bytes or a zero length */
+    const char overlong[] = {EVENT_BATCH_VERSION, (char)0x80, (char)0x80, (char)0x80, 1, 'x'};
+    cr_assert(event_batch_begin(&it, overlong, sizeof overlong, err, sizeof err));
+    cr_assert_eq(event_batch_next(&it, &p, &plen, err, sizeof err), -1);
+    const char zero[] = {EVENT_BATCH_VERSION, 0};
+    cr_assert(event_batch_begin(&it, zero, sizeof zero, err, sizeof err));
+    cr_assert_eq(event_batch_next(&it, &p, &plen, err, sizeof err), -1);
+}
