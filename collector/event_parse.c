@@ -273,6 +273,16 @@ static bool add_prop(struct ctx *c, const char *key, size_t klen, size_t kcap,
     return raw_event_add_prop(c->out, "p", key, klen, text, tlen, c->reason, c->reasonlen);
 }
 
+/* The last checks; "pageleave", what Plausible's scripts of late 2024 sent
+ * when a page was left (with its scroll depth), is read as what replaced
+ * it, "engagement": a measurement, not an event. */
+static bool finish(struct raw_event *out, char *reason, size_t reasonlen)
+{
+    if (strcmp(out->name, "pageleave") == 0)
+        memcpy(out->name, "engagement", sizeof "engagement");
+    return raw_event_finish(out, "n", "u", "d", reason, reasonlen);
+}
+
 /* ---- JSON -------------------------------------------------------------- */
 
 /* The props object at j->p (on its '{'). A member that is itself an array
@@ -378,7 +388,7 @@ bool event_parse_json(const char *body, size_t len, struct raw_event *out, char 
     }
     if (!json_at_end(&j))
         return false;
-    return raw_event_finish(out, "n", "u", "d", reason, reasonlen);
+    return finish(out, reason, reasonlen);
 }
 
 /* ---- pixel query ------------------------------------------------------- */
@@ -456,5 +466,5 @@ bool event_parse_query(const char *query, size_t len, struct raw_event *out, cha
         }
         p = param_end + 1;
     }
-    return raw_event_finish(out, "n", "u", "d", reason, reasonlen);
+    return finish(out, reason, reasonlen);
 }

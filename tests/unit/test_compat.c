@@ -97,6 +97,10 @@ static const struct row plausible_rows[] = {
      "{\"n\":\"engagement\",\"sd\":75,\"e\":12000,\"u\":\"https://example.com/\","
      "\"d\":\"example.com\",\"i\":false,\"v\":20}",
      COMPAT_EVENT, "engagement", "https://example.com/", "example.com", NULL, -1, NULL, NULL},
+    {"script pageleave extension (late 2024): read as engagement",
+     "{\"n\":\"pageleave\",\"d\":\"example.com\",\"u\":\"https://example.com/#/a\",\"sd\":20,"
+     "\"h\":1}",
+     COMPAT_EVENT, "engagement", "https://example.com/#/a", "example.com", NULL, -1, NULL, NULL},
     {"long names (Events API)",
      "{\"name\":\"pageview\",\"url\":\"https://example.com/#/a\",\"domain\":\"example.com\","
      "\"referrer\":\"https://r.example/\",\"screen_width\":800,\"hashMode\":1,"
