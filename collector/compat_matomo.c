@@ -259,6 +259,22 @@ enum compat_result compat_matomo_parse(const char *query, size_t len,
     return COMPAT_EVENT;
 }
 
+bool compat_matomo_wants_image(const char *query, size_t len)
+{
+    static const char param[] = "send_image=0";
+    const size_t plen = sizeof param - 1;
+    for (const char *p = query, *end = query + len; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *param_end = amp ? amp : end;
+        if (*p == '?')
+            p++;
+        if ((size_t)(param_end - p) == plen && memcmp(p, param, plen) == 0)
+            return false;
+        p = param_end + 1;
+    }
+    return true;
+}
+
 /* ---- bulk ---------------------------------------------------------------- */
 
 bool compat_matomo_is_bulk(const char *body, size_t len)

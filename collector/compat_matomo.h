@@ -37,6 +37,10 @@ enum compat_result compat_matomo_parse(const char *query, size_t len,
                                        const struct cfg_list *site_ids, struct raw_event *out,
                                        char *reason, size_t reasonlen);
 
+/* False when the request's parameters ask for no image (send_image=0):
+ * Matomo then answers a GET with 204 instead of its GIF. */
+bool compat_matomo_wants_image(const char *query, size_t len);
+
 /* True when a POST body is a bulk request (a JSON object). */
 bool compat_matomo_is_bulk(const char *body, size_t len);
 

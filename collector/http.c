@@ -401,7 +401,8 @@ static void matomo_bulk(struct http_worker *w, const struct httpd_request *req,
 }
 
 /* Matomo's tracker: GET or POST /matomo.php and /piwik.php
- * (compat_matomo.h): a GIF for GET, 204 for POST, as Matomo answers. */
+ * (compat_matomo.h): a GIF for GET (204 with send_image=0), 204 for POST,
+ * as Matomo answers. */
 static void matomo_request(struct http_worker *w, const struct httpd_request *req,
                            struct httpd_reply *r, const struct collector_config *conf)
 {
@@ -411,9 +412,11 @@ static void matomo_request(struct http_worker *w, const struct httpd_request *re
         return;
     }
     if (req->method == HTTPD_GET || req->method == HTTPD_HEAD) {
-        if (matomo_one(w, req, r, conf, req->query ? req->query : "", req->query_len, true,
-                       &t) == 0)
-            reply_accepted(w, r, &t, REPLY_MATOMO_GET);
+        const char *query = req->query ? req->query : "";
+        if (matomo_one(w, req, r, conf, query, req->query_len, true, &t) == 0)
+            reply_accepted(w, r, &t,
+                           compat_matomo_wants_image(query, req->query_len) ? REPLY_MATOMO_GET
+                                                                            : REPLY_MATOMO_POST);
         return;
     }
     if (req->method != HTTPD_POST) {

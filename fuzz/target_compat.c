@@ -96,6 +96,8 @@ int fuzz_compat_matomo(const uint8_t *data, size_t size)
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
     if ((data[0] & 1) == 0) {
+        bool image = compat_matomo_wants_image(body, len);
+        CHECK(t, image || memmem(body, len, "send_image=0", 12) != NULL);
         fuzz_reason_prepare(reason);
         enum compat_result r = compat_matomo_parse(body, len, &matomo_ids, &ev, reason, REASON_LEN);
         check_result(t, &matomo_reasons, r, reason);

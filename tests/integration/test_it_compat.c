@@ -244,6 +244,10 @@ Test(compat, matomo, .timeout = 120)
                          "&link=https%3A%2F%2Fother.example%2F\"]}", NULL), 204);
     cr_assert_eq(send_as("POST", "/matomo.php", IP_C, UA_FIREFOX, "text/plain",
                          "idsite=1&rec=1&ping=1&url=https%3A%2F%2Fexample.com%2F", NULL), 204);
+    /* a heartbeat by GET without an image: 204, nothing recorded */
+    cr_assert_eq(send_as("GET", "/matomo.php?idsite=1&rec=1&ping=1&send_image=0"
+                         "&url=https%3A%2F%2Fexample.com%2F", IP_C, UA_FIREFOX, "text/plain", NULL,
+                         NULL), 204);
     cr_assert_eq(send_as("GET", "/matomo.php?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F"
                          "&cip=192.0.2.1", IP_C, UA_FIREFOX, "text/plain", NULL, NULL), 400);
     /* a bulk with one bad request records nothing */

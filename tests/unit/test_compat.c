@@ -291,6 +291,18 @@ Test(compat, matomo_requests)
     }
 }
 
+Test(compat, matomo_send_image)
+{
+    static const char *const image[] = {"idsite=1&rec=1", "?idsite=1&send_image=1", "",
+                                        "send_image=00", "xsend_image=0"};
+    static const char *const none[] = {"idsite=1&send_image=0", "?send_image=0&rec=1",
+                                       "a=1&send_image=0&b=2"};
+    for (size_t i = 0; i < ARRAY_LEN(image); i++)
+        cr_expect(compat_matomo_wants_image(image[i], strlen(image[i])), "%s", image[i]);
+    for (size_t i = 0; i < ARRAY_LEN(none); i++)
+        cr_expect_not(compat_matomo_wants_image(none[i], strlen(none[i])), "%s", none[i]);
+}
+
 Test(compat, matomo_bulk_walks_every_request)
 {
     const char *body = "{\"requests\":[\"?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2Fa\","
