@@ -5,8 +5,10 @@
  *
  *   node tests/browser/compat.mjs          (VEIL_BUILD=build by default)
  *
- * Trackers: the legacy `plausible-tracker` (props sent as a JSON string)
- * and `@plausible-analytics/tracker`, both from node_modules, served as ES
+ * Trackers: the legacy `plausible-tracker` (props sent as a JSON string),
+ * its fork `@barbapapazes/plausible-tracker` (what `@nuxtjs/plausible`
+ * uses: props as a JSON string, revenue as "$") and
+ * `@plausible-analytics/tracker`, all from node_modules, served as ES
  * modules by a local page server. Umami's tracker is published on npm only
  * inside the whole Umami application (`umami`, hundreds of dependencies)
  * and Matomo's matomo.js not at all, so those two are covered by the
@@ -32,7 +34,7 @@ const BUILD = resolve(process.env.VEIL_BUILD || join(ROOT, 'build'));
 const CHROMIUM = process.env.VEIL_CHROMIUM || '/usr/bin/chromium';
 const TOTAL_TIMEOUT_MS = 120_000;
 const TOKEN = 'compat-browser-token-0123456789';
-const SITES = ['legacy.example', 'current.example', 'headless.example'];
+const SITES = ['legacy.example', 'nuxt.example', 'current.example', 'headless.example'];
 const USER_AGENT =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) ' +
   'Chrome/140.0.0.0 Safari/537.36';
@@ -280,6 +282,19 @@ test('legacy plausible-tracker: pageviews, SPA navigation, props as a JSON strin
   checkEqual([names.Signup, names['Outbound Link: Click']], [1, 1], `event names ${JSON.stringify(names)}`);
   const urls = await stack.breakdown('legacy.example', 'event:props:url');
   checkEqual(Object.keys(urls), [`${stack.outboundUrl}/page/x/away`], 'outbound url prop');
+});
+
+test('@barbapapazes/plausible-tracker (@nuxtjs/plausible): props as a JSON string, revenue, outbound click', async () => {
+  const ctx = await browser.newContext({ userAgent: USER_AGENT });
+  const sent = await journey(ctx, 'nuxt');
+  await ctx.close();
+  checkEqual(sent.some((b) => /"p":"\{\\"plan\\":\\"team\\"\}".*"\$":\{"amount":15.99/.test(b)), true,
+    `no JSON-string props with revenue in ${JSON.stringify(sent)}`);
+  checkEqual(await stack.counts('nuxt.example', 5), { events: 5, pageviews: 3, visitors: 1 },
+    'nuxt.example counts');
+  checkEqual(await stack.breakdown('nuxt.example', 'event:props:plan'), { team: 1 }, 'plan prop');
+  const names = await stack.breakdown('nuxt.example', 'event:name');
+  checkEqual([names.Signup, names['Outbound Link: Click']], [1, 1], `event names ${JSON.stringify(names)}`);
 });
 
 test('@plausible-analytics/tracker: pageviews, SPA navigation, props, outbound click', async () => {
