@@ -1,5 +1,6 @@
 /* http.c - the collector's worker threads and endpoints (http.h), served by
- * httpd.c.
+ * httpd.c. Recording a request's events and answering it are shared with
+ * the other trackers' endpoints in http_compat.c (http_ingest.h).
  *
  * Must never put the client IP, the User-Agent or a request's query string
  * in a log line or a response. Each request gets exactly one reply. The
@@ -21,10 +22,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "compat_matomo.h"
-#include "compat_umami.h"
 #include "enrich.h"
 #include "event_parse.h"
+#include "http_compat.h"
+#include "http_ingest.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
@@ -144,28 +145,8 @@ static void reply_error(struct http_worker *w, struct httpd_reply *r, int code,
     httpd_reply(r, e->code, e->head, strlen(e->head), body, len);
 }
 
-/* How a request that was accepted (recorded or deliberately dropped) is
- * answered: as the tracker that sent it expects. */
-enum reply_style {
-    REPLY_EVENT,       /* Veil / Plausible: 202 */
-    REPLY_PIXEL,       /* Veil's no-script pixel: 200 GIF */
-    REPLY_UMAMI,       /* Umami: 200 {} (no cache token, nothing that follows a visitor) */
-    REPLY_MATOMO_GET,  /* Matomo image request: 200 GIF */
-    REPLY_MATOMO_POST, /* Matomo POST (sendBeacon, XHR, bulk): 204 */
-};
-
-/* What recording the events of one request came to. */
-struct ingest_tally {
-    size_t recorded, dropped, unknown;
-    char reason[128]; /* of the last unknown site */
-};
-
-/* Enrich and queue `raw` once per site it lists (raw->domains, Plausible's
- * "d":"a.com,b.com"); sites Veil does not serve are counted in `t`, not
- * refused. Returns 0, or -1 when it has answered the request with an error
- * (400, 429, 503): then nothing more may be recorded for it. */
-static int record_event(struct http_worker *w, const struct httpd_request *req,
-                        struct httpd_reply *r, struct raw_event *raw, struct ingest_tally *t)
+int http_record_event(struct http_worker *w, const struct httpd_request *req,
+                      struct httpd_reply *r, struct raw_event *raw, struct ingest_tally *t)
 {
     struct sockaddr_in none = {.sin_family = AF_INET};
     struct request_info info = {
@@ -223,10 +204,8 @@ static int record_event(struct http_worker *w, const struct httpd_request *req,
     return 0;
 }
 
-/* Answer a request whose events were all recorded or deliberately dropped,
- * or 404 when every site it named is unknown. */
-static void reply_accepted(struct http_worker *w, struct httpd_reply *r,
-                           const struct ingest_tally *t, enum reply_style style)
+void http_reply_accepted(struct http_worker *w, struct httpd_reply *r,
+                         const struct ingest_tally *t, enum reply_style style)
 {
     if (t->recorded == 0 && t->dropped == 0 && t->unknown > 0) {
         reply_error(w, r, 404, t->reason);
@@ -258,8 +237,8 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
                          struct httpd_reply *r, struct raw_event *raw, enum reply_style style)
 {
     struct ingest_tally t = {0, 0, 0, ""};
-    if (record_event(w, req, r, raw, &t) == 0)
-        reply_accepted(w, r, &t, style);
+    if (http_record_event(w, req, r, raw, &t) == 0)
+        http_reply_accepted(w, r, &t, style);
 }
 
 static bool media_type_ok(const char *ct)
@@ -271,6 +250,25 @@ static bool media_type_ok(const char *ct)
         len--;
     return (len == 10 && strncasecmp(ct, "text/plain", 10) == 0) ||
            (len == 16 && strncasecmp(ct, "application/json", 16) == 0);
+}
+
+void http_reply_error(struct http_worker *w, struct httpd_reply *r, int code,
+                      const char *reason)
+{
+    reply_error(w, r, code, reason);
+}
+
+void http_reply_preflight(struct httpd_reply *r, enum preflight_kind kind)
+{
+    if (kind == PREFLIGHT_UMAMI)
+        httpd_reply(r, 204, head_umami_preflight, HEAD_LEN(head_umami_preflight), NULL, 0);
+    else
+        httpd_reply(r, 204, head_preflight, HEAD_LEN(head_preflight), NULL, 0);
+}
+
+bool http_media_type_ok(const char *content_type)
+{
+    return media_type_ok(content_type);
 }
 
 static void event_request(struct http_worker *w, const struct httpd_request *req,
@@ -312,126 +310,6 @@ static void pixel_request(struct http_worker *w, const struct httpd_request *req
         return;
     }
     accept_event(w, req, r, &raw, REPLY_PIXEL);
-}
-
-/* Umami's tracker: POST umami_path (compat_umami.h). Its answer is {},
- * which Umami 2.x keeps as its "cache" and sends back in x-umami-cache:
- * the same two bytes for everyone, so they cannot follow a visitor. */
-static void umami_request(struct http_worker *w, const struct httpd_request *req,
-                          struct httpd_reply *r, const struct collector_config *conf)
-{
-    if (req->method == HTTPD_OPTIONS) {
-        httpd_reply(r, 204, head_umami_preflight, HEAD_LEN(head_umami_preflight), NULL, 0);
-        return;
-    }
-    if (req->method != HTTPD_POST) {
-        reply_error(w, r, 405, "use POST");
-        return;
-    }
-    if (!media_type_ok(req->header[HTTPD_H_CONTENT_TYPE])) {
-        reply_error(w, r, 415, "content type must be text/plain or application/json");
-        return;
-    }
-    struct raw_event raw;
-    char reason[128] = "";
-    switch (compat_umami_parse(req->body, req->body_len, &conf->umami_website_ids, &raw, reason,
-                               sizeof reason)) {
-    case COMPAT_EVENT:
-        accept_event(w, req, r, &raw, REPLY_UMAMI);
-        return;
-    case COMPAT_UNKNOWN_SITE:
-        reply_error(w, r, 404, reason);
-        return;
-    case COMPAT_NOTHING:
-    case COMPAT_BAD_REQUEST:
-        break;
-    }
-    reply_error(w, r, 400, reason);
-}
-
-/* One Matomo request's parameters: parsed, and recorded when `record`.
- * Returns 0, or -1 when it answered the request with an error. */
-static int matomo_one(struct http_worker *w, const struct httpd_request *req,
-                      struct httpd_reply *r, const struct collector_config *conf,
-                      const char *params, size_t len, bool record, struct ingest_tally *t)
-{
-    struct raw_event raw;
-    char reason[128] = "";
-    switch (compat_matomo_parse(params, len, &conf->matomo_site_ids, &raw, reason,
-                                sizeof reason)) {
-    case COMPAT_EVENT:
-        return record ? record_event(w, req, r, &raw, t) : 0;
-    case COMPAT_NOTHING:
-        return 0;
-    case COMPAT_UNKNOWN_SITE:
-        reply_error(w, r, 404, reason);
-        return -1;
-    case COMPAT_BAD_REQUEST:
-        break;
-    }
-    reply_error(w, r, 400, reason);
-    return -1;
-}
-
-/* A bulk body: every request is checked before any is recorded, so a bad
- * one refuses the whole body and records nothing. */
-static void matomo_bulk(struct http_worker *w, const struct httpd_request *req,
-                        struct httpd_reply *r, const struct collector_config *conf)
-{
-    static _Thread_local char params[MATOMO_REQUEST_MAX];
-    struct ingest_tally t = {0, 0, 0, ""};
-    for (int pass = 0; pass < 2; pass++) {
-        struct matomo_bulk b;
-        char reason[128] = "";
-        size_t len;
-        int next;
-        if (!compat_matomo_bulk_open(&b, req->body, req->body_len, reason, sizeof reason)) {
-            reply_error(w, r, 400, reason);
-            return;
-        }
-        while ((next = compat_matomo_bulk_next(&b, params, sizeof params, &len)) == 1)
-            if (matomo_one(w, req, r, conf, params, len, pass == 1, &t) != 0)
-                return;
-        if (next < 0) {
-            reply_error(w, r, 400, reason);
-            return;
-        }
-    }
-    reply_accepted(w, r, &t, REPLY_MATOMO_POST);
-}
-
-/* Matomo's tracker: GET or POST /matomo.php and /piwik.php
- * (compat_matomo.h): a GIF for GET (204 with send_image=0), 204 for POST,
- * as Matomo answers. */
-static void matomo_request(struct http_worker *w, const struct httpd_request *req,
-                           struct httpd_reply *r, const struct collector_config *conf)
-{
-    struct ingest_tally t = {0, 0, 0, ""};
-    if (req->method == HTTPD_OPTIONS) {
-        httpd_reply(r, 204, head_preflight, HEAD_LEN(head_preflight), NULL, 0);
-        return;
-    }
-    if (req->method == HTTPD_GET || req->method == HTTPD_HEAD) {
-        const char *query = req->query ? req->query : "";
-        if (matomo_one(w, req, r, conf, query, req->query_len, true, &t) == 0)
-            reply_accepted(w, r, &t,
-                           compat_matomo_wants_image(query, req->query_len) ? REPLY_MATOMO_GET
-                                                                            : REPLY_MATOMO_POST);
-        return;
-    }
-    if (req->method != HTTPD_POST) {
-        reply_error(w, r, 405, "use GET or POST");
-        return;
-    }
-    if (compat_matomo_is_bulk(req->body, req->body_len)) {
-        matomo_bulk(w, req, r, conf);
-        return;
-    }
-    /* a form body (sendBeacon, XHR), or the parameters in the URL */
-    const char *params = req->body_len > 0 ? req->body : (req->query ? req->query : "");
-    size_t len = req->body_len > 0 ? req->body_len : req->query_len;
-    if (matomo_one(w, req, r, conf, params, len, true, &t) == 0)
-        reply_accepted(w, r, &t, REPLY_MATOMO_POST);
 }
 
 static void tracker_request(struct http_worker *w, const struct httpd_request *req,
@@ -504,9 +382,9 @@ static void request_cb(void *arg, const struct httpd_request *req, struct httpd_
     else if (PATH_IS(req, "/e.gif"))
         pixel_request(w, req, r);
     else if (PATH_IS(req, "/matomo.php") || PATH_IS(req, "/piwik.php"))
-        matomo_request(w, req, r, &live_conf(w)->conf);
+        http_compat_matomo(w, req, r, &live_conf(w)->conf);
     else if (path_is(req, live_conf(w)->conf.umami_path, strlen(live_conf(w)->conf.umami_path)))
-        umami_request(w, req, r, &live_conf(w)->conf);
+        http_compat_umami(w, req, r, &live_conf(w)->conf);
     else if (PATH_IS(req, "/veil.js"))
         tracker_request(w, req, r);
     else if (PATH_IS(req, "/healthz"))
