@@ -4,7 +4,8 @@
  * SIGTERM and SIGINT are blocked in every thread and read from a signalfd
  * that the roll-up loop polls between batches and during every wait, so
  * a stop never interrupts a commit: the process exits 0 after the batch in
- * hand is committed (or left pending for the next worker). It never logs
+ * hand is committed (or left pending for the next worker). SIGHUP is
+ * blocked too and taken by the reload thread (reload.h). It never logs
  * event content; the stats API (stats_api.c) has its own thread. */
 #include <pthread.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "auth.h"
 #include "consumer.h"
 #include "log.h"
+#include "reload.h"
 #include "stats_api.h"
 #include "util.h"
 
@@ -31,6 +33,7 @@ int main(int argc, char **argv)
     int sigfd = -1;
     struct stats_api *api = NULL;
     struct consumer *consumer = NULL;
+    struct agg_reloader *reloader = NULL;
 
     /* Block the stop signals first thing, before any thread exists, so that
      * every thread inherits the mask and a SIGTERM that arrives while we
@@ -39,7 +42,9 @@ int main(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
-    if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0) {
+    sigset_t blocked = stop_signals;
+    sigaddset(&blocked, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &blocked, NULL) != 0) {
         fprintf(stderr, "veil-aggregator: cannot block signals\n");
         return 1;
     }
@@ -91,6 +96,10 @@ int main(int argc, char **argv)
         log_info("api_listen is empty: this process only rolls up");
     }
 
+    reloader = agg_reloader_start(argc, argv, &conf, api);
+    if (!reloader)
+        log_warn("cannot start the reload thread: SIGHUP is ignored");
+
     consumer = consumer_new(&conf);
     log_info("veil-aggregator %s: redis %s, consumer '%s', batch %lld, retention %lld days, "
              "breakdown cap %lld, session timeout %lld s",
@@ -104,6 +113,7 @@ int main(int argc, char **argv)
     rc = 0;
 
 out:
+    agg_reloader_stop(reloader);
     stats_api_stop(api);
     consumer_free(consumer);
     if (sigfd >= 0)

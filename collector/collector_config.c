@@ -28,6 +28,12 @@ const struct cfg_option collector_options[] = {
     {"geo_db", CFG_STRING, OPT(geo_db), "", 0, 1024, NULL,
      "MaxMind City or Country database (.mmdb); empty = no geo lookup.",
      "The lookup happens in memory; only the fields allowed by 'geo' are kept.", false},
+    {"geo_db_max_age_days", CFG_INT, OPT(geo_db_max_age_days), "30", 0, 3650, NULL,
+     "Warn at start-up and on each reload when geo_db was built more than this many days "
+     "ago (its build date is logged and exported as "
+     "veil_collector_geoip_build_timestamp_seconds); 0 = never warn. MaxMind rebuilds "
+     "GeoLite2 twice a week; docs/DEPLOYMENT.md says how to keep it current.",
+     "An old database misplaces visitors whose addresses moved; it never adds data.", false},
     {"geo", CFG_ENUM, OPT(geo), "city", 0, 0, geo_level_names,
      "How precise the stored location is.",
      "off keeps no location; country/region/city keep that level and nothing finer.", false},
@@ -41,6 +47,13 @@ const struct cfg_option collector_options[] = {
     {"bot_filter", CFG_BOOL, OPT(bot_filter), "yes", 0, 0, NULL,
      "Drop events from bots, crawlers, headless browsers and empty User-Agents "
      "(answered 202, counted, not recorded).", NULL, false},
+    {"drop_header", CFG_BOOL, OPT(drop_header), "no", 0, 0, NULL,
+     "Debugging: answer an event that is not recorded with the header 'X-Veil-Dropped: "
+     "dnt|gpc|bot' (like Plausible's x-plausible-dropped). Whatever this says, each such "
+     "event is logged at info level with its reason (at most one line per reason per "
+     "thread every 10 s).",
+     "The header tells the sender only why its own event was dropped; leave it off in "
+     "production so bots do not learn how they are detected.", false},
     {"sites", CFG_LIST, OPT(sites), "", 0, 10000, NULL,
      "Site ids (hostnames) accepted; an event for any other site gets 404. Empty accepts "
      "every site (open mode, logged as a warning at start-up).", NULL, false},
@@ -73,6 +86,11 @@ const struct cfg_option collector_options[] = {
     {"strip_query", CFG_BOOL, OPT(strip_query), "yes", 0, 0, NULL,
      "Drop page-URL query strings except utm_* and query_allowlist.",
      "Queries often carry emails, tokens and search terms; 'no' keeps them all.", false},
+    {"drop_utm", CFG_BOOL, OPT(drop_utm), "no", 0, 0, NULL,
+     "Keep no campaign parameter (utm_source, utm_medium, utm_campaign, utm_term, "
+     "utm_content, and the source/ref stand-ins): sources are then referrer hosts only.",
+     "The French CNIL's consent exemption for audience measurement reportedly does not "
+     "cover campaign tracking: 'yes' meets that condition (docs/PRIVACY.md).", false},
     {"query_allowlist", CFG_LIST, OPT(query_allowlist), "", 0, 64, NULL,
      "Query parameters kept in page paths besides utm_* (e.g. page,lang).",
      "Only list parameters that can never identify a person.", false},
@@ -109,6 +127,11 @@ const struct cfg_option collector_options[] = {
      "each event-loop iteration at its end.",
      "A waiting event holds the derived stream fields only, never an IP or a User-Agent.",
      false},
+    {"registry_poll_ms", CFG_INT, OPT(registry_poll_ms), "1000", 0, 60000, NULL,
+     "How often the live site registry in Redis (veil-admin site add/remove/rename) is "
+     "checked for changes, in milliseconds: one GET per check, the hostnames reloaded only "
+     "when they changed. Registry sites are accepted besides the 'sites' list; 0 = never "
+     "read the registry.", NULL, false},
     {"spool_dir", CFG_STRING, OPT(spool_dir), "/var/lib/veil/spool", 0, 1000, NULL,
      "Directory of the disk spool (created 0700): events past max_buffered_events wait here "
      "while Redis is away, and what Redis has not acknowledged at shutdown is saved here and "

@@ -16,9 +16,11 @@ struct collector_config {
     long long threads;
     char *geo_db;
     int geo;                    /* enum geo_level */
+    long long geo_db_max_age_days; /* warn when geo_db is older; 0 = never */
     char *ua_regexes;
     long long ua_cache_entries;
     bool bot_filter;
+    bool drop_header;           /* X-Veil-Dropped on events not recorded */
     struct cfg_list sites;
     struct cfg_list trusted_proxies;
     long long ipv4_prefix;
@@ -28,6 +30,7 @@ struct collector_config {
     bool honor_dnt;
     bool honor_gpc;
     bool strip_query;
+    bool drop_utm;              /* keep no campaign parameter (CNIL exemption) */
     struct cfg_list query_allowlist;
     int referrer;               /* enum referrer_mode */
     long long max_body_bytes;
@@ -37,6 +40,7 @@ struct collector_config {
     long long max_connections;  /* all threads together */
     long long max_buffered_events;
     long long batch_wait_us;
+    long long registry_poll_ms; /* 0 = the site registry is not read */
     char *spool_dir;            /* "" = no disk spool */
     long long spool_max_bytes;  /* all threads together */
     int spool_fsync;            /* enum spool_fsync */

@@ -5,12 +5,15 @@
  * and only with ip_keep=truncated. Never keeps the User-Agent. */
 #include "enrich.h"
 
+#include "registry.h"
+
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
 #include <sodium.h>
 
+#include "registry.h"
 #include "url.h"
 #include "util.h"
 #include "visitor.h"
@@ -33,6 +36,19 @@ bool enrich_site_allowed(const struct collector_config *conf, const char *site)
         if (strcasecmp(strip_www(conf->sites.items[i]), strip_www(site)) == 0)
             return true;
     return false;
+}
+
+const char *enrich_site_resolve(const struct collector_config *conf,
+                                const struct reg_hosts *registry, const char *site)
+{
+    const char *id = registry_hosts_lookup(registry, site);
+    if (!id)
+        id = registry_hosts_lookup(registry, strip_www(site)); /* as `sites` does */
+    if (id)
+        return id;
+    if (conf->sites.n == 0 && registry_hosts_count(registry) > 0)
+        return NULL; /* the registry is the allowlist */
+    return enrich_site_allowed(conf, site) ? site : NULL;
 }
 
 /* Copy the string in `src` into the array `dst`: its bytes and NUL, not
@@ -87,7 +103,8 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
         str_format(reason, reasonlen, "missing field d");
         return ENRICH_BAD_REQUEST;
     }
-    if (!enrich_site_allowed(conf, site)) {
+    site = enrich_site_resolve(conf, ctx->registry, site);
+    if (!site) {
         str_format(reason, reasonlen, "unknown site");
         return ENRICH_UNKNOWN_SITE;
     }
@@ -148,11 +165,13 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
     utc_day_cached(req->now, out->day);
     COPY_STRING(out->name, raw->name);
     COPY_STRING(out->path, url.path);
-    COPY_STRING(out->utm_source, url.utm_source);
-    COPY_STRING(out->utm_medium, url.utm_medium);
-    COPY_STRING(out->utm_campaign, url.utm_campaign);
-    COPY_STRING(out->utm_term, url.utm_term);
-    COPY_STRING(out->utm_content, url.utm_content);
+    if (!conf->drop_utm) {
+        COPY_STRING(out->utm_source, url.utm_source);
+        COPY_STRING(out->utm_medium, url.utm_medium);
+        COPY_STRING(out->utm_campaign, url.utm_campaign);
+        COPY_STRING(out->utm_term, url.utm_term);
+        COPY_STRING(out->utm_content, url.utm_content);
+    }
     if (conf->referrer == REFERRER_HOST && raw->referrer[0])
         url_referrer_host(raw->referrer, strlen(raw->referrer), url.host, out->referrer);
     COPY_STRING(out->browser, ua.browser);

@@ -31,6 +31,7 @@ struct enrich_ctx {
     const struct anon_cidr_list *trusted; /* trusted proxies */
     struct salt_store *salts;
     struct ratelimit *limiter;            /* this thread's */
+    const struct reg_hosts *registry;     /* live site registry; NULL: none */
 };
 
 /* What the server saw of the request; header values may be NULL. */
@@ -63,5 +64,14 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
 /* True when `site` (already lowercased, no "www.") is accepted by the
  * `sites` directive (empty list: every site). */
 bool enrich_site_allowed(const struct collector_config *conf, const char *site);
+
+/* The site id an event for `site` is recorded under: the registry's site
+ * for that hostname or id (veil-admin site add), else `site` itself when
+ * the `sites` directive accepts it, else NULL (unknown site). With both
+ * the directive and the registry empty, every site is accepted (open
+ * mode). */
+struct reg_hosts;
+const char *enrich_site_resolve(const struct collector_config *conf,
+                                const struct reg_hosts *registry, const char *site);
 
 #endif

@@ -24,11 +24,13 @@
 
 #include "enrich.h"
 #include "event_parse.h"
+#include "geo.h"
 #include "http_compat.h"
 #include "http_ingest.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "prom.h"
 #include "sink_redis.h"
 #include "util.h"
 
@@ -53,6 +55,10 @@ struct http_worker {
     struct ratelimit *limiter;
 
     struct metrics metrics;
+    struct drop_log {
+        uint64_t last_ms;    /* when this reason was last logged */
+        uint64_t suppressed; /* drops of this reason not logged since */
+    } drops[3];              /* enum drop_reason */
     struct event *stop_ev;
     struct event *drain_ev;
     uint64_t drain_deadline;
@@ -61,6 +67,7 @@ struct http_worker {
 struct collector_server {
     struct collector_shared shared;
     _Atomic(struct collector_live *) live;
+    _Atomic(const struct reg_hosts *) registry; /* NULL: none loaded yet */
     int nworkers;
     struct http_worker *workers;
     struct metrics **metric_ptrs;
@@ -102,6 +109,48 @@ static const char head_metrics[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n" NO_STORE;
 
 #define HEAD_LEN(h) (sizeof(h) - 1)
+
+/* Why an accepted event was not recorded: the info log line and, when the
+ * operator turns drop_header on, the X-Veil-Dropped header of the answer. */
+enum drop_reason { DROP_DNT, DROP_GPC, DROP_BOT };
+#define DROP_LOG_EVERY_MS 10000
+static const struct drop_text {
+    const char *name;    /* X-Veil-Dropped value */
+    const char *why;     /* the log line's explanation */
+    const char *head;    /* 202 answer with the header */
+    const char *pixel;   /* pixel answer with the header */
+} drop_texts[] = {
+    {"dnt", "the request carries 'DNT: 1' (honor_dnt)",
+     "HTTP/1.1 202 Accepted\r\n" CORS NO_STORE TEXT_PLAIN "X-Veil-Dropped: dnt\r\n",
+     "HTTP/1.1 200 OK\r\n" CORS NO_STORE "Content-Type: image/gif\r\nX-Veil-Dropped: dnt\r\n"},
+    {"gpc", "the request carries 'Sec-GPC: 1' (honor_gpc)",
+     "HTTP/1.1 202 Accepted\r\n" CORS NO_STORE TEXT_PLAIN "X-Veil-Dropped: gpc\r\n",
+     "HTTP/1.1 200 OK\r\n" CORS NO_STORE "Content-Type: image/gif\r\nX-Veil-Dropped: gpc\r\n"},
+    {"bot", "its User-Agent is empty or looks like a bot, crawler or headless browser "
+            "(bot_filter; send a browser's User-Agent when testing by hand)",
+     "HTTP/1.1 202 Accepted\r\n" CORS NO_STORE TEXT_PLAIN "X-Veil-Dropped: bot\r\n",
+     "HTTP/1.1 200 OK\r\n" CORS NO_STORE "Content-Type: image/gif\r\nX-Veil-Dropped: bot\r\n"},
+};
+
+/* Log why an event was not recorded, at most once per reason per worker
+ * every DROP_LOG_EVERY_MS (a bot storm must not flood the log); the line
+ * names the reason only, never the request's IP, User-Agent or URL. */
+static void log_drop(struct http_worker *w, enum drop_reason why)
+{
+    struct drop_log *d = &w->drops[why];
+    uint64_t now = clock_ms();
+    if (d->last_ms != 0 && now - d->last_ms < DROP_LOG_EVERY_MS) {
+        d->suppressed++;
+        return;
+    }
+    if (d->suppressed)
+        log_info("event not counted: %s (and %llu more for this reason since the last line)",
+                 drop_texts[why].why, (unsigned long long)d->suppressed);
+    else
+        log_info("event not counted: %s", drop_texts[why].why);
+    d->last_ms = now;
+    d->suppressed = 0;
+}
 
 /* Every error a worker answers: its headers and its counter. */
 static const struct error_reply {
@@ -164,7 +213,8 @@ int http_record_event(struct http_worker *w, const struct httpd_request *req,
     struct enrich_ctx ctx = {&live->conf,   w->ua,
                              live->geo,     w->geo_cache,
                              live->trusted, w->srv->shared.salts,
-                             w->limiter};
+                             w->limiter,
+                             atomic_load_explicit(&w->srv->registry, memory_order_acquire)};
     for (size_t i = 0; i < raw->ndomains; i++) {
         memcpy(raw->domain, raw->domains[i], strlen(raw->domains[i]) + 1);
         enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
@@ -180,17 +230,17 @@ int http_record_event(struct http_worker *w, const struct httpd_request *req,
             reply_error(w, r, 429, "rate limit exceeded, slow down");
             return -1;
         case ENRICH_DROP_DNT:
-            metrics_inc(&w->metrics, M_DNT);
-            t->dropped++;
-            return 0; /* the same for every site it lists */
         case ENRICH_DROP_GPC:
-            metrics_inc(&w->metrics, M_GPC);
+        case ENRICH_DROP_BOT: {
+            enum drop_reason why = outcome == ENRICH_DROP_DNT   ? DROP_DNT
+                                   : outcome == ENRICH_DROP_GPC ? DROP_GPC
+                                                                : DROP_BOT;
+            metrics_inc(&w->metrics, why == DROP_DNT ? M_DNT : why == DROP_GPC ? M_GPC : M_BOT);
+            log_drop(w, why);
             t->dropped++;
-            return 0;
-        case ENRICH_DROP_BOT:
-            metrics_inc(&w->metrics, M_BOT);
-            t->dropped++;
-            return 0;
+            t->drop_why = (int)why;
+            return 0; /* the same for every site it lists */
+        }
         case ENRICH_RECORD:
             if (sink_push(w->sink, &ev) != 0) {
                 reply_error(w, r, 503, "buffer full, retry later");
@@ -210,6 +260,20 @@ void http_reply_accepted(struct http_worker *w, struct httpd_reply *r,
     if (t->recorded == 0 && t->dropped == 0 && t->unknown > 0) {
         reply_error(w, r, 404, t->reason);
         return;
+    }
+    struct collector_live *live = atomic_load_explicit(&w->srv->live, memory_order_acquire);
+    if (t->dropped > 0 && t->recorded == 0 && live->conf.drop_header) {
+        /* why it was not recorded (drop_header): Veil's own two styles */
+        const struct drop_text *d = &drop_texts[t->drop_why];
+        if (style == REPLY_EVENT) {
+            httpd_reply(r, 202, d->head, strlen(d->head), "ok", 2);
+            return;
+        }
+        if (style == REPLY_PIXEL) {
+            httpd_reply(r, 200, d->pixel, strlen(d->pixel), (const char *)pixel_gif,
+                        sizeof pixel_gif);
+            return;
+        }
     }
     switch (style) {
     case REPLY_EVENT:
@@ -236,7 +300,7 @@ void http_reply_accepted(struct http_worker *w, struct httpd_reply *r,
 static void accept_event(struct http_worker *w, const struct httpd_request *req,
                          struct httpd_reply *r, struct raw_event *raw, enum reply_style style)
 {
-    struct ingest_tally t = {0, 0, 0, ""};
+    struct ingest_tally t = {0, 0, 0, 0, ""};
     if (http_record_event(w, req, r, raw, &t) == 0)
         http_reply_accepted(w, r, &t, style);
 }
@@ -350,6 +414,11 @@ static void metrics_request(struct http_worker *w, struct httpd_reply *r)
         return;
     }
     metrics_render(w->srv->metric_ptrs, w->srv->nworkers, body);
+    struct collector_live *live = atomic_load_explicit(&w->srv->live, memory_order_acquire);
+    prom_gauge(body, "veil_collector_geoip_build_timestamp_seconds",
+               "Build time of the GeoIP database in use (its metadata's build_epoch; 0 = no "
+               "database).",
+               (double)geo_db_build_epoch(live->geo));
     size_t len = evbuffer_get_length(body);
     const char *text = len ? (const char *)evbuffer_pullup(body, (ev_ssize_t)len) : "";
     if (!text) {
@@ -600,4 +669,10 @@ struct collector_live *collector_server_reload(struct collector_server *srv,
                                                struct collector_live *next)
 {
     return atomic_exchange_explicit(&srv->live, next, memory_order_acq_rel);
+}
+
+const struct reg_hosts *collector_server_set_registry(struct collector_server *srv,
+                                                      const struct reg_hosts *next)
+{
+    return atomic_exchange_explicit(&srv->registry, next, memory_order_acq_rel);
 }

@@ -35,6 +35,7 @@ enum preflight_kind {
 /* What recording the events of one request came to. */
 struct ingest_tally {
     size_t recorded, dropped, unknown;
+    int drop_why;     /* http.c's reason of the last drop (DNT, GPC, bot) */
     char reason[128]; /* of the last unknown site */
 };
 
