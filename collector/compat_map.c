@@ -1,7 +1,8 @@
 /* compat_map.c - other trackers' site ids to Veil site ids (compat_map.h).
  *
  * Must never treat an id it does not know as a site: an unmapped id is an
- * unknown site (404), never a guess. */
+ * unknown site (answered as accepted, counted, never recorded), never a
+ * guess. */
 #include "compat_map.h"
 
 #include <string.h>

@@ -17,7 +17,7 @@ enum compat_result {
     COMPAT_EVENT,        /* an event to record */
     COMPAT_NOTHING,      /* valid, but nothing to record (Matomo ping, rec=0) */
     COMPAT_BAD_REQUEST,  /* 400 with the reason */
-    COMPAT_UNKNOWN_SITE, /* 404: the id is not mapped */
+    COMPAT_UNKNOWN_SITE, /* the id is not mapped: an unknown site (answered, not recorded) */
 };
 
 /* Check every item of `pairs` is "<id>=<site>" with a non-empty id of at

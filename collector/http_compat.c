@@ -38,14 +38,18 @@ void http_compat_umami(struct http_worker *w, const struct httpd_request *req,
     switch (compat_umami_parse(req->body, req->body_len, &conf->umami_website_ids, &raw, reason,
                                sizeof reason)) {
     case COMPAT_EVENT: {
-        struct ingest_tally t = {0, 0, 0, 0, ""};
+        struct ingest_tally t = {0, 0, 0};
         if (http_record_event(w, req, r, &raw, &t) == 0)
             http_reply_accepted(w, r, &t, REPLY_UMAMI);
         return;
     }
-    case COMPAT_UNKNOWN_SITE:
-        http_reply_error(w, r, 404, reason);
+    case COMPAT_UNKNOWN_SITE: {
+        /* an unmapped website id: accepted, not recorded, counted */
+        struct ingest_tally t = {0, 0, 0};
+        http_drop_unknown_site(w, &t);
+        http_reply_accepted(w, r, &t, REPLY_UMAMI);
         return;
+    }
     case COMPAT_NOTHING:
     case COMPAT_BAD_REQUEST:
         break;
@@ -68,8 +72,10 @@ static int matomo_one(struct http_worker *w, const struct httpd_request *req,
     case COMPAT_NOTHING:
         return 0;
     case COMPAT_UNKNOWN_SITE:
-        http_reply_error(w, r, 404, reason);
-        return -1;
+        /* an unmapped idsite: accepted, not recorded, counted */
+        if (record)
+            http_drop_unknown_site(w, t);
+        return 0;
     case COMPAT_BAD_REQUEST:
         break;
     }
@@ -83,7 +89,7 @@ static void matomo_bulk(struct http_worker *w, const struct httpd_request *req,
                         struct httpd_reply *r, const struct collector_config *conf)
 {
     static _Thread_local char params[MATOMO_REQUEST_MAX];
-    struct ingest_tally t = {0, 0, 0, 0, ""};
+    struct ingest_tally t = {0, 0, 0};
     for (int pass = 0; pass < 2; pass++) {
         struct matomo_bulk b;
         char reason[128] = "";
@@ -110,7 +116,7 @@ static void matomo_bulk(struct http_worker *w, const struct httpd_request *req,
 void http_compat_matomo(struct http_worker *w, const struct httpd_request *req,
                         struct httpd_reply *r, const struct collector_config *conf)
 {
-    struct ingest_tally t = {0, 0, 0, 0, ""};
+    struct ingest_tally t = {0, 0, 0};
     if (req->method == HTTPD_OPTIONS) {
         http_reply_preflight(r, PREFLIGHT_EVENT);
         return;

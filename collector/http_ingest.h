@@ -34,9 +34,8 @@ enum preflight_kind {
 
 /* What recording the events of one request came to. */
 struct ingest_tally {
-    size_t recorded, dropped, unknown;
-    int drop_why;     /* http.c's reason of the last drop (DNT, GPC, bot) */
-    char reason[128]; /* of the last unknown site */
+    size_t recorded, dropped;
+    int drop_why; /* http.c's reason of the last drop (DNT, GPC, bot, unknown site) */
 };
 
 /* Answer with an error: counted, with `reason` (a fixed text that never
@@ -52,15 +51,22 @@ void http_reply_preflight(struct httpd_reply *r, enum preflight_kind kind);
 bool http_media_type_ok(const char *content_type);
 
 /* Enrich and queue `raw` once per site it lists (raw->domains, Plausible's
- * "d":"a.com,b.com"); sites Veil does not serve are counted in `t`, not
- * refused. Returns 0, or -1 when it has answered the request with an error
- * (400, 429, 503): then nothing more may be recorded for it. raw->domain is
- * overwritten. */
+ * "d":"a.com,b.com"); sites Veil does not serve are dropped and counted
+ * (http_drop_unknown_site), not refused. Returns 0, or -1 when it has
+ * answered the request with an error (400, 429, 503): then nothing more may
+ * be recorded for it. raw->domain is overwritten. */
 int http_record_event(struct http_worker *w, const struct httpd_request *req,
                       struct httpd_reply *r, struct raw_event *raw, struct ingest_tally *t);
 
+/* An event for a site this instance does not serve (or another tracker's
+ * id it does not map): counted (veil_collector_unknown_site_total), logged
+ * at most once per 10 s, noted in `t`; the request is still answered as
+ * accepted, so no answer tells which sites are tracked. */
+void http_drop_unknown_site(struct http_worker *w, struct ingest_tally *t);
+
 /* Answer a request whose events were all recorded or deliberately dropped
- * (`style`), or 404 when every site it named is unknown. */
+ * (`style`); with drop_header, a request whose every event was dropped
+ * says why in X-Veil-Dropped (Veil's own /api/event and /e.gif only). */
 void http_reply_accepted(struct http_worker *w, struct httpd_reply *r,
                          const struct ingest_tally *t, enum reply_style style);
 

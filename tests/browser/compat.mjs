@@ -138,8 +138,10 @@ const stack = {
 
     const collectorPort = await freePort();
     this.collectorUrl = `http://127.0.0.1:${collectorPort}`;
+    const adminPort = await freePort();
+    this.adminUrl = `http://127.0.0.1:${adminPort}`; /* /metrics (admin_listen) */
     this.collector = new Proc('veil-collector', join(BUILD, 'veil-collector'),
-      [`--listen=127.0.0.1:${collectorPort}`, `--redis=unix:${sock}`, `--sites=${SITES.join(',')}`,
+      [`--listen=127.0.0.1:${collectorPort}`, `--admin_listen=127.0.0.1:${adminPort}`, `--redis=unix:${sock}`, `--sites=${SITES.join(',')}`,
         '--threads=1', `--spool_dir=${join(this.dir, 'spool')}`], join(this.dir, 'collector.log'));
     await waitUntil('veil-collector /healthz', async () => {
       if (!this.collector.alive()) throw new Error(`veil-collector exited:\n${this.collector.log()}`);
@@ -219,7 +221,7 @@ const stack = {
   },
 
   async counters() {
-    const text = await (await fetch(`${this.collectorUrl}/metrics`)).text();
+    const text = await (await fetch(`${this.adminUrl}/metrics`)).text();
     const out = {};
     for (const m of text.matchAll(/^veil_collector_(\w+)_total (\d+)$/gm)) out[m[1]] = Number(m[2]);
     return out;

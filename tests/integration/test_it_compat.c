@@ -159,10 +159,11 @@ Test(compat, plausible_every_tracker_version, .timeout = 120)
     cr_assert_eq(send_as("POST", "/api/event", IP_C, UA_HEADLESS, "text/plain",
                          "{\"n\":\"pageview\",\"u\":\"https://example.com/\",\"d\":\"example.com\"}",
                          NULL), 202);
-    /* only sites Veil does not serve: 404 */
+    /* only sites Veil does not serve: answered 202 like any event (a 404
+     * would tell which sites are tracked), recorded nowhere */
     cr_assert_eq(send_as("POST", "/api/event", IP_C, UA_FIREFOX, "text/plain",
                          "{\"n\":\"pageview\",\"u\":\"https://x.example/\",\"d\":\"x.example,y.example\"}",
-                         NULL), 404);
+                         NULL), 202);
 
     char *agg = wait_events("example.com", 3);
     expect_has(agg, "\"pageviews\": {\"value\": 2}");
@@ -200,7 +201,7 @@ Test(compat, umami, .timeout = 120)
                          NULL), 400);
     cr_assert_eq(send_as("POST", "/api/send", IP_B, UA_FIREFOX, "application/json",
                          "{\"type\":\"event\",\"payload\":{\"website\":\"11111111-2222-3333-4444-"
-                         "555555555555\",\"hostname\":\"example.com\",\"url\":\"/\"}}", NULL), 404);
+                         "555555555555\",\"hostname\":\"example.com\",\"url\":\"/\"}}", NULL), 200);
 
     /* the preflight lets Umami 2.10 send back the "{}" it keeps as its cache */
     char *head = NULL;
@@ -250,6 +251,9 @@ Test(compat, matomo, .timeout = 120)
                          NULL), 204);
     cr_assert_eq(send_as("GET", "/matomo.php?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F"
                          "&cip=192.0.2.1", IP_C, UA_FIREFOX, "text/plain", NULL, NULL), 400);
+    /* an idsite no site is mapped to: answered like the others, not recorded */
+    cr_assert_eq(send_as("GET", "/matomo.php?idsite=99&rec=1&url=https%3A%2F%2Fexample.com%2F",
+                         IP_C, UA_FIREFOX, "text/plain", NULL, NULL), 200);
     /* a bulk with one bad request records nothing */
     cr_assert_eq(send_as("POST", "/matomo.php", IP_C, UA_FIREFOX, "application/json",
                          "{\"requests\":[\"?idsite=1&rec=1&url=https%3A%2F%2Fexample.com%2F\","
