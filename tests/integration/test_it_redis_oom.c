@@ -30,11 +30,11 @@ static int post(int port, int n, char **headers_out)
                         headers_out);
 }
 
-/* a counter of the collector's /metrics (on its admin listener) */
-static long long metric(int port, const char *name)
+/* A counter from the collector's admin listener (/metrics). */
+static long long metric(int admin_port, const char *name)
 {
     char *body = NULL;
-    cr_assert_eq(harness_http(port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
+    cr_assert_eq(harness_http(admin_port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
     char want[128];
     snprintf(want, sizeof want, "\n%s ", name);
     const char *at = strstr(body, want);
