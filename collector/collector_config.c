@@ -102,7 +102,8 @@ const struct cfg_option collector_options[] = {
      "Buffered events hold the same derived fields as the stream, never an IP.", false},
     {"batch_wait_us", CFG_INT, OPT(batch_wait_us), "1000", 0, 100000, NULL,
      "How long an event may wait in memory for others to share its one call to Redis "
-     "(microseconds; at most 256 events go per call, a full call leaves at once). It never "
+     "(microseconds; at most 1024 events go per batch, one call and stream entry per shard, "
+     "and a full batch leaves at once). It never "
      "delays the answer to the client, only the event's arrival in the stream. Bigger "
      "batches cost Redis less CPU per event (docs/BENCHMARKS.md); 0 = send what arrived in "
      "each event-loop iteration at its end.",
