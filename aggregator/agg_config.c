@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "shard.h"
 #include "util.h"
@@ -125,6 +126,11 @@ int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_act
         str_format(err, errlen, "log_level: expected debug, info, warn or error");
         return -1;
     }
+    /* What start-up would refuse, --check-config and SIGHUP refuse too. */
+    struct auth *grants = auth_new(NULL, &conf->api_tokens, err, errlen);
+    if (!grants)
+        return -1;
+    auth_free(grants);
     if (conf->consumer[0] == '\0') {
         char hostname[128];
         char name[200];

@@ -103,8 +103,10 @@ enum auth_result auth_identify(const struct auth *a, const char *authorization,
         len--;
     if (len == 0)
         return AUTH_MISSING;
-    if (len > AUTH_TOKEN_MAX)
+    if (len > AUTH_TOKEN_MAX) {
+        memset(hash, 0, AUTH_HASH_BYTES);
         return AUTH_INVALID;
+    }
     crypto_hash_sha256(hash, (const unsigned char *)token, len);
     /* Compare with every grant, no early exit. */
     int known = 0;

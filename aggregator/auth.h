@@ -37,7 +37,10 @@ void auth_free(struct auth *a);
 size_t auth_grant_count(const struct auth *a);
 
 /* Check the Authorization header value (NULL when absent) and hash the
- * token into hash on AUTH_OK. AUTH_MISSING or AUTH_INVALID otherwise. */
+ * token into hash on AUTH_OK. AUTH_MISSING or AUTH_INVALID otherwise; on
+ * AUTH_INVALID hash holds the token's SHA-256 too (all zero for a token
+ * over AUTH_TOKEN_MAX), so the caller may look it up elsewhere (the site
+ * registry's tokens, registry.h). */
 enum auth_result auth_identify(const struct auth *a, const char *authorization,
                                unsigned char hash[AUTH_HASH_BYTES]);
 

@@ -4,7 +4,8 @@
  * SIGTERM and SIGINT are blocked in every thread and read from a signalfd
  * that the roll-up loop polls between batches and during every wait, so
  * a stop never interrupts a commit: the process exits 0 after the batch in
- * hand is committed (or left pending for the next worker). It never logs
+ * hand is committed (or left pending for the next worker). SIGHUP is
+ * blocked too and taken by the reload thread (reload.h). It never logs
  * event content; the stats API (stats_api.c) has its own thread. */
 #include <pthread.h>
 #include <signal.h>
@@ -18,8 +19,9 @@
 #include "agg_config.h"
 #include "auth.h"
 #include "consumer.h"
-#include "rollup_metrics.h"
 #include "log.h"
+#include "reload.h"
+#include "rollup_metrics.h"
 #include "stats_api.h"
 #include "util.h"
 
@@ -32,6 +34,7 @@ int main(int argc, char **argv)
     int sigfd = -1;
     struct stats_api *api = NULL;
     struct consumer *consumer = NULL;
+    struct agg_reloader *reloader = NULL;
 
     /* Block the stop signals first thing, before any thread exists, so that
      * every thread inherits the mask and a SIGTERM that arrives while we
@@ -40,7 +43,9 @@ int main(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
-    if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0) {
+    sigset_t blocked = stop_signals;
+    sigaddset(&blocked, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &blocked, NULL) != 0) {
         fprintf(stderr, "veil-aggregator: cannot block signals\n");
         return 1;
     }
@@ -94,6 +99,10 @@ int main(int argc, char **argv)
         log_info("api_listen is empty: this process only rolls up");
     }
 
+    reloader = agg_reloader_start(argc, argv, &conf, api);
+    if (!reloader)
+        log_warn("cannot start the reload thread: SIGHUP is ignored");
+
     log_info("veil-aggregator %s: redis %s, owner '%s', %lld shards, lease %lld ms, batch %lld, "
              "retention %lld days, breakdown cap %lld, session timeout %lld s",
              VEIL_VERSION, conf.redis, conf.consumer, conf.shards, conf.lease_ms,
@@ -107,6 +116,7 @@ int main(int argc, char **argv)
     rc = 0;
 
 out:
+    agg_reloader_stop(reloader);
     stats_api_stop(api);
     consumer_free(consumer);
     if (sigfd >= 0)

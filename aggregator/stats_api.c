@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "agg_config.h"
+#include "api_accept.h"
 #include "api_metrics.h"
 #include "api_params.h"
 #include "auth.h"
@@ -33,6 +34,7 @@
 #include "log.h"
 #include "output.h"
 #include "query.h"
+#include "registry.h"
 #include "rollup_metrics.h"
 #include "static_files.h"
 #include "util.h"
@@ -69,6 +71,7 @@ struct stats_api {
     /* loop */
     struct event_base *base;
     struct evhttp *http;
+    struct api_accept *accept;   /* accept back-off */
     struct event *stop_event;
     int stop_pipe[2];
     pthread_t thread;
@@ -427,19 +430,23 @@ static void handle_realtime(struct api_request *rq, const struct api_params *p, 
 }
 
 static void handle_sites(struct api_request *rq, const struct api_params *p, redisContext *rc,
-                         const unsigned char token[AUTH_HASH_BYTES])
+                         const unsigned char token[AUTH_HASH_BYTES], const char *reg_scope)
 {
     struct stats_api *api = rq->api;
     char err[300];
     char **stored = NULL;
     size_t nstored = 0;
-    if (auth_all_sites(api->auth, token) &&
-        query_sites(rc, &stored, &nstored, err, sizeof err) != 0) {
+    bool all = reg_scope[0] ? strcmp(reg_scope, "*") == 0 : auth_all_sites(api->auth, token);
+    if (all && query_sites(rc, &stored, &nstored, err, sizeof err) != 0) {
         redis_error(rq, err);
         return;
     }
     const char **named = xcalloc(SITES_MAX_GRANTS, sizeof *named);
-    size_t nnamed = auth_named_sites(api->auth, token, named, SITES_MAX_GRANTS);
+    size_t nnamed = 0;
+    if (!reg_scope[0])
+        nnamed = auth_named_sites(api->auth, token, named, SITES_MAX_GRANTS);
+    else if (!all)
+        named[nnamed++] = reg_scope;
     /* Stored sites (all-sites tokens) plus every site granted by name. */
     const char **list = xcalloc(nstored + nnamed + 1, sizeof *list);
     size_t n = 0;
@@ -454,9 +461,17 @@ static void handle_sites(struct api_request *rq, const struct api_params *p, red
     }
     const char *cols[2] = {"domain", "timezone"};
     struct output_cell *cells = xcalloc((n ? n : 1) * 2, sizeof *cells);
+    /* time zones from the site registry (veil-admin site add), else UTC */
+    char (*zones)[64] = xcalloc(n ? n : 1, sizeof *zones);
     for (size_t i = 0; i < n; i++) {
+        struct reg_site site;
+        char rerr[200];
+        if (registry_site_get(rc, list[i], &site, rerr, sizeof rerr) == 1 && site.timezone[0])
+            str_copy(zones[i], sizeof zones[i], site.timezone, strlen(site.timezone));
+        else
+            str_copy(zones[i], sizeof zones[i], "Etc/UTC", 7);
         cells[2 * i] = output_str(list[i], strlen(list[i]));
-        cells[2 * i + 1] = output_str("Etc/UTC", 7);
+        cells[2 * i + 1] = output_str(zones[i], strlen(zones[i]));
     }
     struct output_table table = {2, cols, n, cells};
     rq->status = 200;
@@ -470,6 +485,7 @@ static void handle_sites(struct api_request *rq, const struct api_params *p, red
         evbuffer_add(rq->body, "}\n", 2);
     }
     free(cells);
+    free(zones);
     free(list);
     free(named);
     for (size_t i = 0; i < nstored; i++)
@@ -523,7 +539,19 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
     char err[300];
     struct api_params p;
 
-    switch (auth_identify(api->auth, evhttp_find_header(in, "Authorization"), token)) {
+    /* A token veil-admin made: looked up in the site registry per request,
+     * so a new token works and a revoked one stops at once. */
+    char reg_scope[REG_ID_MAX + 1] = "";
+    enum auth_result known = auth_identify(api->auth, evhttp_find_header(in, "Authorization"),
+                                           token);
+    if (known == AUTH_INVALID && !sodium_is_zero(token, AUTH_HASH_BYTES)) {
+        redisContext *rrc = api_redis(api);
+        if (rrc && registry_token_scope(rrc, token, reg_scope, sizeof reg_scope) == 1)
+            known = AUTH_OK;
+        else
+            reg_scope[0] = '\0';
+    }
+    switch (known) {
     case AUTH_OK: break;
     case AUTH_MISSING:
         rq->unauthorized = true;
@@ -541,7 +569,9 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
         set_error(rq, 400, err);
         return;
     }
-    if (ep != API_EP_SITES && auth_check_site(api->auth, token, p.site_id) != AUTH_OK) {
+    bool granted = reg_scope[0] ? strcmp(reg_scope, "*") == 0 || strcmp(reg_scope, p.site_id) == 0
+                                : auth_check_site(api->auth, token, p.site_id) == AUTH_OK;
+    if (ep != API_EP_SITES && !granted) {
         set_error(rq, 403, "this token may not read this site");
         return;
     }
@@ -558,7 +588,7 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
     case API_EP_TIMESERIES: handle_timeseries(rq, &p, rc); break;
     case API_EP_BREAKDOWN: handle_breakdown(rq, &p, rc); break;
     case API_EP_REALTIME: handle_realtime(rq, &p, rc); break;
-    case API_EP_SITES: handle_sites(rq, &p, rc, token); break;
+    case API_EP_SITES: handle_sites(rq, &p, rc, token, reg_scope); break;
     }
 }
 
@@ -644,6 +674,13 @@ static void request_cb(struct evhttp_request *req, void *arg)
         rq.status = 200;
         rq.content_type = "text/plain; version=0.0.4; charset=utf-8";
         api_metrics_render(&rq.api->metrics, rq.body);
+        evbuffer_add_printf(rq.body,
+                            "# HELP veil_api_accept_pauses_total Accepting paused for %d ms "
+                            "because accept failed (out of file descriptors).\n"
+                            "# TYPE veil_api_accept_pauses_total counter\n"
+                            "veil_api_accept_pauses_total %llu\n",
+                            API_ACCEPT_PAUSE_MS,
+                            (unsigned long long)api_accept_pauses(rq.api->accept));
         rollup_metrics_render(rq.body);
     } else {
         handle_static(&rq, path);
@@ -675,6 +712,7 @@ static void api_free(struct stats_api *api)
 {
     if (api->http)
         evhttp_free(api->http);
+    api_accept_free(api->accept);
     if (api->stop_event)
         event_free(api->stop_event);
     if (api->base)
@@ -729,9 +767,17 @@ struct stats_api *stats_api_start(const struct agg_config *cfg, char *err, size_
                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
                                               EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
     evhttp_set_gencb(api->http, request_cb, api);
-    if (!evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port)) {
+    api_accept_quiet_libevent();
+    struct evhttp_bound_socket *bound =
+        evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port);
+    if (!bound) {
         str_format(err, errlen, "api_listen: cannot bind %s: %s", cfg->api_listen,
                    strerror(errno));
+        goto err;
+    }
+    api->accept = api_accept_new(api->base, bound);
+    if (!api->accept) {
+        str_format(err, errlen, "stats api: out of memory");
         goto err;
     }
     if (pipe2(api->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -763,4 +809,64 @@ void stats_api_stop(struct stats_api *api)
     }
     pthread_join(api->thread, NULL);
     api_free(api);
+}
+
+/* ---- reload (SIGHUP) ---- */
+
+/* Settings handed from the reloading thread to the API thread. */
+struct api_settings {
+    struct stats_api *api;
+    struct auth *auth;
+    char *dashboard_dir;
+    long long k_anonymity;
+    double dp_epsilon;
+    long long retention_days;
+};
+
+/* In the API thread, between requests: swap in the new settings. */
+static void apply_settings_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct api_settings *s = arg;
+    struct stats_api *api = s->api;
+    (void)fd;
+    (void)what;
+    auth_free(api->auth);
+    api->auth = s->auth;
+    free(api->dashboard_dir);
+    api->dashboard_dir = s->dashboard_dir;
+    api->k_anonymity = s->k_anonymity;
+    api->dp_epsilon = s->dp_epsilon;
+    api->retention_days = s->retention_days;
+    log_info("stats api: reloaded (%zu token grant%s, k_anonymity %lld, dp_epsilon %g, "
+             "dashboard_dir %s)",
+             auth_grant_count(api->auth), auth_grant_count(api->auth) == 1 ? "" : "s",
+             api->k_anonymity, api->dp_epsilon, api->dashboard_dir);
+    free(s);
+}
+
+int stats_api_reload(struct stats_api *api, const struct agg_config *cfg, char *err,
+                     size_t errlen)
+{
+    struct api_settings *s = xcalloc(1, sizeof *s);
+    s->api = api;
+    s->auth = auth_new(cfg->api_token, &cfg->api_tokens, err, errlen);
+    if (!s->auth) {
+        free(s);
+        return -1;
+    }
+    if (auth_grant_count(s->auth) == 0)
+        log_warn("stats api: no api_token or api_tokens set: every stats request gets 401");
+    s->dashboard_dir = xstrdup(cfg->dashboard_dir ? cfg->dashboard_dir : "");
+    s->k_anonymity = cfg->k_anonymity;
+    s->dp_epsilon = cfg->dp_epsilon;
+    s->retention_days = cfg->retention_days;
+    struct timeval now = {0, 0};
+    if (event_base_once(api->base, -1, EV_TIMEOUT, apply_settings_cb, s, &now) != 0) {
+        auth_free(s->auth);
+        free(s->dashboard_dir);
+        free(s);
+        str_format(err, errlen, "stats api: cannot hand over the new settings");
+        return -1;
+    }
+    return 0;
 }

@@ -26,6 +26,16 @@ struct stats_api;
  * api_tokens entry is malformed, or the thread cannot start. */
 struct stats_api *stats_api_start(const struct agg_config *cfg, char *err, size_t errlen);
 
+/* Apply a reloaded configuration (SIGHUP) to a running API: api_token,
+ * api_tokens, k_anonymity, dp_epsilon, dashboard_dir and retention_days
+ * (the period clipping). The new grants are built here, so a malformed
+ * api_tokens entry returns -1 with a reason and changes nothing; otherwise
+ * the API thread switches to the new settings between two requests and
+ * logs it, and 0 is returned. cfg->api_token is wiped in place, as by
+ * stats_api_start. Call from any thread but the API's own. */
+int stats_api_reload(struct stats_api *api, const struct agg_config *cfg, char *err,
+                     size_t errlen);
+
 /* Stop the loop (requests in progress finish first), join the thread and
  * free everything. NULL is a no-op. Call from the thread that started it. */
 void stats_api_stop(struct stats_api *api);

@@ -30,7 +30,8 @@ struct enrich_ctx {
     struct geo_cache *geo_cache;          /* this thread's; NULL: look every IP up */
     const struct anon_cidr_list *trusted; /* trusted proxies */
     struct salt_store *salts;
-    struct ratelimit *limiter;            /* this thread's */
+    struct ratelimit *limiter;            /* shared by all threads */
+    const struct reg_hosts *registry;     /* live site registry; NULL: none */
 };
 
 /* What the server saw of the request; header values may be NULL. */
@@ -38,6 +39,7 @@ struct request_info {
     const struct sockaddr *peer;
     const char *x_forwarded_for;
     const char *forwarded;
+    const char *x_real_ip;
     const char *user_agent;
     const char *dnt;
     const char *sec_gpc;
@@ -50,7 +52,7 @@ enum enrich_outcome {
     ENRICH_DROP_GPC,
     ENRICH_DROP_BOT,
     ENRICH_BAD_REQUEST,  /* 400 with `reason` */
-    ENRICH_UNKNOWN_SITE, /* 404 */
+    ENRICH_UNKNOWN_SITE, /* not in `sites`: 202, not recorded (http.c) */
     ENRICH_RATE_LIMITED, /* 429 */
 };
 
@@ -63,5 +65,14 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
 /* True when `site` (already lowercased, no "www.") is accepted by the
  * `sites` directive (empty list: every site). */
 bool enrich_site_allowed(const struct collector_config *conf, const char *site);
+
+/* The site id an event for `site` is recorded under: the registry's site
+ * for that hostname or id (veil-admin site add), else `site` itself when
+ * the `sites` directive accepts it, else NULL (unknown site). With both
+ * the directive and the registry empty, every site is accepted (open
+ * mode). */
+struct reg_hosts;
+const char *enrich_site_resolve(const struct collector_config *conf,
+                                const struct reg_hosts *registry, const char *site);
 
 #endif

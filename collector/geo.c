@@ -64,6 +64,13 @@ const char *geo_db_description(const struct geo_db *db)
     return db ? db->description : "";
 }
 
+int64_t geo_db_build_epoch(const struct geo_db *db)
+{
+    if (!db || db->mmdb.metadata.build_epoch > (uint64_t)INT64_MAX)
+        return 0;
+    return (int64_t)db->mmdb.metadata.build_epoch;
+}
+
 uint64_t geo_db_serial(const struct geo_db *db)
 {
     return db ? db->serial : 0;

@@ -75,4 +75,8 @@ bool geo_lookup_network(const struct geo_db *db, const struct client_ip *ip,
  * NULL. */
 uint64_t geo_db_serial(const struct geo_db *db);
 
+/* The database's build time (its metadata's build_epoch, unix seconds), or
+ * 0 for NULL or an unknown build time. */
+int64_t geo_db_build_epoch(const struct geo_db *db);
+
 #endif

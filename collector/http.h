@@ -61,4 +61,11 @@ void collector_server_free(struct collector_server *srv);
 struct collector_live *collector_server_reload(struct collector_server *srv,
                                                struct collector_live *next);
 
+/* Switch the workers to a new site registry snapshot (registry.h; NULL:
+ * none) and return the previous one, which requests may still be reading:
+ * free it only after a grace period, as a retired generation. */
+struct reg_hosts;
+const struct reg_hosts *collector_server_set_registry(struct collector_server *srv,
+                                                      const struct reg_hosts *next);
+
 #endif

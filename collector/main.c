@@ -9,9 +9,11 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -23,6 +25,7 @@
 #include "geo.h"
 #include "http.h"
 #include "log.h"
+#include "registry.h"
 #include "salt.h"
 #include "shard_meta.h"
 #include "ua.h"
@@ -37,7 +40,8 @@ static const char *const restart_only[] = {
     "listen",       "redis",          "threads",     "ua_regexes",       "ua_cache_entries",
     "visitor_hash", "max_body_bytes", "max_header_bytes", "timeout_s",   "max_buffered_events",
     "spool_dir",    "spool_max_bytes", "spool_fsync", "rate_limit",       "rate_burst",
-    "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us", "shards", NULL};
+    "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us",
+    "registry_poll_ms", "shards", NULL};
 
 struct reloader {
     int argc;
@@ -72,6 +76,121 @@ static int load_tracker(const char *path, char **js, size_t *len, char etag[24])
     return 0;
 }
 
+/* --check-config: the spool directory start-up would create or open must
+ * be a writable directory, or the nearest existing parent must let us
+ * create it. Returns 0, or -1 with a reason. */
+static int check_spool_dir(const char *dir, char *err, size_t errlen)
+{
+    if (!dir[0])
+        return 0;
+    char path[1024];
+    if (!str_copy(path, sizeof path, dir, strlen(dir))) {
+        str_format(err, errlen, "spool_dir: path too long");
+        return -1;
+    }
+    struct stat st;
+    while (stat(path, &st) != 0) {
+        char *slash = strrchr(path, '/');
+        if (!slash) {
+            str_copy(path, sizeof path, ".", 1);
+            continue;
+        }
+        if (slash == path)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        str_format(err, errlen, "spool_dir %s: %s is not a directory", dir, path);
+        return -1;
+    }
+    if (access(path, W_OK | X_OK) != 0) {
+        str_format(err, errlen, "spool_dir %s: %s is not writable by this user", dir, path);
+        return -1;
+    }
+    return 0;
+}
+
+/* The live site registry (registry.h): polled from the main thread, each
+ * snapshot handed to the workers whole; a replaced one is freed after the
+ * same grace as a retired configuration. */
+#define REGISTRY_RETIRED_MAX 64
+struct registry_poller {
+    struct collector_server *srv;
+    const char *redis;
+    redisContext *rc;
+    long long version;      /* of the snapshot the workers have; -1 none */
+    bool failing;           /* the last poll failed (logged once) */
+    const struct reg_hosts *current;
+    struct reg_hosts *retired[REGISTRY_RETIRED_MAX];
+    uint64_t retired_at[REGISTRY_RETIRED_MAX];
+    int nretired;
+};
+
+static void registry_sweep(struct registry_poller *p, bool all)
+{
+    int kept = 0;
+    for (int i = 0; i < p->nretired; i++) {
+        if (all || clock_ms() - p->retired_at[i] >= RETIRE_GRACE_MS) {
+            registry_hosts_free(p->retired[i]);
+        } else {
+            p->retired[kept] = p->retired[i];
+            p->retired_at[kept++] = p->retired_at[i];
+        }
+    }
+    p->nretired = kept;
+}
+
+static void registry_poll_failed(struct registry_poller *p, const char *why)
+{
+    if (!p->failing)
+        log_warn("site registry: %s; keeping the sites known so far", why);
+    p->failing = true;
+    if (p->rc) {
+        redisFree(p->rc);
+        p->rc = NULL;
+    }
+}
+
+static void registry_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct registry_poller *p = arg;
+    char err[300];
+    registry_sweep(p, false);
+    if (p->nretired == REGISTRY_RETIRED_MAX)
+        return; /* changing faster than the grace: wait */
+    if (!p->rc && !(p->rc = registry_connect(p->redis, 500, err, sizeof err))) {
+        registry_poll_failed(p, err);
+        return;
+    }
+    long long version = registry_version(p->rc);
+    if (version < 0) {
+        registry_poll_failed(p, "cannot read its version");
+        return;
+    }
+    if (p->failing)
+        log_info("site registry: reachable again");
+    p->failing = false;
+    if (version == p->version)
+        return;
+    struct reg_hosts *next = registry_hosts_load(p->rc, err, sizeof err);
+    if (!next) {
+        registry_poll_failed(p, err);
+        return;
+    }
+    const struct reg_hosts *old = collector_server_set_registry(p->srv, next);
+    if (old) {
+        p->retired[p->nretired] = (struct reg_hosts *)(uintptr_t)old;
+        p->retired_at[p->nretired++] = clock_ms();
+    }
+    p->current = next;
+    p->version = version;
+    log_info("site registry: version %lld, %zu hostname%s", version,
+             registry_hosts_count(next), registry_hosts_count(next) == 1 ? "" : "s");
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -100,6 +219,17 @@ static struct collector_live *live_load(int argc, char **argv, enum cfg_action *
             str_format(err, errlen, "geo_db: %s", reason);
             goto fail;
         }
+    }
+    if (live->geo && *action == CFG_RUN && live->conf.geo_db_max_age_days > 0) {
+        int64_t built = geo_db_build_epoch(live->geo), now = (int64_t)time(NULL);
+        long long age = built > 0 ? (long long)((now - built) / 86400) : -1;
+        if (age > live->conf.geo_db_max_age_days)
+            log_warn("geo_db %s is %lld days old (geo_db_max_age_days %lld): update it "
+                     "(docs/DEPLOYMENT.md, \"GeoIP database\") and reload",
+                     geo_db_description(live->geo), age, live->conf.geo_db_max_age_days);
+        else if (built == 0)
+            log_warn("geo_db %s has no build date: its age is unknown",
+                     geo_db_description(live->geo));
     }
     return live;
 fail:
@@ -202,7 +332,8 @@ int main(int argc, char **argv)
     struct salt_store *salts = NULL;
     struct collector_server *srv = NULL;
     struct event_base *main_base = NULL;
-    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *registry_ev = NULL;
+    struct registry_poller poller = {.version = -1};
     char *tracker = NULL;
     size_t tracker_len = 0;
     char tracker_etag[24] = "";
@@ -239,6 +370,10 @@ int main(int argc, char **argv)
         log_error("tracker_js: cannot read %s (missing, empty or over 256 KiB)", conf->tracker_js);
         goto err;
     }
+    if (action == CFG_CHECK && check_spool_dir(conf->spool_dir, err, sizeof err) != 0) {
+        log_error("%s", err);
+        goto err;
+    }
     if (action == CFG_CHECK) {
         printf("configuration ok\n");
         rc = 0;
@@ -252,7 +387,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
     if (conf->sites.n == 0)
-        log_warn("sites is empty: events for any site are accepted (open mode)");
+        log_warn("sites is empty: events for any site are accepted (open mode) until the site "
+                 "registry (veil-admin site add) holds a site");
 
     int shards_ok = shard_meta_check(conf->redis, (unsigned)conf->shards, 2000, err, sizeof err);
     if (shards_ok < 0) {
@@ -291,8 +427,21 @@ int main(int argc, char **argv)
         log_error("cannot start the workers");
         goto err;
     }
-    log_info("veil-collector %s listening on %s with %d thread%s; geo %s; redis %s",
+    if (conf->registry_poll_ms > 0) {
+        poller.srv = srv;
+        poller.redis = conf->redis;
+        registry_poll_cb(-1, 0, &poller); /* the registry's sites from the first request on */
+        long long ms = conf->registry_poll_ms;
+        struct timeval every = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+        registry_ev = event_new(main_base, -1, EV_PERSIST, registry_poll_cb, &poller);
+        if (!registry_ev || event_add(registry_ev, &every) != 0) {
+            log_error("cannot start polling the site registry");
+            goto err;
+        }
+    }
+    log_info("veil-collector %s listening on %s with %d thread%s; admin on %s; geo %s; redis %s",
              VEIL_VERSION, conf->listen, nthreads, nthreads == 1 ? "" : "s",
+             conf->admin_listen[0] ? conf->admin_listen : "(none)",
              boot->geo ? geo_db_description(boot->geo) : "off", conf->redis);
     event_base_dispatch(main_base);
     collector_server_stop(srv, DRAIN_MS);
@@ -300,6 +449,8 @@ int main(int argc, char **argv)
     rc = 0;
 
 err:
+    if (registry_ev)
+        event_free(registry_ev);
     if (sigterm)
         event_free(sigterm);
     if (sigint)
@@ -309,6 +460,10 @@ err:
     if (main_base)
         event_base_free(main_base);
     collector_server_free(srv);
+    if (poller.rc)
+        redisFree(poller.rc);
+    registry_sweep(&poller, true);
+    registry_hosts_free((struct reg_hosts *)(uintptr_t)poller.current);
     salt_store_free(salts);
     if (rules)
         ua_rules_free(rules);

@@ -5,35 +5,70 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "prom.h"
 #include "util.h"
 
 #define REASONS_MAX 64
 
-static const char *const metric_names[M__COUNT] = {
-    [M_REQUESTS] = "veil_collector_requests_total",
-    [M_ACCEPTED] = "veil_collector_events_accepted_total",
-    [M_PIXEL] = "veil_collector_pixel_events_total",
-    [M_DNT] = "veil_collector_dropped_dnt_total",
-    [M_GPC] = "veil_collector_dropped_gpc_total",
-    [M_BOT] = "veil_collector_dropped_bot_total",
-    [M_BAD_REQUEST] = "veil_collector_rejected_400_total",
-    [M_NOT_FOUND] = "veil_collector_rejected_404_total",
-    [M_BAD_METHOD] = "veil_collector_rejected_405_total",
-    [M_TOO_LARGE] = "veil_collector_rejected_413_total",
-    [M_BAD_MEDIA_TYPE] = "veil_collector_rejected_415_total",
-    [M_UNAVAILABLE] = "veil_collector_unavailable_503_total",
-    [M_RATE_LIMITED] = "veil_collector_rate_limited_429_total",
-    [M_REDIS_WRITTEN] = "veil_collector_redis_written_total",
-    [M_REDIS_ERRORS] = "veil_collector_redis_errors_total",
-    [M_REDIS_RECONNECTS] = "veil_collector_redis_reconnects_total",
-    [M_REDIS_DUPLICATES] = "veil_collector_redis_duplicates_suppressed_total",
-    [M_SPOOLED] = "veil_collector_spooled_events_total",
-    [M_REPLAYED] = "veil_collector_replayed_events_total",
-    [M_SPOOL_CORRUPT] = "veil_collector_spool_corrupt_records_total",
-    [M_SPOOL_ERRORS] = "veil_collector_spool_errors_total",
-    [M_HEADER_TOO_LARGE] = "veil_collector_rejected_431_total",
-    [M_REQUEST_TIMEOUT] = "veil_collector_request_timeouts_total",
-    [M_CONN_REFUSED] = "veil_collector_connections_refused_total",
+/* Each counter: its name and its # HELP text. */
+static const struct {
+    const char *name;
+    const char *help;
+} metric_info[M__COUNT] = {
+    [M_REQUESTS] = {"veil_collector_requests_total",
+        "Requests answered, every endpoint and status."},
+    [M_ACCEPTED] = {"veil_collector_events_accepted_total",
+        "Events recorded (answered 202 or the pixel, and queued for Redis)."},
+    [M_PIXEL] = {"veil_collector_pixel_events_total",
+        "Of the recorded events, those sent through the no-script pixel /e.gif."},
+    [M_DNT] = {"veil_collector_dropped_dnt_total",
+        "Events answered but not recorded: the request carried DNT: 1 (honor_dnt)."},
+    [M_GPC] = {"veil_collector_dropped_gpc_total",
+        "Events answered but not recorded: the request carried Sec-GPC: 1 (honor_gpc)."},
+    [M_BOT] = {"veil_collector_dropped_bot_total",
+        "Events answered but not recorded: empty or bot User-Agent (bot_filter)."},
+    [M_BAD_REQUEST] = {"veil_collector_rejected_400_total",
+        "Requests refused with 400 (malformed event; reasons in veil_collector_rejections_total)."},
+    [M_NOT_FOUND] = {"veil_collector_rejected_404_total",
+        "Requests refused with 404 (unknown site or path)."},
+    [M_BAD_METHOD] = {"veil_collector_rejected_405_total",
+        "Requests refused with 405 (wrong method)."},
+    [M_TOO_LARGE] = {"veil_collector_rejected_413_total",
+        "Requests refused with 413 (body over max_body_bytes)."},
+    [M_BAD_MEDIA_TYPE] = {"veil_collector_rejected_415_total",
+        "Requests refused with 415 (content type not text/plain or application/json)."},
+    [M_UNAVAILABLE] = {"veil_collector_unavailable_503_total",
+        "Requests refused with 503: the memory buffer and the spool were both full."},
+    [M_RATE_LIMITED] = {"veil_collector_rate_limited_429_total",
+        "Requests refused with 429 (over rate_limit)."},
+    [M_REDIS_WRITTEN] = {"veil_collector_redis_written_total",
+        "Events Redis acknowledged in the stream."},
+    [M_REDIS_ERRORS] = {"veil_collector_redis_errors_total",
+        "Stream writes Redis answered with an error."},
+    [M_REDIS_RECONNECTS] = {"veil_collector_redis_reconnects_total",
+        "Connection attempts to Redis after a loss."},
+    [M_REDIS_DUPLICATES] = {"veil_collector_redis_duplicates_suppressed_total",
+        "Re-sent events Redis already held, not added twice."},
+    [M_SPOOLED] = {"veil_collector_spooled_events_total",
+        "Events written to the disk spool while Redis was away or slow."},
+    [M_REPLAYED] = {"veil_collector_replayed_events_total",
+        "Events read back from the spool to go to Redis."},
+    [M_SPOOL_CORRUPT] = {"veil_collector_spool_corrupt_records_total",
+        "Torn or corrupt spans of spool data skipped."},
+    [M_SPOOL_ERRORS] = {"veil_collector_spool_errors_total",
+        "Spool writes, syncs or opens that failed."},
+    [M_HEADER_TOO_LARGE] = {"veil_collector_rejected_431_total",
+        "Requests refused with 431 (request line and headers over max_header_bytes)."},
+    [M_REQUEST_TIMEOUT] = {"veil_collector_request_timeouts_total",
+        "Requests not received within their deadline (408, or closed)."},
+    [M_UNKNOWN_SITE] = {"veil_collector_unknown_site_total",
+        "Events answered 202 but not recorded: the site is not tracked here (a 404 would say so)."},
+    [M_CONN_REFUSED] = {"veil_collector_connections_refused_total",
+        "Connections closed at once because max_connections was reached."},
+    [M_CONN_CLIENT_CAP] = {"veil_collector_connections_refused_per_client_total",
+        "Connections closed at once because their client held max_client_connections."},
+    [M_BUFFER_BYTES_FULL] = {"veil_collector_buffer_bytes_full_total",
+        "Events sent to the spool because memory held max_buffered_bytes."},
 };
 
 static pthread_mutex_t reasons_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -69,56 +104,30 @@ uint64_t metrics_sum(struct metrics *const *per_thread, int n, enum metric k)
     return sum;
 }
 
-/* Prometheus label values escape backslash, quote and newline. */
-static void add_label(struct evbuffer *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            evbuffer_add_printf(out, "\\%c", *s);
-        else if (*s == '\n')
-            evbuffer_add(out, "\\n", 2);
-        else
-            evbuffer_add(out, s, 1);
-    }
-}
-
 void metrics_render(struct metrics *const *per_thread, int n, struct evbuffer *out)
 {
-    for (int k = 0; k < M__COUNT; k++) {
-        evbuffer_add_printf(out, "# TYPE %s counter\n%s %llu\n", metric_names[k],
-                            metric_names[k],
-                            (unsigned long long)metrics_sum(per_thread, n, (enum metric)k));
-    }
-    int64_t buffered = 0;
-    for (int t = 0; t < n; t++)
+    for (int k = 0; k < M__COUNT; k++)
+        prom_counter(out, metric_info[k].name, metric_info[k].help,
+                     metrics_sum(per_thread, n, (enum metric)k));
+    int64_t buffered = 0, spool_bytes = 0, connections = 0;
+    for (int t = 0; t < n; t++) {
         buffered += atomic_load_explicit(&per_thread[t]->buffered, memory_order_relaxed);
-    evbuffer_add_printf(out,
-                        "# TYPE veil_collector_buffered_events gauge\n"
-                        "veil_collector_buffered_events %lld\n",
-                        (long long)buffered);
-    int64_t spool_bytes = 0;
-    for (int t = 0; t < n; t++)
         spool_bytes += atomic_load_explicit(&per_thread[t]->spool_bytes, memory_order_relaxed);
-    evbuffer_add_printf(out,
-                        "# TYPE veil_collector_spool_bytes gauge\n"
-                        "veil_collector_spool_bytes %lld\n",
-                        (long long)spool_bytes);
-    int64_t connections = 0;
-    for (int t = 0; t < n; t++)
         connections += atomic_load_explicit(&per_thread[t]->connections, memory_order_relaxed);
-    evbuffer_add_printf(out,
-                        "# TYPE veil_collector_connections gauge\n"
-                        "veil_collector_connections %lld\n",
-                        (long long)connections);
-    evbuffer_add_printf(out, "# TYPE veil_collector_rejections_total counter\n");
-    pthread_mutex_lock(&reasons_lock);
-    for (int i = 0; i < REASONS_MAX && reason_text[i][0]; i++) {
-        evbuffer_add_printf(out, "veil_collector_rejections_total{reason=\"");
-        add_label(out, reason_text[i]);
-        evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)reason_count[i]);
     }
-    if (reason_other)
-        evbuffer_add_printf(out, "veil_collector_rejections_total{reason=\"other\"} %llu\n",
-                            (unsigned long long)reason_other);
+    prom_gauge(out, "veil_collector_buffered_events",
+               "Events waiting in memory for Redis, all threads.", (double)buffered);
+    prom_gauge(out, "veil_collector_spool_bytes", "Size of the spool files on disk, all threads.",
+               (double)spool_bytes);
+    prom_gauge(out, "veil_collector_connections", "Client connections open, all threads.",
+               (double)connections);
+    /* Always one sample, so the family's TYPE never stands alone. */
+    prom_family(out, "veil_collector_rejections_total", "counter",
+                "Requests refused with 400, by the parser's fixed reason text.");
+    pthread_mutex_lock(&reasons_lock);
+    for (int i = 0; i < REASONS_MAX && reason_text[i][0]; i++)
+        prom_u64_label(out, "veil_collector_rejections_total", "reason", reason_text[i],
+                       reason_count[i]);
+    prom_u64_label(out, "veil_collector_rejections_total", "reason", "other", reason_other);
     pthread_mutex_unlock(&reasons_lock);
 }

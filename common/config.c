@@ -326,6 +326,10 @@ int cfg_parse_args(const struct cfg_option *table, void *conf, int argc, char **
             *action = CFG_MARKDOWN;
             continue;
         }
+        if (strcmp(a, "--man") == 0) {
+            *action = CFG_MAN;
+            continue;
+        }
         if (strcmp(a, "--check-config") == 0) {
             *action = CFG_CHECK;
             continue;
@@ -479,6 +483,75 @@ void cfg_print_markdown(const struct cfg_option *table, FILE *out, const char *t
     }
 }
 
+/* roff text: a leading dot or quote must not start a request. */
+static void roff(FILE *out, const char *s)
+{
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", out);
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", out);
+        else if (*s == '-')
+            fputs("\\-", out);
+        else if (*s == '\n')
+            fputs("\n.br\n", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+void cfg_print_man(const struct cfg_option *table, FILE *out, const char *prog,
+                   const char *summary)
+{
+    char upper[64];
+    size_t i;
+    for (i = 0; prog[i] && i + 1 < sizeof upper; i++)
+        upper[i] = (char)(prog[i] >= 'a' && prog[i] <= 'z' ? prog[i] - 32 : prog[i]);
+    upper[i] = '\0';
+    fprintf(out, ".TH %s 8 \"\" \"Veil %s\" \"Veil\"\n.SH NAME\n%s \\- ", upper,
+            VEIL_VERSION, prog);
+    size_t first = strcspn(summary, ":.\n");
+    fprintf(out, "%.*s\n", (int)first, summary);
+    fprintf(out, ".SH SYNOPSIS\n.B %s\n[\\-c FILE] [\\-\\-name=value ...] [\\-\\-check\\-config] "
+                 "[\\-\\-help] [\\-\\-version]\n.SH DESCRIPTION\n",
+            prog);
+    roff(out, summary);
+    fputs("\n.PP\nEvery directive below is a line \\fIname value\\fR of the configuration file "
+          "given with \\-c and an option \\-\\-name=value, which wins over the file. "
+          "\\-\\-check\\-config validates everything start-up validates and exits; "
+          "\\-\\-sample\\-config prints a commented file of every default.\n"
+          ".SH DIRECTIVES\n",
+          out);
+    for (const struct cfg_option *o = table; o->name; o++) {
+        fprintf(out, ".TP\n.B ");
+        roff(out, o->name);
+        fprintf(out, "\n(%s", type_name(o));
+        char *bounds = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&bounds, &len);
+        if (m) {
+            print_bounds(o, m, ", ");
+            fclose(m);
+            roff(out, bounds);
+            free(bounds);
+        }
+        fputs("; default ", out);
+        roff(out, o->default_value && *o->default_value ? o->default_value : "\"\"");
+        fputs(")\n", out);
+        roff(out, o->help);
+        fputc('\n', out);
+        if (o->privacy) {
+            fputs(".br\nPrivacy: ", out);
+            roff(out, o->privacy);
+            fputc('\n', out);
+        }
+    }
+    fputs(".SH SIGNALS\nSIGTERM and SIGINT stop cleanly; SIGHUP reloads the configuration "
+          "(docs/DEPLOYMENT.md lists what changes live).\n"
+          ".SH SEE ALSO\nveil\\-collector(8), veil\\-aggregator(8), veil\\-admin(8)\n",
+          out);
+}
+
 void cfg_print_values(const struct cfg_option *table, const void *conf, FILE *out)
 {
     for (const struct cfg_option *o = table; o->name; o++) {
@@ -555,6 +628,9 @@ bool cfg_print_action(const struct cfg_option *table, enum cfg_action action, co
     case CFG_MARKDOWN:
         str_format(title, sizeof title, "%s directives", prog);
         cfg_print_markdown(table, stdout, title);
+        return true;
+    case CFG_MAN:
+        cfg_print_man(table, stdout, prog, summary);
         return true;
     case CFG_CHECK:
     case CFG_RUN:

@@ -52,11 +52,11 @@ int cfg_load_file(const struct cfg_option *table, void *conf, const char *path,
                   char *err, size_t errlen);
 
 /* What the command line asked for beyond directives. */
-enum cfg_action { CFG_RUN, CFG_HELP, CFG_VERSION, CFG_SAMPLE, CFG_CHECK, CFG_MARKDOWN };
+enum cfg_action { CFG_RUN, CFG_HELP, CFG_VERSION, CFG_SAMPLE, CFG_CHECK, CFG_MARKDOWN, CFG_MAN };
 
 /* Parse argv: "-c FILE" / "--config=FILE" (loaded first, whatever its
  * position), "--help", "--version", "--sample-config", "--check-config",
- * "--markdown-config", and "--name=value" / "--name value" for every directive (applied after the
+ * "--markdown-config", "--man", and "--name=value" / "--name value" for every directive (applied after the
  * file). Returns 0 and sets *action, or -1 with a reason in err naming the
  * offending argument. `conf` must already hold defaults. */
 int cfg_parse_args(const struct cfg_option *table, void *conf, int argc, char **argv,
@@ -74,11 +74,17 @@ void cfg_print_sample(const struct cfg_option *table, FILE *out, const char *tit
 /* The directive reference as a Markdown table (docs/ is generated from it). */
 void cfg_print_markdown(const struct cfg_option *table, FILE *out, const char *title);
 
+/* The manual page (roff, section 8) of `prog`: NAME and SYNOPSIS from
+ * `summary`, then every directive as in --help (default, bounds, help,
+ * privacy meaning), so the page and --help never disagree. */
+void cfg_print_man(const struct cfg_option *table, FILE *out, const char *prog,
+                   const char *summary);
+
 /* Print the effective configuration (one "name value" per line). */
 void cfg_print_values(const struct cfg_option *table, const void *conf, FILE *out);
 
 /* Carry out the informational actions on stdout: --help (with `summary`),
- * --version, --sample-config, --markdown-config. Returns true when
+ * --version, --sample-config, --markdown-config, --man. Returns true when
  * `action` was one of them (the caller then exits 0), false for CFG_RUN and
  * CFG_CHECK. */
 bool cfg_print_action(const struct cfg_option *table, enum cfg_action action, const char *prog,

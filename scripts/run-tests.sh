@@ -1,7 +1,7 @@
 #!/bin/sh
 # run-tests.sh - run every test binary under $BUILD/tests and sum the results.
 #
-#   scripts/run-tests.sh [unit|integration]
+#   scripts/run-tests.sh [unit|integration|browser]
 #
 # Each binary is a criterion suite; its "Synthesis" line is parsed and the
 # totals are printed as the final "N passed, N failed" line. Exit non-zero
@@ -48,6 +48,26 @@ for t in "$BUILD"/tests/test_*; do
     fi
     passed=$((passed + p)); failed=$((failed + f + c))
 done
+# Node checks (no browser): every npm package runs on Debian 12's Node.js.
+if [ "$which" = all ] || [ "$which" = unit ]; then
+    for t in tests/node/*.mjs; do
+        name=$(basename "$t" .mjs)
+        log="$logdir/node-$name.log"
+        timeout 60 node "$t" >"$log" 2>&1
+        rc=$?
+        line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+        p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+        f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+        p=${p:-0}; f=${f:-0}
+        if [ $rc -ne 0 ] || [ "$f" -ne 0 ] || [ -z "$line" ]; then
+            echo "== node/$name FAILED (exit $rc)"; cat "$log"; bad=1
+            [ -z "$line" ] && f=$((f + 1))
+        else
+            echo "== node/$name: $line"
+        fi
+        passed=$((passed + p)); failed=$((failed + f))
+    done
+fi
 # Browser suites (node + headless Chromium); each prints "N passed, N failed".
 if [ "$which" = all ] || [ "$which" = browser ]; then
     for t in tests/browser/run.mjs tests/browser/dashboard.mjs; do

@@ -84,7 +84,8 @@ static int post(struct stack *s, const char *site, int n)
 static long long metric(struct stack *s, const char *name)
 {
     char *body = NULL;
-    cr_assert_eq(harness_http(s->port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
+    cr_assert_eq(harness_http(s->coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &body, NULL),
+                 200);
     char want[128];
     snprintf(want, sizeof want, "\n%s ", name);
     const char *at = strstr(body, want);
