@@ -32,7 +32,7 @@ const struct cfg_option agg_options[] = {
      "Name of this process in the shard leases; must be unique per running process. "
      "Empty = <hostname>-<pid>.",
      NULL, false},
-    {"batch_size", CFG_INT, OPT(batch_size), "20000", 1, 1000000, NULL,
+    {"batch_size", CFG_INT, OPT(batch_size), "50000", 1, 1000000, NULL,
      "Most events of one shard combined and committed together (one atomic function call "
      "per batch); batches are smaller when less is waiting.",
      "Raw events stay in Redis until their batch commits; smaller batches trim them sooner.",

@@ -31,6 +31,7 @@
 #include "rollup.h"
 #include "site_zones.h"
 #include "shard.h"
+#include "shard_meta.h"
 #include "shard_state.h"
 #include "util.h"
 
@@ -60,6 +61,7 @@ struct consumer {
     int backoff_ms;
     unsigned rejects_logged;
     bool fatal;
+    size_t rr;                     /* the backlogged shard read last */
     pthread_mutex_t lock;          /* guards stats against the metrics thread */
     struct consumer_stats stats, reported;
     struct commit_forward *fw;     /* this batch's legacy entries of other shards */
@@ -209,10 +211,11 @@ static int connect_redis(struct consumer *c, char *err, size_t errlen)
         redisEnableKeepAlive(c->rc);
     if (lease_load_functions(c->rc, err, errlen) != 0)
         goto err;
-    int check = lease_check_shards(c->rc, c->cfg->shards, err, errlen);
-    if (check == -2)
+    /* 1: nothing stored and nothing storable (maxmemory): compared on the next connect */
+    int check = shard_meta_agree(c->rc, (unsigned)c->cfg->shards, err, errlen);
+    if (check == -1)
         c->fatal = true;
-    if (check != 0)
+    if (check < 0)
         goto err;
     for (size_t i = 0; i < c->nshards; i++)
         if (c->shards[i].owned)
@@ -572,45 +575,77 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
     return 0;
 }
 
-/* One XREAD over every owned shard's stream, then their batches. */
+/* Entries to ask for from shard st so a read brings about `events`. */
+static long long read_count(const struct shard_state *st, long long events)
+{
+    double per_entry = st->events_per_entry > 1.0 ? st->events_per_entry : 1.0;
+    long long count = (long long)((double)events / per_entry);
+    if (count < 1)
+        count = 1;
+    return count > READ_MAX_ENTRIES ? READ_MAX_ENTRIES : count;
+}
+
+/* One XREAD, then a batch per shard that returned entries. Shards known
+ * to have a backlog (their last read came back full) are read one at a
+ * time, without blocking, for batch_size events each, in turn; otherwise
+ * every owned shard is read in one blocking XREAD for a share of
+ * batch_size each. So one reply holds about batch_size events at most,
+ * however many shards are behind. */
 static int step_read(struct consumer *c)
 {
     size_t n = owned_count(c);
     if (n == 0)
         return 0;
-    double per_entry = 1.0; /* the largest entries of the owned shards size the read */
-    for (size_t i = 0; i < c->nshards; i++)
-        if (c->shards[i].owned && c->shards[i].events_per_entry > per_entry)
-            per_entry = c->shards[i].events_per_entry;
-    long long count = (long long)((double)c->cfg->batch_size / per_entry);
-    if (count < 1)
-        count = 1;
-    if (count > READ_MAX_ENTRIES)
+    struct shard_state *behind = NULL;
+    for (size_t k = 1; k <= c->nshards && !behind; k++) {
+        struct shard_state *st = &c->shards[(c->rr + k) % c->nshards];
+        if (st->owned && st->backlog)
+            behind = st;
+    }
+    long long share = c->cfg->batch_size / (long long)n;
+    long long count;
+    if (behind) {
+        c->rr = behind->shard;
+        n = 1;
+        count = read_count(behind, c->cfg->batch_size);
+    } else {
+        /* the largest entries of the owned shards size the shared read */
         count = READ_MAX_ENTRIES;
+        for (size_t i = 0; i < c->nshards; i++)
+            if (c->shards[i].owned && read_count(&c->shards[i], share) < count)
+                count = read_count(&c->shards[i], share);
+    }
     char count_s[24], block_s[24];
     str_format(count_s, sizeof count_s, "%lld", count);
     str_format(block_s, sizeof block_s, "%lld", c->cfg->block_ms);
-    size_t argc = 6 + 2 * n;
+    size_t argc = 6 + 2 * n, at = 3;
     const char **argv = xmalloc(argc * sizeof *argv);
     struct shard_state **order = xmalloc(n * sizeof *order);
     argv[0] = "XREAD";
     argv[1] = "COUNT";
     argv[2] = count_s;
-    argv[3] = "BLOCK";
-    argv[4] = block_s;
-    argv[5] = "STREAMS";
+    if (!behind) {
+        argv[at++] = "BLOCK";
+        argv[at++] = block_s;
+    } else {
+        argc -= 2;
+    }
+    argv[at++] = "STREAMS";
     size_t k = 0;
-    for (size_t i = 0; i < c->nshards; i++) {
-        if (!c->shards[i].owned)
+    for (size_t i = 0; i < c->nshards && k < n; i++) {
+        struct shard_state *st = behind ? behind : &c->shards[i];
+        if (!st->owned)
             continue;
-        order[k] = &c->shards[i];
-        argv[6 + k] = c->shards[i].stream_key;
-        argv[6 + n + k] = c->shards[i].last_id;
+        order[k] = st;
+        argv[at + k] = st->stream_key;
+        argv[at + n + k] = st->last_id;
         k++;
     }
     redisReply *reply = redisCommandArgv(c->rc, (int)argc, argv, NULL);
     free(argv);
     int rv = 0;
+    for (size_t j = 0; j < n; j++)
+        order[j]->backlog = false;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         log_warn("XREAD: %s", reply ? reply->str : c->rc->errstr);
         rv = -1;
@@ -623,8 +658,12 @@ static int step_read(struct consumer *c)
                 continue;
             for (size_t j = 0; j < n; j++) {
                 if (order[j]->owned && strcmp(order[j]->stream_key, s->element[0]->str) == 0) {
+                    /* a full reply: more is waiting */
+                    bool full = s->element[1]->elements >= (size_t)count;
                     if (process_shard(c, order[j], s->element[1]) != 0)
                         rv = -1;
+                    else
+                        order[j]->backlog = full && order[j]->owned;
                     break;
                 }
             }

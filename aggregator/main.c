@@ -19,10 +19,10 @@
 #include "agg_config.h"
 #include "auth.h"
 #include "consumer.h"
-#include "referrers.h"
-#include "rollup_metrics.h"
 #include "log.h"
+#include "referrers.h"
 #include "reload.h"
+#include "rollup_metrics.h"
 #include "stats_api.h"
 #include "util.h"
 

@@ -53,6 +53,7 @@ struct shard_state {
     uint64_t renew_due_ms;
     char last_id[48];              /* the last stream id read ("0-0": from the start) */
     double events_per_entry;       /* of the last batch: sizes the next read */
+    bool backlog;                  /* the last read came back full: more waits */
     int64_t watermark;             /* highest event ts counted (stream time) */
     uint64_t next_sweep_ms;
 

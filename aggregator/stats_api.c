@@ -34,8 +34,8 @@
 #include "log.h"
 #include "output.h"
 #include "query.h"
-#include "rollup_metrics.h"
 #include "registry.h"
+#include "rollup_metrics.h"
 #include "site_zones.h"
 #include "static_files.h"
 #include "util.h"
@@ -382,7 +382,6 @@ static void request_cb(struct evhttp_request *req, void *arg)
         rq.status = 200;
         rq.content_type = "text/plain; version=0.0.4; charset=utf-8";
         api_metrics_render(&rq.api->metrics, rq.body);
-        rollup_metrics_render(rq.body);
         evbuffer_add_printf(rq.body,
                             "# HELP veil_api_accept_pauses_total Accepting paused for %d ms "
                             "because accept failed (out of file descriptors).\n"
@@ -390,6 +389,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
                             "veil_api_accept_pauses_total %llu\n",
                             API_ACCEPT_PAUSE_MS,
                             (unsigned long long)api_accept_pauses(rq.api->accept));
+        rollup_metrics_render(rq.body);
     } else {
         handle_static(&rq, path);
     }

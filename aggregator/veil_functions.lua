@@ -71,7 +71,8 @@ local function commit(keys, args)
 
   for _ = 1, tonumber(next()) do
     local key, expire_at, n = next(), next(), tonumber(next())
-    for _ = 1, n do redis.call('HINCRBY', key, next(), next()) end
+    for j = at + 1, at + 2 * n, 2 do redis.call('HINCRBY', key, args[j], args[j + 1]) end
+    at = at + 2 * n
     if expire_at ~= '0' then redis.call('EXPIREAT', key, expire_at) end
   end
   for _ = 1, tonumber(next()) do

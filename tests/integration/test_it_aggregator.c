@@ -1,14 +1,18 @@
 /* test_it_aggregator.c - the real veil-aggregator against a real
  * redis-server (unix socket in a temp dir): counting.
  *
- * Known events are XADDed with event_encode, the aggregator rolls them up,
- * and every count is checked exactly: totals, visits, bounces, durations,
- * breakdown rows with the cap and "(other)", row visitors, the scroll
- * histogram, expiries, the realtime set and the trimmed stream. Then: the
- * commit script's ownership guard on its own; reconnection after a Redis
- * restart; the stats API thread beside the roll-up; the sample config; and
- * a throughput measurement (printed, not asserted). Crash safety and the
- * IP scan are in test_it_aggregator_safety.c. */
+ * Known events are XADDed into their site's shard stream (packed, and in
+ * the older per-field layout), the aggregator rolls them up, and every
+ * count is checked exactly: totals, visits, bounces, durations, breakdown
+ * rows with the cap and "(other)", row visitors, the scroll histogram,
+ * expiries, the checkpoint, the realtime minutes and the trimmed stream.
+ * Then: leases and the fencing epoch through commit.c directly (a stale
+ * commit refused, a takeover continuing from the checkpoint); a wrong
+ * shard count refused; reconnection after a Redis restart; the stats API
+ * thread beside the roll-up with the roll-up metrics; the sample config;
+ * and a throughput measurement (printed, not asserted). Crash safety and
+ * the IP scan are in test_it_aggregator_safety.c, memory bounds, maxmemory
+ * and AOF in test_it_aggregator_bounds.c. */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
