@@ -246,6 +246,12 @@ function fail(p, err) {
       ? `The stats API cannot answer this table with these filters: ${err.message}.`
       : `Not available from this stats API: ${err.message}.`;
   note(p, 'note unavailable', text);
+  const tab = p.tabs[state.tabs[p.id]];
+  if (tab.visit && refused.rowExtra) rowExtraNote(p);
+}
+
+function rowExtraNote(p) {
+  note(p, 'note row-extra', `Bounce rate and visit duration per row are not available from this stats API (${refused.rowExtra}).`);
 }
 
 function renderPanel(p, tab, metrics, data, page) {
@@ -288,8 +294,7 @@ function renderPanel(p, tab, metrics, data, page) {
   p.more.hidden = results.length < PAGE_SIZE;
   p.card.dataset.state = 'ready';
   p.notes.replaceChildren();
-  if (tab.visit && refused.rowExtra)
-    note(p, 'note row-extra', `Bounce rate and visit duration per row are not available from this stats API (${refused.rowExtra}).`);
+  if (tab.visit && refused.rowExtra) rowExtraNote(p);
   renderKanonNotes(p, data.meta || {});
 }
 

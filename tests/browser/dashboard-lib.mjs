@@ -386,7 +386,7 @@ export async function shownRows(page, panel, column) {
 export async function clickTab(page, panel, label) {
   await page.click(`#panel-${panel} .tab >> text="${label}"`);
   /* "idle": the property tab before a key is typed. */
-  await page.waitForSelector(`#panel-${panel}:is([data-state="ready"], [data-state="idle"])`);
+  await page.waitForSelector(`#panel-${panel}:is([data-state="ready"], [data-state="idle"], [data-state="unavailable"])`);
 }
 
 export async function setCustomRange(page, from, to) {
