@@ -212,6 +212,8 @@ void plan_load_sessions(struct plan *p, struct shard_state *st, const struct rol
         s->pv = ss->pv;
         s->start = ss->start;
         s->last = ss->last;
+        s->page = ss->page;
+        s->scroll = ss->scroll;
         s->day = vday_index(p, base, ss->exp, ss->day);
     }
 }
@@ -433,8 +435,8 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
     const char *visitor = rollup_visitor(r, rs->visitor);
     realtime(p, rs, visitor, h->ts, now);
     struct visit_effect fx;
-    visit_apply(&p->sessions[h->session], h->ts, h->pageview, p->day_vday[h->day], p->timeout,
-                &fx);
+    const struct visit_hit vh = {h->ts, h->pageview, h->interactive, h->page, h->scroll};
+    visit_apply(&p->sessions[h->session], &vh, p->day_vday[h->day], p->timeout, &fx);
     const struct vday *vd = &p->vdays[fx.day];
     if (fx.new_visit)
         visit(p, st, fx.day, visitor, h->visit);
@@ -442,6 +444,19 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
         hincr_at(p, vd->base, "totals", "visit_duration_s", fx.duration, vd->exp);
     if (fx.bounces)
         hincr_at(p, vd->base, "totals", "bounces", fx.bounces, vd->exp);
+    if (fx.scroll_n)
+        hincr_at(p, vd->base, "totals", "scroll_n", fx.scroll_n, vd->exp);
+    if (fx.scroll_sum)
+        hincr_at(p, vd->base, "totals", "scroll_sum", fx.scroll_sum, vd->exp);
+    /* the histogram of page views' maximum depths: a raised maximum moves
+     * its page view from one bucket to the next */
+    static const char *const bucket[ROLLUP_SCROLL_BUCKETS] = {"0",  "10", "20", "30", "40", "50",
+                                                              "60", "70", "80", "90", "100"};
+    if (fx.scroll_to >= 0 && fx.scroll_to != fx.scroll_from) {
+        if (fx.scroll_from >= 0)
+            hincr_at(p, vd->base, "scroll", bucket[fx.scroll_from], -1, vd->exp);
+        hincr_at(p, vd->base, "scroll", bucket[fx.scroll_to], 1, vd->exp);
+    }
 }
 
 /* "<day>:<site>:<visitor>" into buf; its length, 0 when too long. */
@@ -531,13 +546,6 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
             if (d->totals[t])
                 hincr_at(p, d->base, "totals", rollup_total_field((enum rollup_total)t),
                          d->totals[t], d->expire_at);
-        for (size_t b = 0; b < ROLLUP_SCROLL_BUCKETS; b++) {
-            char bucket[8];
-            str_format(bucket, sizeof bucket, "%zu", b * 10);
-            if (d->scroll[b])
-                hincr_at(p, d->base, "scroll", arena_dup(&p->arena, bucket, strlen(bucket)),
-                         d->scroll[b], d->expire_at);
-        }
         char key[KEY_MAX];
         size_t len;
         uint32_t k = UINT32_MAX;

@@ -14,6 +14,7 @@
 #include "schema.h"
 #include "strmap.h"
 #include "util.h"
+#include "visit.h"
 
 #define DAY_OWNER_BIT 0x80000000u /* pair-set owners: days vs rows */
 
@@ -425,11 +426,6 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         d->totals[ROLLUP_T_ENGAGED_MS] += ev->engaged_ms;
         d->totals[ROLLUP_T_ENGAGED_N]++;
     }
-    if (ev->scroll_depth >= 0 && ev->scroll_depth <= 100) {
-        d->totals[ROLLUP_T_SCROLL_SUM] += ev->scroll_depth;
-        d->totals[ROLLUP_T_SCROLL_N]++;
-        d->scroll[ev->scroll_depth / 10]++;
-    }
     visitors_add(r, DAY_OWNER_BIT | di, vid, &d->visitors, &d->nvisitors, &d->visitors_cap);
 
     const char *visit[ROLLUP_V_COUNT];
@@ -482,6 +478,9 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         h->day = di;
         h->ts = ev->ts;
         h->pageview = pageview;
+        h->interactive = !pageview && !measurement && ev->interactive;
+        h->scroll = ev->scroll_depth >= 0 && ev->scroll_depth <= 100 ? ev->scroll_depth : -1;
+        h->page = visit_page_hash(ev->path);
         h->seq = (uint32_t)r->nhits;
         memcpy(h->visit, visit, sizeof visit);
         r->nhits++;

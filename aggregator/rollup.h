@@ -72,8 +72,8 @@ struct rollup_day {
     const char *base;                     /* "<prefix>d:<site>:<day>:" */
     const char *realtime_key;             /* "<prefix>rt:<site>:" */
     int64_t expire_at;                    /* unix time its keys expire */
-    long long totals[ROLLUP_T_COUNT];
-    long long scroll[ROLLUP_SCROLL_BUCKETS];
+    long long totals[ROLLUP_T_COUNT];     /* scroll_sum and scroll_n stay 0: scroll depth
+                                             is per page view, counted by the plan */
     uint32_t *visitors;                   /* distinct visitor ids (rollup_visitor) */
     size_t nvisitors, visitors_cap;
 };
@@ -106,6 +106,9 @@ struct rollup_hit {
     uint32_t day;                         /* the event's day */
     int64_t ts;
     bool pageview;
+    bool interactive;                     /* a custom event that is an interaction */
+    int scroll;                           /* its scroll depth, -1 absent */
+    uint64_t page;                        /* visit_page_hash of its path */
     uint32_t seq;                         /* arrival order within the batch */
     const char *visit[ROLLUP_V_COUNT];    /* visit-dimension values, "" = none */
 };

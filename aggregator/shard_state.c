@@ -5,6 +5,7 @@
  * talks to Redis and never logs. */
 #include "shard_state.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,6 +127,12 @@ size_t shard_session_encode(const struct shard_session *s, char *buf, size_t cap
     }
     memcpy(p, s->day, 10);
     p += 10;
+    if (s->page) {
+        *p++ = ' ';
+        p = uint_to_dec(p, s->page);
+        *p++ = ' ';
+        p = put_ll(p, s->scroll < 0 ? -1 : s->scroll > 100 ? 100 : s->scroll);
+    }
     *p = '\0';
     return (size_t)(p - buf);
 }
@@ -143,8 +150,29 @@ bool shard_session_decode(const char *value, size_t len, struct shard_session *s
             return false;
         at = end + 1;
     }
-    if (len - at != 10 || num[0] < 1)
+    if (len - at < 10 || num[0] < 1)
         return false;
+    s->page = 0;
+    s->scroll = -1;
+    if (len - at > 10) {
+        /* " <page> <scroll>" */
+        size_t p = at + 11, sp = p;
+        while (sp < len && value[sp] != ' ')
+            sp++;
+        unsigned long long page = 0;
+        long long depth;
+        if (value[at + 10] != ' ' || sp == p || sp >= len || sp - p > 20)
+            return false;
+        for (size_t i = p; i < sp; i++) {
+            if (value[i] < '0' || value[i] > '9' || page > (UINT64_MAX - 9) / 10)
+                return false;
+            page = page * 10 + (unsigned)(value[i] - '0');
+        }
+        if (!safe_strtoll_n(value + sp + 1, len - sp - 1, -1, 100, &depth))
+            return false;
+        s->page = page;
+        s->scroll = (int)depth;
+    }
     s->pv = num[0];
     s->start = num[1];
     s->last = num[2];

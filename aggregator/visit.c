@@ -4,31 +4,66 @@
 
 #include <string.h>
 
-void visit_apply(struct visit_state *s, int64_t ts, bool pageview, uint32_t day,
+uint64_t visit_page_hash(const char *path)
+{
+    if (!path || !path[0])
+        return 0;
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        h ^= *c;
+        h *= 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+/* A depth for the page of the visit's latest page view raises its maximum. */
+static void scroll(struct visit_state *s, const struct visit_hit *h, struct visit_effect *out)
+{
+    if (h->scroll < 0 || h->scroll > 100 || h->page == 0 || h->page != s->page ||
+        h->scroll <= s->scroll)
+        return;
+    if (s->scroll < 0) {
+        out->scroll_n = 1;
+        out->scroll_sum = h->scroll;
+    } else {
+        out->scroll_sum = h->scroll - s->scroll;
+    }
+    out->scroll_from = s->scroll < 0 ? -1 : s->scroll / 10;
+    out->scroll_to = h->scroll / 10;
+    s->scroll = h->scroll;
+    s->changed = true;
+}
+
+void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
                  long long timeout, struct visit_effect *out)
 {
     memset(out, 0, sizeof *out);
+    out->scroll_from = out->scroll_to = -1;
     out->day = s->day;
+    int64_t ts = h->ts;
     bool open = s->open;
     if (open && ts > s->last + timeout)
         open = false; /* expired: a page view starts a new visit */
     if (open && ts < s->start - timeout) {
         /* an earlier, separate visit that arrived late: count it, keep the open one */
-        if (pageview) {
+        if (h->pageview) {
             out->new_visit = true;
             out->day = day;
         }
         return;
     }
     if (!open) {
-        if (pageview) {
+        if (h->pageview) {
             out->new_visit = true;
             out->day = day;
             s->open = true;
             s->pv = 1;
             s->start = s->last = ts;
             s->day = day;
+            s->page = h->page;
+            s->scroll = -1;
             s->changed = true;
+            scroll(s, h, out);
         }
         return;
     }
@@ -40,7 +75,12 @@ void visit_apply(struct visit_state *s, int64_t ts, bool pageview, uint32_t day,
         out->duration += s->start - ts;
         s->start = ts;
     }
-    if (pageview && ++s->pv == 2)
+    if ((h->pageview || h->interactive) && ++s->pv == 2)
         out->bounces = -1;
+    if (h->pageview) {
+        s->page = h->page;
+        s->scroll = -1;
+    }
+    scroll(s, h, out);
     s->changed = true;
 }

@@ -18,10 +18,23 @@
 /* A visitor's open visit. */
 struct visit_state {
     bool open;              /* false: no visit (or a damaged one) */
-    long long pv;           /* page views so far */
+    long long pv;           /* interactions so far: page views and interactive custom
+                               events (the second one undoes the bounce) */
     long long start, last;  /* event ts of its first and last event */
     uint32_t day;           /* the caller's handle of the day it started (its counts go there) */
+    uint64_t page;          /* hash of the path of its latest page view (visit_page_hash) */
+    int scroll;             /* the largest scroll depth counted for that page view, -1 none */
     bool changed;           /* set when the visit must be stored again */
+};
+
+/* One event as the visit logic sees it. */
+struct visit_hit {
+    int64_t ts;
+    bool pageview;
+    bool interactive;       /* a custom event that counts as an interaction (not i:false,
+                               not an engagement/scroll measurement) */
+    uint64_t page;          /* visit_page_hash of its path */
+    int scroll;             /* its scroll depth 0..100, -1 absent */
 };
 
 /* What one event does; the caller turns it into counter increments. */
@@ -30,19 +43,32 @@ struct visit_effect {
                                bounces+1, its `vis` rows) */
     long long duration;     /* add to visit_duration_s of the visit's day */
     long long bounces;      /* add to bounces of the visit's day (-1 on the 2nd page view) */
-    uint32_t day;           /* the visit's day for duration and bounces */
+    uint32_t day;           /* the visit's day for duration, bounces and scroll */
+    long long scroll_sum;   /* add to scroll_sum of the visit's day */
+    long long scroll_n;     /* add to scroll_n of the visit's day (0 or 1) */
+    int scroll_from, scroll_to; /* scroll histogram: move one page view from bucket
+                               scroll_from (-1: none) to scroll_to (-1: no move) */
 };
 
-/* Apply one event (ts, page view or not, its day handle) to *s with
- * session timeout `timeout` seconds; writes what changed into *out.
- * Rules: with no open visit, or one idle for more than `timeout` before
- * ts, a page view starts a new visit (other events start none); an event
- * more than `timeout` before the open visit's start is an earlier,
- * separate visit that arrived late: a page view counts as a new visit,
- * the open visit is kept; otherwise the event extends the open visit
- * (duration grows by how far ts moves start or last) and its second page
- * view undoes the bounce. */
-void visit_apply(struct visit_state *s, int64_t ts, bool pageview, uint32_t day,
+/* The page identity used to match an engagement event to its page view:
+ * a 64-bit FNV-1a hash of the path (0 for ""). */
+uint64_t visit_page_hash(const char *path);
+
+/* Apply one event `h` (its day handle `day`) to *s with session timeout
+ * `timeout` seconds; writes what changed into *out.
+ * Rules (docs/API.md "Engagement"): with no open visit, or one idle for
+ * more than `timeout` before ts, a page view starts a new visit (other
+ * events start none); an event more than `timeout` before the open
+ * visit's start is an earlier, separate visit that arrived late: a page
+ * view counts as a new visit, the open visit is kept; otherwise the event
+ * extends the open visit (duration grows by how far ts moves start or
+ * last) and its second interaction (page view or interactive custom
+ * event) undoes the bounce. Scroll depth: a page view's largest depth
+ * counts once, on the visit's day: an event carrying a depth for the page
+ * of the visit's latest page view raises that page view's maximum
+ * (scroll_n +1 the first time, scroll_sum by the increase); depths for
+ * any other page, or without an open visit, are not counted. */
+void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
                  long long timeout, struct visit_effect *out);
 
 #endif

@@ -181,6 +181,7 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
     COPY_STRING(out->screen, screen_class(raw->screen_width));
     out->scroll_depth = raw->scroll_depth;
     out->engaged_ms = raw->engaged_ms;
+    out->interactive = raw->interactive;
     out->nprops = raw->nprops;
     memcpy(out->props, raw->props, raw->nprops * sizeof raw->props[0]);
     return outcome;

@@ -31,15 +31,16 @@
 #include <string.h>
 
 enum field_id { F_NAME, F_URL, F_DOMAIN, F_REFERRER, F_WIDTH, F_HASH, F_PROPS, F_SCROLL,
-                F_ENGAGED, F_UNKNOWN };
+                F_ENGAGED, F_INTERACTIVE, F_UNKNOWN };
 
 /* Canonical names, used in reasons (never the name the client sent). */
-static const char *const field_names[] = {"n", "u", "d", "r", "w", "h", "p", "sd", "e"};
+static const char *const field_names[] = {"n", "u", "d", "r", "w", "h", "p", "sd", "e", "i"};
 
 static const char *const field_types[] = {
     "must be a string",  "must be a string", "must be a string",
     "must be a string",  "must be an integer", "must be 0, 1 or a boolean",
     "must be an object", "must be an integer", "must be an integer",
+    "must be 0, 1 or a boolean",
 };
 
 /* Searched in order: the short names veil.js sends come first. */
@@ -53,7 +54,8 @@ static const struct {
     KEY("w", F_WIDTH),      KEY("e", F_ENGAGED),       KEY("sd", F_SCROLL), KEY("p", F_PROPS),
     KEY("h", F_HASH),       KEY("name", F_NAME),       KEY("url", F_URL),   KEY("domain", F_DOMAIN),
     KEY("referrer", F_REFERRER), KEY("screen_width", F_WIDTH), KEY("props", F_PROPS),
-    KEY("m", F_PROPS),      KEY("meta", F_PROPS),
+    KEY("m", F_PROPS),      KEY("meta", F_PROPS),      KEY("i", F_INTERACTIVE),
+    KEY("interactive", F_INTERACTIVE),
 };
 
 enum value_kind { V_NULL, V_TRUE, V_FALSE, V_STRING, V_NUMBER, V_TEXT /* query: untyped */ };
@@ -209,25 +211,26 @@ static bool get_int(struct ctx *c, enum field_id id, const struct value *v, long
     return true;
 }
 
-static bool set_hash_mode(struct ctx *c, const struct value *v)
+/* A flag field (h, i): a boolean, 0/1, or in a query "true"/"false". */
+static bool get_flag(struct ctx *c, enum field_id id, const struct value *v, bool *out)
 {
     const char *s = v->s;
     size_t n = v->len;
     switch (v->kind) {
     case V_FALSE:
-        c->out->hash_mode = false;
+        *out = false;
         return true;
     case V_TRUE:
-        c->out->hash_mode = true;
+        *out = true;
         return true;
     case V_NUMBER:
     case V_TEXT:
         if ((n == 1 && s[0] == '1') || (v->kind == V_TEXT && n == 4 && !memcmp(s, "true", 4))) {
-            c->out->hash_mode = true;
+            *out = true;
             return true;
         }
         if ((n == 1 && s[0] == '0') || (v->kind == V_TEXT && n == 5 && !memcmp(s, "false", 5))) {
-            c->out->hash_mode = false;
+            *out = false;
             return true;
         }
         break;
@@ -235,7 +238,12 @@ static bool set_hash_mode(struct ctx *c, const struct value *v)
     case V_NULL:
         break;
     }
-    return fail_field(c, F_HASH, field_types[F_HASH]);
+    return fail_field(c, id, field_types[id]);
+}
+
+static bool set_hash_mode(struct ctx *c, const struct value *v)
+{
+    return get_flag(c, F_HASH, v, &c->out->hash_mode);
 }
 
 /* Apply one top-level member's scalar value. */
@@ -296,6 +304,10 @@ static bool apply_value(struct ctx *c, enum field_id id, struct value *v)
             return false;
         out->engaged_ms = num;
         return true;
+    case F_INTERACTIVE:
+        if (v->kind == V_NULL)
+            return true;
+        return get_flag(c, id, v, &out->interactive);
     case F_UNKNOWN:
         break;
     }
@@ -362,6 +374,7 @@ static void raw_event_reset(struct raw_event *out)
     out->hash_mode = false;
     out->scroll_depth = -1;
     out->engaged_ms = -1;
+    out->interactive = true;
     out->nprops = 0;
 }
 

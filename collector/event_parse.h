@@ -27,6 +27,8 @@ struct raw_event {
     bool hash_mode;                   /* h */
     int scroll_depth;                 /* sd: 0..100, -1 absent */
     int64_t engaged_ms;               /* e: 0..86400000, -1 absent */
+    bool interactive;                 /* i (or interactive): false = does not undo a
+                                         bounce (Plausible's i:false); default true */
     size_t nprops;
     struct event_prop props[EV_PROPS_MAX]; /* p: non-empty values only */
 };

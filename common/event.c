@@ -21,6 +21,7 @@ void event_record_init(struct event_record *ev)
     ev->device = DEVICE_UNKNOWN;
     ev->scroll_depth = -1;
     ev->engaged_ms = -1;
+    ev->interactive = true;
 }
 
 static const char *const device_names[] = {
@@ -126,6 +127,8 @@ size_t event_encode(const struct event_record *ev, const char **argv, size_t *ar
         emit_num(&enc, "sd", ev->scroll_depth);
     if (ev->engaged_ms >= 0)
         emit_num(&enc, "em", ev->engaged_ms);
+    if (!ev->interactive)
+        emit_num(&enc, "ni", 1);
     emit_str(&enc, "vh", ev->visitor);
     emit_str(&enc, "ipt", ev->ip_truncated);
 
@@ -290,6 +293,7 @@ void event_record_reset(struct event_record *ev)
     ev->device = DEVICE_UNKNOWN;
     ev->scroll_depth = -1;
     ev->engaged_ms = -1;
+    ev->interactive = true;
     ev->nprops = 0;
 }
 
@@ -376,6 +380,12 @@ bool event_decode_field(struct event_record *ev, const char *field, size_t flen,
         if (!decode_num("sd", value, vlen, 0, 100, &num, err, errlen))
             return false;
         ev->scroll_depth = (int)num;
+        return true;
+    }
+    if (field_is(field, flen, "ni")) {
+        if (!decode_num("ni", value, vlen, 0, 1, &num, err, errlen))
+            return false;
+        ev->interactive = num == 0;
         return true;
     }
     if (field_is(field, flen, "em")) {

@@ -53,6 +53,8 @@ struct event_record {
     char screen[8];                /* "scr"  mobile|tablet|laptop|desktop or "" */
     int scroll_depth;              /* "sd"   0..100, -1 = absent */
     int64_t engaged_ms;            /* "em"   >= 0, -1 = absent */
+    bool interactive;              /* "ni"   1 = false (Plausible's i:false): a custom
+                                      event that does not undo a bounce; default true */
     char visitor[17];              /* "vh"   16 hex chars, "" when visitor_hash=off */
     char ip_truncated[46];         /* "ipt"  only when ip_keep=truncated, else "" */
     size_t nprops;
@@ -84,7 +86,7 @@ const char *screen_class(long width);
  * and `scratch`, so both must outlive the use of argv.
  * Returns the number of entries written (always even), at most
  * EVENT_MAX_ARGS; prop keys are written as "p:<key>" into scratch. */
-#define EVENT_MAX_ARGS (2 * (24 + EV_PROPS_MAX))
+#define EVENT_MAX_ARGS (2 * (25 + EV_PROPS_MAX))
 #define EVENT_SCRATCH_BYTES (128 + EV_PROPS_MAX * (EV_PROP_KEY_MAX + 2))
 size_t event_encode(const struct event_record *ev, const char **argv, size_t *argvlen,
                     char *scratch);

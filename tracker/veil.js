@@ -195,11 +195,11 @@
   );
   on(doc, 'submit', (e) => formEvent('Submit', e.target), 1);
 
-  /* ---- custom events: window.veil(name, {props, callback}) ---- */
+  /* ---- custom events: window.veil(name, {props, callback, interactive}) ---- */
 
   var veil = (name, options) => {
     options = options || {};
-    send(name, options.props, 0, options.callback);
+    send(name, options.props, options.interactive === false && { i: 0 }, options.callback);
   };
 
   /* The page view first, then the calls queued by the snippet. */

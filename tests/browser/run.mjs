@@ -388,6 +388,9 @@ test('page views, SPA navigation, clicks, custom events, forms, scroll depth, en
   for (const path of ['/', '/a', '/b'])
     check(Number(engagement[path].em) > 0, `engaged ms on ${path}: ${engagement[path].em}`);
   check(Number(engagement['/b'].sd) >= 90, `scroll depth on /b: ${engagement['/b'].sd}`);
+  /* interactive: false reaches the stream as ni=1; other custom events carry no ni */
+  for (const e of events.filter((x) => x.f.n !== 'pageview' && x.f.n !== 'engagement'))
+    check((e.f.ni === '1') === (e.f.n === 'Queued Event'), `ni of ${e.f.n}: ${e.f.ni}`);
   for (const path of ['/', '/a'])
     check(Number(engagement[path].sd) > 0 && Number(engagement[path].sd) < 90,
       `scroll depth on ${path} (not scrolled): ${engagement[path].sd}`);
@@ -404,7 +407,7 @@ test('page views, SPA navigation, clicks, custom events, forms, scroll depth, en
     check(b.status === 202, `POST /api/event answered ${b.status}`);
     const body = JSON.parse(b.body);
     for (const key of Object.keys(body))
-      check(['n', 'u', 'd', 'r', 'w', 'h', 'p', 'sd', 'e'].includes(key), `unexpected field ${key}`);
+      check(['n', 'u', 'd', 'r', 'w', 'h', 'p', 'sd', 'e', 'i'].includes(key), `unexpected field ${key}`);
     check(body.d === SITE && typeof body.w === 'number', `body ${b.body}`);
   }
 });

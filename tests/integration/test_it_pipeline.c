@@ -240,6 +240,48 @@ Test(pipeline, every_metric_and_breakdown_is_exact, .timeout = 120)
     pipeline_stop(&p);
 }
 
+/* Engagement as Plausible's tracker sends it: a page that sent depth 50
+ * and then 100 counts once with 100; engagement beacons and i:false events
+ * keep a bounce, an interactive custom event ends it. */
+Test(pipeline, engagement_follows_plausibles_rules, .timeout = 120)
+{
+    struct pipeline p;
+    pipeline_start(&p);
+    /* A: one page, two beacons (50 then 100): a bounce, depth 100 */
+    send_event(&p, IP_A, UA_FIREFOX,
+               "{\"n\":\"pageview\",\"u\":\"https://example.com/post\",\"d\":\"example.com\"}");
+    send_event(&p, IP_A, UA_FIREFOX,
+               "{\"n\":\"engagement\",\"u\":\"https://example.com/post\",\"d\":\"example.com\","
+               "\"sd\":50,\"e\":1000}");
+    send_event(&p, IP_A, UA_FIREFOX,
+               "{\"n\":\"engagement\",\"u\":\"https://example.com/post\",\"d\":\"example.com\","
+               "\"sd\":100,\"e\":2000}");
+    /* B: a non-interactive custom event keeps the bounce */
+    send_event(&p, IP_B, UA_IPHONE,
+               "{\"n\":\"pageview\",\"u\":\"https://example.com/\",\"d\":\"example.com\"}");
+    send_event(&p, IP_B, UA_IPHONE,
+               "{\"n\":\"Download\",\"u\":\"https://example.com/\",\"d\":\"example.com\","
+               "\"i\":false}");
+    /* C: an interactive custom event ends the bounce; depth 20 */
+    send_event(&p, IP_C, UA_FIREFOX,
+               "{\"n\":\"pageview\",\"u\":\"https://example.com/\",\"d\":\"example.com\"}");
+    send_event(&p, IP_C, UA_FIREFOX,
+               "{\"n\":\"Signup\",\"u\":\"https://example.com/\",\"d\":\"example.com\"}");
+    send_event(&p, IP_C, UA_FIREFOX,
+               "{\"n\":\"engagement\",\"u\":\"https://example.com/\",\"d\":\"example.com\","
+               "\"sd\":20}");
+    wait_rolled_up(&p, 5);
+    char *agg = api_get(&p, "/api/v1/stats/aggregate?site_id=" SITE "&period=day&metrics="
+                            "visits,bounce_rate,events,scroll_depth");
+    expect_has(agg, "\"visits\": {\"value\": 3}");
+    expect_has(agg, "\"bounce_rate\": {\"value\": 67}"); /* A and B of 3 */
+    expect_has(agg, "\"events\": {\"value\": 5}");
+    /* (100 + 20) / 2 page views; the mean of every beacon would be 57 */
+    expect_has(agg, "\"scroll_depth\": {\"value\": 60}");
+    free(agg);
+    pipeline_stop(&p);
+}
+
 Test(pipeline, k_anonymity_folds_small_rows, .timeout = 120)
 {
     struct pipeline p;

@@ -91,6 +91,7 @@ Test(event_parse_json, minimal)
     cr_assert_not(ev.hash_mode);
     cr_assert_eq(ev.scroll_depth, -1);
     cr_assert_eq(ev.engaged_ms, -1);
+    cr_assert(ev.interactive, "custom events are interactions unless i:false");
     cr_assert_eq(ev.nprops, 0);
 }
 
@@ -99,7 +100,7 @@ Test(event_parse_json, every_member)
     json_ok(" {\n \"n\" : \"signup\" ,\"u\":\"https://www.example.com/x?y=1#z\",\t"
             "\"d\":\"Example.COM\",\"r\":\"https://google.com/?q=1\",\"w\":1280,\"h\":1,"
             "\"p\":{\"plan\":\"pro\",\"seats\":5,\"trial\":true,\"off\":false,\"ratio\":-1.5e2,"
-            "\"none\":null,\"empty\":\"\"},\"sd\":75,\"e\":12345}\r\n");
+            "\"none\":null,\"empty\":\"\"},\"sd\":75,\"e\":12345,\"i\":false}\r\n");
     cr_assert_str_eq(ev.name, "signup");
     cr_assert_str_eq(ev.url, "https://www.example.com/x?y=1#z", "u is kept whole here");
     cr_assert_str_eq(ev.domain, "example.com", "d is lowercased");
@@ -108,6 +109,7 @@ Test(event_parse_json, every_member)
     cr_assert(ev.hash_mode);
     cr_assert_eq(ev.scroll_depth, 75);
     cr_assert_eq(ev.engaged_ms, 12345);
+    cr_assert_not(ev.interactive, "Plausible's i:false");
     cr_assert_eq(ev.nprops, 5, "null and empty values are dropped");
     static const char *const want[][2] = {
         {"plan", "pro"}, {"seats", "5"}, {"trial", "true"}, {"off", "false"}, {"ratio", "-1.5e2"}};

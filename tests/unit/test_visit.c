@@ -10,16 +10,40 @@
 
 /* Feed events (ts, pageview) to s; sum the effects. */
 struct sums {
-    long long visits, duration, bounces;
+    long long visits, duration, bounces, scroll_sum, scroll_n;
+    long long hist[11]; /* page views per scroll bucket */
 };
 
-static void feed(struct visit_state *s, int64_t ts, bool pageview, struct sums *sum)
+static void feed_hit(struct visit_state *s, const struct visit_hit *h, struct sums *sum)
 {
     struct visit_effect fx;
-    visit_apply(s, ts, pageview, 7, TIMEOUT, &fx);
+    visit_apply(s, h, 7, TIMEOUT, &fx);
     sum->visits += fx.new_visit;
     sum->bounces += fx.new_visit + fx.bounces;
     sum->duration += fx.duration;
+    sum->scroll_sum += fx.scroll_sum;
+    sum->scroll_n += fx.scroll_n;
+    if (fx.scroll_to >= 0) {
+        if (fx.scroll_from >= 0)
+            sum->hist[fx.scroll_from]--;
+        sum->hist[fx.scroll_to]++;
+    }
+}
+
+static void feed(struct visit_state *s, int64_t ts, bool pageview, struct sums *sum)
+{
+    /* a non-page view here is an interactive custom event on no page */
+    const struct visit_hit h = {ts, pageview, !pageview, visit_page_hash("/"), -1};
+    feed_hit(s, &h, sum);
+}
+
+/* A page view of `path`, or an event `kind` ('c' interactive custom event,
+ * 'n' non-interactive one, 'e' engagement) on `path` with depth `sd`. */
+static void ev(struct visit_state *s, int64_t ts, char kind, const char *path, int sd,
+               struct sums *sum)
+{
+    const struct visit_hit h = {ts, kind == 'p', kind == 'c', visit_page_hash(path), sd};
+    feed_hit(s, &h, sum);
 }
 
 Test(visit, a_page_view_opens_a_visit_other_events_do_not)
@@ -40,14 +64,94 @@ Test(visit, second_page_view_undoes_the_bounce_and_durations_add_up)
 {
     struct visit_state s = {0};
     struct sums sum = {0};
-    feed(&s, 1000, true, &sum);
-    feed(&s, 1060, false, &sum); /* a click extends it */
-    feed(&s, 1100, true, &sum);
-    feed(&s, 1200, true, &sum); /* the third page view changes no bounce */
+    ev(&s, 1000, 'p', "/", -1, &sum);
+    ev(&s, 1060, 'n', "/", -1, &sum); /* a non-interactive event extends it */
+    cr_assert_eq(sum.bounces, 1, "i:false does not undo the bounce");
+    ev(&s, 1100, 'p', "/a", -1, &sum);
+    ev(&s, 1200, 'p', "/b", -1, &sum); /* the third page view changes no bounce */
     cr_assert_eq(sum.visits, 1);
     cr_assert_eq(sum.bounces, 0);
     cr_assert_eq(sum.duration, 200);
     cr_assert_eq(s.pv, 3);
+}
+
+Test(visit, an_interactive_custom_event_undoes_the_bounce_engagement_does_not)
+{
+    struct visit_state s = {0};
+    struct sums sum = {0};
+    ev(&s, 1000, 'p', "/", -1, &sum);
+    ev(&s, 1030, 'e', "/", 40, &sum);
+    ev(&s, 1040, 'n', "/", -1, &sum);
+    cr_assert_eq(sum.bounces, 1, "engagement and i:false events keep the bounce");
+    cr_assert_eq(sum.duration, 40, "but they extend the visit");
+    ev(&s, 1050, 'c', "/", -1, &sum);
+    cr_assert_eq(sum.bounces, 0, "an interactive custom event (Plausible's default) undoes it");
+    ev(&s, 1060, 'c', "/", -1, &sum);
+    ev(&s, 1070, 'p', "/x", -1, &sum);
+    cr_assert_eq(sum.bounces, 0, "later interactions change nothing");
+    cr_assert_eq(sum.visits, 1);
+    struct visit_state t = {0};
+    struct sums tsum = {0};
+    ev(&t, 1000, 'c', "/", -1, &tsum);
+    cr_assert_not(t.open, "a custom event alone opens no visit");
+    cr_assert_eq(tsum.visits, 0);
+}
+
+Test(visit, scroll_depth_is_each_page_views_maximum)
+{
+    struct visit_state s = {0};
+    struct sums sum = {0};
+    ev(&s, 1000, 'p', "/post", -1, &sum);
+    ev(&s, 1010, 'e', "/post", 50, &sum); /* the tracker's first beacon */
+    ev(&s, 1020, 'e', "/post", 100, &sum); /* the same page, scrolled further */
+    ev(&s, 1030, 'e', "/post", 80, &sum); /* a lower depth never lowers the maximum */
+    cr_assert_eq(sum.scroll_n, 1, "one page view");
+    cr_assert_eq(sum.scroll_sum, 100, "its maximum, not 50 + 100 + 80");
+    cr_assert_eq(sum.hist[10], 1);
+    cr_assert_eq(sum.hist[5], 0, "moved from the 50 bucket to the 100 bucket");
+    ev(&s, 1100, 'p', "/about", -1, &sum);
+    ev(&s, 1110, 'e', "/post", 100, &sum); /* late, for the previous page: not counted */
+    ev(&s, 1120, 'e', "/about", 30, &sum);
+    ev(&s, 1200, 'p', "/post", -1, &sum); /* the same path again: a new page view */
+    ev(&s, 1210, 'e', "/post", 20, &sum);
+    cr_assert_eq(sum.scroll_n, 3);
+    cr_assert_eq(sum.scroll_sum, 150, "100 + 30 + 20: mean 50");
+    cr_assert_eq(sum.hist[10] + sum.hist[3] + sum.hist[2], 3);
+    /* a page view without any depth is not in the mean */
+    ev(&s, 1300, 'p', "/none", -1, &sum);
+    cr_assert_eq(sum.scroll_n, 3);
+    /* no open visit: a depth alone counts nothing */
+    struct visit_state t = {0};
+    struct sums tsum = {0};
+    ev(&t, 1000, 'e', "/post", 70, &tsum);
+    cr_assert_eq(tsum.scroll_n, 0);
+}
+
+Test(visit, the_page_and_its_depth_survive_the_checkpoint)
+{
+    struct visit_state s = {0};
+    struct sums sum = {0};
+    ev(&s, 1000, 'p', "/post", -1, &sum);
+    ev(&s, 1010, 'e', "/post", 50, &sum);
+    struct shard_session stored = {"example.com:00000000000000a1", s.pv, s.start, s.last, 99,
+                                   "2024-05-01", s.page, s.scroll};
+    char value[SHARD_SESSION_VALUE_MAX];
+    size_t len = shard_session_encode(&stored, value, sizeof value);
+    cr_assert_gt(len, 0);
+    struct shard_session back;
+    cr_assert(shard_session_decode(value, len, &back), "%s", value);
+    cr_assert_eq(back.page, visit_page_hash("/post"));
+    cr_assert_eq(back.scroll, 50);
+    struct visit_state again = {.open = true, .pv = back.pv, .start = back.start,
+                                .last = back.last, .day = 3, .page = back.page,
+                                .scroll = back.scroll};
+    ev(&again, 1020, 'e', "/post", 90, &sum); /* the next batch raises the same page view */
+    cr_assert_eq(sum.scroll_n, 1);
+    cr_assert_eq(sum.scroll_sum, 90);
+    /* a value written before pages were kept still reads: no page, no depth */
+    cr_assert(shard_session_decode("1 1000 1000 99 2024-05-01", 25, &back));
+    cr_assert_eq(back.page, 0);
+    cr_assert_eq(back.scroll, -1);
 }
 
 Test(visit, carries_across_batches_as_the_stored_state)
@@ -57,7 +161,7 @@ Test(visit, carries_across_batches_as_the_stored_state)
     struct sums sum = {0};
     feed(&s, 1000, true, &sum);
     struct shard_session stored = {"example.com:00000000000000a1", s.pv, s.start, s.last, 99,
-                                   "2024-05-01"};
+                                   "2024-05-01", 0, -1};
     char value[SHARD_SESSION_VALUE_MAX];
     size_t len = shard_session_encode(&stored, value, sizeof value);
     cr_assert_gt(len, 0);
@@ -70,7 +174,8 @@ Test(visit, carries_across_batches_as_the_stored_state)
     cr_assert_eq(back.last, 1000);
     cr_assert_eq(back.exp, 99);
     cr_assert_str_eq(back.day, "2024-05-01");
-    struct visit_state again = {true, back.pv, back.start, back.last, 3, false};
+    struct visit_state again = {.open = true, .pv = back.pv, .start = back.start,
+                                .last = back.last, .day = 3, .scroll = -1};
     feed(&again, 1500, true, &sum);
     cr_assert_eq(sum.visits, 1, "the same visit");
     cr_assert_eq(sum.bounces, 0);
@@ -114,7 +219,9 @@ Test(visit, damaged_checkpoint_values_are_refused)
 {
     struct shard_session s;
     const char *bad[] = {"", "1 2 3", "1 2 3 4", "x 2 3 4 2024-05-01", "0 2 3 4 2024-05-01",
-                         "1 2 3 4 2024-05-0", "1 2 3 4 2024-05-011"};
+                         "1 2 3 4 2024-05-0", "1 2 3 4 2024-05-011",
+                         "1 2 3 4 2024-05-01 ", "1 2 3 4 2024-05-01 12", "1 2 3 4 2024-05-01 x 5",
+                         "1 2 3 4 2024-05-01 12 101", "1 2 3 4 2024-05-01 12 -2"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_expect_not(shard_session_decode(bad[i], strlen(bad[i]), &s), "%s", bad[i]);
 }
@@ -125,8 +232,8 @@ Test(visit, shard_memory_keeps_sessions_and_rows_through_a_sweep)
     shard_state_init(&st, 5);
     cr_assert_str_eq(st.prefix, "veil:{5}:");
     cr_assert_str_eq(st.stream_key, "veil:{5}:events");
-    struct shard_session a = {"s:a", 1, 10, 10, 0, "2024-05-01"};
-    struct shard_session b = {"s:b", 2, 10, 5000, 0, "2024-05-01"};
+    struct shard_session a = {"s:a", 1, 10, 10, 0, "2024-05-01", 0, -1};
+    struct shard_session b = {"s:b", 2, 10, 5000, 0, "2024-05-01", 0, -1};
     shard_session_put(&st, &a);
     shard_session_put(&st, &b);
     cr_assert_eq(st.nsessions, 2);
