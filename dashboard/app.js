@@ -164,7 +164,9 @@ function setChange(metric) {
   node.hidden = false;
   node.dataset.previous = String(prev);
   node.dataset.change = change == null ? '' : String(change);
-  node.className = `metric-change ${change > 0 ? 'up' : change < 0 ? 'down' : 'flat'}`;
+  /* Up is good except for the bounce rate. */
+  const good = metric === 'bounce_rate' ? -change : change;
+  node.className = `metric-change ${good > 0 ? 'up' : good < 0 ? 'down' : 'flat'}`;
   node.replaceChildren(el('span', { class: 'delta', text }), ` vs ${formatMetric(metric, prev)}`);
 }
 
