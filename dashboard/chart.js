@@ -91,21 +91,24 @@ function failTimeseries(err, report, notes) {
   }
 }
 
-/* Load the previous period [first, last] for the dotted line. */
+/* Load the previous period [first, last] for the dotted line, in the
+ * view's buckets (hours falling back to days as for the current period;
+ * render() draws it only when both have the same buckets). */
 export async function loadPreviousTimeseries(gen, [first, last]) {
-  const params = {
-    site_id: state.site,
-    period: 'custom',
-    date: `${first},${last}`,
-    ...filterParams(),
-    metrics: 'visitors',
-    interval: chart.interval,
-  };
+  const base = { site_id: state.site, period: 'custom', date: `${first},${last}`, ...filterParams(), metrics: 'visitors' };
+  let interval = isHourly() ? 'hour' : isMonthly() ? 'month' : 'day';
   try {
-    const data = await api('stats/timeseries', params);
+    let data;
+    try {
+      data = await api('stats/timeseries', { ...base, interval });
+    } catch (err) {
+      if (!(interval === 'hour' && isRefusal(err) && /^interval/.test(err.message))) throw err;
+      interval = 'day';
+      data = await api('stats/timeseries', { ...base, interval });
+    }
     if (gen !== state.generation || !state.compare) return;
     chart.previous = data.results || [];
-    chart.previousRange = [first, last];
+    chart.previousInterval = interval;
   } catch (err) {
     if (gen !== state.generation) return;
     chart.previous = null;
@@ -132,7 +135,7 @@ function render() {
   if (!rows) return;
   const interval = chart.interval;
   const xs = rows.map((r) => bucketSeconds(r.date));
-  const prev = chart.previous ? rows.map((_, i) => chart.previous[i]?.visitors ?? null) : null;
+  const prev = chart.previous && chart.previousInterval === interval ? rows.map((_, i) => chart.previous[i]?.visitors ?? null) : null;
   const data = [xs, rows.map((r) => r.visitors ?? 0), rows.map((r) => r.pageviews ?? 0)];
   if (prev) data.push(prev);
   const box = $('chart');
