@@ -213,9 +213,11 @@ test('click a row to filter: a pill, and the API\'s filtered answer or its reaso
   await checkRefusalsShown(main);
 });
 
-test('several filters: pills from the URL, removed one by one, cleared; numbers return', async () => {
-  const page = await openRecordingPage();
-  await openView(page, `site=${SITE}&period=custom&from=${D2}&to=${D0}&f=visit:source==news.example&f=visit:country==FR`);
+test('several filters (on a 390 px phone): pills from the URL, removed one by one, cleared; numbers return', async () => {
+  const page = await openRecordingPage({ width: 390, height: 844 });
+  await openView(page, `site=${SITE}&period=custom&from=${D2}&to=${D0}&cmp=1&f=visit:source==news.example&f=visit:country==FR`);
+  const widths = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  check(widths[0] <= widths[1], `page is ${widths[0]} px wide in a ${widths[1]} px viewport with pills and comparison`);
   const pills = await page.$$eval('#filters .pill', (ps) => ps.map((p) => `${p.dataset.property}=${p.dataset.value}`));
   checkEqual(pills, ['visit:source=news.example', 'visit:country=FR'], 'pills');
   const filters = 'visit:source==news.example;visit:country==FR';
