@@ -239,8 +239,15 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
             out->interval = PERIOD_INTERVAL_DAY;
         } else if (strcmp(v, "month") == 0) {
             out->interval = PERIOD_INTERVAL_MONTH;
+        } else if (strcmp(v, "hour") == 0) {
+            out->interval = PERIOD_INTERVAL_HOUR;
         } else {
-            str_format(err, errlen, "interval: expected day or month");
+            str_format(err, errlen, "interval: expected hour, day or month");
+            goto done;
+        }
+        if (out->interval == PERIOD_INTERVAL_HOUR &&
+            period_range_days(&out->range) > PERIOD_MAX_HOURLY_DAYS) {
+            str_format(err, errlen, "interval: hour covers at most 31 days");
             goto done;
         }
     }

@@ -184,8 +184,8 @@ static bool session_of(const struct plan *pl, size_t i, const char *field,
     if (!v->changed)
         return false;
     const struct vday *vd = &pl->vdays[v->day];
-    *out = (struct shard_session){field, v->pv, v->start, v->last, vd->exp, {0}, v->page,
-                                  v->scroll};
+    *out = (struct shard_session){field, v->pv,     v->start,  v->last, vd->exp,
+                                  {0},   v->page, v->scroll, v->hour};
     memcpy(out->day, vd->day, sizeof out->day);
     return true;
 }

@@ -29,6 +29,7 @@
 #include "lease.h"
 #include "log.h"
 #include "rollup.h"
+#include "site_zones.h"
 #include "shard.h"
 #include "shard_state.h"
 #include "util.h"
@@ -53,6 +54,7 @@ struct consumer {
     struct shard_state *shards;
     size_t nshards;
     struct rollup *rollup;
+    struct site_zones *zones;      /* sites' time zones from the registry */
     struct commit *commit;
     uint64_t next_lease_ms, next_report_ms, report_start_ms;
     int backoff_ms;
@@ -89,6 +91,8 @@ struct consumer *consumer_new(const struct agg_config *cfg)
         str_copy(c->fw_streams[i], sizeof c->fw_streams[i], c->shards[i].stream_key,
                  strlen(c->shards[i].stream_key));
     c->rollup = rollup_new(ROLLUP_SHARD_PREFIX, cfg->retention_days);
+    c->zones = site_zones_new();
+    rollup_set_zones(c->rollup, site_zones_get, c->zones);
     c->commit = commit_new();
     c->backoff_ms = BACKOFF_MIN_MS;
     pthread_mutex_init(&c->lock, NULL);
@@ -108,6 +112,7 @@ void consumer_free(struct consumer *c)
     free(c->fw);
     free(c->fw_bytes);
     rollup_free(c->rollup);
+    site_zones_free(c->zones);
     commit_free(c->commit);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -488,6 +493,7 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
     const redisReply *first = NULL, *last = NULL;
     rollup_reset(c->rollup);
     rollup_set_prefix(c->rollup, st->prefix);
+    site_zones_refresh(c->zones, c->rc, started);
     c->nfw = c->fw_used = 0;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i];

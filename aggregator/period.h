@@ -25,7 +25,12 @@ struct period_range {
     period_day last;
 };
 
-enum period_interval { PERIOD_INTERVAL_DAY = 0, PERIOD_INTERVAL_MONTH };
+/* HOUR: the local hours of each day (the stats API reads them from the
+ * `hours` keys; period_buckets gives the days). */
+enum period_interval { PERIOD_INTERVAL_DAY = 0, PERIOD_INTERVAL_MONTH, PERIOD_INTERVAL_HOUR };
+
+/* The longest range an hourly timeseries covers (24 rows per day). */
+#define PERIOD_MAX_HOURLY_DAYS 31
 
 /* Day number of a civil date (month 1..12, day 1..31; no validation). */
 period_day period_from_civil(int year, int month, int day);

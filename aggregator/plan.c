@@ -3,6 +3,7 @@
  * never logs. The visit rules themselves are in visit.c. */
 #include "plan.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,6 +215,7 @@ void plan_load_sessions(struct plan *p, struct shard_state *st, const struct rol
         s->last = ss->last;
         s->page = ss->page;
         s->scroll = ss->scroll;
+        s->hour = (uint8_t)ss->hour;
         s->day = vday_index(p, base, ss->exp, ss->day);
     }
 }
@@ -425,6 +427,27 @@ static void realtime(struct plan *p, const struct rollup_session *rs, const char
     pfadd(p, key, len, visitor, minute * 60 + 60 + REALTIME_KEEP_S, true);
 }
 
+/* Fields of the `hours` hash: "<HH>:<counter>" (docs/KEYS.md). */
+enum hour_counter { HF_PAGEVIEWS = 0, HF_EVENTS, HF_VISITS, HF_BOUNCES, HF_DURATION, HF__COUNT };
+static const char *const hour_counter_names[HF__COUNT] = {"pageviews", "events", "visits",
+                                                          "bounces", "visit_duration_s"};
+static char hour_fields[24][HF__COUNT][24];
+static pthread_once_t hour_fields_once = PTHREAD_ONCE_INIT;
+
+static void hour_fields_init(void)
+{
+    for (int h = 0; h < 24; h++)
+        for (int c = 0; c < HF__COUNT; c++)
+            str_format(hour_fields[h][c], sizeof hour_fields[h][c], "%02d:%s", h,
+                       hour_counter_names[c]);
+}
+
+static const char *hour_field(unsigned hour, enum hour_counter c)
+{
+    pthread_once(&hour_fields_once, hour_fields_init);
+    return hour_fields[hour < 24 ? hour : 23][c];
+}
+
 /* One event of a visitor, in session then time order (rollup_finish):
  * visit.c decides, this turns its effect into counts. */
 static void hit(struct plan *p, const struct shard_state *st, const struct rollup *r,
@@ -435,15 +458,23 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
     const char *visitor = rollup_visitor(r, rs->visitor);
     realtime(p, rs, visitor, h->ts, now);
     struct visit_effect fx;
-    const struct visit_hit vh = {h->ts, h->pageview, h->interactive, h->page, h->scroll};
+    const struct visit_hit vh = {h->ts, h->pageview, h->interactive, h->page, h->scroll,
+                                 h->hour};
     visit_apply(&p->sessions[h->session], &vh, p->day_vday[h->day], p->timeout, &fx);
     const struct vday *vd = &p->vdays[fx.day];
-    if (fx.new_visit)
+    if (fx.new_visit) {
         visit(p, st, fx.day, visitor, h->visit);
-    if (fx.duration)
+        hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_VISITS), 1, vd->exp);
+        hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_BOUNCES), 1, vd->exp);
+    }
+    if (fx.duration) {
         hincr_at(p, vd->base, "totals", "visit_duration_s", fx.duration, vd->exp);
-    if (fx.bounces)
+        hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_DURATION), fx.duration, vd->exp);
+    }
+    if (fx.bounces) {
         hincr_at(p, vd->base, "totals", "bounces", fx.bounces, vd->exp);
+        hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_BOUNCES), fx.bounces, vd->exp);
+    }
     if (fx.scroll_n)
         hincr_at(p, vd->base, "totals", "scroll_n", fx.scroll_n, vd->exp);
     if (fx.scroll_sum)
@@ -558,6 +589,31 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
                 k = wkey_index(p, key, len, d->expire_at, false);
             }
             pfadd_at(p, k, rollup_visitor(r, d->visitors[v]));
+        }
+        /* the local hours: counters and one visitor HyperLogLog per hour */
+        for (unsigned h = 0; h < 24; h++) {
+            if (d->hour_pv[h])
+                hincr_at(p, d->base, "hours", hour_field(h, HF_PAGEVIEWS), d->hour_pv[h],
+                         d->expire_at);
+            if (d->hour_ev[h])
+                hincr_at(p, d->base, "hours", hour_field(h, HF_EVENTS), d->hour_ev[h],
+                         d->expire_at);
+        }
+        uint32_t hk[24];
+        for (unsigned h = 0; h < 24; h++)
+            hk[h] = UINT32_MAX;
+        for (size_t v = 0; v < d->nhour_visitors; v++) {
+            unsigned h = d->hour_visitors[v].hour;
+            if (hk[h] == UINT32_MAX) {
+                char hv[8] = "hv:";
+                hv[3] = (char)('0' + h / 10);
+                hv[4] = (char)('0' + h % 10);
+                hv[5] = '\0';
+                if (!join(key, &len, d->base, hv, NULL, NULL))
+                    break;
+                hk[h] = wkey_index(p, key, len, d->expire_at, false);
+            }
+            pfadd_at(p, hk[h], rollup_visitor(r, d->hour_visitors[v].visitor));
         }
     }
     for (size_t i = 0; i < nrows; i++) {

@@ -361,6 +361,85 @@ int query_totals(redisContext *rc, const char *site, const struct period_range *
     return status;
 }
 
+/* ---- local hours ---- */
+
+struct hours_ctx {
+    const char *site;
+    period_day first;
+    struct query_totals *out;
+    struct cmd cmd;
+};
+
+/* command i: day i / 25; 0 = HGETALL hours, 1..24 = PFCOUNT hv:<HH> */
+static int hours_append_cb(redisContext *rc, size_t i, void *arg)
+{
+    struct hours_ctx *h = arg;
+    period_day day = h->first + (period_day)(i / 25);
+    size_t k = i % 25;
+    if (k == 0) {
+        cmd_push_str(&h->cmd, "HGETALL");
+        cmd_push_day_key(&h->cmd, h->site, day, "hours", NULL, 0);
+    } else {
+        char hv[8] = {'h', 'v', ':', (char)('0' + (k - 1) / 10), (char)('0' + (k - 1) % 10), 0};
+        cmd_push_str(&h->cmd, "PFCOUNT");
+        cmd_push_day_key(&h->cmd, h->site, day, hv, NULL, 0);
+    }
+    return cmd_append(rc, &h->cmd);
+}
+
+static int hours_reply_cb(const redisReply *r, size_t i, void *arg, char *err, size_t errlen)
+{
+    struct hours_ctx *h = arg;
+    struct query_totals *day = &h->out[i / 25 * 24];
+    size_t k = i % 25;
+    if (k > 0) {
+        if (!reply_integer(r, &day[k - 1].visitors)) {
+            str_format(err, errlen, "redis: PFCOUNT answered type %d", r->type);
+            return -1;
+        }
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        str_format(err, errlen, "redis: HGETALL answered type %d", r->type);
+        return -1;
+    }
+    /* fields "<HH>:<counter>" */
+    for (size_t f = 0; f + 1 < r->elements; f += 2) {
+        const redisReply *name = r->element[f];
+        long long v;
+        if (name->type != REDIS_REPLY_STRING || name->len < 4 || name->str[2] != ':' ||
+            name->str[0] < '0' || name->str[0] > '2' || name->str[1] < '0' ||
+            name->str[1] > '9' || !reply_integer(r->element[f + 1], &v))
+            continue;
+        int hour = (name->str[0] - '0') * 10 + (name->str[1] - '0');
+        if (hour > 23)
+            continue;
+        for (int c = 0; c < QC__COUNT; c++) {
+            if (strlen(counter_fields[c]) == name->len - 3 &&
+                memcmp(counter_fields[c], name->str + 3, name->len - 3) == 0)
+                day[hour].c[c] += v;
+        }
+    }
+    return 0;
+}
+
+int query_hours(redisContext *rc, const char *site, const struct period_range *range,
+                struct query_totals *out, char *err, size_t errlen)
+{
+    long days = period_range_days(range);
+    if (days <= 0)
+        return 0;
+    if (days > PERIOD_MAX_HOURLY_DAYS) {
+        str_format(err, errlen, "interval: hour covers at most 31 days");
+        return -1;
+    }
+    memset(out, 0, (size_t)days * 24 * sizeof *out);
+    struct hours_ctx h = {site, range->first, out, {0}};
+    int status = pipeline(rc, (size_t)days * 25, hours_append_cb, hours_reply_cb, &h, err, errlen);
+    cmd_free(&h.cmd);
+    return status;
+}
+
 /* ---- breakdown ---- */
 
 struct breakdown_ctx {

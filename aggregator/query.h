@@ -64,6 +64,14 @@ struct stats_rows {
 int query_totals(redisContext *rc, const char *site, const struct period_range *buckets,
                  size_t nbuckets, struct query_totals *out, char *err, size_t errlen);
 
+/* Totals of every local hour of the days of `range` (at most
+ * PERIOD_MAX_HOURLY_DAYS), from the `hours` hash and the `hv:<HH>`
+ * HyperLogLogs (docs/KEYS.md): out[d * 24 + h] for day range->first + d,
+ * hour h; out holds period_range_days(range) * 24 entries. Scroll depth is
+ * not kept per hour (0). Returns 0, or -1 with a reason in err. */
+int query_hours(redisContext *rc, const char *site, const struct period_range *range,
+                struct query_totals *out, char *err, size_t errlen);
+
 /* Breakdown rows of dimension `dim` (a KEYS.md <dim>: "page", "prop:plan",
  * ...) over `range`: pageviews/visits/events summed from the b:<dim>:pv|vis|ev
  * hashes, visitors = PFCOUNT over the row's u:<dim>:<value> keys of the

@@ -13,10 +13,13 @@
 
 #include "schema.h"
 #include "strmap.h"
+#include "period.h"
+#include "tzfile.h"
 #include "util.h"
 #include "visit.h"
 
 #define DAY_OWNER_BIT 0x80000000u /* pair-set owners: days vs rows */
+#define HOUR_OWNER_BITS 0xC0000000u /* and (day, hour): day * 24 + hour */
 
 /* ---- pair set: (owner, visitor) seen, to keep visitor lists distinct ---- */
 
@@ -99,6 +102,8 @@ struct rollup {
     struct row_cache last_row[SD__COUNT];
     struct smap day_map, row_map, session_map, visitor_map;
     struct pairset seen;
+    rollup_zone_fn zone_fn;    /* the site's time zone, or NULL: UTC */
+    void *zone_arg;
 };
 
 static const char *const total_fields[ROLLUP_T_COUNT] = {
@@ -141,8 +146,10 @@ void rollup_set_prefix(struct rollup *r, const char *prefix)
 
 void rollup_reset(struct rollup *r)
 {
-    for (size_t i = 0; i < r->ndays; i++)
+    for (size_t i = 0; i < r->ndays; i++) {
         free(r->days[i].visitors);
+        free(r->days[i].hour_visitors);
+    }
     for (size_t i = 0; i < r->nrows; i++)
         free(r->rows[i].visitors);
     r->ndays = r->nrows = r->nsessions = r->nhits = r->nvisitors = r->nevents = 0;
@@ -402,6 +409,23 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         str_format(err, errlen, "day: not a calendar day");
         return ROLLUP_INVALID;
     }
+    /* the site's local day and hour (docs/API.md "Time zones"): for a
+     * zoned site the day is taken from ts, not from the collector's UTC day */
+    const struct tz_zone *zone = r->zone_fn ? r->zone_fn(r->zone_arg, ev->site) : NULL;
+    int32_t local;
+    int hour;
+    tz_local(zone, ev->ts, &local, &hour);
+    char zoned_day[11];
+    const char *day = ev->day;
+    if (zone) {
+        period_format_day(local, zoned_day);
+        day = zoned_day;
+        expire_at = rollup_day_expire_at(day, r->retention_days);
+        if (expire_at < 0) {
+            str_format(err, errlen, "ts: outside the calendar");
+            return ROLLUP_INVALID;
+        }
+    }
     if (expire_at <= now)
         return ROLLUP_EXPIRED;
     if (ev->visitor[0] && !visitor_hash_valid(ev->visitor)) {
@@ -409,7 +433,7 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         return ROLLUP_INVALID;
     }
     uint32_t di;
-    if (day_index(r, ev->site, ev->day, expire_at, &di) != 0) {
+    if (day_index(r, ev->site, day, expire_at, &di) != 0) {
         str_format(err, errlen, "site: too long for a key name");
         return ROLLUP_INVALID;
     }
@@ -418,10 +442,19 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
     bool measurement = !pageview && rollup_is_measurement(ev->name);
     uint32_t vid = visitor_id(r, ev->visitor);
 
-    if (!measurement)
+    if (!measurement) {
         d->totals[ROLLUP_T_EVENTS]++;
-    if (pageview)
+        d->hour_ev[hour]++;
+    }
+    if (pageview) {
         d->totals[ROLLUP_T_PAGEVIEWS]++;
+        d->hour_pv[hour]++;
+    }
+    if (vid != ROLLUP_NO_VISITOR &&
+        pairset_add(&r->seen, HOUR_OWNER_BITS | (di * 24 + (uint32_t)hour), vid)) {
+        GROW(d->hour_visitors, d->nhour_visitors, d->hour_visitors_cap);
+        d->hour_visitors[d->nhour_visitors++] = (struct rollup_hour_visitor){vid, (uint8_t)hour};
+    }
     if (ev->engaged_ms >= 0) {
         d->totals[ROLLUP_T_ENGAGED_MS] += ev->engaged_ms;
         d->totals[ROLLUP_T_ENGAGED_N]++;
@@ -481,6 +514,7 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         h->interactive = !pageview && !measurement && ev->interactive;
         h->scroll = ev->scroll_depth >= 0 && ev->scroll_depth <= 100 ? ev->scroll_depth : -1;
         h->page = visit_page_hash(ev->path);
+        h->hour = (uint8_t)hour;
         h->seq = (uint32_t)r->nhits;
         memcpy(h->visit, visit, sizeof visit);
         r->nhits++;
@@ -665,4 +699,10 @@ bool rollup_site_valid(const char *site)
         if (*p == ':' || *p <= ' ' || *p == 0x7f)
             return false;
     return true;
+}
+
+void rollup_set_zones(struct rollup *r, rollup_zone_fn fn, void *arg)
+{
+    r->zone_fn = fn;
+    r->zone_arg = arg;
 }

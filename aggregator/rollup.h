@@ -65,7 +65,18 @@ const char *rollup_visit_dim_name(enum rollup_visit_dim d);
  * but are not counted as events nor as breakdown rows. */
 bool rollup_is_measurement(const char *name);
 
-/* One site and UTC day of the batch. Read-only for callers. */
+/* A visitor seen in one local hour of a day. */
+struct rollup_hour_visitor {
+    uint32_t visitor;
+    uint8_t hour;
+};
+
+/* The time zone of a site (NULL: UTC); see site_zones.h. */
+struct tz_zone;
+typedef const struct tz_zone *(*rollup_zone_fn)(void *arg, const char *site);
+
+/* One site and local day of the batch (the site's time zone, UTC by
+ * default). Read-only for callers. */
 struct rollup_day {
     const char *site;
     const char *day;                      /* YYYY-MM-DD */
@@ -74,6 +85,9 @@ struct rollup_day {
     int64_t expire_at;                    /* unix time its keys expire */
     long long totals[ROLLUP_T_COUNT];     /* scroll_sum and scroll_n stay 0: scroll depth
                                              is per page view, counted by the plan */
+    long long hour_pv[24], hour_ev[24];   /* pageviews and events per local hour */
+    struct rollup_hour_visitor *hour_visitors; /* distinct (visitor, hour) pairs */
+    size_t nhour_visitors, hour_visitors_cap;
     uint32_t *visitors;                   /* distinct visitor ids (rollup_visitor) */
     size_t nvisitors, visitors_cap;
 };
@@ -109,6 +123,7 @@ struct rollup_hit {
     bool interactive;                     /* a custom event that is an interaction */
     int scroll;                           /* its scroll depth, -1 absent */
     uint64_t page;                        /* visit_page_hash of its path */
+    uint8_t hour;                         /* local hour of ts, 0..23 */
     uint32_t seq;                         /* arrival order within the batch */
     const char *visit[ROLLUP_V_COUNT];    /* visit-dimension values, "" = none */
 };
@@ -129,6 +144,10 @@ void rollup_free(struct rollup *r);
 /* Write the next batch's keys under `prefix` (the shard's "veil:{s}:");
  * call right after rollup_reset. */
 void rollup_set_prefix(struct rollup *r, const char *prefix);
+
+/* Local days and hours of each site from `fn(arg, site)` (NULL fn: every
+ * site is UTC). Kept across batches. */
+void rollup_set_zones(struct rollup *r, rollup_zone_fn fn, void *arg);
 
 /* Forget the batch; every pointer obtained from `r` becomes invalid. */
 void rollup_reset(struct rollup *r);

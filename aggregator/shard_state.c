@@ -127,12 +127,12 @@ size_t shard_session_encode(const struct shard_session *s, char *buf, size_t cap
     }
     memcpy(p, s->day, 10);
     p += 10;
-    if (s->page) {
-        *p++ = ' ';
-        p = uint_to_dec(p, s->page);
-        *p++ = ' ';
-        p = put_ll(p, s->scroll < 0 ? -1 : s->scroll > 100 ? 100 : s->scroll);
-    }
+    *p++ = ' ';
+    p = uint_to_dec(p, s->page);
+    *p++ = ' ';
+    p = put_ll(p, s->scroll < 0 ? -1 : s->scroll > 100 ? 100 : s->scroll);
+    *p++ = ' ';
+    p = put_ll(p, s->hour < 0 || s->hour > 23 ? 0 : s->hour);
     *p = '\0';
     return (size_t)(p - buf);
 }
@@ -154,8 +154,9 @@ bool shard_session_decode(const char *value, size_t len, struct shard_session *s
         return false;
     s->page = 0;
     s->scroll = -1;
+    s->hour = 0;
     if (len - at > 10) {
-        /* " <page> <scroll>" */
+        /* " <page> <scroll> <hour>" */
         size_t p = at + 11, sp = p;
         while (sp < len && value[sp] != ' ')
             sp++;
@@ -168,10 +169,16 @@ bool shard_session_decode(const char *value, size_t len, struct shard_session *s
                 return false;
             page = page * 10 + (unsigned)(value[i] - '0');
         }
-        if (!safe_strtoll_n(value + sp + 1, len - sp - 1, -1, 100, &depth))
+        size_t hp = sp + 1;
+        while (hp < len && value[hp] != ' ')
+            hp++;
+        long long hour;
+        if (hp >= len || !safe_strtoll_n(value + sp + 1, hp - sp - 1, -1, 100, &depth) ||
+            !safe_strtoll_n(value + hp + 1, len - hp - 1, 0, 23, &hour))
             return false;
         s->page = page;
         s->scroll = (int)depth;
+        s->hour = (int)hour;
     }
     s->pv = num[0];
     s->start = num[1];

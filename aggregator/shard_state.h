@@ -34,6 +34,7 @@ struct shard_session {
     char day[11];        /* the day it started: its counts go there */
     uint64_t page;       /* hash of its latest page view's path (visit_page_hash), 0 none */
     int scroll;          /* that page view's largest counted scroll depth, -1 none */
+    int hour;            /* the local hour it started in, 0..23 */
 };
 
 /* One breakdown's primary hash (b:<dim>:ev, b:entry_page:vis). */
@@ -100,12 +101,11 @@ void shard_session_put(struct shard_state *st, const struct shard_session *s);
 void shard_session_filter(struct shard_state *st,
                           bool (*keep)(void *arg, const struct shard_session *s), void *arg);
 
-/* Checkpoint value of a session: "<pv> <start> <last> <exp> <day>", then
- * " <page> <scroll>" when it has a page (values written before scroll
- * depth per page view had no such tail and still decode: page 0, no
- * scroll). Returns its length, or 0 when cap is below
- * SHARD_SESSION_VALUE_MAX. */
-#define SHARD_SESSION_VALUE_MAX (4 * 22 + 10 + 1 + 21 + 5)
+/* Checkpoint value of a session: "<pv> <start> <last> <exp> <day> <page>
+ * <scroll> <hour>" (values written by versions without the last three
+ * still decode: page 0, no scroll, hour 0). Returns its length, or 0 when
+ * cap is below SHARD_SESSION_VALUE_MAX. */
+#define SHARD_SESSION_VALUE_MAX (4 * 22 + 10 + 1 + 21 + 5 + 3)
 size_t shard_session_encode(const struct shard_session *s, char *buf, size_t cap);
 /* Parse a checkpoint value into *s (s->field untouched). False when it is
  * not one (a damaged entry is dropped: that visit restarts). */

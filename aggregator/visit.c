@@ -40,6 +40,7 @@ void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
     memset(out, 0, sizeof *out);
     out->scroll_from = out->scroll_to = -1;
     out->day = s->day;
+    out->hour = s->hour;
     int64_t ts = h->ts;
     bool open = s->open;
     if (open && ts > s->last + timeout)
@@ -49,6 +50,7 @@ void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
         if (h->pageview) {
             out->new_visit = true;
             out->day = day;
+            out->hour = h->hour;
         }
         return;
     }
@@ -56,6 +58,8 @@ void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
         if (h->pageview) {
             out->new_visit = true;
             out->day = day;
+            out->hour = h->hour;
+            s->hour = h->hour;
             s->open = true;
             s->pv = 1;
             s->start = s->last = ts;

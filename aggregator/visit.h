@@ -24,6 +24,7 @@ struct visit_state {
     uint32_t day;           /* the caller's handle of the day it started (its counts go there) */
     uint64_t page;          /* hash of the path of its latest page view (visit_page_hash) */
     int scroll;             /* the largest scroll depth counted for that page view, -1 none */
+    uint8_t hour;           /* the local hour it started in (its hourly counts go there) */
     bool changed;           /* set when the visit must be stored again */
 };
 
@@ -35,6 +36,7 @@ struct visit_hit {
                                not an engagement/scroll measurement) */
     uint64_t page;          /* visit_page_hash of its path */
     int scroll;             /* its scroll depth 0..100, -1 absent */
+    uint8_t hour;           /* local hour of ts */
 };
 
 /* What one event does; the caller turns it into counter increments. */
@@ -44,6 +46,7 @@ struct visit_effect {
     long long duration;     /* add to visit_duration_s of the visit's day */
     long long bounces;      /* add to bounces of the visit's day (-1 on the 2nd page view) */
     uint32_t day;           /* the visit's day for duration, bounces and scroll */
+    uint8_t hour;           /* the visit's local hour (of its start) on that day */
     long long scroll_sum;   /* add to scroll_sum of the visit's day */
     long long scroll_n;     /* add to scroll_n of the visit's day (0 or 1) */
     int scroll_from, scroll_to; /* scroll histogram: move one page view from bucket

@@ -171,6 +171,7 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
         COPY_STRING(out->utm_campaign, url.utm_campaign);
         COPY_STRING(out->utm_term, url.utm_term);
         COPY_STRING(out->utm_content, url.utm_content);
+        out->paid = url.click_id;
     }
     if (conf->referrer == REFERRER_HOST && raw->referrer[0])
         url_referrer_host(raw->referrer, strlen(raw->referrer), url.host, out->referrer);

@@ -296,6 +296,25 @@ static void query_param(const char *param, size_t len, const struct cfg_list *al
             return; /* never kept in the path */
         }
     }
+    /* Ad platforms' click ids (their documented parameter names, as
+     * utm_* above): only which kind of ad was clicked is kept. */
+    static const struct {
+        const char *name;
+        unsigned char kind;
+    } click_ids[] = {
+        {"gclid", EV_PAID_SEARCH},   {"gbraid", EV_PAID_SEARCH},  {"wbraid", EV_PAID_SEARCH},
+        {"dclid", EV_PAID_SEARCH},   {"msclkid", EV_PAID_SEARCH}, {"yclid", EV_PAID_SEARCH},
+        {"fbclid", EV_PAID_SOCIAL},  {"ttclid", EV_PAID_SOCIAL},  {"twclid", EV_PAID_SOCIAL},
+        {"li_fat_id", EV_PAID_SOCIAL}, {"rdt_cid", EV_PAID_SOCIAL}, {"ScCid", EV_PAID_SOCIAL},
+        {"epik", EV_PAID_SOCIAL},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(click_ids); i++) {
+        if (strcasecmp(name, click_ids[i].name) == 0) {
+            if (!out->click_id)
+                out->click_id = click_ids[i].kind;
+            return; /* never kept in the path */
+        }
+    }
     if (strcasecmp(name, "source") == 0 && fb->source[0] == '\0')
         campaign_decode(fb->source, value, value_len);
     else if (strcasecmp(name, "ref") == 0 && fb->ref[0] == '\0')
@@ -320,6 +339,7 @@ bool url_normalise(const char *url, size_t len, bool hash_mode,
     out->host[0] = out->path[0] = '\0';
     out->utm_source[0] = out->utm_medium[0] = out->utm_campaign[0] = '\0';
     out->utm_term[0] = out->utm_content[0] = '\0';
+    out->click_id = 0;
     if (split_url(url, len, &parts, &why) != SPLIT_OK) {
         set_reason(reason, reasonlen, why);
         return false;

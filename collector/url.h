@@ -20,6 +20,8 @@ struct url_result {
     char path[EV_PATH_MAX];  /* "/..." + "?kept=params" + "#fragment" (hash mode) */
     char utm_source[EV_UTM_MAX], utm_medium[EV_UTM_MAX], utm_campaign[EV_UTM_MAX],
         utm_term[EV_UTM_MAX], utm_content[EV_UTM_MAX];
+    unsigned char click_id;  /* an ad platform's click id was in the query:
+                                EV_PAID_SEARCH or EV_PAID_SOCIAL (its value is dropped) */
 };
 
 /* Normalise the absolute http(s) URL url[0..len) into `out`.
@@ -39,7 +41,9 @@ struct url_result {
  * kept in the path, even when allowlisted; the first non-empty occurrence
  * wins. When utm_source is absent, "source" and then "ref" stand in for it
  * (Plausible does the same). A campaign value that is not valid UTF-8 or
- * holds control characters is ignored.
+ * holds control characters is ignored. An ad click id parameter (gclid,
+ * msclkid, fbclid, ...: docs/API.md "Sources and channels") sets click_id
+ * to the kind of its platform and, like utm_*, is never kept in the path.
  *
  * Returns true on success: every field of `out` is a NUL-terminated string
  * and the bytes after its NUL are left as they were (copy a field by its

@@ -129,6 +129,8 @@ size_t event_encode(const struct event_record *ev, const char **argv, size_t *ar
         emit_num(&enc, "em", ev->engaged_ms);
     if (!ev->interactive)
         emit_num(&enc, "ni", 1);
+    if (ev->paid)
+        emit_num(&enc, "pd", ev->paid);
     emit_str(&enc, "vh", ev->visitor);
     emit_str(&enc, "ipt", ev->ip_truncated);
 
@@ -294,6 +296,7 @@ void event_record_reset(struct event_record *ev)
     ev->scroll_depth = -1;
     ev->engaged_ms = -1;
     ev->interactive = true;
+    ev->paid = 0;
     ev->nprops = 0;
 }
 
@@ -380,6 +383,12 @@ bool event_decode_field(struct event_record *ev, const char *field, size_t flen,
         if (!decode_num("sd", value, vlen, 0, 100, &num, err, errlen))
             return false;
         ev->scroll_depth = (int)num;
+        return true;
+    }
+    if (field_is(field, flen, "pd")) {
+        if (!decode_num("pd", value, vlen, 0, 2, &num, err, errlen))
+            return false;
+        ev->paid = (unsigned char)num;
         return true;
     }
     if (field_is(field, flen, "ni")) {

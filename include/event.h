@@ -18,6 +18,8 @@
 #define EV_PATH_MAX     2001  /* normalised path (+kept query, +fragment) */
 #define EV_HOST_MAX     254   /* referrer host */
 #define EV_UTM_MAX      256   /* each utm_* value */
+#define EV_PAID_SEARCH  1     /* event_record.paid: a search ad's click id (gclid, ...) */
+#define EV_PAID_SOCIAL  2     /* a social network ad's click id (fbclid, ...) */
 #define EV_GEO_CITY_MAX 128
 #define EV_UA_FIELD_MAX 64    /* browser family, os family */
 #define EV_PROPS_MAX    30    /* custom props per event */
@@ -55,6 +57,8 @@ struct event_record {
     int64_t engaged_ms;            /* "em"   >= 0, -1 = absent */
     bool interactive;              /* "ni"   1 = false (Plausible's i:false): a custom
                                       event that does not undo a bounce; default true */
+    unsigned char paid;            /* "pd"   the page URL had an ad click id: 1 a search
+                                      ad (EV_PAID_SEARCH), 2 a social ad; 0 none */
     char visitor[17];              /* "vh"   16 hex chars, "" when visitor_hash=off */
     char ip_truncated[46];         /* "ipt"  only when ip_keep=truncated, else "" */
     size_t nprops;
@@ -86,7 +90,7 @@ const char *screen_class(long width);
  * and `scratch`, so both must outlive the use of argv.
  * Returns the number of entries written (always even), at most
  * EVENT_MAX_ARGS; prop keys are written as "p:<key>" into scratch. */
-#define EVENT_MAX_ARGS (2 * (25 + EV_PROPS_MAX))
+#define EVENT_MAX_ARGS (2 * (26 + EV_PROPS_MAX))
 #define EVENT_SCRATCH_BYTES (128 + EV_PROPS_MAX * (EV_PROP_KEY_MAX + 2))
 size_t event_encode(const struct event_record *ev, const char **argv, size_t *argvlen,
                     char *scratch);

@@ -70,6 +70,7 @@ static void full_record(struct event_record *ev)
     ev->scroll_depth = 0; /* 0 is present, not absent */
     ev->engaged_ms = 86400000;
     ev->interactive = false; /* "ni" 1 */
+    ev->paid = EV_PAID_SOCIAL; /* "pd" 2 */
     SET(ev->visitor, "0123456789abcdef");
     SET(ev->ip_truncated, "192.0.2.0");
     ev->nprops = EV_PROPS_MAX;
@@ -90,7 +91,7 @@ Test(event_codec, full_round_trip)
     char err[128] = "";
     full_record(&in);
     encode(&in, &e);
-    cr_assert_eq(e.n, EVENT_MAX_ARGS, "all 25 fields and 30 props: %zu", e.n);
+    cr_assert_eq(e.n, EVENT_MAX_ARGS, "all 26 fields and 30 props: %zu", e.n);
     cr_assert(decode(&e, &back, err, sizeof err), "decode: %s", err);
     cr_assert(memcmp(&in, &back, sizeof in) == 0, "round trip differs");
 }
@@ -99,7 +100,7 @@ Test(event_codec, field_order_and_names)
 {
     static const char *const order[] = {"v",  "site", "day", "ts", "n",  "path", "ref", "us",
                                         "um", "uc",   "ut",  "uo", "cc", "rg",   "ci",  "br",
-                                        "bv", "os",   "dev", "scr", "sd", "em",  "ni", "vh",  "ipt"};
+                                        "bv", "os",   "dev", "scr", "sd", "em",  "ni", "pd", "vh",  "ipt"};
     struct event_record in;
     struct encoded e;
     full_record(&in);
@@ -113,8 +114,8 @@ Test(event_codec, field_order_and_names)
     cr_assert_str_eq(value_of(&e, "dev"), "desktop");
     cr_assert_str_eq(value_of(&e, "sd"), "0");
     cr_assert_str_eq(value_of(&e, "em"), "86400000");
-    cr_assert_eq(e.argvlen[50], 2 + EV_PROP_KEY_MAX - 1);
-    cr_assert(memcmp(e.argv[50], "p:0aaa", 6) == 0);
+    cr_assert_eq(e.argvlen[52], 2 + EV_PROP_KEY_MAX - 1);
+    cr_assert(memcmp(e.argv[52], "p:0aaa", 6) == 0);
 }
 
 Test(event_codec, minimal_round_trip_omits_empty_fields)
@@ -132,6 +133,7 @@ Test(event_codec, minimal_round_trip_omits_empty_fields)
     cr_assert_null(value_of(&e, "sd"));
     cr_assert_null(value_of(&e, "em"));
     cr_assert_null(value_of(&e, "ni"), "interactive is the default: not written");
+    cr_assert_null(value_of(&e, "pd"));
     cr_assert_null(value_of(&e, "dev"));
     cr_assert_null(value_of(&e, "ref"));
     cr_assert_null(value_of(&e, "vh"));

@@ -176,6 +176,21 @@ Test(url, query_allowlist_star_keeps_all_but_campaign)
     cr_assert_str_eq(res.utm_source, "x");
 }
 
+Test(url, ad_click_ids_mark_the_kind_and_are_dropped)
+{
+    char *names[] = {"*"};
+    struct cfg_list all = {1, names};
+    cr_assert(norm_list("https://example.com/p?gclid=abc123&a=1", false, &all));
+    cr_assert_eq(res.click_id, EV_PAID_SEARCH);
+    cr_assert_str_eq(res.path, "/p?a=1", "the id itself never reaches the path");
+    cr_assert(norm("https://example.com/?FBCLID=x"));
+    cr_assert_eq(res.click_id, EV_PAID_SOCIAL, "names are case-insensitive");
+    cr_assert(norm("https://example.com/?msclkid=1&fbclid=2"));
+    cr_assert_eq(res.click_id, EV_PAID_SEARCH, "the first one wins");
+    cr_assert(norm("https://example.com/?gclidx=1"));
+    cr_assert_eq(res.click_id, 0);
+}
+
 Test(url, utm_extraction)
 {
     cr_assert(norm("https://example.com/p?utm_source=news%20letter&utm_medium=e+mail&"

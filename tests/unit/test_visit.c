@@ -33,7 +33,7 @@ static void feed_hit(struct visit_state *s, const struct visit_hit *h, struct su
 static void feed(struct visit_state *s, int64_t ts, bool pageview, struct sums *sum)
 {
     /* a non-page view here is an interactive custom event on no page */
-    const struct visit_hit h = {ts, pageview, !pageview, visit_page_hash("/"), -1};
+    const struct visit_hit h = {ts, pageview, !pageview, visit_page_hash("/"), -1, 5};
     feed_hit(s, &h, sum);
 }
 
@@ -42,7 +42,8 @@ static void feed(struct visit_state *s, int64_t ts, bool pageview, struct sums *
 static void ev(struct visit_state *s, int64_t ts, char kind, const char *path, int sd,
                struct sums *sum)
 {
-    const struct visit_hit h = {ts, kind == 'p', kind == 'c', visit_page_hash(path), sd};
+    const struct visit_hit h = {ts, kind == 'p', kind == 'c', visit_page_hash(path), sd,
+                                (uint8_t)(ts / 3600 % 24)};
     feed_hit(s, &h, sum);
 }
 
@@ -134,7 +135,7 @@ Test(visit, the_page_and_its_depth_survive_the_checkpoint)
     ev(&s, 1000, 'p', "/post", -1, &sum);
     ev(&s, 1010, 'e', "/post", 50, &sum);
     struct shard_session stored = {"example.com:00000000000000a1", s.pv, s.start, s.last, 99,
-                                   "2024-05-01", s.page, s.scroll};
+                                   "2024-05-01", s.page, s.scroll, s.hour};
     char value[SHARD_SESSION_VALUE_MAX];
     size_t len = shard_session_encode(&stored, value, sizeof value);
     cr_assert_gt(len, 0);
@@ -142,6 +143,7 @@ Test(visit, the_page_and_its_depth_survive_the_checkpoint)
     cr_assert(shard_session_decode(value, len, &back), "%s", value);
     cr_assert_eq(back.page, visit_page_hash("/post"));
     cr_assert_eq(back.scroll, 50);
+    cr_assert_eq(back.hour, 1000 / 3600 % 24, "the hour the visit started in");
     struct visit_state again = {.open = true, .pv = back.pv, .start = back.start,
                                 .last = back.last, .day = 3, .page = back.page,
                                 .scroll = back.scroll};
@@ -161,11 +163,11 @@ Test(visit, carries_across_batches_as_the_stored_state)
     struct sums sum = {0};
     feed(&s, 1000, true, &sum);
     struct shard_session stored = {"example.com:00000000000000a1", s.pv, s.start, s.last, 99,
-                                   "2024-05-01", 0, -1};
+                                   "2024-05-01", 0, -1, 0};
     char value[SHARD_SESSION_VALUE_MAX];
     size_t len = shard_session_encode(&stored, value, sizeof value);
     cr_assert_gt(len, 0);
-    cr_assert_str_eq(value, "1 1000 1000 99 2024-05-01");
+    cr_assert_str_eq(value, "1 1000 1000 99 2024-05-01 0 -1 0");
     cr_assert_eq(shard_session_encode(&stored, value, SHARD_SESSION_VALUE_MAX - 1), 0);
     struct shard_session back;
     cr_assert(shard_session_decode(value, len, &back));
@@ -221,7 +223,9 @@ Test(visit, damaged_checkpoint_values_are_refused)
     const char *bad[] = {"", "1 2 3", "1 2 3 4", "x 2 3 4 2024-05-01", "0 2 3 4 2024-05-01",
                          "1 2 3 4 2024-05-0", "1 2 3 4 2024-05-011",
                          "1 2 3 4 2024-05-01 ", "1 2 3 4 2024-05-01 12", "1 2 3 4 2024-05-01 x 5",
-                         "1 2 3 4 2024-05-01 12 101", "1 2 3 4 2024-05-01 12 -2"};
+                         "1 2 3 4 2024-05-01 12 101 0", "1 2 3 4 2024-05-01 12 -2 0",
+                         "1 2 3 4 2024-05-01 12 5", "1 2 3 4 2024-05-01 12 5 24",
+                         "1 2 3 4 2024-05-01 12 5 x"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_expect_not(shard_session_decode(bad[i], strlen(bad[i]), &s), "%s", bad[i]);
 }
@@ -232,8 +236,8 @@ Test(visit, shard_memory_keeps_sessions_and_rows_through_a_sweep)
     shard_state_init(&st, 5);
     cr_assert_str_eq(st.prefix, "veil:{5}:");
     cr_assert_str_eq(st.stream_key, "veil:{5}:events");
-    struct shard_session a = {"s:a", 1, 10, 10, 0, "2024-05-01", 0, -1};
-    struct shard_session b = {"s:b", 2, 10, 5000, 0, "2024-05-01", 0, -1};
+    struct shard_session a = {"s:a", 1, 10, 10, 0, "2024-05-01", 0, -1, 0};
+    struct shard_session b = {"s:b", 2, 10, 5000, 0, "2024-05-01", 0, -1, 0};
     shard_session_put(&st, &a);
     shard_session_put(&st, &b);
     cr_assert_eq(st.nsessions, 2);
