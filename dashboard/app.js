@@ -11,7 +11,7 @@
  * number that is not the API's answer to the view's exact query. */
 import { api, auth, ApiError, describeError, downloadCsv, fileSafe, isRefusal } from './api.js';
 import { clearPrevious, loadPreviousTimeseries, loadTimeseries, plottedInterval, resizeChart } from './chart.js';
-import { $, addDays, el, formatDay, formatInt, formatMetric, todayUtc } from './format.js';
+import { $, addDays, el, formatDay, formatInt, formatMetric } from './format.js';
 import { PANELS, buildPanels, loadAllPanels } from './panels.js';
 import {
   filterParams,
@@ -21,7 +21,9 @@ import {
   readHash,
   removeFilter,
   setFilter,
+  siteToday,
   state,
+  zoneLabel,
   writeHash,
 } from './state.js';
 
@@ -93,6 +95,7 @@ async function signIn(token) {
   $('login').hidden = true;
   $('token').value = '';
   state.sites = (data.sites || []).map((s) => s.domain);
+  state.zones = Object.fromEntries((data.sites || []).map((s) => [s.domain, s.timezone || 'UTC']));
   const select = $('site');
   select.replaceChildren(...state.sites.map((d) => el('option', { value: d, text: d })));
   $('controls').hidden = false;
@@ -246,7 +249,7 @@ function renderMeta(meta) {
   if (state.dateRange) {
     const [first, last] = state.dateRange;
     range.textContent =
-      first === last ? `${formatDay(first)} (UTC)` : `${formatDay(first)} – ${formatDay(last)} (UTC days)`;
+      first === last ? `${formatDay(first)} (${zoneLabel()})` : `${formatDay(first)} – ${formatDay(last)} (${zoneLabel()} days)`;
     if (meta.clipped_to_retention)
       range.append(el('span', { class: 'clipped', text: ' · older days have expired (retention) and are not counted' }));
   }
@@ -314,13 +317,12 @@ function loadRealtime() {
 }
 
 /* While the tab is visible: realtime every REFRESH_MS, and the totals and
- * chart too when the range reaches today (the site's today may be a day
- * behind or ahead of UTC's). Breakdown tables are not re-read (that would
+ * chart too when the range reaches the site's today. Breakdown tables are not re-read (that would
  * drop "Show more" pages under the reader). */
 function tick() {
   if (!auth.token || !state.site || document.hidden) return;
   loadRealtime();
-  if (state.dateRange && state.dateRange[1] >= addDays(todayUtc(), -1)) {
+  if (state.dateRange && state.dateRange[1] >= siteToday()) {
     const gen = state.generation;
     loadAggregate(gen, { quiet: true });
     loadTimeseries(gen, failed(gen), { quiet: true });
@@ -348,7 +350,7 @@ function syncPeriodControls() {
   $('custom-range').hidden = state.period !== 'custom';
   $('compare').checked = state.compare;
   if (state.period === 'custom') {
-    if (!state.to) state.to = todayUtc();
+    if (!state.to) state.to = siteToday();
     if (!state.from) state.from = addDays(state.to, -13);
     $('from').value = state.from;
     $('to').value = state.to;
@@ -363,7 +365,8 @@ function downloadTimeseriesCsv() {
     site_id: state.site,
     ...rangeParams(),
     ...filterParams(),
-    metrics: TOP_METRICS.join(','),
+    /* Hours keep no scroll depth (the API reads 0 there): leave it out. */
+    metrics: (interval === 'hour' ? TOP_METRICS.filter((m) => m !== 'scroll_depth') : TOP_METRICS).join(','),
     ...(interval === 'hour' ? { interval } : {}),
   };
   downloadCsv('stats/timeseries', params, name, $('timeseries-csv'), showError);

@@ -53,10 +53,6 @@ const dayFormat = new Intl.DateTimeFormat(undefined, {
 });
 export const formatDay = (iso) => dayFormat.format(new Date(`${iso}T00:00:00Z`));
 
-export function todayUtc() {
-  return new Date().toISOString().slice(0, 10);
-}
-
 export function addDays(iso, n) {
   const d = new Date(`${iso}T00:00:00Z`);
   d.setUTCDate(d.getUTCDate() + n);

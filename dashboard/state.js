@@ -5,7 +5,7 @@
  * It must never put the token in the URL: the fragment holds only the view.
  * Filters are kept as (property, value) pairs and sent in Plausible's v1
  * syntax (`filters=prop==value;prop2==value2`, docs/API.md). */
-import { addDays, addMonths, dayCount, todayUtc } from './format.js';
+import { addDays, addMonths, dayCount } from './format.js';
 
 /* The periods of the picker: the API's own, plus Yesterday (a `day` on the
  * day before today) and Custom range. */
@@ -40,6 +40,7 @@ export function propertyName(property) {
 
 export const state = {
   sites: [],
+  zones: {} /* site -> IANA time zone, from /api/v1/sites */,
   site: '',
   period: '30d',
   from: '',
@@ -52,10 +53,36 @@ export const state = {
   dateRange: null,
 };
 
+/* The site's time zone ('UTC' when the API names none or the browser does
+ * not know it). Days and hours in the API are the site's local ones. */
+export function siteZone() {
+  const tz = state.zones[state.site] || 'UTC';
+  try {
+    new Intl.DateTimeFormat('en-CA', { timeZone: tz });
+    return tz;
+  } catch {
+    return 'UTC';
+  }
+}
+
+/* Today in the site's time zone, YYYY-MM-DD. */
+export function siteToday() {
+  const parts = new Intl.DateTimeFormat('en-CA', { timeZone: siteZone(), year: 'numeric', month: '2-digit', day: '2-digit' })
+    .formatToParts(new Date());
+  const get = (t) => parts.find((p) => p.type === t).value;
+  return `${get('year')}-${get('month')}-${get('day')}`;
+}
+
+/* How the range line names the days: "UTC" or the site's zone. */
+export function zoneLabel() {
+  const tz = siteZone();
+  return tz === 'UTC' || tz === 'Etc/UTC' ? 'UTC' : tz;
+}
+
 /* The period and date parameters of the current view. */
 export function rangeParams() {
   if (state.period === 'custom') return { period: 'custom', date: `${state.from},${state.to}` };
-  if (state.period === 'yesterday') return { period: 'day', date: addDays(todayUtc(), -1) };
+  if (state.period === 'yesterday') return { period: 'day', date: addDays(siteToday(), -1) };
   return { period: state.period };
 }
 

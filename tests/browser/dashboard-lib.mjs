@@ -124,6 +124,28 @@ export const ROWS = [
 /* Realtime: visitor hash -> seconds ago (three within the last 5 minutes). */
 export const REALTIME = { [vh(19)]: 10, [vh(20)]: 60, [vh(21)]: 170, [vh(3)]: 1200 };
 
+/* Each day's counts fall into two local hours: the first half (rounded
+ * down) at 09:00, the rest at 15:00; so do its visitors. */
+export const HOURS = ['09', '15'];
+const HOUR_FIELDS = ['pageviews', 'events', 'visits', 'bounces', 'visit_duration_s'];
+export function hourSplit(x) {
+  if (Array.isArray(x)) return [x.slice(0, Math.floor(x.length / 2)), x.slice(Math.floor(x.length / 2))];
+  return [Math.floor(x / 2), x - Math.floor(x / 2)];
+}
+
+/* The 24 hourly buckets of a day: [{hour: 'HH', visitors, pageviews}]. */
+export function expectedHours(day) {
+  return Array.from({ length: 24 }, (_, h) => {
+    const hh = String(h).padStart(2, '0');
+    const i = HOURS.indexOf(hh);
+    return {
+      hour: hh,
+      visitors: i < 0 ? 0 : hourSplit(DAY_VISITORS[day])[i].length,
+      pageviews: i < 0 ? 0 : hourSplit(TOTALS[day].pageviews)[i],
+    };
+  });
+}
+
 /* What the data set says, computed from the tables above. */
 export function expectedTotals(days) {
   const sum = (f) => days.reduce((a, d) => a + (TOTALS[d]?.[f] || 0), 0);
@@ -277,6 +299,12 @@ export async function writeDataSet(r) {
   for (const [day, totals] of Object.entries(TOTALS)) {
     for (const [field, n] of Object.entries(totals)) await r.command('HINCRBY', key(SITE, day, 'totals'), field, n);
     await r.command('PFADD', key(SITE, day, 'visitors'), ...DAY_VISITORS[day].map(vh));
+    /* Local hours (docs/KEYS.md `hours`, `hv:<HH>`), split as HOURS says. */
+    for (const [field, n] of Object.entries(totals)) {
+      if (!HOUR_FIELDS.includes(field)) continue;
+      for (const [i, hh] of HOURS.entries()) await r.command('HINCRBY', key(SITE, day, 'hours'), `${hh}:${field}`, hourSplit(n)[i]);
+    }
+    for (const [i, hh] of HOURS.entries()) await r.command('PFADD', key(SITE, day, `hv:${hh}`), ...hourSplit(DAY_VISITORS[day]).at(i).map(vh));
   }
   for (const [dim, value, day, counts, visitors] of ROWS) {
     for (const [metric, n] of Object.entries(counts)) {

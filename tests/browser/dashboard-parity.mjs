@@ -125,8 +125,10 @@ test('hourly Today and Yesterday: 24 hours as the API answers, or its reason and
       checkEqual(chart.dates.split(','), hourly.body.results.map((r) => r.date), `${period} hours vs API`);
       checkEqual(chart.visitors.split(',').map(Number), hourly.body.results.map((r) => r.visitors), `${period} hourly visitors vs API`);
       checkEqual(chart.pageviews.split(',').map(Number), hourly.body.results.map((r) => r.pageviews), `${period} hourly pageviews vs API`);
-      /* The data set has no hourly keys (their layout is the parity work's),
-       * so the hours are checked against the API only. */
+      const hours = lib.expectedHours(day);
+      checkEqual(chart.dates.split(','), hours.map((h) => `${day} ${h.hour}:00:00`), `${period} hours vs data set`);
+      checkEqual(chart.visitors.split(',').map(Number), hours.map((h) => h.visitors), `${period} hourly visitors vs data set`);
+      checkEqual(chart.pageviews.split(',').map(Number), hours.map((h) => h.pageviews), `${period} hourly pageviews vs data set`);
     } else {
       checkEqual(hourly.status, 400, 'hourly refusal status');
       checkEqual(chart.interval, 'day', `${period} falls back to the day`);
