@@ -298,6 +298,36 @@ test('per-row bounce rate and visit duration: the API\'s numbers, or its reason 
   checkNoConsoleErrors(main);
 });
 
+test('site time zone: the range names it, Today and Yesterday are the site\'s days as the API counts them', async () => {
+  /* A zone whose date differs from UTC's right now (UTC+14 from 10:00 UTC,
+   * UTC-11 before 11:00 UTC), so a page that used UTC's today would fail. */
+  const zone = new Date().getUTCHours() >= 10 ? 'Pacific/Kiritimati' : 'Pacific/Pago_Pago';
+  await stack.client.command('HSET', `veil:{reg}:site:${lib.SMALL_SITE}`, 'timezone', zone);
+  await stack.client.command('SADD', 'veil:{reg}:sites', lib.SMALL_SITE);
+  await stack.client.command('INCR', 'veil:{reg}:version');
+  const sites = await apiGet('sites', {});
+  checkEqual(sites.sites.find((x) => x.domain === lib.SMALL_SITE).timezone, zone, 'the API reports the zone');
+  const page = await openRecordingPage();
+  const asked = [];
+  page.on('request', (r) => r.url().includes('/stats/aggregate') && asked.push(new URL(r.url()).searchParams));
+  await openView(page, `site=${lib.SMALL_SITE}&period=day`);
+  const today = (await apiGet('stats/aggregate', { site_id: lib.SMALL_SITE, period: 'day', metrics: 'visitors' })).meta.date_range[0];
+  const local = new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
+  checkEqual(today, local, "the API's today for the site vs the zone's date");
+  check(today !== lib.isoDay(Date.now()), 'the zone does not differ from UTC now: the test would prove nothing');
+  const range = await page.textContent('#range');
+  check(range.includes(zone), `range line does not name the zone: ${range}`);
+  asked.length = 0;
+  await page.selectOption('#period', 'yesterday');
+  await waitLoaded(page);
+  const yesterday = lib.isoDay(Date.parse(`${today}T00:00:00Z`) - 86_400_000);
+  check(asked.some((q) => q.get('period') === 'day' && q.get('date') === yesterday), `Yesterday did not ask for ${yesterday}`);
+  check((await page.textContent('#range')).includes(zone), 'zone not named for Yesterday');
+  checkEqual(await page.getAttribute('#chart', 'data-dates'), Array.from({ length: 24 }, (_, h) => `${yesterday} ${String(h).padStart(2, '0')}:00:00`).join(','), 'Yesterday hours are the site\'s');
+  checkNoConsoleErrors(page);
+  await page.close();
+});
+
 test('self-refresh: realtime and today\'s totals follow new data without a reload', async () => {
   const page = await openPage();
   await page.addInitScript(() => {
