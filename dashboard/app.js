@@ -180,6 +180,8 @@ async function loadAggregate(gen, { quiet = false } = {}) {
     current = null;
     previous = null;
     $('metrics-note').replaceChildren();
+    $('compare-note').replaceChildren();
+    $('compare-note').dataset.range = '';
     for (const m of TOP_METRICS) {
       setMetric(m, null);
       setChange(m);
