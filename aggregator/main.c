@@ -19,6 +19,7 @@
 #include "agg_config.h"
 #include "auth.h"
 #include "consumer.h"
+#include "referrers.h"
 #include "rollup_metrics.h"
 #include "log.h"
 #include "reload.h"
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
     int sigfd = -1;
     struct stats_api *api = NULL;
     struct consumer *consumer = NULL;
+    struct referrers *referrers = NULL;
     struct agg_reloader *reloader = NULL;
 
     /* Block the stop signals first thing, before any thread exists, so that
@@ -87,7 +89,20 @@ int main(int argc, char **argv)
     }
     evthread_use_pthreads();
 
+    /* named sources and channels (docs/API.md "Sources and channels") */
+    if (conf.referrer_db[0]) {
+        referrers = referrers_load(conf.referrer_db, err, sizeof err);
+        if (!referrers && strcmp(conf.referrer_db, AGG_REFERRER_DB_DEFAULT) != 0) {
+            log_error("%s", err);
+            goto out;
+        }
+        if (!referrers)
+            log_warn("%s: sources are referrer hosts, channels use campaigns only", err);
+        else
+            log_info("referrer_db: %zu referrer hosts", referrers_count(referrers));
+    }
     consumer = consumer_new(&conf);
+    consumer_set_referrers(consumer, referrers);
     rollup_metrics_register(consumer); /* before the stats API thread reads it */
     if (conf.api_listen[0]) {
         api = stats_api_start(&conf, err, sizeof err);
@@ -119,6 +134,7 @@ out:
     agg_reloader_stop(reloader);
     stats_api_stop(api);
     consumer_free(consumer);
+    referrers_free(referrers);
     if (sigfd >= 0)
         close(sigfd);
     agg_config_free(&conf);

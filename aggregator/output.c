@@ -9,6 +9,17 @@
 
 #include "util.h"
 
+/* An integer, or tenths as "<whole>.<tenth>". */
+static void write_num(struct evbuffer *out, const struct output_cell *c)
+{
+    if (!c->tenths) {
+        evbuffer_add_printf(out, "%lld", c->num);
+        return;
+    }
+    long long v = c->num < 0 ? -c->num : c->num;
+    evbuffer_add_printf(out, "%s%lld.%lld", c->num < 0 ? "-" : "", v / 10, v % 10);
+}
+
 void output_json_string(struct evbuffer *out, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -77,7 +88,7 @@ static void json_cell(struct evbuffer *out, const struct output_cell *c)
     if (c->is_str)
         output_json_string(out, c->str, c->len);
     else
-        evbuffer_add_printf(out, "%lld", c->num);
+        write_num(out, c);
 }
 
 static void json_key(struct evbuffer *out, const char *name)
@@ -132,7 +143,7 @@ void output_csv(struct evbuffer *out, const struct output_table *t)
             if (cell->is_str)
                 output_csv_field(out, cell->str, cell->len);
             else
-                evbuffer_add_printf(out, "%lld", cell->num);
+                write_num(out, cell);
         }
         evbuffer_add(out, "\r\n", 2);
     }

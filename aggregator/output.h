@@ -14,12 +14,14 @@ struct evbuffer;
 
 enum output_format { OUTPUT_JSON = 0, OUTPUT_CSV };
 
-/* One cell: a string slice (not owned) or an integer. */
+/* One cell: a string slice (not owned), an integer, or a number with one
+ * decimal (num in tenths, e.g. a conversion rate of 12.5 %). */
 struct output_cell {
     bool is_str;
     const char *str;
     size_t len;
     long long num;
+    bool tenths;
 };
 
 /* Rows of cells under named columns; cells is nrows * ncols, row-major.
@@ -33,13 +35,20 @@ struct output_table {
 
 static inline struct output_cell output_str(const char *s, size_t len)
 {
-    struct output_cell c = {true, s, len, 0};
+    struct output_cell c = {true, s, len, 0, false};
     return c;
 }
 
 static inline struct output_cell output_num(long long n)
 {
-    struct output_cell c = {false, NULL, 0, n};
+    struct output_cell c = {false, NULL, 0, n, false};
+    return c;
+}
+
+/* A number with one decimal, given in tenths (125 -> 12.5). */
+static inline struct output_cell output_tenths(long long tenths)
+{
+    struct output_cell c = {false, NULL, 0, tenths, true};
     return c;
 }
 

@@ -463,7 +463,10 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
     visit_apply(&p->sessions[h->session], &vh, p->day_vday[h->day], p->timeout, &fx);
     const struct vday *vd = &p->vdays[fx.day];
     if (fx.new_visit) {
-        visit(p, st, fx.day, visitor, h->visit);
+        const char *values[ROLLUP_V_COUNT];
+        memcpy(values, h->visit, sizeof values);
+        values[ROLLUP_V_VISITOR_TYPE] = fx.returning ? "returning" : "new";
+        visit(p, st, fx.day, visitor, values);
         hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_VISITS), 1, vd->exp);
         hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_BOUNCES), 1, vd->exp);
     }
@@ -651,15 +654,25 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
 
 /* The sweep: visits of the shard idle past the timeout (plus the skew an
  * event may still arrive with) in stream time, not touched by this batch. */
+/* A visit ended before cutoff is kept until the UTC day of its last event
+ * is over too (the default salt period: visitor hashes change at UTC
+ * midnight), so that a later visit of the same hash that day is known to be
+ * returning (docs/API.md "New and returning visitors"). */
+static bool keep_session(long long last, int64_t cutoff)
+{
+    long long day = last >= 0 ? last / 86400 : -1, cut = cutoff >= 0 ? cutoff / 86400 : -1;
+    return last >= cutoff || day == cut;
+}
+
 bool plan_sweep_keep(void *arg, const struct shard_session *s)
 {
-    return s->last >= *(const int64_t *)arg;
+    return keep_session(s->last, *(const int64_t *)arg);
 }
 
 void plan_sweep(struct plan *p, const struct shard_state *st, int64_t cutoff)
 {
     for (size_t i = 0; i < st->nsessions; i++) {
-        if (st->sessions[i].last >= cutoff)
+        if (keep_session(st->sessions[i].last, cutoff))
             continue;
         GROW(p->closed, p->nclosed, p->closed_cap);
         p->closed[p->nclosed++] = st->sessions[i].field;

@@ -14,6 +14,8 @@
 #include "schema.h"
 #include "strmap.h"
 #include "period.h"
+#include "referrers.h"
+#include "registry.h"
 #include "tzfile.h"
 #include "util.h"
 #include "visit.h"
@@ -102,8 +104,9 @@ struct rollup {
     struct row_cache last_row[SD__COUNT];
     struct smap day_map, row_map, session_map, visitor_map;
     struct pairset seen;
-    rollup_zone_fn zone_fn;    /* the site's time zone, or NULL: UTC */
-    void *zone_arg;
+    const struct referrers *referrers; /* named sources, NULL: hosts */
+    rollup_site_fn site_fn;    /* the site's zone and goals, or NULL: UTC, none */
+    void *site_arg;
 };
 
 static const char *const total_fields[ROLLUP_T_COUNT] = {
@@ -397,6 +400,32 @@ static bool join2(char *out, size_t outlen, const char *a, char sep, const char 
     return true;
 }
 
+/* Each of the site's goals the event completes is a row of `goal`, named
+ * as Plausible names goals: the event name for "event:<name>", "Visit
+ * <path>" for "page:<path>" (docs/API.md "Goals"). */
+static void count_goals(struct rollup *r, uint32_t di, const char *goals,
+                        const struct event_record *ev, bool pageview, uint32_t vid)
+{
+    for (const char *line = goals; *line;) {
+        size_t len = strcspn(line, "\n");
+        if (registry_goal_line_matches(line, len, ev->name, ev->path)) {
+            char name[8 + REG_FIELD_MAX];
+            bool page = line[0] == 'p';
+            size_t skip = page ? 5 : 6, n = 0;
+            if (page) {
+                memcpy(name, "Visit ", 6);
+                n = 6;
+            }
+            if (n + len - skip < sizeof name) {
+                memcpy(name + n, line + skip, len - skip);
+                name[n + len - skip] = '\0';
+                row_dim(r, di, SD_GOAL, name, pageview, vid);
+            }
+        }
+        line += len + (line[len] == '\n');
+    }
+}
+
 enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, int64_t now,
                               char *err, size_t errlen)
 {
@@ -411,7 +440,8 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
     }
     /* the site's local day and hour (docs/API.md "Time zones"): for a
      * zoned site the day is taken from ts, not from the collector's UTC day */
-    const struct tz_zone *zone = r->zone_fn ? r->zone_fn(r->zone_arg, ev->site) : NULL;
+    const struct rollup_site *conf = r->site_fn ? r->site_fn(r->site_arg, ev->site) : NULL;
+    const struct tz_zone *zone = conf ? conf->zone : NULL;
     int32_t local;
     int hour;
     tz_local(zone, ev->ts, &local, &hour);
@@ -466,9 +496,14 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         visit[i] = "";
     if (!measurement) {
         char region[8], version[EV_UA_FIELD_MAX + 20];
-        const char *source = ev->referrer[0] ? ev->referrer
-                           : ev->utm_source[0] ? ev->utm_source
-                                               : ROLLUP_DIRECT;
+        enum ref_medium medium;
+        const char *named = referrers_source(r->referrers, ev->referrer, &medium);
+        const char *source = named               ? named
+                           : ev->referrer[0]     ? ev->referrer
+                           : ev->utm_source[0]   ? ev->utm_source
+                                                 : ROLLUP_DIRECT;
+        const char *channel = referrers_channel_name(referrers_channel(
+            r->referrers, ev->referrer, ev->utm_source, ev->utm_medium, ev->paid));
         region[0] = version[0] = '\0';
         if (ev->country[0] && ev->region[0])
             join2(region, sizeof region, ev->country, '-', ev->region);
@@ -493,6 +528,8 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         visit[ROLLUP_V_OS] = row_dim(r, di, SD_OS, ev->os, pageview, vid);
         visit[ROLLUP_V_DEVICE] = row_dim(r, di, SD_DEVICE, device, pageview, vid);
         visit[ROLLUP_V_SCREEN] = row_dim(r, di, SD_SCREEN, ev->screen, pageview, vid);
+        visit[ROLLUP_V_CHANNEL] = row_dim(r, di, SD_CHANNEL, channel, pageview, vid);
+        visit[ROLLUP_V_REFERRER] = row_dim(r, di, SD_REFERRER, ev->referrer, pageview, vid);
         row_dim(r, di, SD_NAME, ev->name, pageview, vid);
         for (size_t i = 0; i < ev->nprops && i < EV_PROPS_MAX; i++) {
             const struct event_prop *p = &ev->props[i];
@@ -503,6 +540,8 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
             row_count(r, di, dim, SD_PROP, p->value, pageview, vid,
                       schema_dim(SD_PROP)->visitors);
         }
+        if (conf && conf->goals && conf->goals[0])
+            count_goals(r, di, conf->goals, ev, pageview, vid);
     }
     if (vid != ROLLUP_NO_VISITOR) {
         GROW(r->hits, r->nhits, r->hits_cap);
@@ -701,8 +740,13 @@ bool rollup_site_valid(const char *site)
     return true;
 }
 
-void rollup_set_zones(struct rollup *r, rollup_zone_fn fn, void *arg)
+void rollup_set_sites(struct rollup *r, rollup_site_fn fn, void *arg)
 {
-    r->zone_fn = fn;
-    r->zone_arg = arg;
+    r->site_fn = fn;
+    r->site_arg = arg;
+}
+
+void rollup_set_referrers(struct rollup *r, const struct referrers *db)
+{
+    r->referrers = db;
 }

@@ -54,6 +54,9 @@ enum rollup_visit_dim {
     ROLLUP_V_OS,
     ROLLUP_V_DEVICE,
     ROLLUP_V_SCREEN,
+    ROLLUP_V_CHANNEL,
+    ROLLUP_V_REFERRER,
+    ROLLUP_V_VISITOR_TYPE, /* set by the plan, not per event: "new" or "returning" */
     ROLLUP_V_COUNT
 };
 
@@ -71,9 +74,14 @@ struct rollup_hour_visitor {
     uint8_t hour;
 };
 
-/* The time zone of a site (NULL: UTC); see site_zones.h. */
+/* A site's settings from the registry (site_zones.h): its time zone (NULL:
+ * UTC) and goals ("kind:pattern" lines, "" none). */
 struct tz_zone;
-typedef const struct tz_zone *(*rollup_zone_fn)(void *arg, const char *site);
+struct rollup_site {
+    const struct tz_zone *zone;
+    const char *goals;
+};
+typedef const struct rollup_site *(*rollup_site_fn)(void *arg, const char *site);
 
 /* One site and local day of the batch (the site's time zone, UTC by
  * default). Read-only for callers. */
@@ -145,9 +153,15 @@ void rollup_free(struct rollup *r);
  * call right after rollup_reset. */
 void rollup_set_prefix(struct rollup *r, const char *prefix);
 
-/* Local days and hours of each site from `fn(arg, site)` (NULL fn: every
- * site is UTC). Kept across batches. */
-void rollup_set_zones(struct rollup *r, rollup_zone_fn fn, void *arg);
+/* Each site's settings from `fn(arg, site)`: local days and hours, goals
+ * (NULL fn: every site is UTC without goals). Kept across batches. */
+void rollup_set_sites(struct rollup *r, rollup_site_fn fn, void *arg);
+
+/* Named sources and channels from `db` (referrers.h; NULL: the source is
+ * the referrer host and channels come from campaigns only). Kept across
+ * batches; db must outlive r. */
+struct referrers;
+void rollup_set_referrers(struct rollup *r, const struct referrers *db);
 
 /* Forget the batch; every pointer obtained from `r` becomes invalid. */
 void rollup_reset(struct rollup *r);

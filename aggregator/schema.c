@@ -34,6 +34,11 @@ static const struct schema_dim dims[SD__COUNT] = {
     [SD_NAME] = {"name", "event:name", PER_EVENT, -1, SCHEMA_U_PER_EVENT},
     [SD_PROP_KEY] = {"prop_key", NULL, PER_EVENT, -1, SCHEMA_U_NONE},
     [SD_PROP] = {"prop:", "event:props:", PER_EVENT, -1, SCHEMA_U_PER_EVENT},
+    [SD_CHANNEL] = {"channel", "visit:channel", ALL, ROLLUP_V_CHANNEL, SCHEMA_U_PER_VISIT},
+    [SD_REFERRER] = {"referrer", "visit:referrer", ALL, ROLLUP_V_REFERRER, SCHEMA_U_PER_VISIT},
+    [SD_GOAL] = {"goal", "event:goal", PER_EVENT, -1, SCHEMA_U_PER_EVENT},
+    [SD_VISITOR_TYPE] = {"visitor_type", "visit:visitor_type", SCHEMA_VIS, ROLLUP_V_VISITOR_TYPE,
+                         SCHEMA_U_PER_VISIT},
 };
 
 const struct schema_dim *schema_dim(enum schema_dim_id id)

@@ -46,6 +46,10 @@ enum schema_dim_id {
     SD_NAME,
     SD_PROP_KEY,
     SD_PROP,
+    SD_CHANNEL,
+    SD_REFERRER,
+    SD_GOAL,
+    SD_VISITOR_TYPE,
     SD__COUNT /* at most 32: a dimension is a bit in rollup.c's per-visitor masks */
 };
 

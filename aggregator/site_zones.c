@@ -14,10 +14,10 @@ struct site_zones {
     uint64_t next_check_ms;
     struct smap map;                 /* site -> index into zones */
     struct arena_chunk *arena;
-    const struct tz_zone **zones;
+    struct rollup_site *sites;
     size_t n, cap;
-    const char *last_site;           /* the last site asked, and its answer */
-    const struct tz_zone *last_zone;
+    const char *last_site;           /* the last site asked, and its answer's index */
+    uint32_t last;
     struct reg_site reg;             /* lookup scratch (~2.6 KB) */
 };
 
@@ -42,7 +42,7 @@ void site_zones_free(struct site_zones *z)
         return;
     forget(z);
     smap_free(&z->map);
-    free(z->zones);
+    free(z->sites);
     free(z);
 }
 
@@ -59,32 +59,34 @@ void site_zones_refresh(struct site_zones *z, redisContext *rc, uint64_t now_ms)
     forget(z);
 }
 
-const struct tz_zone *site_zones_get(void *arg, const char *site)
+const struct rollup_site *site_zones_get(void *arg, const char *site)
 {
     struct site_zones *z = arg;
     if (z->last_site && strcmp(z->last_site, site) == 0)
-        return z->last_zone;
+        return &z->sites[z->last];
     uint32_t i;
     size_t len = strlen(site);
     const char *stored = NULL;
+    bool created;
     if (!smap_find(&z->map, site, len, &i)) {
-        const struct tz_zone *zone = NULL;
+        struct rollup_site conf = {NULL, ""};
         char err[200];
-        if (z->rc && registry_site_get(z->rc, site, &z->reg, err, sizeof err) == 1)
-            zone = tz_get(z->reg.timezone);
+        if (z->rc && registry_site_get(z->rc, site, &z->reg, err, sizeof err) == 1) {
+            conf.zone = tz_get(z->reg.timezone);
+            conf.goals = z->reg.goals;
+        }
         if (z->n >= SITE_ZONES_MAX)
             forget(z);
-        GROW(z->zones, z->n, z->cap);
-        bool created;
+        conf.goals = arena_dup(&z->arena, conf.goals, strlen(conf.goals));
+        GROW(z->sites, z->n, z->cap);
         i = smap_intern(&z->map, &z->arena, site, len, (uint32_t)z->n, &created, &stored);
-        z->zones[z->n++] = zone;
+        z->sites[z->n++] = conf;
     } else {
-        bool created;
         smap_intern(&z->map, &z->arena, site, len, i, &created, &stored);
     }
     z->last_site = stored; /* the map's copy: the caller's string may be reused */
-    z->last_zone = z->zones[i];
-    return z->zones[i];
+    z->last = i;
+    return &z->sites[i];
 }
 
 const struct tz_zone *site_zone_lookup(redisContext *rc, const char *site)

@@ -1,6 +1,6 @@
-/* site_zones.h - each site's time zone as the roll-up needs it: the
- * registry's `timezone` field (veil-admin site add --timezone), read once
- * per site and kept until the registry's version moves.
+/* site_zones.h - each site's settings as the roll-up needs them: the
+ * registry's `timezone` and `goals` fields (veil-admin site add --timezone
+ * --goal), read once per site and kept until the registry's version moves.
  *
  * One instance per roll-up thread (not shared). It reads the registry
  * with the connection of the current batch and nothing else; a site the
@@ -13,6 +13,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "rollup.h"
 #include "tzfile.h"
 
 #define SITE_ZONES_CHECK_MS 1000   /* how often the registry version is read */
@@ -28,9 +29,10 @@ void site_zones_free(struct site_zones *z);
  * moved, so a changed zone applies from the next batch on. */
 void site_zones_refresh(struct site_zones *z, redisContext *rc, uint64_t now_ms);
 
-/* The zone of `site` (NULL = UTC). Signature of rollup_zone_fn; `arg` is
- * the struct site_zones. */
-const struct tz_zone *site_zones_get(void *arg, const char *site);
+/* The zone (NULL = UTC) and goals of `site`, valid until the next
+ * site_zones_refresh. Signature of rollup_site_fn; `arg` is the struct
+ * site_zones. */
+const struct rollup_site *site_zones_get(void *arg, const char *site);
 
 /* For the stats API (no cache: one registry read per request): the zone
  * of `site` now, NULL for UTC or when the registry cannot be read. */

@@ -1,11 +1,11 @@
 /* stats_api.c - HTTP side of the stats API (see stats_api.h, docs/API.md):
- * the thread and its event loop, routing, token checks, and the handlers
- * that turn query results into published tables.
+ * the thread and its event loop, routing, token checks, the site's local
+ * today, /healthz and the dashboard's files; the v1 handlers are in
+ * api_v1.c (shared declarations: api_internal.h).
  *
  * Every request is answered exactly once, by request_cb, from the status
- * and body a handler leaves in struct api_request. Breakdown rows pass
- * k-anonymity before DP noise and before they are sorted or paged. It never
- * logs a token, a query string or a row value. */
+ * and body a handler leaves in struct api_request. It never logs a token,
+ * a query string or a row value. */
 #include "stats_api.h"
 
 #include <errno.h>
@@ -25,11 +25,11 @@
 #include <sodium.h>
 
 #include "agg_config.h"
+#include "api_internal.h"
 #include "api_metrics.h"
 #include "api_params.h"
 #include "auth.h"
 #include "dp.h"
-#include "kanon.h"
 #include "log.h"
 #include "output.h"
 #include "query.h"
@@ -45,56 +45,9 @@
 #define API_TIMEOUT_S 30
 #define REDIS_CONNECT_TIMEOUT_MS 2000
 #define REDIS_COMMAND_TIMEOUT_MS 10000
-/* Realtime visitors: those seen in the last five minutes. */
-#define REALTIME_WINDOW_S 300
-#define SITES_MAX_GRANTS 10000
 
 /* How much one visit can move each published counter: the DP sensitivity. */
-static const double counter_sensitivity[QC__COUNT] = {
-    [QC_PAGEVIEWS] = 1, [QC_EVENTS] = 1,    [QC_VISITS] = 1,     [QC_BOUNCES] = 1,
-    [QC_VISIT_DURATION_S] = 1800, [QC_SCROLL_SUM] = 100, [QC_SCROLL_N] = 1,
-};
-
-static const char VISITORS_NOTE[] =
-    "Visitors are unique within one visitor-hash salt period (one UTC day by default). "
-    "Over several days they are the HyperLogLog union of the daily sets: a person seen on "
-    "several days counts once per salt period, not once overall.";
-
-struct stats_api {
-    /* settings, copied at start */
-    char *redis_addr;
-    char *dashboard_dir;
-    long long k_anonymity;
-    double dp_epsilon;
-    long long retention_days;
-    struct auth *auth;
-    /* loop */
-    struct event_base *base;
-    struct evhttp *http;
-    struct event *stop_event;
-    int stop_pipe[2];
-    pthread_t thread;
-    /* state of the API thread only */
-    redisContext *redis;
-    bool redis_connected_once;
-    bool dp_key_loaded;
-    unsigned char dp_key[DP_KEY_BYTES];
-    struct api_metrics metrics;
-};
-
-/* One request in flight: the handler sets status, content type and body;
- * request_cb sends them once. */
-struct api_request {
-    struct stats_api *api;
-    struct evhttp_request *req;
-    enum api_route route;
-    int status;
-    const char *content_type;
-    struct evbuffer *body;
-    bool unauthorized;         /* add WWW-Authenticate */
-};
-
-static void set_error(struct api_request *rq, int status, const char *reason)
+void api_set_error(struct api_request *rq, int status, const char *reason)
 {
     evbuffer_drain(rq->body, evbuffer_get_length(rq->body));
     evbuffer_add(rq->body, "{\"error\": ", 10);
@@ -141,7 +94,7 @@ static redisContext *api_redis(struct stats_api *api)
 
 /* After a failed query: 503 when the connection is lost (it is dropped
  * and reopened by the next request), 500 for an unexpected answer. */
-static void redis_error(struct api_request *rq, const char *reason)
+void api_redis_error(struct api_request *rq, const char *reason)
 {
     struct stats_api *api = rq->api;
     api->metrics.redis_errors++;
@@ -151,9 +104,9 @@ static void redis_error(struct api_request *rq, const char *reason)
             redisFree(api->redis);
             api->redis = NULL;
         }
-        set_error(rq, 503, "storage unavailable, try again");
+        api_set_error(rq, 503, "storage unavailable, try again");
     } else {
-        set_error(rq, 500, "storage answered unexpectedly");
+        api_set_error(rq, 500, "storage answered unexpectedly");
     }
 }
 
@@ -164,376 +117,11 @@ static bool api_dp_key(struct api_request *rq, redisContext *rc)
     if (rq->api->dp_key_loaded || !(rq->api->dp_epsilon > 0))
         return true;
     if (query_dp_key(rc, rq->api->dp_key, err, sizeof err) != 0) {
-        redis_error(rq, err);
+        api_redis_error(rq, err);
         return false;
     }
     rq->api->dp_key_loaded = true;
     return true;
-}
-
-/* ---- privacy at publication ---- */
-
-static long long dp_count(const struct stats_api *api, const char *site, const char *metric,
-                          const char *value, size_t value_len, const struct period_range *r,
-                          double sensitivity, long long true_count)
-{
-    if (!(api->dp_epsilon > 0))
-        return true_count;
-    struct dp_label l = {site, metric, value, value_len, r->first, r->last};
-    return dp_publish(api->dp_key, api->dp_epsilon, sensitivity, &l, true_count);
-}
-
-static void publish_totals(const struct stats_api *api, const char *site,
-                           const struct period_range *r, struct query_totals *t)
-{
-    t->visitors = dp_count(api, site, "visitors", "", 0, r, 1, t->visitors);
-    for (int c = 0; c < QC__COUNT; c++)
-        t->c[c] = dp_count(api, site, query_counter_field(c), "", 0, r, counter_sensitivity[c],
-                           t->c[c]);
-}
-
-static long long ratio(long long num, long long den, double scale, long long max)
-{
-    if (den <= 0)
-        return 0;
-    long long v = llround(scale * (double)num / (double)den);
-    return v < 0 ? 0 : (max > 0 && v > max ? max : v);
-}
-
-static long long totals_metric(const struct query_totals *t, enum api_metric m)
-{
-    switch (m) {
-    case API_METRIC_VISITORS: return t->visitors;
-    case API_METRIC_PAGEVIEWS: return t->c[QC_PAGEVIEWS];
-    case API_METRIC_VISITS: return t->c[QC_VISITS];
-    case API_METRIC_EVENTS: return t->c[QC_EVENTS];
-    case API_METRIC_BOUNCE_RATE: return ratio(t->c[QC_BOUNCES], t->c[QC_VISITS], 100, 100);
-    case API_METRIC_VISIT_DURATION: return ratio(t->c[QC_VISIT_DURATION_S], t->c[QC_VISITS], 1, 0);
-    case API_METRIC_SCROLL_DEPTH: return ratio(t->c[QC_SCROLL_SUM], t->c[QC_SCROLL_N], 1, 100);
-    case API_METRIC__COUNT: break;
-    }
-    return 0;
-}
-
-static long long row_metric(const struct stats_row *r, enum api_metric m)
-{
-    switch (m) {
-    case API_METRIC_VISITORS: return r->visitors;
-    case API_METRIC_PAGEVIEWS: return r->pageviews;
-    case API_METRIC_VISITS: return r->visits;
-    case API_METRIC_EVENTS: return r->events;
-    default: return 0;
-    }
-}
-
-static void publish_row(const struct stats_api *api, const char *site,
-                        const struct period_range *range, struct stats_row *r)
-{
-    r->visitors = dp_count(api, site, "visitors", r->value, r->value_len, range, 1, r->visitors);
-    r->pageviews = dp_count(api, site, "pageviews", r->value, r->value_len, range, 1, r->pageviews);
-    r->visits = dp_count(api, site, "visits", r->value, r->value_len, range, 1, r->visits);
-    r->events = dp_count(api, site, "events", r->value, r->value_len, range, 1, r->events);
-}
-
-/* ---- response bodies ---- */
-
-static void write_meta(struct evbuffer *b, const struct stats_api *api,
-                       const struct api_params *p, bool breakdown, size_t folded,
-                       bool other_suppressed)
-{
-    char first[11], last[11];
-    period_format_day(p->range.first, first);
-    period_format_day(p->range.last, last);
-    if (p->range.first > p->range.last) /* clipped away entirely */
-        period_format_day(p->range.last, first);
-    evbuffer_add_printf(b, ", \"meta\": {\"date_range\": [\"%s\", \"%s\"], "
-                           "\"clipped_to_retention\": %s, \"visitors\": ",
-                        first, last, p->clipped ? "true" : "false");
-    output_json_string(b, VISITORS_NOTE, sizeof VISITORS_NOTE - 1);
-    if (breakdown)
-        evbuffer_add_printf(b, ", \"k_anonymity\": %lld, \"folded_rows\": %zu, "
-                               "\"other_suppressed\": %s",
-                            api->k_anonymity, folded, other_suppressed ? "true" : "false");
-    evbuffer_add_printf(b, ", \"dp_epsilon\": %g}", api->dp_epsilon);
-}
-
-static void metric_columns(const struct api_params *p, const char **cols, size_t first)
-{
-    for (size_t i = 0; i < p->nmetrics; i++)
-        cols[first + i] = api_metric_name(p->metrics[i]);
-}
-
-static void write_table(struct api_request *rq, const struct api_params *p,
-                        const struct output_table *t, bool aggregate, bool breakdown,
-                        size_t folded, bool other_suppressed)
-{
-    rq->status = 200;
-    if (p->format == OUTPUT_CSV) {
-        rq->content_type = "text/csv; charset=utf-8";
-        output_csv(rq->body, t);
-        return;
-    }
-    rq->content_type = "application/json";
-    evbuffer_add(rq->body, "{\"results\": ", 12);
-    if (aggregate)
-        output_json_aggregate(rq->body, t);
-    else
-        output_json_rows(rq->body, t);
-    write_meta(rq->body, rq->api, p, breakdown, folded, other_suppressed);
-    evbuffer_add(rq->body, "}\n", 2);
-}
-
-/* ---- handlers ---- */
-
-static void handle_aggregate(struct api_request *rq, const struct api_params *p, redisContext *rc)
-{
-    char err[300];
-    struct query_totals t = {0};
-    if (p->range.first <= p->range.last &&
-        query_totals(rc, p->site_id, &p->range, 1, &t, err, sizeof err) != 0) {
-        redis_error(rq, err);
-        return;
-    }
-    publish_totals(rq->api, p->site_id, &p->range, &t);
-    const char *cols[API_METRIC__COUNT];
-    struct output_cell cells[API_METRIC__COUNT];
-    metric_columns(p, cols, 0);
-    for (size_t i = 0; i < p->nmetrics; i++)
-        cells[i] = output_num(totals_metric(&t, p->metrics[i]));
-    struct output_table table = {p->nmetrics, cols, 1, cells};
-    write_table(rq, p, &table, true, false, 0, false);
-}
-
-/* interval=hour: 24 rows per day of the range, named "YYYY-MM-DD HH:00:00"
- * (the site's local hours). */
-static void handle_hourly(struct api_request *rq, const struct api_params *p, redisContext *rc)
-{
-    char err[300];
-    long days = period_range_days(&p->range);
-    size_t n = days > 0 ? (size_t)days * 24 : 0;
-    struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
-    if (n && query_hours(rc, p->site_id, &p->range, t, err, sizeof err) != 0) {
-        redis_error(rq, err);
-        free(t);
-        return;
-    }
-    size_t ncols = 1 + p->nmetrics;
-    const char *cols[1 + API_METRIC__COUNT] = {"date"};
-    metric_columns(p, cols, 1);
-    struct output_cell *cells = xcalloc((n ? n : 1) * ncols, sizeof *cells);
-    char (*labels)[20] = xcalloc(n ? n : 1, sizeof *labels);
-    for (size_t b = 0; b < n; b++) {
-        period_day day = p->range.first + (period_day)(b / 24);
-        struct period_range one = {day, day};
-        period_format_day(day, labels[b]);
-        str_format(labels[b] + 10, sizeof labels[b] - 10, " %02zu:00:00", b % 24);
-        /* noise keyed by the hour too, so hours never share the day's draw */
-        const char *hour = labels[b] + 11;
-        t[b].visitors = dp_count(rq->api, p->site_id, "visitors", hour, 2, &one, 1, t[b].visitors);
-        for (int c = 0; c < QC__COUNT; c++)
-            t[b].c[c] = dp_count(rq->api, p->site_id, query_counter_field(c), hour, 2, &one,
-                                 counter_sensitivity[c], t[b].c[c]);
-        cells[b * ncols] = output_str(labels[b], 19);
-        for (size_t i = 0; i < p->nmetrics; i++)
-            cells[b * ncols + 1 + i] = output_num(totals_metric(&t[b], p->metrics[i]));
-    }
-    struct output_table table = {ncols, cols, n, cells};
-    write_table(rq, p, &table, false, false, 0, false);
-    free(cells);
-    free(labels);
-    free(t);
-}
-
-static void handle_timeseries(struct api_request *rq, const struct api_params *p,
-                              redisContext *rc)
-{
-    if (p->interval == PERIOD_INTERVAL_HOUR) {
-        handle_hourly(rq, p, rc);
-        return;
-    }
-    char err[300];
-    size_t n;
-    struct period_range *buckets = period_buckets(&p->range, p->interval, &n);
-    struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
-    if (n && query_totals(rc, p->site_id, buckets, n, t, err, sizeof err) != 0) {
-        redis_error(rq, err);
-        goto done;
-    }
-    size_t ncols = 1 + p->nmetrics;
-    const char *cols[1 + API_METRIC__COUNT] = {"date"};
-    metric_columns(p, cols, 1);
-    struct output_cell *cells = xcalloc((n ? n : 1) * ncols, sizeof *cells);
-    char (*dates)[11] = xcalloc(n ? n : 1, sizeof *dates);
-    for (size_t b = 0; b < n; b++) {
-        publish_totals(rq->api, p->site_id, &buckets[b], &t[b]);
-        if (p->interval == PERIOD_INTERVAL_MONTH)
-            period_format_month(buckets[b].first, dates[b]);
-        else
-            period_format_day(buckets[b].first, dates[b]);
-        cells[b * ncols] = output_str(dates[b], 10);
-        for (size_t i = 0; i < p->nmetrics; i++)
-            cells[b * ncols + 1 + i] = output_num(totals_metric(&t[b], p->metrics[i]));
-    }
-    struct output_table table = {ncols, cols, n, cells};
-    write_table(rq, p, &table, false, false, 0, false);
-    free(cells);
-    free(dates);
-done:
-    free(t);
-    free(buckets);
-}
-
-static int row_order(const void *a, const void *b)
-{
-    const struct stats_row *x = a, *y = b;
-    if (x->visitors != y->visitors)
-        return x->visitors > y->visitors ? -1 : 1;
-    size_t n = x->value_len < y->value_len ? x->value_len : y->value_len;
-    int c = memcmp(x->value, y->value, n);
-    if (c)
-        return c;
-    return x->value_len < y->value_len ? -1 : x->value_len > y->value_len;
-}
-
-static void handle_breakdown(struct api_request *rq, const struct api_params *p,
-                             redisContext *rc)
-{
-    struct stats_api *api = rq->api;
-    char err[300];
-    struct stats_rows rows = {0};
-    if (p->range.first <= p->range.last &&
-        query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err, sizeof err) != 0) {
-        redis_error(rq, err);
-        return;
-    }
-    /* k-anonymity on true counts first, then noise, then order and page. */
-    size_t folded = 0;
-    size_t kept = kanon_partition(rows.rows, rows.n, api->k_anonymity, &folded);
-    char other_name[] = QUERY_OTHER;
-    struct stats_row other = {.value = other_name, .value_len = sizeof other_name - 1};
-    bool have_other = kept < rows.n, other_suppressed = false;
-    if (have_other) {
-        kanon_sum(rows.rows + kept, rows.n - kept, &other);
-        if (query_rows_union_visitors(rc, p->site_id, p->dim, rows.rows + kept, rows.n - kept,
-                                      &other.visitors, err, sizeof err) != 0) {
-            redis_error(rq, err);
-            goto done;
-        }
-        if (!kanon_publishable(other.visitors, api->k_anonymity)) {
-            have_other = false;
-            other_suppressed = true;
-        }
-    }
-    for (size_t i = 0; i < kept; i++)
-        publish_row(api, p->site_id, &p->range, &rows.rows[i]);
-    if (have_other)
-        publish_row(api, p->site_id, &p->range, &other);
-    if (kept > 1)
-        qsort(rows.rows, kept, sizeof *rows.rows, row_order);
-
-    /* "(other)" is a summary: always the last row of the last page. */
-    size_t total = kept + (have_other ? 1 : 0);
-    size_t offset = (size_t)((p->page - 1) * p->limit);
-    size_t count = offset >= total ? 0 : total - offset;
-    if (count > (size_t)p->limit)
-        count = (size_t)p->limit;
-    size_t ncols = 1 + p->nmetrics;
-    const char *cols[1 + API_METRIC__COUNT] = {p->column};
-    metric_columns(p, cols, 1);
-    struct output_cell *cells = xcalloc((count ? count : 1) * ncols, sizeof *cells);
-    for (size_t i = 0; i < count; i++) {
-        const struct stats_row *r = offset + i < kept ? &rows.rows[offset + i] : &other;
-        cells[i * ncols] = output_str(r->value, r->value_len);
-        for (size_t m = 0; m < p->nmetrics; m++)
-            cells[i * ncols + 1 + m] = output_num(row_metric(r, p->metrics[m]));
-    }
-    struct output_table table = {ncols, cols, count, cells};
-    write_table(rq, p, &table, false, true, folded, other_suppressed);
-    free(cells);
-done:
-    query_rows_free(&rows);
-}
-
-static void handle_realtime(struct api_request *rq, const struct api_params *p, redisContext *rc)
-{
-    char err[300];
-    long long n;
-    time_t now = time(NULL);
-    if (query_realtime(rc, p->site_id, (long long)now - REALTIME_WINDOW_S, (long long)now, &n, err,
-                       sizeof err) != 0) {
-        redis_error(rq, err);
-        return;
-    }
-    period_day today = period_today(now);
-    struct period_range r = {today, today};
-    n = dp_count(rq->api, p->site_id, "realtime", "", 0, &r, 1, n);
-    rq->status = 200;
-    rq->content_type = "application/json";
-    evbuffer_add_printf(rq->body, "%lld\n", n);
-}
-
-static void handle_sites(struct api_request *rq, const struct api_params *p, redisContext *rc,
-                         const unsigned char token[AUTH_HASH_BYTES], const char *reg_scope)
-{
-    struct stats_api *api = rq->api;
-    char err[300];
-    char **stored = NULL;
-    size_t nstored = 0;
-    bool all = reg_scope[0] ? strcmp(reg_scope, "*") == 0 : auth_all_sites(api->auth, token);
-    if (all && query_sites(rc, &stored, &nstored, err, sizeof err) != 0) {
-        redis_error(rq, err);
-        return;
-    }
-    const char **named = xcalloc(SITES_MAX_GRANTS, sizeof *named);
-    size_t nnamed = 0;
-    if (!reg_scope[0])
-        nnamed = auth_named_sites(api->auth, token, named, SITES_MAX_GRANTS);
-    else if (!all)
-        named[nnamed++] = reg_scope;
-    /* Stored sites (all-sites tokens) plus every site granted by name. */
-    const char **list = xcalloc(nstored + nnamed + 1, sizeof *list);
-    size_t n = 0;
-    for (size_t i = 0; i < nstored; i++)
-        list[n++] = stored[i];
-    for (size_t i = 0; i < nnamed; i++) {
-        bool dup = false;
-        for (size_t j = 0; j < n && !dup; j++)
-            dup = strcmp(list[j], named[i]) == 0;
-        if (!dup)
-            list[n++] = named[i];
-    }
-    const char *cols[2] = {"domain", "timezone"};
-    struct output_cell *cells = xcalloc((n ? n : 1) * 2, sizeof *cells);
-    /* time zones from the site registry (veil-admin site add), else UTC */
-    char (*zones)[64] = xcalloc(n ? n : 1, sizeof *zones);
-    for (size_t i = 0; i < n; i++) {
-        struct reg_site site;
-        char rerr[200];
-        if (registry_site_get(rc, list[i], &site, rerr, sizeof rerr) == 1 && site.timezone[0])
-            str_copy(zones[i], sizeof zones[i], site.timezone, strlen(site.timezone));
-        else
-            str_copy(zones[i], sizeof zones[i], "Etc/UTC", 7);
-        cells[2 * i] = output_str(list[i], strlen(list[i]));
-        cells[2 * i + 1] = output_str(zones[i], strlen(zones[i]));
-    }
-    struct output_table table = {2, cols, n, cells};
-    rq->status = 200;
-    if (p->format == OUTPUT_CSV) {
-        rq->content_type = "text/csv; charset=utf-8";
-        output_csv(rq->body, &table);
-    } else {
-        rq->content_type = "application/json";
-        evbuffer_add(rq->body, "{\"sites\": ", 10);
-        output_json_rows(rq->body, &table);
-        evbuffer_add(rq->body, "}\n", 2);
-    }
-    free(cells);
-    free(zones);
-    free(list);
-    free(named);
-    for (size_t i = 0; i < nstored; i++)
-        free(stored[i]);
-    free(stored);
 }
 
 static void handle_healthz(struct api_request *rq)
@@ -552,7 +140,7 @@ static void handle_static(struct api_request *rq, const char *path)
 {
     struct static_file f;
     if (static_open(rq->api->dashboard_dir, path, &f) != 0) {
-        set_error(rq, 404, "not found");
+        api_set_error(rq, 404, "not found");
         return;
     }
     /* The segment closes the descriptor when its last reference goes. */
@@ -560,13 +148,13 @@ static void handle_static(struct api_request *rq, const char *path)
         evbuffer_file_segment_new(f.fd, 0, f.size, EVBUF_FS_CLOSE_ON_FREE);
     if (!seg) {
         close(f.fd);
-        set_error(rq, 500, "cannot read file");
+        api_set_error(rq, 500, "cannot read file");
         return;
     }
     int added = evbuffer_add_file_segment(rq->body, seg, 0, f.size);
     evbuffer_file_segment_free(seg); /* the body holds its own reference */
     if (added != 0) {
-        set_error(rq, 500, "cannot read file");
+        api_set_error(rq, 500, "cannot read file");
         return;
     }
     rq->status = 200;
@@ -598,30 +186,30 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
     case AUTH_OK: break;
     case AUTH_MISSING:
         rq->unauthorized = true;
-        set_error(rq, 401, "missing API token: send Authorization: Bearer <token>");
+        api_set_error(rq, 401, "missing API token: send Authorization: Bearer <token>");
         return;
     default:
         rq->unauthorized = true;
-        set_error(rq, 401, "invalid API token");
+        api_set_error(rq, 401, "invalid API token");
         return;
     }
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(rq->req));
     period_day today = period_today(time(NULL));
     if (!api_params_parse(ep, query, evhttp_find_header(in, "Accept"), today,
                           api->retention_days, &p, err, sizeof err)) {
-        set_error(rq, 400, err);
+        api_set_error(rq, 400, err);
         return;
     }
     bool granted = reg_scope[0] ? strcmp(reg_scope, "*") == 0 || strcmp(reg_scope, p.site_id) == 0
                                 : auth_check_site(api->auth, token, p.site_id) == AUTH_OK;
     if (ep != API_EP_SITES && !granted) {
-        set_error(rq, 403, "this token may not read this site");
+        api_set_error(rq, 403, "this token may not read this site");
         return;
     }
     redisContext *rc = api_redis(api);
     if (!rc) {
         api->metrics.redis_errors++;
-        set_error(rq, 503, "storage unavailable, try again");
+        api_set_error(rq, 503, "storage unavailable, try again");
         return;
     }
     if (ep != API_EP_SITES && ep != API_EP_REALTIME) {
@@ -631,18 +219,18 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
         tz_local(site_zone_lookup(rc, p.site_id), time(NULL), &local, &hour);
         if (local != today && !api_params_parse(ep, query, evhttp_find_header(in, "Accept"),
                                                 local, api->retention_days, &p, err, sizeof err)) {
-            set_error(rq, 400, err);
+            api_set_error(rq, 400, err);
             return;
         }
     }
     if (!api_dp_key(rq, rc))
         return;
     switch (ep) {
-    case API_EP_AGGREGATE: handle_aggregate(rq, &p, rc); break;
-    case API_EP_TIMESERIES: handle_timeseries(rq, &p, rc); break;
-    case API_EP_BREAKDOWN: handle_breakdown(rq, &p, rc); break;
-    case API_EP_REALTIME: handle_realtime(rq, &p, rc); break;
-    case API_EP_SITES: handle_sites(rq, &p, rc, token, reg_scope); break;
+    case API_EP_AGGREGATE: api_v1_aggregate(rq, &p, rc); break;
+    case API_EP_TIMESERIES: api_v1_timeseries(rq, &p, rc); break;
+    case API_EP_BREAKDOWN: api_v1_breakdown(rq, &p, rc); break;
+    case API_EP_REALTIME: api_v1_realtime(rq, &p, rc); break;
+    case API_EP_SITES: api_v1_sites(rq, &p, rc, token, reg_scope); break;
     }
 }
 
@@ -717,9 +305,9 @@ static void request_cb(struct evhttp_request *req, void *arg)
 
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (rq.route == API_ROUTE_UNKNOWN) {
-        set_error(&rq, 404, "not found");
+        api_set_error(&rq, 404, "not found");
     } else if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        set_error(&rq, 405, "method not allowed: use GET");
+        api_set_error(&rq, 405, "method not allowed: use GET");
     } else if (endpoint >= 0) {
         handle_api(&rq, (enum api_endpoint)endpoint);
     } else if (rq.route == API_ROUTE_HEALTHZ) {

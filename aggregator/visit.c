@@ -49,6 +49,7 @@ void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
         /* an earlier, separate visit that arrived late: count it, keep the open one */
         if (h->pageview) {
             out->new_visit = true;
+            out->returning = true; /* a visit of this hash is known (the later one) */
             out->day = day;
             out->hour = h->hour;
         }
@@ -57,6 +58,7 @@ void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
     if (!open) {
         if (h->pageview) {
             out->new_visit = true;
+            out->returning = s->open; /* an ended visit of this hash is still kept */
             out->day = day;
             out->hour = h->hour;
             s->hour = h->hour;

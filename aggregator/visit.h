@@ -43,6 +43,8 @@ struct visit_hit {
 struct visit_effect {
     bool new_visit;         /* a visit starts (count it on the event's day: visits+1,
                                bounces+1, its `vis` rows) */
+    bool returning;         /* ... and this visitor hash had a visit before (the state
+                               was kept: see plan_sweep) */
     long long duration;     /* add to visit_duration_s of the visit's day */
     long long bounces;      /* add to bounces of the visit's day (-1 on the 2nd page view) */
     uint32_t day;           /* the visit's day for duration, bounces and scroll */

@@ -127,6 +127,16 @@ static bool glob_match(const char *pat, size_t plen, const char *s)
     return i == plen;
 }
 
+bool registry_goal_line_matches(const char *line, size_t len, const char *name,
+                                const char *path)
+{
+    if (len > 6 && strncmp(line, "event:", 6) == 0)
+        return strcmp(name, "pageview") != 0 && glob_match(line + 6, len - 6, name);
+    if (len > 5 && strncmp(line, "page:", 5) == 0)
+        return strcmp(name, "pageview") == 0 && glob_match(line + 5, len - 5, path);
+    return false;
+}
+
 bool registry_goal_matches(const struct reg_site *site, const char *name, const char *path)
 {
     const char *line = site->goals;

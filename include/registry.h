@@ -57,6 +57,12 @@ int registry_site_get(redisContext *rc, const char *id, struct reg_site *out, ch
  * `path`) matches one of them, with '*' matching any run of characters. */
 bool registry_goal_matches(const struct reg_site *site, const char *name, const char *path);
 
+/* One goal line ("event:<name glob>" or "page:<path glob>", len bytes, not
+ * NUL-terminated): true when the event matches it. An event goal never
+ * matches a pageview; a page goal matches pageviews only. */
+bool registry_goal_line_matches(const char *line, size_t len, const char *name,
+                                const char *path);
+
 /* The collector's view: every hostname and site id mapped to its site id,
  * sorted for binary search. Immutable once built. */
 struct reg_hosts;

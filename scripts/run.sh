@@ -89,6 +89,7 @@ redis unix:$SOCK
 api_listen 127.0.0.1:$API_PORT
 api_token $TOKEN
 dashboard_dir "$BUILD/dashboard"
+referrer_db "$BUILD/data/referrers.json"
 log_level $LOG_LEVEL
 CONF
 chmod 600 "$VAR/api-token" "$VAR/api-auth" "$VAR/veil.conf" "$VAR/veil-aggregator.conf"

@@ -36,14 +36,16 @@ struct pipeline {
 
 static void start_aggregator(struct pipeline *p, const char *k)
 {
-    char redis[400], listen[64], kopt[32], log[400];
+    char redis[400], listen[64], kopt[32], log[400], refs[512], refs_path[400];
     snprintf(redis, sizeof redis, "--redis=unix:%s", p->redis.socket);
     p->api_port = harness_free_port();
     snprintf(listen, sizeof listen, "--api_listen=127.0.0.1:%d", p->api_port);
     snprintf(kopt, sizeof kopt, "--k_anonymity=%s", k);
     snprintf(log, sizeof log, "%s/aggregator.log", p->dir);
+    snprintf(refs, sizeof refs, "--referrer_db=%s",
+             harness_build_path("data/referrers.json", refs_path, sizeof refs_path));
     char *argv[] = {"veil-aggregator", redis, listen, kopt, "--api_token=" TOKEN,
-                    "--block_ms=50", NULL};
+                    "--block_ms=50", refs, NULL};
     cr_assert_eq(harness_spawn(&p->aggregator, argv, log), 0);
     cr_assert_eq(harness_wait_http(p->api_port, "/healthz", 15000), 0, "API did not start");
 }
@@ -196,8 +198,15 @@ Test(pipeline, every_metric_and_breakdown_is_exact, .timeout = 120)
           "{\"entry_page\": \"/pricing\", \"visitors\": 1, \"visits\": 1}"}},
         {"visit:source",
          {"{\"source\": \"news.example\", \"visitors\": 1",
-          "{\"source\": \"google.com\", \"visitors\": 1",
+          "{\"source\": \"Google\", \"visitors\": 1",
           "{\"source\": \"Direct / None\", \"visitors\": 1"}},
+        {"visit:channel",
+         {"{\"channel\": \"Email\", \"visitors\": 1",
+          "{\"channel\": \"Organic Search\", \"visitors\": 1",
+          "{\"channel\": \"Direct\", \"visitors\": 1"}},
+        {"visit:referrer",
+         {"{\"referrer\": \"news.example\", \"visitors\": 1",
+          "{\"referrer\": \"google.com\", \"visitors\": 1"}},
         {"visit:utm_source", {"{\"utm_source\": \"newsletter\", \"visitors\": 1"}},
         {"visit:utm_medium", {"{\"utm_medium\": \"email\", \"visitors\": 1"}},
         {"visit:utm_campaign", {"{\"utm_campaign\": \"launch\", \"visitors\": 1"}},

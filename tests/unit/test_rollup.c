@@ -11,6 +11,10 @@
 #include "rollup.h"
 #include "util.h"
 
+#include "referrers.h"
+#include "tzfile.h"
+#include "visit.h"
+
 #define SET(dst, text) cr_assert(str_copy((dst), sizeof(dst), (text), strlen(text)))
 #define DAY "2024-05-01"
 #define NOW 1714567890 /* 2024-05-01T12:51:30Z */
@@ -149,12 +153,22 @@ Test(rollup, totals_count_pageviews_events_engagement_and_scroll)
     cr_assert_eq(d->totals[ROLLUP_T_EVENTS], 3, "measurement events are not events");
     cr_assert_eq(d->totals[ROLLUP_T_ENGAGED_MS], 4200);
     cr_assert_eq(d->totals[ROLLUP_T_ENGAGED_N], 1);
-    cr_assert_eq(d->totals[ROLLUP_T_SCROLL_SUM], 154);
-    cr_assert_eq(d->totals[ROLLUP_T_SCROLL_N], 3);
-    cr_assert_eq(d->scroll[0], 1);
-    cr_assert_eq(d->scroll[4], 1);
-    cr_assert_eq(d->scroll[10], 1);
-    cr_assert_eq(d->scroll[1] + d->scroll[5] + d->scroll[9], 0);
+    cr_assert_eq(d->totals[ROLLUP_T_SCROLL_SUM], 0, "scroll depth is per page view: the plan");
+    cr_assert_eq(d->totals[ROLLUP_T_SCROLL_N], 0);
+    /* the hits carry what the plan needs for it: depth, page, hour */
+    size_t nhits;
+    const struct rollup_hit *hits = rollup_hits(r, &nhits);
+    cr_assert_eq(nhits, 5);
+    cr_assert_eq(hits[1].scroll, 100);
+    cr_assert_eq(hits[3].scroll, 45);
+    cr_assert_eq(hits[3].page, visit_page_hash("/pricing"));
+    cr_assert_eq(hits[0].scroll, -1);
+    cr_assert(hits[2].interactive, "a custom event is an interaction");
+    cr_assert_not(hits[3].interactive, "an engagement beacon is not");
+    cr_assert_eq(hits[0].hour, 12, "the UTC hour: no zone set");
+    cr_assert_eq(d->hour_pv[12], 2);
+    cr_assert_eq(d->hour_ev[12], 3);
+    cr_assert_eq(d->nhour_visitors, 2);
     cr_assert_eq(d->nvisitors, 2, "distinct visitors of the day");
     cr_assert_str_eq(d->site, "example.com");
     cr_assert_str_eq(d->base, "veil:{0}:d:example.com:2024-05-01:");
@@ -472,4 +486,81 @@ Test(rollup, schema_table_covers_every_visit_value_and_names_primary_hashes)
             cr_expect_eq(d->visitors, SCHEMA_U_NONE, "%s has row visitors nobody reads",
                          d->name);
     }
+}
+
+/* ---- local days, named sources, channels ---- */
+
+static struct rollup_site site_conf;
+
+static const struct rollup_site *settings(void *arg, const char *site)
+{
+    (void)arg;
+    return strcmp(site, "example.com") == 0 ? &site_conf : NULL;
+}
+
+Test(rollup, a_zoned_site_counts_on_its_local_day_and_hour)
+{
+    site_conf = (struct rollup_site){tz_get("Asia/Tokyo"), ""};
+    rollup_set_sites(r, settings, NULL);
+    struct event_record ev;
+    base_event(&ev, "pageview", "/", VA, NOW); /* 12:51 UTC = 21:51 in Tokyo, same day */
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/", VB, NOW + 3 * 3600); /* 15:51 UTC = 00:51 the next day */
+    add_ok(&ev);
+    const struct rollup_day *d = today();
+    cr_assert_eq(d->totals[ROLLUP_T_PAGEVIEWS], 1);
+    cr_assert_eq(d->hour_pv[21], 1);
+    const struct rollup_day *next = rollup_find_day(r, "example.com", "2024-05-02");
+    cr_assert_not_null(next, "the collector's UTC day 2024-05-01 is Tokyo's 2024-05-02");
+    cr_assert_eq(next->hour_pv[0], 1);
+    rollup_set_sites(r, NULL, NULL);
+}
+
+Test(rollup, sources_are_named_and_visits_get_a_channel)
+{
+    char path[512], err[300];
+    const char *b = getenv("VEIL_BUILD");
+    str_format(path, sizeof path, "%s/data/referrers.json", b ? b : "build");
+    struct referrers *db = referrers_load(path, err, sizeof err);
+    cr_assert_not_null(db, "%s", err);
+    rollup_set_referrers(r, db);
+    struct event_record ev;
+    base_event(&ev, "pageview", "/", VA, NOW);
+    SET(ev.referrer, "google.de");
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/", VB, NOW);
+    SET(ev.referrer, "t.co");
+    ev.paid = EV_PAID_SOCIAL;
+    add_ok(&ev);
+    cr_assert_not_null(row("source", "Google"), "google.de is Google");
+    cr_assert_not_null(row("source", "Twitter"), "t.co is Twitter");
+    cr_assert_null(row("source", "google.de"));
+    cr_assert_not_null(row("referrer", "google.de"), "the host stays as visit:referrer");
+    cr_assert_eq(row("channel", "Organic Search")->pv, 1);
+    cr_assert_eq(row("channel", "Paid Social")->pv, 1, "a click id makes it paid");
+    rollup_set_referrers(r, NULL);
+    referrers_free(db);
+}
+
+Test(rollup, goals_are_rows_of_the_goal_dimension)
+{
+    site_conf = (struct rollup_site){NULL, "event:Signup\npage:/blog/*\nevent:Buy*"};
+    rollup_set_sites(r, settings, NULL);
+    struct event_record ev;
+    base_event(&ev, "pageview", "/blog/a", VA, NOW);
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/blog/b", VB, NOW);
+    add_ok(&ev);
+    base_event(&ev, "pageview", "/about", VB, NOW);
+    add_ok(&ev);
+    base_event(&ev, "Signup", "/about", VB, NOW);
+    add_ok(&ev);
+    base_event(&ev, "Buy Pro", "/about", VB, NOW);
+    add_ok(&ev);
+    cr_assert_eq(row("goal", "Visit /blog/*")->pv, 2);
+    cr_assert_eq(row("goal", "Visit /blog/*")->nvisitors, 2);
+    cr_assert_eq(row("goal", "Signup")->ev, 1);
+    cr_assert_eq(row("goal", "Buy*")->ev, 1, "a wildcard event goal");
+    cr_assert_null(row("goal", "Visit /about"));
+    rollup_set_sites(r, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "plan.h"
 #include "shard_state.h"
 #include "visit.h"
 
@@ -254,4 +255,31 @@ Test(visit, shard_memory_keeps_sessions_and_rows_through_a_sweep)
     cr_assert_not(shard_row_exists(&st, pk, "/y"));
     cr_assert_null(shard_rows_find(&st, "veil:{5}:d:s:2024-05-01:b:os:ev"));
     shard_state_free(&st);
+}
+
+Test(visit, a_later_visit_of_a_known_hash_is_returning)
+{
+    struct visit_state s = {0};
+    struct visit_effect fx;
+    const struct visit_hit first = {1000, true, false, visit_page_hash("/"), -1, 0};
+    visit_apply(&s, &first, 7, TIMEOUT, &fx);
+    cr_assert(fx.new_visit);
+    cr_assert_not(fx.returning, "the first visit of a hash is new");
+    const struct visit_hit later = {1000 + TIMEOUT + 60, true, false, visit_page_hash("/"), -1, 0};
+    visit_apply(&s, &later, 7, TIMEOUT, &fx);
+    cr_assert(fx.new_visit);
+    cr_assert(fx.returning, "an ended visit of the same hash is known");
+}
+
+Test(visit, ended_visits_are_kept_until_their_utc_day_is_over)
+{
+    /* cutoff = stream time - timeout - skew; 86400 * 10 is a UTC midnight */
+    const int64_t midnight = 86400LL * 10;
+    struct shard_session s = {"s:a", 1, 0, midnight + 100, 0, "1970-01-11", 0, -1, 0};
+    int64_t cutoff = midnight + 5000;
+    cr_assert(plan_sweep_keep(&cutoff, &s), "ended, but its day is not over");
+    cutoff = midnight + 86400 + 10;
+    cr_assert_not(plan_sweep_keep(&cutoff, &s), "its day is over: forgotten");
+    s.last = midnight + 86400 + 20;
+    cr_assert(plan_sweep_keep(&cutoff, &s), "still open");
 }

@@ -1,0 +1,426 @@
+/* api_v1.c - Plausible's Stats API v1 handlers (docs/API.md): aggregate,
+ * timeseries (days, months, local hours), breakdown with k-anonymity and
+ * "(other)", realtime, sites. Query results become published tables here:
+ * k-anonymity on true counts, then DP noise, then sorting and paging. It
+ * never logs a token, a query string or a row value. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_internal.h"
+#include "kanon.h"
+#include "log.h"
+#include "output.h"
+#include "registry.h"
+#include "util.h"
+
+/* Realtime visitors: those seen in the last five minutes. */
+#define REALTIME_WINDOW_S 300
+#define SITES_MAX_GRANTS 10000
+
+static const double counter_sensitivity[QC__COUNT] = {
+    [QC_PAGEVIEWS] = 1, [QC_EVENTS] = 1,    [QC_VISITS] = 1,     [QC_BOUNCES] = 1,
+    [QC_VISIT_DURATION_S] = 1800, [QC_SCROLL_SUM] = 100, [QC_SCROLL_N] = 1,
+};
+
+static const char VISITORS_NOTE[] =
+    "Visitors are unique within one visitor-hash salt period (one UTC day by default). "
+    "Over several days they are the HyperLogLog union of the daily sets: a person seen on "
+    "several days counts once per salt period, not once overall.";
+
+/* ---- privacy at publication ---- */
+
+static long long dp_count(const struct stats_api *api, const char *site, const char *metric,
+                          const char *value, size_t value_len, const struct period_range *r,
+                          double sensitivity, long long true_count)
+{
+    if (!(api->dp_epsilon > 0))
+        return true_count;
+    struct dp_label l = {site, metric, value, value_len, r->first, r->last};
+    return dp_publish(api->dp_key, api->dp_epsilon, sensitivity, &l, true_count);
+}
+
+static void publish_totals(const struct stats_api *api, const char *site,
+                           const struct period_range *r, struct query_totals *t)
+{
+    t->visitors = dp_count(api, site, "visitors", "", 0, r, 1, t->visitors);
+    for (int c = 0; c < QC__COUNT; c++)
+        t->c[c] = dp_count(api, site, query_counter_field(c), "", 0, r, counter_sensitivity[c],
+                           t->c[c]);
+}
+
+static long long ratio(long long num, long long den, double scale, long long max)
+{
+    if (den <= 0)
+        return 0;
+    long long v = llround(scale * (double)num / (double)den);
+    return v < 0 ? 0 : (max > 0 && v > max ? max : v);
+}
+
+static long long totals_metric(const struct query_totals *t, enum api_metric m)
+{
+    switch (m) {
+    case API_METRIC_VISITORS: return t->visitors;
+    case API_METRIC_PAGEVIEWS: return t->c[QC_PAGEVIEWS];
+    case API_METRIC_VISITS: return t->c[QC_VISITS];
+    case API_METRIC_EVENTS: return t->c[QC_EVENTS];
+    case API_METRIC_BOUNCE_RATE: return ratio(t->c[QC_BOUNCES], t->c[QC_VISITS], 100, 100);
+    case API_METRIC_VISIT_DURATION: return ratio(t->c[QC_VISIT_DURATION_S], t->c[QC_VISITS], 1, 0);
+    case API_METRIC_SCROLL_DEPTH: return ratio(t->c[QC_SCROLL_SUM], t->c[QC_SCROLL_N], 1, 100);
+    case API_METRIC_CONVERSION_RATE: break; /* breakdowns only (api_params) */
+    case API_METRIC__COUNT: break;
+    }
+    return 0;
+}
+
+static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
+                                   long long site_visitors);
+
+static long long row_metric(const struct stats_row *r, enum api_metric m)
+{
+    switch (m) {
+    case API_METRIC_VISITORS: return r->visitors;
+    case API_METRIC_PAGEVIEWS: return r->pageviews;
+    case API_METRIC_VISITS: return r->visits;
+    case API_METRIC_EVENTS: return r->events;
+    default: return 0;
+    }
+}
+
+/* A row's metric; conversion_rate in tenths of a percent of site_visitors
+ * (one decimal, as Plausible answers it), at most 100. */
+static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
+                                   long long site_visitors)
+{
+    if (m != API_METRIC_CONVERSION_RATE)
+        return output_num(row_metric(r, m));
+    if (site_visitors <= 0)
+        return output_tenths(0);
+    long long t = (r->visitors * 1000 + site_visitors / 2) / site_visitors;
+    return output_tenths(t > 1000 ? 1000 : t);
+}
+
+static void publish_row(const struct stats_api *api, const char *site,
+                        const struct period_range *range, struct stats_row *r)
+{
+    r->visitors = dp_count(api, site, "visitors", r->value, r->value_len, range, 1, r->visitors);
+    r->pageviews = dp_count(api, site, "pageviews", r->value, r->value_len, range, 1, r->pageviews);
+    r->visits = dp_count(api, site, "visits", r->value, r->value_len, range, 1, r->visits);
+    r->events = dp_count(api, site, "events", r->value, r->value_len, range, 1, r->events);
+}
+
+/* ---- response bodies ---- */
+
+static void write_meta(struct evbuffer *b, const struct stats_api *api,
+                       const struct api_params *p, bool breakdown, size_t folded,
+                       bool other_suppressed)
+{
+    char first[11], last[11];
+    period_format_day(p->range.first, first);
+    period_format_day(p->range.last, last);
+    if (p->range.first > p->range.last) /* clipped away entirely */
+        period_format_day(p->range.last, first);
+    evbuffer_add_printf(b, ", \"meta\": {\"date_range\": [\"%s\", \"%s\"], "
+                           "\"clipped_to_retention\": %s, \"visitors\": ",
+                        first, last, p->clipped ? "true" : "false");
+    output_json_string(b, VISITORS_NOTE, sizeof VISITORS_NOTE - 1);
+    if (breakdown)
+        evbuffer_add_printf(b, ", \"k_anonymity\": %lld, \"folded_rows\": %zu, "
+                               "\"other_suppressed\": %s",
+                            api->k_anonymity, folded, other_suppressed ? "true" : "false");
+    evbuffer_add_printf(b, ", \"dp_epsilon\": %g}", api->dp_epsilon);
+}
+
+static void metric_columns(const struct api_params *p, const char **cols, size_t first)
+{
+    for (size_t i = 0; i < p->nmetrics; i++)
+        cols[first + i] = api_metric_name(p->metrics[i]);
+}
+
+static void write_table(struct api_request *rq, const struct api_params *p,
+                        const struct output_table *t, bool aggregate, bool breakdown,
+                        size_t folded, bool other_suppressed)
+{
+    rq->status = 200;
+    if (p->format == OUTPUT_CSV) {
+        rq->content_type = "text/csv; charset=utf-8";
+        output_csv(rq->body, t);
+        return;
+    }
+    rq->content_type = "application/json";
+    evbuffer_add(rq->body, "{\"results\": ", 12);
+    if (aggregate)
+        output_json_aggregate(rq->body, t);
+    else
+        output_json_rows(rq->body, t);
+    write_meta(rq->body, rq->api, p, breakdown, folded, other_suppressed);
+    evbuffer_add(rq->body, "}\n", 2);
+}
+
+/* ---- handlers ---- */
+
+void api_v1_aggregate(struct api_request *rq, const struct api_params *p, redisContext *rc)
+{
+    char err[300];
+    struct query_totals t = {0};
+    if (p->range.first <= p->range.last &&
+        query_totals(rc, p->site_id, &p->range, 1, &t, err, sizeof err) != 0) {
+        api_redis_error(rq, err);
+        return;
+    }
+    publish_totals(rq->api, p->site_id, &p->range, &t);
+    const char *cols[API_METRIC__COUNT];
+    struct output_cell cells[API_METRIC__COUNT];
+    metric_columns(p, cols, 0);
+    for (size_t i = 0; i < p->nmetrics; i++)
+        cells[i] = output_num(totals_metric(&t, p->metrics[i]));
+    struct output_table table = {p->nmetrics, cols, 1, cells};
+    write_table(rq, p, &table, true, false, 0, false);
+}
+
+/* interval=hour: 24 rows per day of the range, named "YYYY-MM-DD HH:00:00"
+ * (the site's local hours). */
+static void handle_hourly(struct api_request *rq, const struct api_params *p, redisContext *rc)
+{
+    char err[300];
+    long days = period_range_days(&p->range);
+    size_t n = days > 0 ? (size_t)days * 24 : 0;
+    struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
+    if (n && query_hours(rc, p->site_id, &p->range, t, err, sizeof err) != 0) {
+        api_redis_error(rq, err);
+        free(t);
+        return;
+    }
+    size_t ncols = 1 + p->nmetrics;
+    const char *cols[1 + API_METRIC__COUNT] = {"date"};
+    metric_columns(p, cols, 1);
+    struct output_cell *cells = xcalloc((n ? n : 1) * ncols, sizeof *cells);
+    char (*labels)[20] = xcalloc(n ? n : 1, sizeof *labels);
+    for (size_t b = 0; b < n; b++) {
+        period_day day = p->range.first + (period_day)(b / 24);
+        struct period_range one = {day, day};
+        period_format_day(day, labels[b]);
+        str_format(labels[b] + 10, sizeof labels[b] - 10, " %02zu:00:00", b % 24);
+        /* noise keyed by the hour too, so hours never share the day's draw */
+        const char *hour = labels[b] + 11;
+        t[b].visitors = dp_count(rq->api, p->site_id, "visitors", hour, 2, &one, 1, t[b].visitors);
+        for (int c = 0; c < QC__COUNT; c++)
+            t[b].c[c] = dp_count(rq->api, p->site_id, query_counter_field(c), hour, 2, &one,
+                                 counter_sensitivity[c], t[b].c[c]);
+        cells[b * ncols] = output_str(labels[b], 19);
+        for (size_t i = 0; i < p->nmetrics; i++)
+            cells[b * ncols + 1 + i] = output_num(totals_metric(&t[b], p->metrics[i]));
+    }
+    struct output_table table = {ncols, cols, n, cells};
+    write_table(rq, p, &table, false, false, 0, false);
+    free(cells);
+    free(labels);
+    free(t);
+}
+
+void api_v1_timeseries(struct api_request *rq, const struct api_params *p,
+                              redisContext *rc)
+{
+    if (p->interval == PERIOD_INTERVAL_HOUR) {
+        handle_hourly(rq, p, rc);
+        return;
+    }
+    char err[300];
+    size_t n;
+    struct period_range *buckets = period_buckets(&p->range, p->interval, &n);
+    struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
+    if (n && query_totals(rc, p->site_id, buckets, n, t, err, sizeof err) != 0) {
+        api_redis_error(rq, err);
+        goto done;
+    }
+    size_t ncols = 1 + p->nmetrics;
+    const char *cols[1 + API_METRIC__COUNT] = {"date"};
+    metric_columns(p, cols, 1);
+    struct output_cell *cells = xcalloc((n ? n : 1) * ncols, sizeof *cells);
+    char (*dates)[11] = xcalloc(n ? n : 1, sizeof *dates);
+    for (size_t b = 0; b < n; b++) {
+        publish_totals(rq->api, p->site_id, &buckets[b], &t[b]);
+        if (p->interval == PERIOD_INTERVAL_MONTH)
+            period_format_month(buckets[b].first, dates[b]);
+        else
+            period_format_day(buckets[b].first, dates[b]);
+        cells[b * ncols] = output_str(dates[b], 10);
+        for (size_t i = 0; i < p->nmetrics; i++)
+            cells[b * ncols + 1 + i] = output_num(totals_metric(&t[b], p->metrics[i]));
+    }
+    struct output_table table = {ncols, cols, n, cells};
+    write_table(rq, p, &table, false, false, 0, false);
+    free(cells);
+    free(dates);
+done:
+    free(t);
+    free(buckets);
+}
+
+static int row_order(const void *a, const void *b)
+{
+    const struct stats_row *x = a, *y = b;
+    if (x->visitors != y->visitors)
+        return x->visitors > y->visitors ? -1 : 1;
+    size_t n = x->value_len < y->value_len ? x->value_len : y->value_len;
+    int c = memcmp(x->value, y->value, n);
+    if (c)
+        return c;
+    return x->value_len < y->value_len ? -1 : x->value_len > y->value_len;
+}
+
+void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
+                             redisContext *rc)
+{
+    struct stats_api *api = rq->api;
+    char err[300];
+    struct stats_rows rows = {0};
+    if (p->range.first <= p->range.last &&
+        query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err, sizeof err) != 0) {
+        api_redis_error(rq, err);
+        return;
+    }
+    /* k-anonymity on true counts first, then noise, then order and page. */
+    size_t folded = 0;
+    size_t kept = kanon_partition(rows.rows, rows.n, api->k_anonymity, &folded);
+    char other_name[] = QUERY_OTHER;
+    struct stats_row other = {.value = other_name, .value_len = sizeof other_name - 1};
+    bool have_other = kept < rows.n, other_suppressed = false;
+    if (have_other) {
+        kanon_sum(rows.rows + kept, rows.n - kept, &other);
+        if (query_rows_union_visitors(rc, p->site_id, p->dim, rows.rows + kept, rows.n - kept,
+                                      &other.visitors, err, sizeof err) != 0) {
+            api_redis_error(rq, err);
+            goto done;
+        }
+        if (!kanon_publishable(other.visitors, api->k_anonymity)) {
+            have_other = false;
+            other_suppressed = true;
+        }
+    }
+    for (size_t i = 0; i < kept; i++)
+        publish_row(api, p->site_id, &p->range, &rows.rows[i]);
+    if (have_other)
+        publish_row(api, p->site_id, &p->range, &other);
+    if (kept > 1)
+        qsort(rows.rows, kept, sizeof *rows.rows, row_order);
+
+    /* "(other)" is a summary: always the last row of the last page. */
+    size_t total = kept + (have_other ? 1 : 0);
+    size_t offset = (size_t)((p->page - 1) * p->limit);
+    size_t count = offset >= total ? 0 : total - offset;
+    if (count > (size_t)p->limit)
+        count = (size_t)p->limit;
+    size_t ncols = 1 + p->nmetrics;
+    const char *cols[1 + API_METRIC__COUNT] = {p->column};
+    metric_columns(p, cols, 1);
+    /* conversion_rate: the share of all the range's visitors */
+    long long site_visitors = 0;
+    for (size_t m = 0; m < p->nmetrics; m++) {
+        if (p->metrics[m] != API_METRIC_CONVERSION_RATE || p->range.first > p->range.last)
+            continue;
+        struct query_totals t = {0};
+        if (query_totals(rc, p->site_id, &p->range, 1, &t, err, sizeof err) != 0) {
+            api_redis_error(rq, err);
+            goto done;
+        }
+        publish_totals(api, p->site_id, &p->range, &t);
+        site_visitors = t.visitors;
+        break;
+    }
+    struct output_cell *cells = xcalloc((count ? count : 1) * ncols, sizeof *cells);
+    for (size_t i = 0; i < count; i++) {
+        const struct stats_row *r = offset + i < kept ? &rows.rows[offset + i] : &other;
+        cells[i * ncols] = output_str(r->value, r->value_len);
+        for (size_t m = 0; m < p->nmetrics; m++)
+            cells[i * ncols + 1 + m] = row_cell(r, p->metrics[m], site_visitors);
+    }
+    struct output_table table = {ncols, cols, count, cells};
+    write_table(rq, p, &table, false, true, folded, other_suppressed);
+    free(cells);
+done:
+    query_rows_free(&rows);
+}
+
+void api_v1_realtime(struct api_request *rq, const struct api_params *p, redisContext *rc)
+{
+    char err[300];
+    long long n;
+    time_t now = time(NULL);
+    if (query_realtime(rc, p->site_id, (long long)now - REALTIME_WINDOW_S, (long long)now, &n, err,
+                       sizeof err) != 0) {
+        api_redis_error(rq, err);
+        return;
+    }
+    period_day today = period_today(now);
+    struct period_range r = {today, today};
+    n = dp_count(rq->api, p->site_id, "realtime", "", 0, &r, 1, n);
+    rq->status = 200;
+    rq->content_type = "application/json";
+    evbuffer_add_printf(rq->body, "%lld\n", n);
+}
+
+void api_v1_sites(struct api_request *rq, const struct api_params *p, redisContext *rc,
+                         const unsigned char token[AUTH_HASH_BYTES], const char *reg_scope)
+{
+    struct stats_api *api = rq->api;
+    char err[300];
+    char **stored = NULL;
+    size_t nstored = 0;
+    bool all = reg_scope[0] ? strcmp(reg_scope, "*") == 0 : auth_all_sites(api->auth, token);
+    if (all && query_sites(rc, &stored, &nstored, err, sizeof err) != 0) {
+        api_redis_error(rq, err);
+        return;
+    }
+    const char **named = xcalloc(SITES_MAX_GRANTS, sizeof *named);
+    size_t nnamed = 0;
+    if (!reg_scope[0])
+        nnamed = auth_named_sites(api->auth, token, named, SITES_MAX_GRANTS);
+    else if (!all)
+        named[nnamed++] = reg_scope;
+    /* Stored sites (all-sites tokens) plus every site granted by name. */
+    const char **list = xcalloc(nstored + nnamed + 1, sizeof *list);
+    size_t n = 0;
+    for (size_t i = 0; i < nstored; i++)
+        list[n++] = stored[i];
+    for (size_t i = 0; i < nnamed; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < n && !dup; j++)
+            dup = strcmp(list[j], named[i]) == 0;
+        if (!dup)
+            list[n++] = named[i];
+    }
+    const char *cols[2] = {"domain", "timezone"};
+    struct output_cell *cells = xcalloc((n ? n : 1) * 2, sizeof *cells);
+    /* time zones from the site registry (veil-admin site add), else UTC */
+    char (*zones)[64] = xcalloc(n ? n : 1, sizeof *zones);
+    for (size_t i = 0; i < n; i++) {
+        struct reg_site site;
+        char rerr[200];
+        if (registry_site_get(rc, list[i], &site, rerr, sizeof rerr) == 1 && site.timezone[0])
+            str_copy(zones[i], sizeof zones[i], site.timezone, strlen(site.timezone));
+        else
+            str_copy(zones[i], sizeof zones[i], "Etc/UTC", 7);
+        cells[2 * i] = output_str(list[i], strlen(list[i]));
+        cells[2 * i + 1] = output_str(zones[i], strlen(zones[i]));
+    }
+    struct output_table table = {2, cols, n, cells};
+    rq->status = 200;
+    if (p->format == OUTPUT_CSV) {
+        rq->content_type = "text/csv; charset=utf-8";
+        output_csv(rq->body, &table);
+    } else {
+        rq->content_type = "application/json";
+        evbuffer_add(rq->body, "{\"sites\": ", 10);
+        output_json_rows(rq->body, &table);
+        evbuffer_add(rq->body, "}\n", 2);
+    }
+    free(cells);
+    free(zones);
+    free(list);
+    free(named);
+    for (size_t i = 0; i < nstored; i++)
+        free(stored[i]);
+    free(stored);
+}
