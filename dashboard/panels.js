@@ -58,6 +58,7 @@ export const PANELS = [
       { label: 'OS', property: 'visit:os', column: 'os', metrics: VISIT, visit: true },
       { label: 'Devices', property: 'visit:device', column: 'device', metrics: VISIT, visit: true },
       { label: 'Screens', property: 'visit:screen', column: 'screen', metrics: VISIT, visit: true },
+      { label: 'Visitor type', property: 'visit:visitor_type', column: 'visitor_type', metrics: VISIT, visit: true },
     ],
   },
   {

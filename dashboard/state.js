@@ -30,6 +30,7 @@ const PROPERTY_NAMES = {
   'visit:os': 'OS',
   'visit:device': 'Device',
   'visit:screen': 'Screen',
+  'visit:visitor_type': 'Visitor type',
 };
 
 export function propertyName(property) {

@@ -245,18 +245,21 @@ test('several filters (on a 390 px phone): pills from the URL, removed one by on
   await page.close();
 });
 
-/* [panel, tab, property, column, metrics] of the issue's new tables. */
+/* [panel, tab, property, column, metrics, data set dimension] of the new
+ * tables (the data set has no exit pages). */
 const NEW_TABLES = [
-  ['goals', null, 'event:goal', 'goal', ['visitors', 'events', 'conversion_rate']],
-  ['sources', 'Channels', 'visit:channel', 'channel', ['visitors', 'visits', 'bounce_rate', 'visit_duration']],
-  ['pages', 'Exit pages', 'visit:exit_page', 'exit_page', ['visitors', 'visits', 'bounce_rate', 'visit_duration']],
+  ['goals', null, 'event:goal', 'goal', ['visitors', 'events', 'conversion_rate'], 'goal'],
+  ['sources', 'Channels', 'visit:channel', 'channel', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], 'channel'],
+  ['pages', 'Exit pages', 'visit:exit_page', 'exit_page', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], null],
+  ['devices', 'Visitor type', 'visit:visitor_type', 'visitor_type', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], 'visitor_type'],
 ];
+const ALL_VISITORS = expectedTotals(ALL_DAYS).visitors;
 
 test('goals (conversion rate), channels, exit pages: the API\'s rows, or its reason in the card', async () => {
   await main.click('#filters .pill .pill-remove');
   await lib.setCustomRange(main, D2, D0);
   main.refusals = [];
-  for (const [panel, tab, property, column, metrics] of NEW_TABLES) {
+  for (const [panel, tab, property, column, metrics, dim] of NEW_TABLES) {
     if (tab) await clickTab(main, panel, tab);
     await main.waitForSelector(`#panel-${panel}:is([data-state="ready"], [data-state="unavailable"])`);
     let api = await apiTry('stats/breakdown', { site_id: SITE, period: 'custom', date: `${D2},${D0}`, property, metrics: metrics.join(','), limit: 100, page: 1 });
@@ -265,7 +268,16 @@ test('goals (conversion rate), channels, exit pages: the API\'s rows, or its rea
       api = await apiTry('stats/breakdown', { site_id: SITE, period: 'custom', date: `${D2},${D0}`, property, metrics: base.join(','), limit: 100, page: 1 });
     }
     if (api.ok) {
-      checkEqual(await shownRows(main, panel, column), api.body.results, `${property} rows vs API`);
+      const rows = await shownRows(main, panel, column);
+      checkEqual(rows, api.body.results, `${property} rows vs API`);
+      if (dim) {
+        const counts = metrics.slice(0, 2);
+        const want = expectedRows(dim, ALL_DAYS, column, counts);
+        if (metrics.includes('conversion_rate'))
+          for (const r of want) r.conversion_rate = Math.round((1000 * r.visitors) / ALL_VISITORS) / 10;
+        const pick = (r) => Object.fromEntries(Object.keys(want[0] || {}).map((k) => [k, r[k]]));
+        checkEqual(rows.map(pick), want, `${property} rows vs data set`);
+      }
     } else {
       checkEqual(await main.getAttribute(`#panel-${panel}`, 'data-state'), 'unavailable', `${property} panel state`);
       const note = await main.textContent(`#panel-${panel} .note.unavailable`);
