@@ -58,7 +58,8 @@ export const PANELS = [
       { label: 'OS', property: 'visit:os', column: 'os', metrics: VISIT, visit: true },
       { label: 'Devices', property: 'visit:device', column: 'device', metrics: VISIT, visit: true },
       { label: 'Screens', property: 'visit:screen', column: 'screen', metrics: VISIT, visit: true },
-      { label: 'Visitor type', property: 'visit:visitor_type', column: 'visitor_type', metrics: VISIT, visit: true },
+      /* visitors and visits only (docs/API.md): no per-row bounce rate. */
+      { label: 'Visitor type', property: 'visit:visitor_type', column: 'visitor_type', metrics: VISIT },
     ],
   },
   {
@@ -87,8 +88,9 @@ const METRIC_LABELS = {
   conversion_rate: 'CR',
 };
 
-/* What the API refused once per page load: per-row metrics (the reason). */
-const refused = { rowExtra: null };
+/* Per-row metrics the API refused, per property (the reason), remembered
+ * until the page is reloaded so each table asks once. */
+const refusedExtra = new Map();
 
 let hooks = { report: () => {}, onFilter: () => {}, onTab: () => {} };
 
@@ -168,7 +170,7 @@ export function buildPanels(h) {
 
 /* The metrics asked of a tab: its own, plus bounce rate and duration for
  * visit properties unless the API refused them already. */
-const tabMetrics = (tab) => (tab.visit && !refused.rowExtra ? [...tab.metrics, ...ROW_EXTRA] : tab.metrics);
+const tabMetrics = (tab) => (tab.visit && !refusedExtra.has(tabProperty(tab)) ? [...tab.metrics, ...ROW_EXTRA] : tab.metrics);
 
 export function loadAllPanels(gen) {
   for (const p of PANELS) loadPanel(p, gen);
@@ -212,7 +214,7 @@ export async function loadPanel(p, gen, page = 1) {
     if (!current()) return;
     /* Per-row bounce rate and duration refused: remember, ask without. */
     if (isRefusal(err) && metrics.length > tab.metrics.length && /^metrics:.*(bounce_rate|visit_duration)/.test(err.message)) {
-      refused.rowExtra = err.message;
+      refusedExtra.set(tabProperty(tab), err.message);
       metrics = tab.metrics;
       try {
         data = await api('stats/breakdown', { ...base, metrics: metrics.join(',') });
@@ -247,12 +249,12 @@ function fail(p, err) {
       ? `The stats API cannot answer this table with these filters: ${err.message}.`
       : `Not available from this stats API: ${err.message}.`;
   note(p, 'note unavailable', text);
-  const tab = p.tabs[state.tabs[p.id]];
-  if (tab.visit && refused.rowExtra) rowExtraNote(p);
+  rowExtraNote(p, p.tabs[state.tabs[p.id]]);
 }
 
-function rowExtraNote(p) {
-  note(p, 'note row-extra', `Bounce rate and visit duration per row are not available from this stats API (${refused.rowExtra}).`);
+function rowExtraNote(p, tab) {
+  const reason = tab.visit && refusedExtra.get(tabProperty(tab));
+  if (reason) note(p, 'note row-extra', `Bounce rate and visit duration per row are not available from this stats API (${reason}).`);
 }
 
 function renderPanel(p, tab, metrics, data, page) {
@@ -295,7 +297,7 @@ function renderPanel(p, tab, metrics, data, page) {
   p.more.hidden = results.length < PAGE_SIZE;
   p.card.dataset.state = 'ready';
   p.notes.replaceChildren();
-  if (tab.visit && refused.rowExtra) rowExtraNote(p);
+  rowExtraNote(p, tab);
   renderKanonNotes(p, data.meta || {});
 }
 

@@ -251,7 +251,7 @@ const NEW_TABLES = [
   ['goals', null, 'event:goal', 'goal', ['visitors', 'events', 'conversion_rate'], 'goal'],
   ['sources', 'Channels', 'visit:channel', 'channel', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], 'channel'],
   ['pages', 'Exit pages', 'visit:exit_page', 'exit_page', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], null],
-  ['devices', 'Visitor type', 'visit:visitor_type', 'visitor_type', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], 'visitor_type'],
+  ['devices', 'Visitor type', 'visit:visitor_type', 'visitor_type', ['visitors', 'visits'], 'visitor_type'],
 ];
 const ALL_VISITORS = expectedTotals(ALL_DAYS).visitors;
 
