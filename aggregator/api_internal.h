@@ -17,6 +17,8 @@
 #include "api_params.h"
 #include "auth.h"
 #include "dp.h"
+#include "output.h"
+#include "period.h"
 #include "query.h"
 
 struct stats_api {
@@ -51,6 +53,9 @@ struct api_request {
     const char *content_type;
     struct evbuffer *body;
     bool unauthorized;         /* add WWW-Authenticate */
+    bool filtered;             /* answered under a filter (meta says how many cells were
+                                  withheld by k-anonymity) */
+    size_t k_withheld;
 };
 
 /* Replace the body with {"error": reason} and set the status. */
@@ -59,6 +64,37 @@ void api_set_error(struct api_request *rq, int status, const char *reason);
 /* After a failed query: 503 when the connection is lost (it is dropped
  * and reopened by the next request), 500 for an unexpected answer. */
 void api_redis_error(struct api_request *rq, const char *reason);
+
+/* ---- shared by the v1 and v2 handlers (api_v1.c) ---- */
+
+/* Noise on every counter of t (DP; nothing when dp_epsilon is 0). */
+void api_publish_totals(const struct stats_api *api, const char *site,
+                        const struct period_range *r, struct query_totals *t);
+/* Totals of buckets[0..n) under p's filter (k-anonymity per filtered
+ * cell), published. False when rq was answered with an error. */
+bool api_load_totals(struct api_request *rq, const struct api_params *p, redisContext *rc,
+                     const struct period_range *buckets, size_t n, struct query_totals *t);
+/* A metric of totals: a number, and as a cell (decimals where it has them). */
+long long api_totals_metric(const struct query_totals *t, enum api_metric m);
+struct output_cell api_totals_cell(const struct query_totals *t, enum api_metric m);
+/* A breakdown row's counter metric (visitors, pageviews, visits, events). */
+long long api_row_metric(const struct stats_row *r, enum api_metric m);
+/* Noise on a breakdown row. */
+void api_publish_row(const struct stats_api *api, const char *site,
+                     const struct period_range *range, struct stats_row *r);
+/* Keep the rows matching p's filter; false (rq answered 400) when
+ * "(other)" may hide some. */
+bool api_filter_rows(struct api_request *rq, const struct api_params *p,
+                     struct stats_rows *rows);
+
+/* v2 (api_v2.c): POST /api/v2/query; body is the request's JSON. */
+struct api_v2_query;
+/* Parse body[0..len) for `today` (the site's local day): NULL with a 400
+ * reason in err. The caller frees it with free(). */
+struct api_v2_query *api_v2_parse(const char *body, size_t len, period_day today,
+                                  long long retention_days, char *err, size_t errlen);
+const char *api_v2_site(const struct api_v2_query *q);
+void api_v2_run(struct api_request *rq, const struct api_v2_query *q, redisContext *rc);
 
 /* v1 handlers (api_v1.c); p is parsed and the site granted. */
 void api_v1_aggregate(struct api_request *rq, const struct api_params *p, redisContext *rc);

@@ -16,6 +16,7 @@ static const char *const route_names[API_ROUTE__COUNT] = {
     [API_ROUTE_BREAKDOWN] = "breakdown", [API_ROUTE_REALTIME] = "realtime",
     [API_ROUTE_SITES] = "sites",         [API_ROUTE_HEALTHZ] = "healthz",
     [API_ROUTE_METRICS] = "metrics",     [API_ROUTE_STATIC] = "static",
+    [API_ROUTE_QUERY] = "query",
     [API_ROUTE_UNKNOWN] = "unknown",
 };
 

@@ -20,6 +20,7 @@ enum api_route {
     API_ROUTE_HEALTHZ,
     API_ROUTE_METRICS,
     API_ROUTE_STATIC,
+    API_ROUTE_QUERY,     /* POST /api/v2/query */
     API_ROUTE_UNKNOWN,
     API_ROUTE__COUNT
 };

@@ -19,6 +19,7 @@ static const char *const metric_names[API_METRIC__COUNT] = {
     [API_METRIC_VISIT_DURATION] = "visit_duration", [API_METRIC_EVENTS] = "events",
     [API_METRIC_SCROLL_DEPTH] = "scroll_depth",
     [API_METRIC_CONVERSION_RATE] = "conversion_rate",
+    [API_METRIC_VIEWS_PER_VISIT] = "views_per_visit",
 };
 
 const char *api_metric_name(enum api_metric m)
@@ -32,20 +33,21 @@ const char *api_metric_name(enum api_metric m)
 
 enum param {
     P_SITE_ID, P_PERIOD, P_DATE, P_METRICS, P_INTERVAL, P_PROPERTY, P_LIMIT, P_PAGE,
-    P_FORMAT, P__COUNT
+    P_FORMAT, P_COMPARE, P_FILTERS, P__COUNT
 };
 
 static const char *const param_names[P__COUNT] = {
     "site_id", "period", "date", "metrics", "interval", "property", "limit", "page", "format",
+    "compare", "filters",
 };
 
 /* Which parameters each endpoint takes (bit per enum param). */
 static unsigned endpoint_params(enum api_endpoint ep)
 {
     const unsigned range = 1u << P_SITE_ID | 1u << P_PERIOD | 1u << P_DATE | 1u << P_METRICS |
-                           1u << P_FORMAT;
+                           1u << P_FORMAT | 1u << P_FILTERS;
     switch (ep) {
-    case API_EP_AGGREGATE: return range;
+    case API_EP_AGGREGATE: return range | 1u << P_COMPARE;
     case API_EP_TIMESERIES: return range | 1u << P_INTERVAL;
     case API_EP_BREAKDOWN: return range | 1u << P_PROPERTY | 1u << P_LIMIT | 1u << P_PAGE;
     case API_EP_REALTIME: return 1u << P_SITE_ID;
@@ -85,6 +87,8 @@ static bool metric_allowed(enum api_endpoint ep, enum api_metric m)
         return m != API_METRIC_CONVERSION_RATE;
     return m == API_METRIC_VISITORS || m == API_METRIC_PAGEVIEWS || m == API_METRIC_VISITS ||
            m == API_METRIC_EVENTS || m == API_METRIC_CONVERSION_RATE;
+    /* views_per_visit: pageviews of a visit dimension's row count per event, its visits
+       per visit (internal navigation is Direct): no exact ratio per row */
 }
 
 static bool parse_metrics(enum api_endpoint ep, const char *v, struct api_params *out,
@@ -103,7 +107,7 @@ static bool parse_metrics(enum api_endpoint ep, const char *v, struct api_params
         if (found < 0) {
             str_format(err, errlen, "metrics: expected a comma-separated list of visitors, "
                                     "pageviews, visits, bounce_rate, visit_duration, events, "
-                                    "scroll_depth, conversion_rate");
+                                    "scroll_depth, conversion_rate, views_per_visit");
             return false;
         }
         if (found == API_METRIC_CONVERSION_RATE && ep != API_EP_BREAKDOWN) {
@@ -199,7 +203,7 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
                 str_copy(name, sizeof name, e->key, nlen < sizeof name ? nlen : sizeof name - 1);
             else
                 str_copy(name, sizeof name, "?", 1);
-            if (p < 0 && strcmp(e->key, "filters") != 0)
+            if (p < 0)
                 str_format(err, errlen, "%s: unknown parameter", name);
             else
                 str_format(err, errlen, "%s: not supported by this endpoint", name);
@@ -279,6 +283,26 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
         }
         if (given[P_PAGE] && !safe_strtoll(given[P_PAGE], 1, API_PAGE_MAX, &out->page)) {
             str_format(err, errlen, "page: expected an integer from 1 to %d", API_PAGE_MAX);
+            goto done;
+        }
+    }
+
+    if (given[P_COMPARE]) {
+        if (strcmp(given[P_COMPARE], "previous_period") != 0) {
+            str_format(err, errlen, "compare: expected previous_period");
+            goto done;
+        }
+        out->compare = true;
+    }
+    if (given[P_FILTERS]) {
+        const char *names[API_METRIC__COUNT];
+        for (size_t i = 0; i < out->nmetrics; i++)
+            names[i] = metric_names[out->metrics[i]];
+        if (!api_filter_parse_v1(given[P_FILTERS], ep == API_EP_BREAKDOWN ? out->property : NULL,
+                                 names, out->nmetrics, &out->filter, err, errlen))
+            goto done;
+        if (out->compare) {
+            str_format(err, errlen, "compare: not with filters yet");
             goto done;
         }
     }

@@ -31,11 +31,14 @@ enum api_metric {
     API_METRIC_EVENTS,
     API_METRIC_SCROLL_DEPTH,
     API_METRIC_CONVERSION_RATE, /* breakdown by event:goal: % of the range's visitors */
+    API_METRIC_VIEWS_PER_VISIT, /* pageviews / visits, two decimals */
     API_METRIC__COUNT
 };
 
 /* "visitors", "pageviews", ... */
 const char *api_metric_name(enum api_metric m);
+
+#include "api_filter.h"
 
 #define API_SITE_MAX 254
 #define API_PROP_KEY_MAX 65
@@ -56,6 +59,8 @@ struct api_params {
     long long limit;
     long long page;
     enum output_format format;
+    bool compare;                          /* compare=previous_period (aggregate) */
+    struct api_filter filter;              /* filters= (one property, see api_filter.h) */
 };
 
 /* Parse the raw URI query (NULL or "" = no parameters) of endpoint `ep`.

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_filter.h"
 #include "api_internal.h"
 #include "kanon.h"
 #include "log.h"
@@ -41,7 +42,7 @@ static long long dp_count(const struct stats_api *api, const char *site, const c
     return dp_publish(api->dp_key, api->dp_epsilon, sensitivity, &l, true_count);
 }
 
-static void publish_totals(const struct stats_api *api, const char *site,
+void api_publish_totals(const struct stats_api *api, const char *site,
                            const struct period_range *r, struct query_totals *t)
 {
     t->visitors = dp_count(api, site, "visitors", "", 0, r, 1, t->visitors);
@@ -58,7 +59,7 @@ static long long ratio(long long num, long long den, double scale, long long max
     return v < 0 ? 0 : (max > 0 && v > max ? max : v);
 }
 
-static long long totals_metric(const struct query_totals *t, enum api_metric m)
+long long api_totals_metric(const struct query_totals *t, enum api_metric m)
 {
     switch (m) {
     case API_METRIC_VISITORS: return t->visitors;
@@ -69,6 +70,7 @@ static long long totals_metric(const struct query_totals *t, enum api_metric m)
     case API_METRIC_VISIT_DURATION: return ratio(t->c[QC_VISIT_DURATION_S], t->c[QC_VISITS], 1, 0);
     case API_METRIC_SCROLL_DEPTH: return ratio(t->c[QC_SCROLL_SUM], t->c[QC_SCROLL_N], 1, 100);
     case API_METRIC_CONVERSION_RATE: break; /* breakdowns only (api_params) */
+    case API_METRIC_VIEWS_PER_VISIT: return ratio(t->c[QC_PAGEVIEWS], t->c[QC_VISITS], 100, 0);
     case API_METRIC__COUNT: break;
     }
     return 0;
@@ -77,7 +79,63 @@ static long long totals_metric(const struct query_totals *t, enum api_metric m)
 static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
                                    long long site_visitors);
 
-static long long row_metric(const struct stats_row *r, enum api_metric m)
+/* A totals metric as a cell: views_per_visit with two decimals. */
+struct output_cell api_totals_cell(const struct query_totals *t, enum api_metric m)
+{
+    if (m == API_METRIC_VIEWS_PER_VISIT)
+        return output_hundredths(api_totals_metric(t, m));
+    return output_num(api_totals_metric(t, m));
+}
+
+/* Totals of buckets[0..n), under p's filter when it has one (a filtered
+ * bucket seen by fewer than k visitors is withheld: zeros, counted in
+ * meta), published (noise). False when the request was answered with an
+ * error. */
+bool api_load_totals(struct api_request *rq, const struct api_params *p, redisContext *rc,
+                        const struct period_range *buckets, size_t n, struct query_totals *t)
+{
+    char err[400];
+    if (!p->filter.set) {
+        if (n && query_totals(rc, p->site_id, buckets, n, t, err, sizeof err) != 0) {
+            api_redis_error(rq, err);
+            return false;
+        }
+    } else {
+        int s = api_filter_totals(rc, p->site_id, &p->filter, buckets, n, t, err, sizeof err);
+        if (s < 0) {
+            api_redis_error(rq, err);
+            return false;
+        }
+        if (s > 0) {
+            api_set_error(rq, 400, err);
+            return false;
+        }
+        rq->filtered = true;
+        for (size_t b = 0; b < n; b++) {
+            if (!kanon_publishable(t[b].visitors, rq->api->k_anonymity) &&
+                (t[b].visitors || t[b].c[QC_PAGEVIEWS] || t[b].c[QC_EVENTS])) {
+                memset(&t[b], 0, sizeof t[b]);
+                rq->k_withheld++;
+            }
+        }
+    }
+    for (size_t b = 0; b < n; b++)
+        api_publish_totals(rq->api, p->site_id, &buckets[b], &t[b]);
+    return true;
+}
+
+/* compare=previous_period: the change from prev to cur, as Plausible
+ * reports it (percent; points for bounce_rate). */
+static long long change(enum api_metric m, long long cur, long long prev)
+{
+    if (m == API_METRIC_BOUNCE_RATE)
+        return cur - prev;
+    if (prev == 0)
+        return cur > 0 ? 100 : 0;
+    return llround(100.0 * (double)(cur - prev) / (double)prev);
+}
+
+long long api_row_metric(const struct stats_row *r, enum api_metric m)
 {
     switch (m) {
     case API_METRIC_VISITORS: return r->visitors;
@@ -94,14 +152,14 @@ static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
                                    long long site_visitors)
 {
     if (m != API_METRIC_CONVERSION_RATE)
-        return output_num(row_metric(r, m));
+        return output_num(api_row_metric(r, m));
     if (site_visitors <= 0)
         return output_tenths(0);
     long long t = (r->visitors * 1000 + site_visitors / 2) / site_visitors;
     return output_tenths(t > 1000 ? 1000 : t);
 }
 
-static void publish_row(const struct stats_api *api, const char *site,
+void api_publish_row(const struct stats_api *api, const char *site,
                         const struct period_range *range, struct stats_row *r)
 {
     r->visitors = dp_count(api, site, "visitors", r->value, r->value_len, range, 1, r->visitors);
@@ -114,7 +172,7 @@ static void publish_row(const struct stats_api *api, const char *site,
 
 static void write_meta(struct evbuffer *b, const struct stats_api *api,
                        const struct api_params *p, bool breakdown, size_t folded,
-                       bool other_suppressed)
+                       bool other_suppressed, long long filter_withheld)
 {
     char first[11], last[11];
     period_format_day(p->range.first, first);
@@ -129,6 +187,9 @@ static void write_meta(struct evbuffer *b, const struct stats_api *api,
         evbuffer_add_printf(b, ", \"k_anonymity\": %lld, \"folded_rows\": %zu, "
                                "\"other_suppressed\": %s",
                             api->k_anonymity, folded, other_suppressed ? "true" : "false");
+    if (filter_withheld >= 0)
+        evbuffer_add_printf(b, ", \"k_anonymity\": %lld, \"filter_withheld\": %lld",
+                            api->k_anonymity, filter_withheld);
     evbuffer_add_printf(b, ", \"dp_epsilon\": %g}", api->dp_epsilon);
 }
 
@@ -154,7 +215,8 @@ static void write_table(struct api_request *rq, const struct api_params *p,
         output_json_aggregate(rq->body, t);
     else
         output_json_rows(rq->body, t);
-    write_meta(rq->body, rq->api, p, breakdown, folded, other_suppressed);
+    write_meta(rq->body, rq->api, p, breakdown, folded, other_suppressed,
+               rq->filtered && !breakdown ? (long long)rq->k_withheld : -1);
     evbuffer_add(rq->body, "}\n", 2);
 }
 
@@ -162,20 +224,23 @@ static void write_table(struct api_request *rq, const struct api_params *p,
 
 void api_v1_aggregate(struct api_request *rq, const struct api_params *p, redisContext *rc)
 {
-    char err[300];
-    struct query_totals t = {0};
-    if (p->range.first <= p->range.last &&
-        query_totals(rc, p->site_id, &p->range, 1, &t, err, sizeof err) != 0) {
-        api_redis_error(rq, err);
+    struct query_totals t[2] = {{0}, {0}};
+    /* compare=previous_period: the as many days just before */
+    long days = period_range_days(&p->range);
+    struct period_range ranges[2] = {p->range,
+                                     {p->range.first - (period_day)days, p->range.first - 1}};
+    size_t n = p->compare ? 2 : 1;
+    if (p->range.first <= p->range.last && !api_load_totals(rq, p, rc, ranges, n, t))
         return;
-    }
-    publish_totals(rq->api, p->site_id, &p->range, &t);
     const char *cols[API_METRIC__COUNT];
-    struct output_cell cells[API_METRIC__COUNT];
+    struct output_cell cells[2 * API_METRIC__COUNT];
     metric_columns(p, cols, 0);
-    for (size_t i = 0; i < p->nmetrics; i++)
-        cells[i] = output_num(totals_metric(&t, p->metrics[i]));
-    struct output_table table = {p->nmetrics, cols, 1, cells};
+    for (size_t i = 0; i < p->nmetrics; i++) {
+        cells[i] = api_totals_cell(&t[0], p->metrics[i]);
+        cells[p->nmetrics + i] = output_num(change(
+            p->metrics[i], api_totals_metric(&t[0], p->metrics[i]), api_totals_metric(&t[1], p->metrics[i])));
+    }
+    struct output_table table = {p->nmetrics, cols, n, cells};
     write_table(rq, p, &table, true, false, 0, false);
 }
 
@@ -184,6 +249,11 @@ void api_v1_aggregate(struct api_request *rq, const struct api_params *p, redisC
 static void handle_hourly(struct api_request *rq, const struct api_params *p, redisContext *rc)
 {
     char err[300];
+    if (p->filter.set) {
+        api_set_error(rq, 400, "filters: the hourly counts are totals of the site, not kept per "
+                               "value; ask interval=day with this filter");
+        return;
+    }
     long days = period_range_days(&p->range);
     size_t n = days > 0 ? (size_t)days * 24 : 0;
     struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
@@ -210,7 +280,7 @@ static void handle_hourly(struct api_request *rq, const struct api_params *p, re
                                  counter_sensitivity[c], t[b].c[c]);
         cells[b * ncols] = output_str(labels[b], 19);
         for (size_t i = 0; i < p->nmetrics; i++)
-            cells[b * ncols + 1 + i] = output_num(totals_metric(&t[b], p->metrics[i]));
+            cells[b * ncols + 1 + i] = api_totals_cell(&t[b], p->metrics[i]);
     }
     struct output_table table = {ncols, cols, n, cells};
     write_table(rq, p, &table, false, false, 0, false);
@@ -226,28 +296,24 @@ void api_v1_timeseries(struct api_request *rq, const struct api_params *p,
         handle_hourly(rq, p, rc);
         return;
     }
-    char err[300];
     size_t n;
     struct period_range *buckets = period_buckets(&p->range, p->interval, &n);
     struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
-    if (n && query_totals(rc, p->site_id, buckets, n, t, err, sizeof err) != 0) {
-        api_redis_error(rq, err);
+    if (!api_load_totals(rq, p, rc, buckets, n, t))
         goto done;
-    }
     size_t ncols = 1 + p->nmetrics;
     const char *cols[1 + API_METRIC__COUNT] = {"date"};
     metric_columns(p, cols, 1);
     struct output_cell *cells = xcalloc((n ? n : 1) * ncols, sizeof *cells);
     char (*dates)[11] = xcalloc(n ? n : 1, sizeof *dates);
     for (size_t b = 0; b < n; b++) {
-        publish_totals(rq->api, p->site_id, &buckets[b], &t[b]);
         if (p->interval == PERIOD_INTERVAL_MONTH)
             period_format_month(buckets[b].first, dates[b]);
         else
             period_format_day(buckets[b].first, dates[b]);
         cells[b * ncols] = output_str(dates[b], 10);
         for (size_t i = 0; i < p->nmetrics; i++)
-            cells[b * ncols + 1 + i] = output_num(totals_metric(&t[b], p->metrics[i]));
+            cells[b * ncols + 1 + i] = api_totals_cell(&t[b], p->metrics[i]);
     }
     struct output_table table = {ncols, cols, n, cells};
     write_table(rq, p, &table, false, false, 0, false);
@@ -270,6 +336,36 @@ static int row_order(const void *a, const void *b)
     return x->value_len < y->value_len ? -1 : x->value_len > y->value_len;
 }
 
+/* A breakdown filtered by its own property: only the matching rows; 400
+ * when "(other)" may hide some (api_filter.h). */
+bool api_filter_rows(struct api_request *rq, const struct api_params *p,
+                        struct stats_rows *rows)
+{
+    size_t n = 0;
+    bool other = false;
+    for (size_t i = 0; i < rows->n; i++) {
+        struct stats_row *r = &rows->rows[i];
+        bool is_other = r->value_len == strlen(QUERY_OTHER) &&
+                        memcmp(r->value, QUERY_OTHER, r->value_len) == 0;
+        if (is_other)
+            other = other || r->pageviews || r->visits || r->events || r->visitors;
+        if (!is_other && api_filter_matches(&p->filter, r->value, r->value_len)) {
+            rows->rows[n++] = *r;
+        } else {
+            free(r->value);
+            free(r->days);
+        }
+    }
+    rows->n = n;
+    if (other) {
+        api_set_error(rq, 400, "filters: on some days of this range values past breakdown_cap "
+                               "were counted together as (other), and the filter may match "
+                               "some of them: it cannot be answered exactly");
+        return false;
+    }
+    return true;
+}
+
 void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
                              redisContext *rc)
 {
@@ -281,6 +377,8 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
         api_redis_error(rq, err);
         return;
     }
+    if (p->filter.set && !api_filter_rows(rq, p, &rows))
+        goto done;
     /* k-anonymity on true counts first, then noise, then order and page. */
     size_t folded = 0;
     size_t kept = kanon_partition(rows.rows, rows.n, api->k_anonymity, &folded);
@@ -300,9 +398,9 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
         }
     }
     for (size_t i = 0; i < kept; i++)
-        publish_row(api, p->site_id, &p->range, &rows.rows[i]);
+        api_publish_row(api, p->site_id, &p->range, &rows.rows[i]);
     if (have_other)
-        publish_row(api, p->site_id, &p->range, &other);
+        api_publish_row(api, p->site_id, &p->range, &other);
     if (kept > 1)
         qsort(rows.rows, kept, sizeof *rows.rows, row_order);
 
@@ -325,7 +423,7 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
             api_redis_error(rq, err);
             goto done;
         }
-        publish_totals(api, p->site_id, &p->range, &t);
+        api_publish_totals(api, p->site_id, &p->range, &t);
         site_visitors = t.visitors;
         break;
     }

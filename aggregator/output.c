@@ -9,15 +9,17 @@
 
 #include "util.h"
 
-/* An integer, or tenths as "<whole>.<tenth>". */
+/* An integer, or tenths / hundredths as "<whole>.<d>" / "<whole>.<dd>". */
 static void write_num(struct evbuffer *out, const struct output_cell *c)
 {
-    if (!c->tenths) {
-        evbuffer_add_printf(out, "%lld", c->num);
-        return;
-    }
     long long v = c->num < 0 ? -c->num : c->num;
-    evbuffer_add_printf(out, "%s%lld.%lld", c->num < 0 ? "-" : "", v / 10, v % 10);
+    const char *sign = c->num < 0 ? "-" : "";
+    if (c->decimals == 1)
+        evbuffer_add_printf(out, "%s%lld.%lld", sign, v / 10, v % 10);
+    else if (c->decimals == 2)
+        evbuffer_add_printf(out, "%s%lld.%02lld", sign, v / 100, v % 100);
+    else
+        evbuffer_add_printf(out, "%lld", c->num);
 }
 
 void output_json_string(struct evbuffer *out, const char *str, size_t len)
@@ -122,6 +124,10 @@ void output_json_aggregate(struct evbuffer *out, const struct output_table *t)
         json_key(out, t->cols[c]);
         evbuffer_add(out, "{\"value\": ", 10);
         json_cell(out, &t->cells[c]);
+        if (t->nrows > 1) { /* compare: the second row holds the changes */
+            evbuffer_add(out, ", \"change\": ", 12);
+            json_cell(out, &t->cells[t->ncols + c]);
+        }
         evbuffer_add(out, "}", 1);
     }
     evbuffer_add(out, "}", 1);
@@ -147,4 +153,9 @@ void output_csv(struct evbuffer *out, const struct output_table *t)
         }
         evbuffer_add(out, "\r\n", 2);
     }
+}
+
+void output_json_cell(struct evbuffer *out, const struct output_cell *c)
+{
+    json_cell(out, c);
 }

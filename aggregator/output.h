@@ -15,13 +15,14 @@ struct evbuffer;
 enum output_format { OUTPUT_JSON = 0, OUTPUT_CSV };
 
 /* One cell: a string slice (not owned), an integer, or a number with one
- * decimal (num in tenths, e.g. a conversion rate of 12.5 %). */
+ * or two decimals (num in tenths or hundredths: a conversion rate of
+ * 12.5 %, 1.63 views per visit). */
 struct output_cell {
     bool is_str;
     const char *str;
     size_t len;
     long long num;
-    bool tenths;
+    unsigned char decimals; /* 0, 1 or 2 */
 };
 
 /* Rows of cells under named columns; cells is nrows * ncols, row-major.
@@ -35,20 +36,27 @@ struct output_table {
 
 static inline struct output_cell output_str(const char *s, size_t len)
 {
-    struct output_cell c = {true, s, len, 0, false};
+    struct output_cell c = {true, s, len, 0, 0};
     return c;
 }
 
 static inline struct output_cell output_num(long long n)
 {
-    struct output_cell c = {false, NULL, 0, n, false};
+    struct output_cell c = {false, NULL, 0, n, 0};
     return c;
 }
 
 /* A number with one decimal, given in tenths (125 -> 12.5). */
 static inline struct output_cell output_tenths(long long tenths)
 {
-    struct output_cell c = {false, NULL, 0, tenths, true};
+    struct output_cell c = {false, NULL, 0, tenths, 1};
+    return c;
+}
+
+/* A number with two decimals, given in hundredths (163 -> 1.63). */
+static inline struct output_cell output_hundredths(long long hundredths)
+{
+    struct output_cell c = {false, NULL, 0, hundredths, 2};
     return c;
 }
 
@@ -62,11 +70,15 @@ void output_json_string(struct evbuffer *out, const char *s, size_t len);
  * or CR gets a leading apostrophe so spreadsheets show it as text. */
 void output_csv_field(struct evbuffer *out, const char *s, size_t len);
 
+/* One cell as a JSON value (a string or a number). */
+void output_json_cell(struct evbuffer *out, const struct output_cell *c);
+
 /* `[{"col": cell, ...}, ...]`, one object per row. */
 void output_json_rows(struct evbuffer *out, const struct output_table *t);
 
 /* `{"col": {"value": cell}, ...}` from the first row (Plausible's
- * aggregate shape); `{}` when there is no row. */
+ * aggregate shape); `{}` when there is no row. With a second row (compare)
+ * each becomes `{"value": cell, "change": second row's cell}`. */
 void output_json_aggregate(struct evbuffer *out, const struct output_table *t);
 
 /* Header row of column names, then one line per row; CRLF line ends. */

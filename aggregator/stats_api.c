@@ -41,7 +41,7 @@
 
 /* evhttp limits (its defaults are unlimited). */
 #define API_MAX_HEADERS_BYTES 8192
-#define API_MAX_BODY_BYTES 1024
+#define API_MAX_BODY_BYTES 16384 /* a v2 query's JSON */
 #define API_TIMEOUT_S 30
 #define REDIS_CONNECT_TIMEOUT_MS 2000
 #define REDIS_COMMAND_TIMEOUT_MS 10000
@@ -161,38 +161,103 @@ static void handle_static(struct api_request *rq, const char *path)
     rq->content_type = f.content_type;
 }
 
+/* The request's token: true with its hash in token and, for a token made
+ * by veil-admin, its registry scope in reg_scope (REG_ID_MAX + 1); false
+ * when rq was answered 401. */
+static bool authenticate(struct api_request *rq, unsigned char token[AUTH_HASH_BYTES],
+                         char *reg_scope)
+{
+    struct stats_api *api = rq->api;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(rq->req);
+    /* A token veil-admin made: looked up in the site registry per request,
+     * so a new token works and a revoked one stops at once. */
+    reg_scope[0] = '\0';
+    enum auth_result known = auth_identify(api->auth, evhttp_find_header(in, "Authorization"),
+                                           token);
+    if (known == AUTH_INVALID && !sodium_is_zero(token, AUTH_HASH_BYTES)) {
+        redisContext *rrc = api_redis(api);
+        if (rrc && registry_token_scope(rrc, token, reg_scope, REG_ID_MAX + 1) == 1)
+            known = AUTH_OK;
+        else
+            reg_scope[0] = '\0';
+    }
+    switch (known) {
+    case AUTH_OK: return true;
+    case AUTH_MISSING:
+        rq->unauthorized = true;
+        api_set_error(rq, 401, "missing API token: send Authorization: Bearer <token>");
+        return false;
+    default:
+        rq->unauthorized = true;
+        api_set_error(rq, 401, "invalid API token");
+        return false;
+    }
+}
+
+static bool granted(struct stats_api *api, const unsigned char token[AUTH_HASH_BYTES],
+                    const char *reg_scope, const char *site)
+{
+    return reg_scope[0] ? strcmp(reg_scope, "*") == 0 || strcmp(reg_scope, site) == 0
+                        : auth_check_site(api->auth, token, site) == AUTH_OK;
+}
+
+/* The site's local today (docs/API.md "Time zones"). */
+static period_day site_today(redisContext *rc, const char *site)
+{
+    int32_t local;
+    int hour;
+    tz_local(site_zone_lookup(rc, site), time(NULL), &local, &hour);
+    return local;
+}
+
+/* POST /api/v2/query: token, body, site grant, then the work. */
+static void handle_v2(struct api_request *rq)
+{
+    struct stats_api *api = rq->api;
+    unsigned char token[AUTH_HASH_BYTES];
+    char reg_scope[REG_ID_MAX + 1], err[400];
+    if (!authenticate(rq, token, reg_scope))
+        return;
+    struct evbuffer *in = evhttp_request_get_input_buffer(rq->req);
+    size_t len = evbuffer_get_length(in);
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    period_day today = period_today(time(NULL));
+    struct api_v2_query *q = api_v2_parse(body, len, today, api->retention_days, err, sizeof err);
+    if (!q) {
+        api_set_error(rq, 400, err);
+        return;
+    }
+    redisContext *rc = NULL;
+    if (!granted(api, token, reg_scope, api_v2_site(q))) {
+        api_set_error(rq, 403, "this token may not read this site");
+    } else if (!(rc = api_redis(api))) {
+        api->metrics.redis_errors++;
+        api_set_error(rq, 503, "storage unavailable, try again");
+    } else {
+        period_day local = site_today(rc, api_v2_site(q));
+        if (local != today) {
+            free(q);
+            q = api_v2_parse(body, len, local, api->retention_days, err, sizeof err);
+        }
+        if (!q)
+            api_set_error(rq, 400, err);
+        else if (api_dp_key(rq, rc))
+            api_v2_run(rq, q, rc);
+    }
+    free(q);
+}
+
 /* Stats and sites routes: token, parameters, site grant, then the work. */
 static void handle_api(struct api_request *rq, enum api_endpoint ep)
 {
     struct stats_api *api = rq->api;
     struct evkeyvalq *in = evhttp_request_get_input_headers(rq->req);
     unsigned char token[AUTH_HASH_BYTES];
+    char reg_scope[REG_ID_MAX + 1];
     char err[300];
     struct api_params p;
-
-    /* A token veil-admin made: looked up in the site registry per request,
-     * so a new token works and a revoked one stops at once. */
-    char reg_scope[REG_ID_MAX + 1] = "";
-    enum auth_result known = auth_identify(api->auth, evhttp_find_header(in, "Authorization"),
-                                           token);
-    if (known == AUTH_INVALID && !sodium_is_zero(token, AUTH_HASH_BYTES)) {
-        redisContext *rrc = api_redis(api);
-        if (rrc && registry_token_scope(rrc, token, reg_scope, sizeof reg_scope) == 1)
-            known = AUTH_OK;
-        else
-            reg_scope[0] = '\0';
-    }
-    switch (known) {
-    case AUTH_OK: break;
-    case AUTH_MISSING:
-        rq->unauthorized = true;
-        api_set_error(rq, 401, "missing API token: send Authorization: Bearer <token>");
+    if (!authenticate(rq, token, reg_scope))
         return;
-    default:
-        rq->unauthorized = true;
-        api_set_error(rq, 401, "invalid API token");
-        return;
-    }
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(rq->req));
     period_day today = period_today(time(NULL));
     if (!api_params_parse(ep, query, evhttp_find_header(in, "Accept"), today,
@@ -200,9 +265,7 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
         api_set_error(rq, 400, err);
         return;
     }
-    bool granted = reg_scope[0] ? strcmp(reg_scope, "*") == 0 || strcmp(reg_scope, p.site_id) == 0
-                                : auth_check_site(api->auth, token, p.site_id) == AUTH_OK;
-    if (ep != API_EP_SITES && !granted) {
+    if (ep != API_EP_SITES && !granted(api, token, reg_scope, p.site_id)) {
         api_set_error(rq, 403, "this token may not read this site");
         return;
     }
@@ -213,10 +276,7 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
         return;
     }
     if (ep != API_EP_SITES && ep != API_EP_REALTIME) {
-        /* the site's local today (docs/API.md "Time zones") */
-        int32_t local;
-        int hour;
-        tz_local(site_zone_lookup(rc, p.site_id), time(NULL), &local, &hour);
+        period_day local = site_today(rc, p.site_id);
         if (local != today && !api_params_parse(ep, query, evhttp_find_header(in, "Accept"),
                                                 local, api->retention_days, &p, err, sizeof err)) {
             api_set_error(rq, 400, err);
@@ -248,6 +308,7 @@ static const struct {
     {"/api/v1/sites", API_ROUTE_SITES, API_EP_SITES},
     {"/healthz", API_ROUTE_HEALTHZ, -1},
     {"/metrics", API_ROUTE_METRICS, -1},
+    {"/api/v2/query", API_ROUTE_QUERY, -1},
 };
 
 static void send_reply(struct api_request *rq)
@@ -265,7 +326,7 @@ static void send_reply(struct api_request *rq)
         evhttp_add_header(out, "Cache-Control", "no-store");
     }
     if (rq->status == 405)
-        evhttp_add_header(out, "Allow", "GET, HEAD");
+        evhttp_add_header(out, "Allow", rq->route == API_ROUTE_QUERY ? "POST" : "GET, HEAD");
     if (rq->unauthorized)
         evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"veil\"");
     if (evhttp_request_get_command(rq->req) == EVHTTP_REQ_HEAD) {
@@ -306,6 +367,11 @@ static void request_cb(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (rq.route == API_ROUTE_UNKNOWN) {
         api_set_error(&rq, 404, "not found");
+    } else if (rq.route == API_ROUTE_QUERY) {
+        if (method == EVHTTP_REQ_POST)
+            handle_v2(&rq);
+        else
+            api_set_error(&rq, 405, "method not allowed: use POST");
     } else if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
         api_set_error(&rq, 405, "method not allowed: use GET");
     } else if (endpoint >= 0) {
