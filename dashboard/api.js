@@ -99,3 +99,24 @@ export async function downloadCsv(path, params, name, button, report) {
 export function fileSafe(s) {
   return String(s).replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
 }
+
+/* GET with `metrics`, dropping each metric the API refuses by name (a 400
+ * whose reason starts with "filters: <metric>" or "metrics: <metric>", as
+ * docs/API.md words them) and asking again with the rest. Resolves with
+ * {data, metrics (the ones answered), dropped: [{metric, reason}]};
+ * rejects like api() when nothing is left or the refusal names no metric. */
+export async function apiMetrics(path, params, metrics) {
+  const dropped = [];
+  let left = [...metrics];
+  for (;;) {
+    try {
+      const data = await api(path, { ...params, metrics: left.join(',') });
+      return { data, metrics: left, dropped };
+    } catch (err) {
+      const m = isRefusal(err) && left.length > 1 ? left.find((x) => new RegExp(`^(filters|metrics): ${x}\\b`).test(err.message)) : null;
+      if (!m) throw err;
+      dropped.push({ metric: m, reason: err.message });
+      left = left.filter((x) => x !== m);
+    }
+  }
+}

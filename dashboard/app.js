@@ -9,7 +9,7 @@
  * the Authorization header, api.js), never load anything from another
  * origin, never insert a value from the API as HTML, and never show a
  * number that is not the API's answer to the view's exact query. */
-import { api, auth, ApiError, describeError, downloadCsv, fileSafe, isRefusal } from './api.js';
+import { api, apiMetrics, auth, ApiError, describeError, downloadCsv, fileSafe, isRefusal } from './api.js';
 import { clearPrevious, loadPreviousTimeseries, loadTimeseries, plottedInterval, resizeChart } from './chart.js';
 import { $, addDays, el, formatDay, formatInt, formatMetric } from './format.js';
 import { PANELS, buildPanels, loadAllPanels } from './panels.js';
@@ -33,6 +33,13 @@ const TOKEN_KEY = 'veil.token';
  * the page loads; it can only make the interval shorter). */
 const REFRESH_MS = Math.min(30_000, Number(globalThis.VEIL_TEST_REFRESH_MS) || 30_000);
 const TOP_METRICS = ['visitors', 'pageviews', 'bounce_rate', 'visit_duration', 'scroll_depth'];
+const METRIC_NAMES = {
+  visitors: 'Unique visitors',
+  pageviews: 'Pageviews',
+  bounce_rate: 'Bounce rate',
+  visit_duration: 'Visit duration',
+  scroll_depth: 'Scroll depth',
+};
 /* Ratios compare in percentage points, counts and durations in percent. */
 const POINTS = new Set(['bounce_rate', 'scroll_depth']);
 
@@ -187,9 +194,11 @@ async function loadAggregate(gen, { quiet = false } = {}) {
       setChange(m);
     }
   }
-  let data;
+  /* A metric the API cannot answer for this view (e.g. bounce rate under
+   * a filter) is dropped by name and shown as "—" with the reason. */
+  let answer;
   try {
-    data = await api('stats/aggregate', { site_id: state.site, ...rangeParams(), ...filterParams(), metrics: TOP_METRICS.join(',') });
+    answer = await apiMetrics('stats/aggregate', { site_id: state.site, ...rangeParams(), ...filterParams() }, TOP_METRICS);
   } catch (err) {
     if (gen !== state.generation) return;
     if (isRefusal(err) && state.filters.length > 0) {
@@ -201,11 +210,17 @@ async function loadAggregate(gen, { quiet = false } = {}) {
     return;
   }
   if (gen !== state.generation) return;
+  const data = answer.data;
   current = data.results || {};
   for (const m of TOP_METRICS) {
-    setMetric(m, current[m]?.value ?? 0);
+    setMetric(m, answer.metrics.includes(m) ? current[m]?.value ?? 0 : 'n/a');
     setChange(m);
   }
+  $('metrics-note').replaceChildren(
+    ...answer.dropped.map((d) =>
+      el('p', { class: 'note unavailable', 'data-metric': d.metric, text: `${METRIC_NAMES[d.metric]}: not available for this view (${d.reason}).` })
+    )
+  );
   renderMeta(data.meta || {});
   if (state.compare && !quiet) loadComparison(gen, data.meta || {});
 }
@@ -225,13 +240,11 @@ async function loadComparison(gen, meta) {
   $('compare-note').dataset.range = prev.join(',');
   loadPreviousTimeseries(gen, prev);
   try {
-    const data = await api('stats/aggregate', {
-      site_id: state.site,
-      period: 'custom',
-      date: prev.join(','),
-      ...filterParams(),
-      metrics: TOP_METRICS.join(','),
-    });
+    const { data } = await apiMetrics(
+      'stats/aggregate',
+      { site_id: state.site, period: 'custom', date: prev.join(','), ...filterParams() },
+      TOP_METRICS
+    );
     if (gen !== state.generation) return;
     if (data.meta?.clipped_to_retention) {
       note(`Comparison: part of ${formatDay(prev[0])} – ${formatDay(prev[1])} is past retention, so it is not compared.`);

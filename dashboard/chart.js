@@ -8,7 +8,7 @@
  * reason. The plotted numbers are also in the chart element's data-*
  * attributes (for tests and for reading without a mouse). */
 import uPlot from 'uplot';
-import { api, isRefusal } from './api.js';
+import { api, apiMetrics, isRefusal } from './api.js';
 import { $, cssVar, el, formatInt } from './format.js';
 import { filterParams, isHourly, isMonthly, rangeParams, state } from './state.js';
 
@@ -23,6 +23,7 @@ const shortHour = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: 
 const chart = {
   plot: null,
   rows: null /* the current period's rows */,
+  metrics: ['visitors', 'pageviews'] /* the metrics the API answered for them */,
   previous: null /* the previous period's rows, or null */,
   interval: 'day' /* the buckets actually plotted */,
   notes: [],
@@ -46,17 +47,19 @@ export async function loadTimeseries(gen, report, { quiet = false } = {}) {
   const hourly = isHourly();
   let interval = hourly ? 'hour' : isMonthly() ? 'month' : 'day';
   const notes = [];
-  const base = { site_id: state.site, ...rangeParams(), ...filterParams(), metrics: 'visitors,pageviews' };
-  let data;
+  const base = { site_id: state.site, ...rangeParams(), ...filterParams() };
+  const wanted = ['visitors', 'pageviews'];
+  let answer;
   try {
-    data = await api('stats/timeseries', { ...base, ...(hourly ? { interval: 'hour' } : {}) });
+    answer = await apiMetrics('stats/timeseries', { ...base, ...(hourly ? { interval: 'hour' } : {}) }, wanted);
   } catch (err) {
     if (gen !== state.generation) return;
-    if (hourly && isRefusal(err) && /^interval/.test(err.message)) {
-      notes.push(`Hourly buckets are not available from this stats API ("${err.message}"), so the day is one point.`);
+    /* Hours refused (by an API without them, or under a filter): days. */
+    if (hourly && isRefusal(err)) {
+      notes.push(`Hourly buckets are not available for this view ("${err.message}"), so the day is one point.`);
       interval = 'day';
       try {
-        data = await api('stats/timeseries', base);
+        answer = await apiMetrics('stats/timeseries', base, wanted);
       } catch (err2) {
         if (gen === state.generation) failTimeseries(err2, report, notes);
         return;
@@ -67,7 +70,9 @@ export async function loadTimeseries(gen, report, { quiet = false } = {}) {
     }
   }
   if (gen !== state.generation) return;
-  chart.rows = data.results || [];
+  for (const d of answer.dropped) notes.push(`${d.metric === 'pageviews' ? 'Pageviews' : 'Visitors'}: not plotted for this view (${d.reason}).`);
+  chart.metrics = answer.metrics;
+  chart.rows = answer.data.results || [];
   chart.interval = interval;
   chart.notes = notes;
   $('chart-title').textContent = `Visitors and pageviews per ${interval}`;
@@ -102,7 +107,7 @@ export async function loadPreviousTimeseries(gen, [first, last]) {
     try {
       data = await api('stats/timeseries', { ...base, interval });
     } catch (err) {
-      if (!(interval === 'hour' && isRefusal(err) && /^interval/.test(err.message))) throw err;
+      if (!(interval === 'hour' && isRefusal(err))) throw err;
       interval = 'day';
       data = await api('stats/timeseries', { ...base, interval });
     }
@@ -136,14 +141,16 @@ function render() {
   const interval = chart.interval;
   const xs = rows.map((r) => bucketSeconds(r.date));
   const prev = chart.previous && chart.previousInterval === interval ? rows.map((_, i) => chart.previous[i]?.visitors ?? null) : null;
-  const data = [xs, rows.map((r) => r.visitors ?? 0), rows.map((r) => r.pageviews ?? 0)];
+  const hasPv = chart.metrics.includes('pageviews');
+  const data = [xs, rows.map((r) => r.visitors ?? 0)];
+  if (hasPv) data.push(rows.map((r) => r.pageviews ?? 0));
   if (prev) data.push(prev);
   const box = $('chart');
   box.dataset.points = String(rows.length);
   box.dataset.interval = interval;
   box.dataset.dates = rows.map((r) => r.date).join(',');
   box.dataset.visitors = data[1].join(',');
-  box.dataset.pageviews = data[2].join(',');
+  box.dataset.pageviews = hasPv ? data[2].join(',') : '';
   box.dataset.previousVisitors = prev ? chart.previous.map((r) => r.visitors ?? 0).join(',') : '';
   box.dataset.previousDates = prev ? chart.previous.map((r) => r.date).join(',') : '';
   if (chart.plot) chart.plot.destroy();
@@ -170,8 +177,9 @@ function render() {
   const series = [
     { label: { month: 'Month', day: 'Day', hour: 'Hour' }[interval], value: (u, ts) => (ts == null ? '–' : label(ts)) },
     { label: 'Visitors', stroke: c1, fill: cssVar('--series-1-fill'), width: 2, value: count, points: { show: few, size: 6, fill: c1 } },
-    { label: 'Pageviews', stroke: c2, width: 2, dash: [6, 4], value: count, points: { show: few, size: 5, fill: c2 } },
   ];
+  if (hasPv)
+    series.push({ label: 'Pageviews', stroke: c2, width: 2, dash: [6, 4], value: count, points: { show: few, size: 5, fill: c2 } });
   if (prev) {
     series.push({ label: 'Visitors (previous period)', stroke: text, width: 2, dash: [2, 4], value: count, points: { show: false } });
   }

@@ -185,6 +185,7 @@ export async function loadPanel(p, gen, page = 1) {
   const req = (p.req = (p.req || 0) + 1);
   const current = () => gen === state.generation && req === p.req;
   p.page = page;
+  p.filterExtraReason = null;
   p.more.hidden = true;
   if (page === 1) {
     p.head.replaceChildren();
@@ -213,8 +214,10 @@ export async function loadPanel(p, gen, page = 1) {
   } catch (err) {
     if (!current()) return;
     /* Per-row bounce rate and duration refused: remember, ask without. */
-    if (isRefusal(err) && metrics.length > tab.metrics.length && /^metrics:.*(bounce_rate|visit_duration)/.test(err.message)) {
-      refusedExtra.set(tabProperty(tab), err.message);
+    if (isRefusal(err) && metrics.length > tab.metrics.length && /^(metrics|filters): (bounce_rate|visit_duration)\b/.test(err.message)) {
+      /* Remembered when refused for the property itself, not a filter. */
+      if (err.message.startsWith('metrics:')) refusedExtra.set(tabProperty(tab), err.message);
+      else p.filterExtraReason = err.message;
       metrics = tab.metrics;
       try {
         data = await api('stats/breakdown', { ...base, metrics: metrics.join(',') });
@@ -253,7 +256,7 @@ function fail(p, err) {
 }
 
 function rowExtraNote(p, tab) {
-  const reason = tab.visit && refusedExtra.get(tabProperty(tab));
+  const reason = tab.visit && (refusedExtra.get(tabProperty(tab)) || p.filterExtraReason);
   if (reason) note(p, 'note row-extra', `Bounce rate and visit duration per row are not available from this stats API (${reason}).`);
 }
 

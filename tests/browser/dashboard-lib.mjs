@@ -351,6 +351,22 @@ export async function apiTry(path, params, { token = TOKEN } = {}) {
   return { ok: res.ok, status: res.status, body: res.ok ? body : body.error };
 }
 
+/* The page's way of asking (dashboard/api.js apiMetrics): a metric the
+ * API refuses by name is dropped and the rest asked again. Resolves with
+ * {ok, body, metrics, dropped: {metric: reason}} or the final refusal. */
+export async function apiDropping(path, params, metrics) {
+  const dropped = {};
+  let left = [...metrics];
+  for (;;) {
+    const r = await apiTry(path, { ...params, metrics: left.join(',') });
+    if (r.ok) return { ...r, metrics: left, dropped };
+    const m = r.status === 400 && left.length > 1 ? left.find((x) => new RegExp(`^(filters|metrics): ${x}\\b`).test(r.body)) : null;
+    if (!m) return { ...r, metrics: left, dropped };
+    dropped[m] = r.body;
+    left = left.filter((x) => x !== m);
+  }
+}
+
 /* ---- the page ---- */
 
 export const env = { ctx: null }; /* the browser context */

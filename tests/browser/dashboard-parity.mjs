@@ -188,20 +188,31 @@ test('click a row to filter: a pill, and the API\'s filtered answer or its reaso
   check(/Source is news\.example/.test(pill), `pill: ${pill}`);
   check(decodeURIComponent(main.url()).includes('f=visit:source==news.example'), `filter not in the URL: ${main.url()}`);
   const filters = 'visit:source==news.example';
-  const agg = await apiTry('stats/aggregate', { site_id: SITE, period: 'custom', date: `${D2},${D0}`, filters, metrics: TOP });
+  const q = { site_id: SITE, period: 'custom', date: `${D2},${D0}`, filters };
+  const agg = await lib.apiDropping('stats/aggregate', q, TOP.split(','));
   const shown = await shownMetrics(main);
+  const note = await main.textContent('#metrics-note');
   if (agg.ok) {
-    /* Against the API only: the data set has no two-dimensional keys. */
-    for (const m of Object.keys(shown)) checkEqual(shown[m].value, agg.body.results[m].value, `filtered ${m} vs API`);
+    for (const m of Object.keys(shown)) {
+      if (agg.dropped[m]) {
+        checkEqual(shown[m].text, '—', `${m}: a number the API refused under the filter`);
+        check(note.includes(agg.dropped[m]), `${m}: the API's reason is not shown: ${note}`);
+      } else checkEqual(shown[m].value, agg.body.results[m].value, `filtered ${m} vs API`);
+    }
+    /* news.example's visitors over the three days (k = 1). */
+    checkEqual(shown.visitors.value, 8, 'filtered visitors vs data set');
   } else {
     for (const m of Object.keys(shown)) checkEqual(shown[m].text, '—', `${m} shows a number the API refused`);
-    const note = await main.textContent('#metrics-note');
     check(note.includes(agg.body), `totals: the API's reason is not shown: ${note}`);
   }
-  const ts = await apiTry('stats/timeseries', { site_id: SITE, period: 'custom', date: `${D2},${D0}`, filters, metrics: 'visitors,pageviews' });
+  const ts = await lib.apiDropping('stats/timeseries', q, ['visitors', 'pageviews']);
   const chart = await main.$eval('#chart', (c) => ({ ...c.dataset }));
-  if (ts.ok) checkEqual(chart.visitors.split(',').map(Number), ts.body.results.map((r) => r.visitors), 'filtered chart vs API');
-  else {
+  if (ts.ok) {
+    checkEqual(chart.visitors.split(',').map(Number), ts.body.results.map((r) => r.visitors), 'filtered chart vs API');
+    checkEqual(chart.visitors.split(',').map(Number), [0, 4, 4], 'filtered chart vs data set');
+    if (ts.metrics.includes('pageviews')) checkEqual(chart.pageviews.split(',').map(Number), ts.body.results.map((r) => r.pageviews), 'filtered pageviews vs API');
+    else checkEqual(chart.pageviews, '', 'pageviews plotted though refused');
+  } else {
     checkEqual(chart.points, 'n/a', 'chart plotted a refused query');
     check((await main.textContent('#chart-note')).includes(ts.body), 'chart: the API\'s reason is not shown');
   }
@@ -211,6 +222,12 @@ test('click a row to filter: a pill, and the API\'s filtered answer or its reaso
     checkEqual(await main.getAttribute('#panel-pages', 'data-state'), 'unavailable', 'pages panel state');
     checkEqual(await shownRows(main, 'pages', 'page'), [], 'pages rows of a refused query');
   }
+  /* The table of the filtered property itself: only the matching rows. */
+  const own = await apiTry('stats/breakdown', { ...q, property: 'visit:source', metrics: 'visitors,visits', limit: 100, page: 1 });
+  if (own.ok) {
+    checkEqual(await shownRows(main, 'sources', 'source'), own.body.results, 'sources filtered by source vs API');
+    checkEqual(own.body.results.map((r) => r.source), ['news.example'], 'sources filtered by source vs data set');
+  } else checkEqual(await main.getAttribute('#panel-sources', 'data-state'), 'unavailable', 'sources panel state');
   await shot(main, 'filter');
   await checkRefusalsShown(main);
 });
@@ -223,10 +240,12 @@ test('several filters (on a 390 px phone): pills from the URL, removed one by on
   const pills = await page.$$eval('#filters .pill', (ps) => ps.map((p) => `${p.dataset.property}=${p.dataset.value}`));
   checkEqual(pills, ['visit:source=news.example', 'visit:country=FR'], 'pills');
   const filters = 'visit:source==news.example;visit:country==FR';
-  const agg = await apiTry('stats/aggregate', { site_id: SITE, period: 'custom', date: `${D2},${D0}`, filters, metrics: TOP });
+  const agg = await lib.apiDropping('stats/aggregate', { site_id: SITE, period: 'custom', date: `${D2},${D0}`, filters }, TOP.split(','));
   const shown = await shownMetrics(page);
-  if (agg.ok) for (const m of Object.keys(shown)) checkEqual(shown[m].value, agg.body.results[m].value, `two filters ${m} vs API`);
-  else {
+  if (agg.ok) {
+    for (const m of Object.keys(shown))
+      checkEqual(shown[m].text === '—' ? 'refused' : shown[m].value, agg.dropped[m] ? 'refused' : agg.body.results[m].value, `two filters ${m} vs API`);
+  } else {
     for (const m of Object.keys(shown)) checkEqual(shown[m].text, '—', `${m} shows a number the API refused`);
     check((await page.textContent('#metrics-note')).includes(agg.body), 'two filters: the reason is not shown');
   }
