@@ -96,16 +96,17 @@ export function isMonthly() {
   return state.period === '6mo' || state.period === '12mo';
 }
 
-/* A filter value in v1 syntax: `|` separates alternatives there, so a
- * literal one is escaped; `;` separates filters and cannot be escaped, so a
- * value holding one cannot be a filter (filterable() says no). */
-export const filterable = (value) => value !== '' && value !== '(other)' && !value.includes(';');
+/* A value that v1 filter syntax carries literally: `;` separates filters,
+ * `|` alternatives and `*` is a glob there (docs/API.md "Filters"), with no
+ * escape, so a value holding one of them is not offered as a filter (it
+ * would match other values: a wrong number). */
+export const filterable = (value) => value !== '' && value !== '(other)' && !/[;|*]/.test(value);
 
 /* The `filters` parameter of the current view, or {} without filters. */
 export function filterParams() {
   if (state.filters.length === 0) return {};
   return {
-    filters: state.filters.map((f) => `${f.property}==${f.value.replace(/\|/g, '\\|')}`).join(';'),
+    filters: state.filters.map((f) => `${f.property}==${f.value}`).join(';'),
   };
 }
 
