@@ -45,6 +45,7 @@ const POINTS = new Set(['bounce_rate', 'scroll_depth']);
 
 let refreshTimer = null;
 let current = null; /* the last aggregate results, for the comparison */
+let answered = null; /* the metrics the API answered for this view */
 let previous = null; /* the previous period's aggregate results */
 
 /* ---- errors ---- */
@@ -185,6 +186,7 @@ function setChange(metric) {
 async function loadAggregate(gen, { quiet = false } = {}) {
   if (!quiet) {
     current = null;
+    answered = null;
     previous = null;
     $('metrics-note').replaceChildren();
     $('compare-note').replaceChildren();
@@ -211,6 +213,7 @@ async function loadAggregate(gen, { quiet = false } = {}) {
   }
   if (gen !== state.generation) return;
   const data = answer.data;
+  answered = answer.metrics;
   current = data.results || {};
   for (const m of TOP_METRICS) {
     setMetric(m, answer.metrics.includes(m) ? current[m]?.value ?? 0 : 'n/a');
@@ -380,8 +383,9 @@ function downloadTimeseriesCsv() {
     site_id: state.site,
     ...rangeParams(),
     ...filterParams(),
-    /* Hours keep no scroll depth (the API reads 0 there): leave it out. */
-    metrics: (interval === 'hour' ? TOP_METRICS.filter((m) => m !== 'scroll_depth') : TOP_METRICS).join(','),
+    /* The metrics the API answered for this view's totals; hours keep no
+     * scroll depth (the API reads 0 there): leave it out. */
+    metrics: (answered || TOP_METRICS).filter((m) => interval !== 'hour' || m !== 'scroll_depth').join(','),
     ...(interval === 'hour' ? { interval } : {}),
   };
   downloadCsv('stats/timeseries', params, name, $('timeseries-csv'), showError);

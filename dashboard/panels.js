@@ -192,6 +192,7 @@ export async function loadPanel(p, gen, page = 1) {
     p.table.tBodies[0].replaceChildren();
     p.notes.replaceChildren();
     p.rows = [];
+    p.metrics = null;
   }
   if (tab.prop && !state.propKey) {
     p.card.dataset.state = 'idle';
@@ -230,7 +231,9 @@ export async function loadPanel(p, gen, page = 1) {
       return;
     }
   }
-  if (current()) renderPanel(p, tab, metrics, data, page);
+  if (!current()) return;
+  p.metrics = metrics;
+  renderPanel(p, tab, metrics, data, page);
 }
 
 function note(p, cls, text, attrs = {}) {
@@ -336,7 +339,8 @@ function downloadPanelCsv(p) {
     ...rangeParams(),
     ...filterParams(),
     property,
-    metrics: tabMetrics(tab).join(','),
+    /* The metrics the table was answered with (not one the API refused). */
+    metrics: (p.metrics || tabMetrics(tab)).join(','),
     limit: String(CSV_LIMIT),
   };
   downloadCsv('stats/breakdown', params, name, p.card.querySelector('.csv'), hooks.report);

@@ -15,7 +15,7 @@
  * refused request the page made must be explained on the page. Screenshots
  * go to $VEIL_BUILD/screenshots/dashboard-*.png. Same stack, data set and
  * runner as dashboard.mjs (dashboard-lib.mjs). */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as lib from './dashboard-lib.mjs';
 
@@ -228,6 +228,14 @@ test('click a row to filter: a pill, and the API\'s filtered answer or its reaso
     checkEqual(await shownRows(main, 'sources', 'source'), own.body.results, 'sources filtered by source vs API');
     checkEqual(own.body.results.map((r) => r.source), ['news.example'], 'sources filtered by source vs data set');
   } else checkEqual(await main.getAttribute('#panel-sources', 'data-state'), 'unavailable', 'sources panel state');
+  if (agg.ok) {
+    /* The chart's CSV: the API's own CSV of the metrics it answered here. */
+    const [download] = await Promise.all([main.waitForEvent('download'), main.click('#timeseries-csv')]);
+    const csv = readFileSync(await download.path(), 'utf8');
+    const want = await apiGet('stats/timeseries', { ...q, metrics: agg.metrics.join(',') }, { csv: true });
+    checkEqual(csv, want, 'filtered timeseries CSV vs API');
+    check(csv.startsWith(`date,${agg.metrics.join(',')}\r\n`), `CSV head: ${csv.slice(0, 60)}`);
+  }
   await shot(main, 'filter');
   await checkRefusalsShown(main);
 });
