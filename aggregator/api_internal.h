@@ -32,6 +32,7 @@ struct stats_api {
     /* loop */
     struct event_base *base;
     struct evhttp *http;
+    struct api_accept *accept;   /* accept back-off */
     struct event *stop_event;
     int stop_pipe[2];
     pthread_t thread;

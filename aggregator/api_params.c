@@ -84,7 +84,7 @@ static bool parse_site(const char *v, struct api_params *out, char *err, size_t 
 static bool metric_allowed(enum api_endpoint ep, enum api_metric m)
 {
     if (ep != API_EP_BREAKDOWN)
-        return m != API_METRIC_CONVERSION_RATE;
+        return true; /* conversion_rate: checked with the filters */
     return m == API_METRIC_VISITORS || m == API_METRIC_PAGEVIEWS || m == API_METRIC_VISITS ||
            m == API_METRIC_EVENTS || m == API_METRIC_CONVERSION_RATE;
     /* views_per_visit: pageviews of a visit dimension's row count per event, its visits
@@ -108,11 +108,6 @@ static bool parse_metrics(enum api_endpoint ep, const char *v, struct api_params
             str_format(err, errlen, "metrics: expected a comma-separated list of visitors, "
                                     "pageviews, visits, bounce_rate, visit_duration, events, "
                                     "scroll_depth, conversion_rate, views_per_visit");
-            return false;
-        }
-        if (found == API_METRIC_CONVERSION_RATE && ep != API_EP_BREAKDOWN) {
-            str_format(err, errlen,
-                       "metrics: conversion_rate needs a breakdown by event:goal");
             return false;
         }
         if (!metric_allowed(ep, (enum api_metric)found)) {
@@ -252,8 +247,10 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
             out->interval = PERIOD_INTERVAL_MONTH;
         } else if (strcmp(v, "hour") == 0) {
             out->interval = PERIOD_INTERVAL_HOUR;
+        } else if (strcmp(v, "week") == 0) {
+            out->interval = PERIOD_INTERVAL_WEEK;
         } else {
-            str_format(err, errlen, "interval: expected hour, day or month");
+            str_format(err, errlen, "interval: expected hour, day, week or month");
             goto done;
         }
         if (out->interval == PERIOD_INTERVAL_HOUR &&
@@ -306,6 +303,13 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
             goto done;
         }
     }
+    for (size_t i = 0; i < out->nmetrics; i++)
+        if (out->metrics[i] == API_METRIC_CONVERSION_RATE && ep != API_EP_BREAKDOWN &&
+            !(out->filter.set && strcmp(out->filter.property, "event:goal") == 0)) {
+            str_format(err, errlen, "metrics: conversion_rate needs a breakdown by event:goal "
+                                    "or a filter on event:goal");
+            goto done;
+        }
 
 format:
     if (given[P_FORMAT]) {

@@ -69,7 +69,12 @@ long long api_totals_metric(const struct query_totals *t, enum api_metric m)
     case API_METRIC_BOUNCE_RATE: return ratio(t->c[QC_BOUNCES], t->c[QC_VISITS], 100, 100);
     case API_METRIC_VISIT_DURATION: return ratio(t->c[QC_VISIT_DURATION_S], t->c[QC_VISITS], 1, 0);
     case API_METRIC_SCROLL_DEPTH: return ratio(t->c[QC_SCROLL_SUM], t->c[QC_SCROLL_N], 1, 100);
-    case API_METRIC_CONVERSION_RATE: break; /* breakdowns only (api_params) */
+    case API_METRIC_CONVERSION_RATE: /* tenths of a percent, under a goal filter */
+        if (t->all_visitors <= 0)
+            return 0;
+        return (t->visitors * 1000 + t->all_visitors / 2) / t->all_visitors > 1000
+                   ? 1000
+                   : (t->visitors * 1000 + t->all_visitors / 2) / t->all_visitors;
     case API_METRIC_VIEWS_PER_VISIT: return ratio(t->c[QC_PAGEVIEWS], t->c[QC_VISITS], 100, 0);
     case API_METRIC__COUNT: break;
     }
@@ -84,6 +89,8 @@ struct output_cell api_totals_cell(const struct query_totals *t, enum api_metric
 {
     if (m == API_METRIC_VIEWS_PER_VISIT)
         return output_hundredths(api_totals_metric(t, m));
+    if (m == API_METRIC_CONVERSION_RATE)
+        return output_tenths(api_totals_metric(t, m));
     return output_num(api_totals_metric(t, m));
 }
 
@@ -111,10 +118,28 @@ bool api_load_totals(struct api_request *rq, const struct api_params *p, redisCo
             return false;
         }
         rq->filtered = true;
+        bool rate = false;
+        for (size_t i = 0; i < p->nmetrics; i++)
+            rate = rate || p->metrics[i] == API_METRIC_CONVERSION_RATE;
+        if (rate && n) { /* the whole site's visitors of each bucket */
+            struct query_totals *all = xcalloc(n, sizeof *all);
+            if (query_totals(rc, p->site_id, buckets, n, all, err, sizeof err) != 0) {
+                free(all);
+                api_redis_error(rq, err);
+                return false;
+            }
+            for (size_t b = 0; b < n; b++) {
+                api_publish_totals(rq->api, p->site_id, &buckets[b], &all[b]);
+                t[b].all_visitors = all[b].visitors;
+            }
+            free(all);
+        }
         for (size_t b = 0; b < n; b++) {
             if (!kanon_publishable(t[b].visitors, rq->api->k_anonymity) &&
                 (t[b].visitors || t[b].c[QC_PAGEVIEWS] || t[b].c[QC_EVENTS])) {
+                long long all = t[b].all_visitors;
                 memset(&t[b], 0, sizeof t[b]);
+                t[b].all_visitors = all;
                 rq->k_withheld++;
             }
         }

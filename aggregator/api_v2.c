@@ -179,9 +179,11 @@ static bool parse_dimensions(struct api_v2_query *q, const cJSON *dims, char *er
             q->p.interval = PERIOD_INTERVAL_MONTH;
         else if (!strcmp(q->dimension, "time:hour"))
             q->p.interval = PERIOD_INTERVAL_HOUR;
+        else if (!strcmp(q->dimension, "time:week"))
+            q->p.interval = PERIOD_INTERVAL_WEEK;
         else
-            return fail(err, errlen, "dimensions: time, time:hour, time:day or time:month "
-                                     "(time:week is not offered)");
+            return fail(err, errlen, "dimensions: time, time:hour, time:day, time:week or "
+                                     "time:month");
         if (q->p.interval == PERIOD_INTERVAL_HOUR &&
             period_range_days(&q->p.range) > PERIOD_MAX_HOURLY_DAYS)
             return fail(err, errlen, "dimensions: time:hour covers at most 31 days");
@@ -282,10 +284,14 @@ static bool check_metrics(const struct api_v2_query *q, char *err, size_t errlen
                        m->percentage ? "percentage" : api_metric_name(m->m), q->dimension);
             return false;
         }
+        if (!m->percentage && m->m == API_METRIC_CONVERSION_RATE && q->p.filter.set &&
+            !strcmp(q->p.filter.property, "event:goal"))
+            continue;
         if (m->percentage || m->m == API_METRIC_CONVERSION_RATE) {
-            str_format(err, errlen, "metrics: %s needs a dimension (%s)",
+            str_format(err, errlen, "metrics: %s needs %s",
                        m->percentage ? "percentage" : "conversion_rate",
-                       m->percentage ? "a share of the rows" : "event:goal");
+                       m->percentage ? "a dimension (a share of its rows)"
+                                     : "the dimension event:goal or a filter on event:goal");
             return false;
         }
     }
@@ -360,8 +366,8 @@ struct api_v2_query *api_v2_parse(const char *body, size_t len, period_day today
                      retention_days, err, errlen) ||
         !parse_dimensions(q, cJSON_GetObjectItemCaseSensitive(root, "dimensions"), err,
                           errlen) ||
-        !check_metrics(q, err, errlen) ||
         !parse_filters(q, cJSON_GetObjectItemCaseSensitive(root, "filters"), err, errlen) ||
+        !check_metrics(q, err, errlen) ||
         !parse_order(q, cJSON_GetObjectItemCaseSensitive(root, "order_by"), err, errlen))
         goto done;
     const cJSON *inc = cJSON_GetObjectItemCaseSensitive(root, "include");

@@ -219,7 +219,10 @@ struct period_range *period_buckets(const struct period_range *range,
     struct period_range *b = xcalloc((size_t)days, sizeof *b);
     size_t count = 0;
     for (period_day d = range->first; d <= range->last;) {
-        period_day end = interval == PERIOD_INTERVAL_MONTH ? month_end(d) : d;
+        /* weeks run Monday to Sunday (ISO 8601); 1970-01-01 was a Thursday */
+        period_day end = interval == PERIOD_INTERVAL_MONTH  ? month_end(d)
+                       : interval == PERIOD_INTERVAL_WEEK ? d + (6 - ((d % 7 + 10) % 7))
+                                                          : d;
         if (end > range->last)
             end = range->last;
         b[count].first = d;

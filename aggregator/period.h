@@ -27,7 +27,12 @@ struct period_range {
 
 /* HOUR: the local hours of each day (the stats API reads them from the
  * `hours` keys; period_buckets gives the days). */
-enum period_interval { PERIOD_INTERVAL_DAY = 0, PERIOD_INTERVAL_MONTH, PERIOD_INTERVAL_HOUR };
+enum period_interval {
+    PERIOD_INTERVAL_DAY = 0,
+    PERIOD_INTERVAL_MONTH,
+    PERIOD_INTERVAL_HOUR,
+    PERIOD_INTERVAL_WEEK /* Monday to Sunday; a bucket is named by its first day in the range */
+};
 
 /* The longest range an hourly timeseries covers (24 rows per day). */
 #define PERIOD_MAX_HOURLY_DAYS 31
@@ -73,8 +78,9 @@ bool period_resolve(const char *period, const char *date, period_day today,
 /* Number of days in a range (0 when empty). */
 long period_range_days(const struct period_range *r);
 
-/* Split `range` into timeseries buckets: one per day, or one per calendar
- * month (the first and last month cut to the range). Returns a malloc'd
+/* Split `range` into timeseries buckets: one per day, one per ISO week
+ * (Monday to Sunday), or one per calendar month (the first and last week
+ * or month cut to the range). Returns a malloc'd
  * array the caller frees and its length in *n; NULL with *n = 0 for an
  * empty range. */
 struct period_range *period_buckets(const struct period_range *range,

@@ -37,6 +37,8 @@ const char *query_counter_field(enum query_counter c);
 struct query_totals {
     long long visitors;
     long long c[QC__COUNT];
+    long long all_visitors; /* under a goal filter: the unfiltered visitors (the stats
+                               API's conversion_rate); query_* leave it 0 */
 };
 
 /* One breakdown row merged over days. */

@@ -94,8 +94,26 @@ Test(aggregator_goals, goals_conversions_and_conversion_rate, .timeout = 60)
     expect_has(body, "conversion_rate needs a breakdown by event:goal");
     free(body);
     body = api(port, "/api/v1/stats/aggregate?site_id=" SITE "&metrics=conversion_rate", 400);
-    expect_has(body, "conversion_rate needs a breakdown by event:goal");
+    expect_has(body, "conversion_rate needs a breakdown by event:goal or a filter on event:goal");
     free(body);
+    /* under a goal filter: the goal's visitors and their share of all */
+    body = api(port,
+               "/api/v1/stats/aggregate?site_id=" SITE "&period=day&metrics=visitors,events,"
+               "conversion_rate&filters=event:goal%3D%3DSignup",
+               200);
+    expect_has(body, "\"visitors\": {\"value\": 1}");
+    expect_has(body, "\"events\": {\"value\": 2}");
+    expect_has(body, "\"conversion_rate\": {\"value\": 25.0}");
+    free(body);
+    char *resp = NULL;
+    const char *q = "{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\", \"conversion_rate\"], "
+                    "\"date_range\": \"day\", \"filters\": [[\"is\", \"event:goal\", "
+                    "[\"Visit /blog/*\"]]]}";
+    cr_expect_eq(harness_http(port, "POST", "/api/v2/query",
+                              "Authorization: Bearer " TOKEN "\r\n", q, strlen(q), &resp, NULL),
+                 200);
+    cr_expect(resp && strstr(resp, "\"metrics\": [2, 50.0]"), "v2: %s", resp);
+    free(resp);
     agg_stop_ok(agg);
 }
 

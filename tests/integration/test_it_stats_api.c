@@ -497,7 +497,7 @@ Test(stats_api, csv_output_and_formula_guard)
                          "&property=visit:utm_campaign&metrics=visitors,pageviews&format=csv",
                      SECRET, NULL, &body, NULL),
                  200);
-    cr_expect_str_eq(body, "utm_campaign,visitors,pageviews\r\n'=1+1,2,3\r\n\"spring,sale\",1,2\r\n");
+    cr_expect_str_eq(body, "utm_campaign,visitors,pageviews\r\n\"'=1+1\",2,3\r\n\"spring,sale\",1,2\r\n");
     free(body);
     env_stop(&e);
 }
@@ -594,7 +594,7 @@ Test(stats_api, every_bad_parameter_is_a_400_naming_it_and_counted)
         {T, "site_id=example.com&compare=previous_period", "compare"},
         {A, "site_id=example.com&colour=blue", "colour"},
         {A, "site_id=example.com&site_id=example.com", "site_id"},
-        {T, "site_id=example.com&interval=week", "interval"},
+        {T, "site_id=example.com&interval=fortnight", "interval"},
         {B, "site_id=example.com", "property"},
         {B, "site_id=example.com&property=visit:exit_page", "property"},
         {B, "site_id=example.com&property=event:page&metrics=bounce_rate", "metrics"},

@@ -123,7 +123,7 @@ Test(api_params, every_bad_parameter_is_named)
     bad(API_EP_AGGREGATE, "site_id=a&metrics=visitors,", "metrics");
     bad(API_EP_BREAKDOWN, "site_id=a&property=event:page&metrics=bounce_rate", "metrics");
     bad(API_EP_BREAKDOWN, "site_id=a&property=event:page&metrics=scroll_depth", "metrics");
-    bad(API_EP_TIMESERIES, "site_id=a&interval=week", "interval");
+    bad(API_EP_TIMESERIES, "site_id=a&interval=fortnight", "interval");
     bad(API_EP_BREAKDOWN, "site_id=a", "property");
     bad(API_EP_BREAKDOWN, "site_id=a&property=visit:exit_page", "property");
     bad(API_EP_BREAKDOWN, "site_id=a&property=event:props:", "property");

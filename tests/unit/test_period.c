@@ -1,6 +1,7 @@
 /* test_period.c - day arithmetic and the period/date parameters of the
  * stats API: leap years, month ends, clipping to retention, bad input. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -194,4 +195,25 @@ Test(period, today_from_unix_seconds)
     cr_expect_eq(period_today(86400), 1);
     cr_expect_eq(period_today(-1), -1);
     cr_expect_eq(period_today(1709164800), D("2024-02-29"));
+}
+
+Test(period, week_buckets_run_monday_to_sunday)
+{
+    /* 2026-12-02 is a Wednesday */
+    struct period_range r = {period_from_civil(2026, 12, 2), period_from_civil(2026, 12, 16)};
+    size_t n;
+    struct period_range *b = period_buckets(&r, PERIOD_INTERVAL_WEEK, &n);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(b[0].first, period_from_civil(2026, 12, 2), "cut to the range");
+    cr_assert_eq(b[0].last, period_from_civil(2026, 12, 6), "a Sunday");
+    cr_assert_eq(b[1].first, period_from_civil(2026, 12, 7), "a Monday");
+    cr_assert_eq(b[1].last, period_from_civil(2026, 12, 13));
+    cr_assert_eq(b[2].first, period_from_civil(2026, 12, 14));
+    cr_assert_eq(b[2].last, period_from_civil(2026, 12, 16));
+    free(b);
+    struct period_range old = {period_from_civil(1969, 12, 29), period_from_civil(1970, 1, 5)};
+    b = period_buckets(&old, PERIOD_INTERVAL_WEEK, &n);
+    cr_assert_eq(n, 2, "across 1970-01-01 (a Thursday)");
+    cr_assert_eq(b[0].last, period_from_civil(1970, 1, 4));
+    free(b);
 }
