@@ -32,16 +32,21 @@ const TOKEN_KEY = 'veil.token';
  * tab is visible. Tests shorten it with VEIL_TEST_REFRESH_MS (set before
  * the page loads; it can only make the interval shorter). */
 const REFRESH_MS = Math.min(30_000, Number(globalThis.VEIL_TEST_REFRESH_MS) || 30_000);
-const TOP_METRICS = ['visitors', 'pageviews', 'bounce_rate', 'visit_duration', 'scroll_depth'];
+const BASE_METRICS = ['visitors', 'pageviews', 'bounce_rate', 'visit_duration', 'scroll_depth'];
+/* The cards of the view: the conversion rate too under a goal filter
+ * (Plausible's habit; the API answers it there, docs/API.md "Goals"). */
+const topMetrics = () =>
+  state.filters.some((f) => f.property === 'event:goal') ? [...BASE_METRICS, 'conversion_rate'] : BASE_METRICS;
 const METRIC_NAMES = {
   visitors: 'Unique visitors',
   pageviews: 'Pageviews',
   bounce_rate: 'Bounce rate',
   visit_duration: 'Visit duration',
   scroll_depth: 'Scroll depth',
+  conversion_rate: 'Conversion rate',
 };
 /* Ratios compare in percentage points, counts and durations in percent. */
-const POINTS = new Set(['bounce_rate', 'scroll_depth']);
+const POINTS = new Set(['bounce_rate', 'scroll_depth', 'conversion_rate']);
 
 let refreshTimer = null;
 let current = null; /* the last aggregate results, for the comparison */
@@ -184,6 +189,10 @@ function setChange(metric) {
 /* The aggregate of the view; with `quiet` (self-refresh) the shown numbers
  * stay until the new ones arrive and the previous period is not re-read. */
 async function loadAggregate(gen, { quiet = false } = {}) {
+  const TOP_METRICS = topMetrics();
+  const card = metricNode('conversion_rate');
+  card.hidden = !TOP_METRICS.includes('conversion_rate');
+  if (card.hidden) setMetric('conversion_rate', 'n/a');
   if (!quiet) {
     current = null;
     answered = null;
@@ -231,6 +240,7 @@ async function loadAggregate(gen, { quiet = false } = {}) {
 /* The previous period's totals and dotted line: same filters, the same
  * number of days (or whole months) right before the range. */
 async function loadComparison(gen, meta) {
+  const TOP_METRICS = topMetrics();
   const note = (text) => $('compare-note').replaceChildren(text ? el('span', { text }) : '');
   if (!meta.date_range) return;
   if (meta.clipped_to_retention) {
@@ -385,7 +395,7 @@ function downloadTimeseriesCsv() {
     ...filterParams(),
     /* The metrics the API answered for this view's totals; hours keep no
      * scroll depth (the API reads 0 there): leave it out. */
-    metrics: (answered || TOP_METRICS).filter((m) => interval !== 'hour' || m !== 'scroll_depth').join(','),
+    metrics: (answered || topMetrics()).filter((m) => interval !== 'hour' || m !== 'scroll_depth').join(','),
     ...(interval === 'hour' ? { interval } : {}),
   };
   downloadCsv('stats/timeseries', params, name, $('timeseries-csv'), showError);

@@ -402,7 +402,7 @@ export async function signIn(page, token = TOKEN) {
 /* Wait until metrics, chart, realtime and every panel have answered. */
 export async function waitLoaded(page) {
   await page.waitForFunction(() => {
-    const metrics = [...document.querySelectorAll('.metric-value')];
+    const metrics = [...document.querySelectorAll('.metric:not([hidden]) .metric-value')];
     return (
       metrics.length > 0 &&
       metrics.every((m) => m.dataset.value !== '') &&
@@ -414,7 +414,7 @@ export async function waitLoaded(page) {
 }
 
 export async function shownMetrics(page) {
-  return page.$$eval('.metric', (nodes) =>
+  return page.$$eval('.metric:not([hidden])', (nodes) =>
     Object.fromEntries(
       nodes.map((n) => {
         const v = n.querySelector('.metric-value');

@@ -314,6 +314,29 @@ test('goals (conversion rate), channels, exit pages: the API\'s rows, or its rea
   }
   await shot(main, 'tables');
   await checkRefusalsShown(main);
+
+  /* A goal row filters by the goal; the conversion rate card appears. */
+  main.refusals = [];
+  await main.click('#panel-goals td.value[data-value="Signup"] button.filter-link');
+  await main.waitForSelector('#filters .pill[data-property="event:goal"]');
+  await waitLoaded(main);
+  const q = { site_id: SITE, period: 'custom', date: `${D2},${D0}`, filters: 'event:goal==Signup' };
+  const agg = await lib.apiDropping('stats/aggregate', q, [...TOP.split(','), 'conversion_rate']);
+  const shown = await shownMetrics(main);
+  check('conversion_rate' in shown, 'no conversion rate card under a goal filter');
+  if (agg.ok) {
+    for (const m of Object.keys(shown))
+      checkEqual(shown[m].text === '—' ? 'refused' : shown[m].value, agg.dropped[m] ? 'refused' : agg.body.results[m].value, `goal-filtered ${m} vs API`);
+    if (!agg.dropped.conversion_rate) {
+      checkEqual(shown.conversion_rate.value, Math.round((1000 * 6) / ALL_VISITORS) / 10, 'Signup conversion rate vs data set');
+      checkEqual(shown.conversion_rate.text, '28.6%', 'conversion rate text');
+    }
+  } else checkEqual(shown.conversion_rate.text, '—', 'conversion rate of a refused query');
+  await checkRefusalsShown(main);
+  await shot(main, 'goal-filter');
+  await main.click('#filters .pill .pill-remove');
+  await waitLoaded(main);
+  check(await main.isHidden('.metric[data-metric="conversion_rate"]'), 'conversion rate card stays without a goal filter');
 });
 
 test('per-row bounce rate and visit duration: the API\'s numbers, or its reason and the counts', async () => {
