@@ -6,7 +6,7 @@
  *   node tests/browser/dashboard.mjs --serve [--aggregator-option ...]
  *        start the same stack and data set and wait, to look by hand
  *
- * Starts its own stack in a fresh temp dir: redis-server on a unix socket,
+ * Starts its own stack (dashboard-lib.mjs) in a fresh temp dir: redis-server on a unix socket,
  * a known data set written straight into Redis in the docs/KEYS.md schema,
  * the dashboard built by dashboard/build.mjs, and $VEIL_BUILD/veil-aggregator
  * on a free loopback port serving both. Each test drives Chromium
