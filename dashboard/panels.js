@@ -39,6 +39,8 @@ export const PANELS = [
       { label: 'UTM source', property: 'visit:utm_source', column: 'utm_source', metrics: VISIT, visit: true },
       { label: 'UTM medium', property: 'visit:utm_medium', column: 'utm_medium', metrics: VISIT, visit: true },
       { label: 'UTM campaign', property: 'visit:utm_campaign', column: 'utm_campaign', metrics: VISIT, visit: true },
+      { label: 'UTM term', property: 'visit:utm_term', column: 'utm_term', metrics: VISIT, visit: true },
+      { label: 'UTM content', property: 'visit:utm_content', column: 'utm_content', metrics: VISIT, visit: true },
     ],
   },
   {

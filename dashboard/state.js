@@ -23,6 +23,8 @@ const PROPERTY_NAMES = {
   'visit:utm_source': 'UTM source',
   'visit:utm_medium': 'UTM medium',
   'visit:utm_campaign': 'UTM campaign',
+  'visit:utm_term': 'UTM term',
+  'visit:utm_content': 'UTM content',
   'visit:country': 'Country',
   'visit:region': 'Region',
   'visit:city': 'City',
