@@ -158,7 +158,7 @@ static bool parse_property(const char *v, struct api_params *out, char *err, siz
     str_format(err, errlen,
                "property: expected event:page, event:name, event:goal, event:props:<key>, "
                "visit:entry_page, visit:source, visit:channel, visit:referrer, "
-               "visit:utm_source, visit:utm_medium, "
+               "visit:utm_source, visit:utm_medium, visit:utm_term, visit:utm_content, "
                "visit:utm_campaign, visit:country, visit:region, visit:city, visit:browser, "
                "visit:os, visit:device or visit:screen");
     return false;

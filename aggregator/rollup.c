@@ -530,6 +530,9 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         visit[ROLLUP_V_SCREEN] = row_dim(r, di, SD_SCREEN, ev->screen, pageview, vid);
         visit[ROLLUP_V_CHANNEL] = row_dim(r, di, SD_CHANNEL, channel, pageview, vid);
         visit[ROLLUP_V_REFERRER] = row_dim(r, di, SD_REFERRER, ev->referrer, pageview, vid);
+        visit[ROLLUP_V_UTM_TERM] = row_dim(r, di, SD_UTM_TERM, ev->utm_term, pageview, vid);
+        visit[ROLLUP_V_UTM_CONTENT] =
+            row_dim(r, di, SD_UTM_CONTENT, ev->utm_content, pageview, vid);
         row_dim(r, di, SD_NAME, ev->name, pageview, vid);
         for (size_t i = 0; i < ev->nprops && i < EV_PROPS_MAX; i++) {
             const struct event_prop *p = &ev->props[i];

@@ -57,6 +57,8 @@ enum rollup_visit_dim {
     ROLLUP_V_CHANNEL,
     ROLLUP_V_REFERRER,
     ROLLUP_V_VISITOR_TYPE, /* set by the plan, not per event: "new" or "returning" */
+    ROLLUP_V_UTM_TERM,
+    ROLLUP_V_UTM_CONTENT,
     ROLLUP_V_COUNT
 };
 

@@ -39,6 +39,9 @@ static const struct schema_dim dims[SD__COUNT] = {
     [SD_GOAL] = {"goal", "event:goal", PER_EVENT, -1, SCHEMA_U_PER_EVENT},
     [SD_VISITOR_TYPE] = {"visitor_type", "visit:visitor_type", SCHEMA_VIS, ROLLUP_V_VISITOR_TYPE,
                          SCHEMA_U_PER_VISIT},
+    [SD_UTM_TERM] = {"utm_term", "visit:utm_term", ALL, ROLLUP_V_UTM_TERM, SCHEMA_U_PER_VISIT},
+    [SD_UTM_CONTENT] = {"utm_content", "visit:utm_content", ALL, ROLLUP_V_UTM_CONTENT,
+                        SCHEMA_U_PER_VISIT},
 };
 
 const struct schema_dim *schema_dim(enum schema_dim_id id)

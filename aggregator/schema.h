@@ -50,6 +50,8 @@ enum schema_dim_id {
     SD_REFERRER,
     SD_GOAL,
     SD_VISITOR_TYPE,
+    SD_UTM_TERM,
+    SD_UTM_CONTENT,
     SD__COUNT /* at most 32: a dimension is a bit in rollup.c's per-visitor masks */
 };
 

@@ -40,8 +40,8 @@ static const char *const restart_only[] = {
     "listen",       "redis",          "threads",     "ua_regexes",       "ua_cache_entries",
     "visitor_hash", "max_body_bytes", "max_header_bytes", "timeout_s",   "max_buffered_events",
     "spool_dir",    "spool_max_bytes", "spool_fsync", "rate_limit",       "rate_burst",
-    "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us", "shards",
-    "registry_poll_ms", NULL};
+    "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us",
+    "registry_poll_ms", "shards", NULL};
 
 struct reloader {
     int argc;

@@ -73,8 +73,7 @@ struct sink_cmd {
     struct spool_seg *seg; /* read back from the spool, NULL if never there */
     unsigned shard;
     size_t len;
-    size_t packed_at;      /* the event_pack bytes at payload + packed_at */
-    size_t packed_len;
+    size_t packed_len;     /* the event_pack bytes end the payload */
     uint8_t payload[];
 };
 
@@ -107,7 +106,6 @@ struct sink {
     struct event *flush_ev;   /* active once per loop iteration while events wait */
     bool flush_pending;
     struct wire_call wire;    /* one call in the Redis protocol, reused */
-    struct event_record *scratch; /* for reading version 1 spool records */
     struct spool *spool;      /* NULL without spool_dir */
     struct event *sync_ev, *adopt_ev;
     struct lane *lanes, *own;
@@ -236,23 +234,30 @@ static struct sink_cmd *cmd_from_payload(struct sink *s, const uint8_t *p, size_
     c->seg = NULL;
     c->shard = shard_of_site(site, site_len, s->nshards);
     c->len = len;
-    c->packed_at = (size_t)((const uint8_t *)v.packed - p);
     c->packed_len = v.packed_len;
     memcpy(c->payload, p, len);
     return c;
 }
 
 /* A command holding `ev` in the own lane under number `seq`; NULL when it
- * does not fit a spool record. */
+ * does not fit a spool record. Packs once, straight into the payload. */
 static struct sink_cmd *cmd_new_event(struct sink *s, uint64_t seq, const struct event_record *ev)
 {
     char packed[EVENT_PACKED_MAX];
-    uint8_t payload[SPOOL_RECORD_MAX];
     size_t packed_len = event_pack(ev, packed, sizeof packed);
-    size_t len = packed_len ? payload_build(payload, sizeof payload, s->own->id,
-                                            strlen(s->own->id), seq, 0, packed, packed_len)
-                            : 0;
-    return len ? cmd_from_payload(s, payload, len) : NULL;
+    size_t lane_len = strlen(s->own->id);
+    size_t len = 3 + lane_len + 8 + packed_len;
+    if (packed_len == 0 || len > SPOOL_RECORD_MAX)
+        return NULL;
+    struct sink_cmd *c = xmalloc(sizeof *c + len);
+    payload_build(c->payload, len, s->own->id, lane_len, seq, 0, packed, packed_len);
+    c->lane = s->own;
+    c->seq = seq;
+    c->seg = NULL;
+    c->shard = shard_of_site(ev->site, strlen(ev->site), s->nshards);
+    c->len = len;
+    c->packed_len = packed_len;
+    return c;
 }
 
 /* The event is acknowledged or given up. */
@@ -440,7 +445,7 @@ static size_t send_batch(struct sink *s)
         struct sink_cmd *head = g->cmds.head;
         wire_call_begin(&s->wire, g->bytes + 3 * g->cmds.n);
         for (struct sink_cmd *c = head; c; c = c->next)
-            wire_call_add(&s->wire, c->seq, (const char *)c->payload + c->packed_at,
+            wire_call_add(&s->wire, c->seq, (const char *)c->payload + c->len - c->packed_len,
                           c->packed_len);
         /* prev: what the mark must have reached for this call to be next */
         uint64_t prev = lane->sent_gen[g->shard] == s->conn_gen &&
@@ -468,22 +473,15 @@ static size_t send_batch(struct sink *s)
  * NULL when it cannot be read (counted and logged by the caller). */
 static struct sink_cmd *cmd_from_spool(struct sink *s, const uint8_t *payload, size_t len)
 {
-    struct payload_view v;
-    if (!payload_parse(payload, len, &v))
-        return NULL;
-    if (v.version == PAYLOAD_VERSION)
-        return cmd_from_payload(s, payload, len);
     static _Thread_local uint8_t upgraded[SPOOL_RECORD_MAX];
     char err[160];
-    if (!s->scratch)
-        s->scratch = xmalloc(sizeof *s->scratch);
-    size_t ulen = payload_upgrade(payload, len, upgraded, sizeof upgraded, s->scratch, err,
-                                  sizeof err);
-    if (!ulen) {
-        log_warn("spool: a version 1 record does not decode (%s)", err);
-        return NULL;
+    if (len > 0 && payload[0] == PAYLOAD_VERSION_1) {
+        len = payload_upgrade(payload, len, upgraded, sizeof upgraded, err, sizeof err);
+        if (!len)
+            log_warn("spool: a version 1 record does not decode (%s)", err);
+        payload = upgraded;
     }
-    return cmd_from_payload(s, upgraded, ulen);
+    return len ? cmd_from_payload(s, payload, len) : NULL;
 }
 
 /* Move the oldest spool records to the tail of `queue` while memory has room. */
@@ -823,7 +821,6 @@ void sink_free(struct sink *s)
     event_free(s->retry);
     event_free(s->flush_ev);
     wire_call_free(&s->wire);
-    free(s->scratch);
     free(s->redis);
     free(s);
 }

@@ -152,9 +152,11 @@ size_t payload_build(uint8_t *buf, size_t cap, const char *lane, size_t lane_len
     return len;
 }
 
-size_t payload_upgrade(const uint8_t *p, size_t len, uint8_t *buf, size_t cap,
-                       struct event_record *scratch, char *err, size_t errlen)
+size_t payload_upgrade(const uint8_t *p, size_t len, uint8_t *buf, size_t cap, char *err,
+                       size_t errlen)
 {
+    static _Thread_local struct event_record record;
+    struct event_record *scratch = &record;
     struct payload_view v;
     if (!payload_parse(p, len, &v) || v.version != 1) {
         str_format(err, errlen, "not a version 1 payload");
@@ -257,15 +259,23 @@ void wire_call_begin(struct wire_call *w, size_t batch_bytes)
 
 void wire_call_add(struct wire_call *w, uint64_t seq, const char *packed, size_t packed_len)
 {
-    if (w->n > 0) {
-        if (w->gaps_cap < w->gaps_len + 22) {
-            w->gaps_cap = w->gaps_cap ? w->gaps_cap * 2 : 4096;
+    if (w->n > 0 && (seq - w->last != 1 || w->last - w->first + 1 != w->n)) {
+        /* the first gap other than 1 writes the 1s before it (consecutive
+         * numbers, the common case, write no list at all) */
+        size_t ones = w->gaps_len == 0 ? w->n - 1 : 0;
+        if (w->gaps_cap < w->gaps_len + 2 * ones + 22) {
+            while (w->gaps_cap < w->gaps_len + 2 * ones + 22)
+                w->gaps_cap = w->gaps_cap ? w->gaps_cap * 2 : 4096;
             w->gaps = xrealloc(w->gaps, w->gaps_cap);
         }
-        if (w->gaps_len)
+        for (size_t i = 0; i < ones; i++) {
+            memcpy(w->gaps + w->gaps_len, "1 ", 2);
+            w->gaps_len += 2;
+        }
+        if (w->gaps_len && w->gaps[w->gaps_len - 1] != ' ')
             w->gaps[w->gaps_len++] = ' ';
         w->gaps_len = (size_t)(uint_to_dec(w->gaps + w->gaps_len, seq - w->last) - w->gaps);
-    } else {
+    } else if (w->n == 0) {
         w->first = seq;
     }
     w->last = seq;

@@ -53,17 +53,18 @@ struct payload_view {
  * use payload_upgrade. */
 bool payload_parse(const uint8_t *p, size_t len, struct payload_view *v);
 
-/* Write the version 2 payload of one event into buf (cap bytes). Returns
- * its length, or 0 when it does not fit. */
+/* Write the version 2 payload of one event into buf (cap bytes): its
+ * length is 3 + lane_len + 8 + packed_len, the packed bytes last. Returns
+ * that length, or 0 when it does not fit. */
 size_t payload_build(uint8_t *buf, size_t cap, const char *lane, size_t lane_len, uint64_t seq,
                      unsigned flags, const char *packed, size_t packed_len);
 
 /* The version 2 form of a version 1 payload (same lane and number, flag
- * PAYLOAD_LEGACY): its fields decoded into *scratch and packed again.
- * Returns the new length in buf, or 0 when the event does not decode
- * (with a reason in err). */
-size_t payload_upgrade(const uint8_t *p, size_t len, uint8_t *buf, size_t cap,
-                       struct event_record *scratch, char *err, size_t errlen);
+ * PAYLOAD_LEGACY): its fields decoded (into a per-thread record) and
+ * packed again. Returns the new length in buf, or 0 when the event does
+ * not decode (with a reason in err). */
+size_t payload_upgrade(const uint8_t *p, size_t len, uint8_t *buf, size_t cap, char *err,
+                       size_t errlen);
 
 /* The site id inside packed event bytes (a pointer into them), or false
  * when there is none. */

@@ -199,7 +199,7 @@
 
   var veil = (name, options) => {
     options = options || {};
-    send(name, options.props, options.interactive === false && { i: 0 }, options.callback);
+    send(name, options.props, options.interactive === false && { i: false }, options.callback);
   };
 
   /* The page view first, then the calls queued by the snippet. */

@@ -84,7 +84,8 @@ static int post(struct stack *s, const char *site, int n)
 static long long metric(struct stack *s, const char *name)
 {
     char *body = NULL;
-    cr_assert_eq(harness_http(s->port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
+    cr_assert_eq(harness_http(s->coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &body, NULL),
+                 200);
     char want[128];
     snprintf(want, sizeof want, "\n%s ", name);
     const char *at = strstr(body, want);
@@ -369,6 +370,47 @@ Test(delivery, a_different_shard_count_refuses_to_start, .timeout = 60)
     char err[160];
     cr_assert_eq(harness_stream_events(s.rc, true, &e, err, sizeof err), 1, "%s", err);
     cr_expect_eq(e.shard[0], shard_of_site("a.example", 9, 8));
+    harness_events_free(&e);
+    stack_free(&s);
+}
+
+Test(delivery, a_shard_count_changed_under_a_running_collector_stops_delivery, .timeout = 60)
+{
+    struct stack s;
+    stack_new(&s);
+    cr_assert_eq(collector_up(&s, NULL), 0, "collector did not start");
+    cr_assert_eq(post(&s, "a.example", 0), 202);
+    cr_assert_eq(harness_wait_stream_events(s.rc, 1, 5000), 1);
+    /* someone changes the stored count; the collector notices on reconnecting */
+    redisReply *r = redisCommand(s.rc, "SET veil:meta:shards 8");
+    freeReplyObject(r);
+    r = redisCommand(s.rc, "CLIENT KILL TYPE normal SKIPME yes");
+    freeReplyObject(r);
+    for (int n = 1; n < 5; n++)
+        cr_assert_eq(post(&s, "a.example", n), 202, "events are still accepted (buffered)");
+    char path[400];
+    snprintf(path, sizeof path, "%s/collector.log", s.dir);
+    char *log = NULL;
+    for (int i = 0; i < 300; i++) {
+        size_t len;
+        free(log);
+        log = harness_read_file(path, &len);
+        if (log && strstr(log, "nothing is delivered until they agree"))
+            break;
+        usleep(10000);
+    }
+    cr_expect(log && strstr(log, "8 shards"), "%s", log);
+    free(log);
+    usleep(300000);
+    cr_expect_eq(harness_stream_count(s.rc), 1, "delivered into a layout of another count");
+    /* the count agrees again: everything arrives, once */
+    r = redisCommand(s.rc, "SET veil:meta:shards 16");
+    freeReplyObject(r);
+    cr_assert_eq(harness_wait_stream_events(s.rc, 5, 10000), 5);
+    struct harness_events e;
+    char err[160];
+    cr_assert_eq(harness_stream_events(s.rc, true, &e, err, sizeof err), 5, "%s", err);
+    expect_each_once(&e, 5);
     harness_events_free(&e);
     stack_free(&s);
 }

@@ -30,10 +30,11 @@ static int post(int port, int n, char **headers_out)
                         headers_out);
 }
 
-static long long metric(int port, const char *name)
+/* A counter from the collector's admin listener (/metrics). */
+static long long metric(int admin_port, const char *name)
 {
     char *body = NULL;
-    cr_assert_eq(harness_http(port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
+    cr_assert_eq(harness_http(admin_port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
     char want[128];
     snprintf(want, sizeof want, "\n%s ", name);
     const char *at = strstr(body, want);
@@ -103,10 +104,10 @@ Test(redis_oom, refused_writes_buffer_spool_then_503_and_all_arrive_once_memory_
     cr_expect(retry_headers && strcasestr(retry_headers, "Retry-After:"), "%s", retry_headers);
     free(retry_headers);
     cr_log_info("with Redis full: %d events answered 202, the next 503; %lld spooled", accepted,
-                metric(port, "veil_collector_spooled_events_total"));
+                metric(coll.admin_port, "veil_collector_spooled_events_total"));
     cr_expect_gt(accepted, 100, "only %d events were accepted before the 503", accepted);
-    cr_expect_gt(metric(port, "veil_collector_spooled_events_total"), 0, "nothing was spooled");
-    cr_expect_eq(metric(port, "veil_collector_redis_written_total"), 1);
+    cr_expect_gt(metric(coll.admin_port, "veil_collector_spooled_events_total"), 0, "nothing was spooled");
+    cr_expect_eq(metric(coll.admin_port, "veil_collector_redis_written_total"), 1);
     cr_expect_eq(harness_stream_count(rc), 1, "an event got in while Redis was full");
 
     /* memory raised: everything answered 202 arrives, exactly once */

@@ -224,6 +224,8 @@ Test(rollup, source_is_referrer_then_utm_source_then_direct)
     SET(ev.utm_source, "letter");
     SET(ev.utm_medium, "email");
     SET(ev.utm_campaign, "may");
+    SET(ev.utm_term, "shoes");
+    SET(ev.utm_content, "hero");
     add_ok(&ev);
     base_event(&ev, "pageview", "/", VA, NOW);
     add_ok(&ev);
@@ -234,6 +236,9 @@ Test(rollup, source_is_referrer_then_utm_source_then_direct)
     cr_assert_eq(row("utm_source", "letter")->pv, 2);
     cr_assert_eq(row("utm_medium", "email")->pv, 1);
     cr_assert_eq(row("utm_campaign", "may")->pv, 1);
+    cr_assert_eq(row("utm_term", "shoes")->pv, 1);
+    cr_assert_eq(row("utm_content", "hero")->pv, 1);
+    cr_assert(row("utm_term", "shoes")->visitors_at_visit);
     cr_assert_null(row("utm_medium", ""), "empty utm values make no row");
     cr_assert(row("source", "letter")->visitors_at_visit);
     cr_assert_eq(row("source", "letter")->nvisitors, 0,
