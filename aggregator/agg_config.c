@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "paths.h"
 #include "util.h"
 
 #define OPT(field) offsetof(struct agg_config, field)
@@ -68,8 +69,9 @@ const struct cfg_option agg_options[] = {
     {"dp_epsilon", CFG_DOUBLE, OPT(dp_epsilon), "0", 0, 100, NULL,
      "Differential-privacy budget per query (Laplace noise); 0 = off.",
      "Smaller epsilon = more noise = more privacy; noise hides any single visitor.", false},
-    {"dashboard_dir", CFG_STRING, OPT(dashboard_dir), VEIL_DATADIR "/dashboard", 0, 1024, NULL,
-     "Directory of the static dashboard served by the stats API.", NULL, false},
+    {"dashboard_dir", CFG_STRING, OPT(dashboard_dir), veil_default_dashboard_dir, 0, 1024, NULL,
+     "Directory of the static dashboard served by the stats API (an installed binary's default is its PREFIX/share/veil/dashboard).",
+     NULL, false},
     /* ---- both ---- */
     {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
      "Lowest level logged to stderr: debug, info, warn or error.",

@@ -10,6 +10,7 @@
 
 #include "geo.h"
 #include "log.h"
+#include "paths.h"
 #include "spool.h"
 #include "util.h"
 #include "visitor.h"
@@ -155,8 +156,8 @@ const struct cfg_option collector_options[] = {
      "kept.", false},
     {"rate_burst", CFG_INT, OPT(rate_burst), "100", 1, 1000000, NULL,
      "Requests a client may send at once before rate_limit applies.", NULL, false},
-    {"tracker_js", CFG_STRING, OPT(tracker_js), "", 0, 1024, NULL,
-     "Built veil.js served at GET /veil.js (read once at start-up); empty = not served.",
+    {"tracker_js", CFG_STRING, OPT(tracker_js), veil_default_tracker_js, 0, 1024, NULL,
+     "Built veil.js served at GET /veil.js (read once at start-up); empty = not served. An installed binary's default is its PREFIX/share/veil/veil.js, a development build's is empty.",
      NULL, false},
     {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
      "Lowest level logged to stderr: debug, info, warn or error.",
