@@ -288,3 +288,157 @@ Test(deploy, systemd_analyze_verify_accepts_every_unit, .fini = teardown, .timeo
                     dir),
                  0, "verify said nothing about a broken unit");
 }
+
+/* The installed nginx sample, pointed at this test's certificate, ports,
+ * log dir and tree; written to dir/nginx.conf. */
+static void write_nginx_conf(int nginx_port, int collector_port, int api_port)
+{
+    cr_assert_eq(sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+                    "-subj /CN=stats.example.com -addext subjectAltName=DNS:stats.example.com "
+                    "-keyout %s/tls.key -out %s/tls.crt",
+                    dir, dir),
+                 0, "openssl could not make a certificate");
+    cr_assert_eq(sh("mkdir -p %s/logs %s/nginxlog %s/tmp && sed "
+                    "-e 's|listen 443 ssl|listen 127.0.0.1:%d ssl|' "
+                    "-e 's|127.0.0.1:8080|127.0.0.1:%d|' -e 's|127.0.0.1:8081|127.0.0.1:%d|' "
+                    "-e 's|/etc/ssl/certs/stats.example.com.pem|%s/tls.crt|' "
+                    "-e 's|/etc/ssl/private/stats.example.com.key|%s/tls.key|' "
+                    "-e 's|/var/log/nginx/|%s/nginxlog/|' -e 's| /etc/veil/| %s/etc/veil/|' "
+                    "%s/usr/share/veil/examples/nginx-veil.conf > %s/veil-site.conf",
+                    dir, dir, dir, nginx_port, collector_port, api_port, dir, dir, dir, root, root,
+                    dir),
+                 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/nginx.conf", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "daemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/logs/error.log;\n"
+            "events { worker_connections 64; }\n"
+            "http {\n  access_log %s/logs/access.log;\n"
+            "  client_body_temp_path %s/tmp/body;\n  proxy_temp_path %s/tmp/proxy;\n"
+            "  fastcgi_temp_path %s/tmp/fastcgi;\n  uwsgi_temp_path %s/tmp/uwsgi;\n"
+            "  scgi_temp_path %s/tmp/scgi;\n  include %s/veil-site.conf;\n}\n",
+            dir, dir, dir, dir, dir, dir, dir, dir, dir);
+    fclose(f);
+}
+
+/* curl over TLS through nginx, the certificate checked against the test's
+ * own; prints the status code to dir/curl.out and returns it. */
+static int curl_tls(int nginx_port, const char *args)
+{
+    char out[600];
+    snprintf(out, sizeof out, "%s/curl.out", dir);
+    unlink(out);
+    int rc = sh("curl -sS -o /dev/null -w '%%{http_code}' --max-time 10 --cacert %s/tls.crt "
+                "--resolve stats.example.com:%d:127.0.0.1 %s > %s",
+                dir, nginx_port, args, out);
+    if (rc != 0)
+        return -1;
+    size_t len;
+    char *text = harness_read_file(out, &len);
+    int code = text ? atoi(text) : -1;
+    free(text);
+    return code;
+}
+
+Test(deploy, nginx_sample_terminates_tls_and_logs_no_client_address, .fini = teardown,
+     .timeout = 300)
+{
+    if (access("/usr/sbin/nginx", X_OK) != 0)
+        cr_skip_test("nginx is not installed (Debian package nginx-light)");
+    install_fresh();
+    int nginx_port = harness_free_port(), port = harness_free_port(),
+        api_port = harness_free_port();
+    write_nginx_conf(nginx_port, port, api_port);
+    cr_assert_eq(sh("nginx -t -p %s -e %s/logs/error.log -c %s/nginx.conf", dir, dir, dir), 0,
+                 "nginx -t refused the sample:\n%s", cmd_log());
+
+    /* The installed daemons with the installed configs behind it. */
+    struct harness_redis redis;
+    cr_assert_eq(harness_redis_start(&redis, dir, false), 0);
+    char bin[600], conf[600], listen[64], rarg[400], spool[600], js[600], log[600];
+    snprintf(bin, sizeof bin, "%s/usr/bin/veil-collector", root);
+    snprintf(conf, sizeof conf, "%s/etc/veil/veil.conf", root);
+    snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", port);
+    snprintf(rarg, sizeof rarg, "--redis=unix:%s", redis.socket);
+    snprintf(spool, sizeof spool, "--spool_dir=%s/spool", dir);
+    snprintf(js, sizeof js, "--tracker_js=%s/usr/share/veil/veil.js", root);
+    snprintf(log, sizeof log, "%s/collector.log", dir);
+    char *cargv[] = {bin, "-c", conf, listen, rarg, spool, js, "--threads=1",
+                     "--sites=example.com", "--trusted_proxies=127.0.0.1", NULL};
+    struct harness_proc collector, aggregator, nginx;
+    cr_assert_eq(harness_spawn(&collector, cargv, log), 0);
+    cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
+    char abin[600], aconf[600], alisten[64], dash[600], alog[600];
+    snprintf(abin, sizeof abin, "%s/usr/bin/veil-aggregator", root);
+    snprintf(aconf, sizeof aconf, "%s/etc/veil/veil-aggregator.conf", root);
+    snprintf(alisten, sizeof alisten, "--api_listen=127.0.0.1:%d", api_port);
+    snprintf(dash, sizeof dash, "--dashboard_dir=%s/usr/share/veil/dashboard", root);
+    snprintf(alog, sizeof alog, "%s/aggregator.log", dir);
+    char *aargv[] = {abin, "-c", aconf, alisten, rarg, dash, "--api_token=deploy-test-token-0123456789",
+                     "--k_anonymity=1", "--block_ms=50", NULL};
+    cr_assert_eq(harness_spawn(&aggregator, aargv, alog), 0);
+    cr_assert_eq(harness_wait_http(api_port, "/healthz", 15000), 0);
+
+    char nconf[600], nlog[600], nerr[600];
+    snprintf(nconf, sizeof nconf, "%s/nginx.conf", dir);
+    snprintf(nlog, sizeof nlog, "%s/nginx.out", dir);
+    snprintf(nerr, sizeof nerr, "%s/logs/error.log", dir);
+    char *nargv[] = {"/usr/sbin/nginx", "-p", dir, "-e", nerr, "-c", nconf, NULL};
+    cr_assert_eq(harness_spawn(&nginx, nargv, nlog), 0);
+    int code = -1;
+
+    /* veil.js (the installed one, the collector's default) over TLS. */
+    char url[300];
+    snprintf(url, sizeof url, "https://stats.example.com:%d/veil.js", nginx_port);
+    for (int i = 0; i < 200; i++) {
+        code = curl_tls(nginx_port, url);
+        if (code == 200)
+            break;
+        usleep(50000);
+    }
+    cr_expect_eq(code, 200, "GET /veil.js through nginx: %d", code);
+
+    /* An event over TLS is accepted and counted by the stats API. */
+    char args[1200];
+    snprintf(args, sizeof args,
+             "-X POST -H 'Content-Type: text/plain' -H 'X-Forwarded-For: 203.0.113.7' "
+             "-A '" UA_FIREFOX "' --data '{\"n\":\"pageview\",\"u\":\"https://example.com/tls\","
+             "\"d\":\"example.com\",\"w\":1280}' https://stats.example.com:%d/api/event",
+             nginx_port);
+    cr_expect_eq(curl_tls(nginx_port, args), 202);
+    bool counted = false;
+    for (int i = 0; i < 300 && !counted; i++) {
+        char *body = NULL;
+        harness_http(api_port, "GET",
+                     "/api/v1/stats/aggregate?site_id=example.com&period=day&metrics=events",
+                     "Authorization: Bearer deploy-test-token-0123456789\r\n", NULL, 0, &body,
+                     NULL);
+        counted = body && strstr(body, "\"events\": {\"value\": 1}");
+        free(body);
+        if (!counted)
+            usleep(20000);
+    }
+    cr_expect(counted, "the event sent through nginx was not counted");
+
+    /* The dashboard and API are for the staff network only (not loopback). */
+    snprintf(url, sizeof url, "https://stats.example.com:%d/api/v1/stats/aggregate", nginx_port);
+    cr_expect_eq(curl_tls(nginx_port, url), 403);
+    /* Plain HTTP on the TLS port is refused. */
+    cr_expect_neq(sh("curl -s -o /dev/null -w '%%{http_code}' --max-time 5 "
+                     "http://127.0.0.1:%d/api/event | grep -q 202",
+                     nginx_port),
+                  0);
+
+    harness_stop(&nginx);
+    harness_stop(&aggregator);
+    harness_stop(&collector);
+    harness_redis_stop(&redis);
+    /* No client address in any log nginx wrote (it saw 127.0.0.1 only). */
+    cr_expect_neq(sh("grep -rl -e 127.0.0.1 -e 203.0.113.7 %s/logs %s/nginxlog", dir, dir), 0,
+                  "nginx logged a client address");
+    cr_expect_neq(sh("grep -l -e 203.0.113.7 -e Firefox %s/collector.log %s/aggregator.log", dir,
+                     dir),
+                  0, "a daemon logged a client address or User-Agent");
+}
