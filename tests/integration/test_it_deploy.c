@@ -449,3 +449,39 @@ Test(deploy, nginx_sample_terminates_tls_and_logs_no_client_address, .fini = tea
                      dir),
                   0, "a daemon logged a client address or User-Agent");
 }
+
+Test(deploy, redis_node_sample_starts_a_cluster_node, .fini = teardown, .timeout = 120)
+{
+    /* The sample veil-redis@PORT.service reads, with PORT and its data dir
+     * set the way the sample says (replace 7000), is accepted by Debian's
+     * redis-server and makes a cluster node with AOF on and noeviction. */
+    dir = harness_tmpdir();
+    cr_assert_not_null(dir);
+    int port = harness_free_port();
+    while (port + 10000 > 65535)
+        port = harness_free_port();
+    char src[512];
+    harness_root_path("deploy/redis-veil-node.conf", src, sizeof src);
+    cr_assert_eq(sh("mkdir -p %s/node && sed -e 's|7000|%d|g' -e 's|^dir .*|dir %s/node|' %s > "
+                    "%s/redis-node-%d.conf",
+                    dir, port, dir, src, dir, port),
+                 0);
+    char conf[600], log[600];
+    snprintf(conf, sizeof conf, "%s/redis-node-%d.conf", dir, port);
+    snprintf(log, sizeof log, "%s/node.log", dir);
+    char *argv[] = {"/usr/bin/redis-server", conf, "--daemonize", "no", NULL};
+    struct harness_proc node;
+    cr_assert_eq(harness_spawn(&node, argv, log), 0);
+    bool up = false;
+    for (int i = 0; i < 200 && !up; i++) {
+        up = sh("redis-cli -p %d CONFIG GET maxmemory-policy > %s/node.cfg", port, dir) == 0 &&
+             sh("grep -q noeviction %s/node.cfg", dir) == 0;
+        if (!up)
+            usleep(50000);
+    }
+    cr_expect(up, "the node did not answer with the sample's settings");
+    cr_expect_eq(sh("redis-cli -p %d INFO cluster | grep -q cluster_enabled:1", port), 0);
+    cr_expect_eq(sh("redis-cli -p %d CONFIG GET appendonly | grep -q yes", port), 0);
+    harness_stop(&node);
+    cr_expect(exists("%s/node/nodes-%d.conf", dir, port), "no cluster config in the data dir");
+}
