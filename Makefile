@@ -81,7 +81,7 @@ TRACKER_JS     := $(BUILD)/tracker/veil.js
 DASHBOARD_HTML := $(BUILD)/dashboard/index.html
 NODE_DEPS      := node_modules/.package-lock.json
 
-.PHONY: all deps test test-build test-unit test-integration test-browser run bench fuzz install uninstall clean sample-config
+.PHONY: all deps test test-build test-unit test-integration test-browser run bench fuzz install clean sample-config
 .DEFAULT_GOAL := all
 
 MAN_PAGES      := $(BUILD)/man/veil-collector.8 $(BUILD)/man/veil-aggregator.8 $(BUILD)/man/veil-admin.8
@@ -265,6 +265,7 @@ install: all $(INSTALL_BINS) $(INSTALL_MANS) $(addprefix $(INSTALL_BUILD)/,$(INS
 	         echo "kept your $$dest; the new sample is $$dest.new (compare them)"; fi; \
 	done
 
+.PHONY: uninstall
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/veil-collector $(DESTDIR)$(BINDIR)/veil-aggregator $(DESTDIR)$(BINDIR)/veil-admin
 	rm -f $(DESTDIR)$(MANDIR)/man8/veil-collector.8 $(DESTDIR)$(MANDIR)/man8/veil-aggregator.8 \
