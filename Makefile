@@ -271,7 +271,9 @@ uninstall:
 	rm -f $(DESTDIR)$(MANDIR)/man8/veil-collector.8 $(DESTDIR)$(MANDIR)/man8/veil-aggregator.8 \
 	      $(DESTDIR)$(MANDIR)/man8/veil-admin.8
 	rm -f $(patsubst deploy/%,$(DESTDIR)$(SYSTEMDUNITDIR)/%,$(UNITS))
-	rm -rf $(DESTDIR)$(DATADIR)
+	rm -rf $(DESTDIR)$(DATADIR)/dashboard
+	rm -f $(DESTDIR)$(DATADIR)/veil.js $(patsubst deploy/%,$(DESTDIR)$(DATADIR)/examples/%,$(EXAMPLES))
+	-rmdir $(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DATADIR)
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/veil (your configs) and /var/lib/veil (the spool) in place"
 
 clean:

@@ -250,6 +250,8 @@ Test(deploy, a_second_install_keeps_an_edited_config, .fini = teardown, .timeout
                     src, dir),
                  0);
     cr_expect_not(exists("%s/local/usr/local/bin/veil-collector", dir));
+    cr_expect_not(exists("%s/local/usr/local/share/veil", dir));
+    cr_expect_not(exists("%s/local/usr/local/lib/systemd/system/veil-collector.service", dir));
     cr_expect(exists("%s/local/usr/local/etc/veil/veil.conf", dir), "uninstall removed a config");
 }
 
