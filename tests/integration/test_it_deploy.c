@@ -8,7 +8,8 @@
  * binaries' defaults are the installed veil.js and dashboard, and they
  * accept the installed configs; a second install keeps an edited config
  * and puts the new sample next to it; `systemd-analyze verify` finds
- * nothing to say about any unit; the nginx sample passes `nginx -t` with a
+ * nothing to say about any unit and `systemd-analyze security` scores each
+ * 2.0 or less; the nginx sample passes `nginx -t` with a
  * certificate made here by openssl, and served on a free port it carries an
  * event over TLS to a real collector, keeps the API to its staff network
  * and writes no client address anywhere. No fixed port, no shared dir. */
@@ -286,6 +287,11 @@ Test(deploy, systemd_analyze_verify_accepts_every_unit, .fini = teardown, .timeo
         cr_expect_eq(len, 0, "systemd-analyze verify has something to say about %s:\n%s", name,
                      text ? text : "");
         free(text);
+        /* Hardening does not regress: systemd's exposure score (0-10, lower
+         * is safer; 1.4-1.7 when written) stays at 2.0 or below. */
+        cr_expect_eq(sh("systemd-analyze security --offline=yes --threshold=20 %s/units/%s", dir,
+                        name),
+                     0, "%s: exposure above 2.0 (systemd-analyze security --offline=yes)", name);
     }
     /* verify does notice a broken unit (so its silence above means something). */
     cr_assert_eq(sh("sed -e 's|ExecStart=.*|ExecStart=%s/no/such/binary|' -e "
