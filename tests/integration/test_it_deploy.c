@@ -306,7 +306,7 @@ Test(deploy, systemd_analyze_verify_accepts_every_unit, .fini = teardown, .timeo
 
 /* The installed nginx sample, pointed at this test's certificate, ports,
  * log dir and tree; written to dir/nginx.conf. */
-static void write_nginx_conf(int nginx_port, int collector_port, int api_port)
+static void write_nginx_conf(int nginx_port, int http_port, int collector_port, int api_port)
 {
     cr_assert_eq(sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
                     "-subj /CN=stats.example.com -addext subjectAltName=DNS:stats.example.com "
@@ -314,14 +314,14 @@ static void write_nginx_conf(int nginx_port, int collector_port, int api_port)
                     dir, dir),
                  0, "openssl could not make a certificate");
     cr_assert_eq(sh("mkdir -p %s/logs %s/nginxlog %s/tmp && sed "
-                    "-e 's|listen 443 ssl|listen 127.0.0.1:%d ssl|' "
+                    "-e 's|listen 443 ssl|listen 127.0.0.1:%d ssl|' -e 's|listen 80;|listen 127.0.0.1:%d;|' "
                     "-e 's|127.0.0.1:8080|127.0.0.1:%d|' -e 's|127.0.0.1:8081|127.0.0.1:%d|' "
                     "-e 's|/etc/ssl/certs/stats.example.com.pem|%s/tls.crt|' "
                     "-e 's|/etc/ssl/private/stats.example.com.key|%s/tls.key|' "
                     "-e 's|/var/log/nginx/|%s/nginxlog/|' -e 's| /etc/veil/| %s/etc/veil/|' "
                     "%s/usr/share/veil/examples/nginx-veil.conf > %s/veil-site.conf",
-                    dir, dir, dir, nginx_port, collector_port, api_port, dir, dir, dir, root, root,
-                    dir),
+                    dir, dir, dir, nginx_port, http_port, collector_port, api_port, dir, dir, dir, root,
+                    root, dir),
                  0);
     char path[600];
     snprintf(path, sizeof path, "%s/nginx.conf", dir);
@@ -363,9 +363,9 @@ Test(deploy, nginx_sample_terminates_tls_and_logs_no_client_address, .fini = tea
     if (access("/usr/sbin/nginx", X_OK) != 0)
         cr_skip_test("nginx is not installed (Debian package nginx-light)");
     install_fresh();
-    int nginx_port = harness_free_port(), port = harness_free_port(),
-        api_port = harness_free_port();
-    write_nginx_conf(nginx_port, port, api_port);
+    int nginx_port = harness_free_port(), http_port = harness_free_port(),
+        port = harness_free_port(), api_port = harness_free_port();
+    write_nginx_conf(nginx_port, http_port, port, api_port);
     cr_assert_eq(sh("nginx -t -p %s -e %s/logs/error.log -c %s/nginx.conf", dir, dir, dir), 0,
                  "nginx -t refused the sample:\n%s", cmd_log());
 
@@ -440,6 +440,12 @@ Test(deploy, nginx_sample_terminates_tls_and_logs_no_client_address, .fini = tea
     /* The dashboard and API are for the staff network only (not loopback). */
     snprintf(url, sizeof url, "https://stats.example.com:%d/api/v1/stats/aggregate", nginx_port);
     cr_expect_eq(curl_tls(nginx_port, url), 403);
+    /* Plain HTTP: a redirect to https, nothing else. */
+    cr_expect_eq(sh("curl -s -o /dev/null -w '%%{http_code} %%{redirect_url}' --max-time 5 "
+                    "-H 'Host: stats.example.com' http://127.0.0.1:%d/api/event > %s/redirect.out "
+                    "&& grep -q '^301 https://stats.example.com/api/event' %s/redirect.out",
+                    http_port, dir, dir),
+                 0, "plain HTTP is not redirected to https");
     /* Plain HTTP on the TLS port is refused. */
     cr_expect_neq(sh("curl -s -o /dev/null -w '%%{http_code}' --max-time 5 "
                      "http://127.0.0.1:%d/api/event | grep -q 202",
