@@ -29,8 +29,18 @@
 static char *dir;  /* this test's temp dir */
 static char root[512]; /* DESTDIR */
 
+/* What a test started, in globals so that teardown (run even after a
+ * failed assertion) stops it. */
+static struct harness_redis redis;
+static struct harness_proc collector, aggregator, nginx, node;
+
 static void teardown(void)
 {
+    struct harness_proc *procs[] = {&nginx, &aggregator, &collector, &node};
+    for (size_t i = 0; i < sizeof procs / sizeof procs[0]; i++)
+        if (procs[i]->pid > 0)
+            harness_kill(procs[i]);
+    harness_redis_stop(&redis);
     if (dir) {
         harness_rmdir(dir);
         free(dir);
@@ -370,7 +380,6 @@ Test(deploy, nginx_sample_terminates_tls_and_logs_no_client_address, .fini = tea
                  "nginx -t refused the sample:\n%s", cmd_log());
 
     /* The installed daemons with the installed configs behind it. */
-    struct harness_redis redis;
     cr_assert_eq(harness_redis_start(&redis, dir, false), 0);
     char bin[600], conf[600], listen[64], rarg[400], spool[600], js[600], log[600];
     snprintf(bin, sizeof bin, "%s/usr/bin/veil-collector", root);
@@ -382,7 +391,6 @@ Test(deploy, nginx_sample_terminates_tls_and_logs_no_client_address, .fini = tea
     snprintf(log, sizeof log, "%s/collector.log", dir);
     char *cargv[] = {bin, "-c", conf, listen, rarg, spool, js, "--threads=1",
                      "--sites=example.com", "--trusted_proxies=127.0.0.1", NULL};
-    struct harness_proc collector, aggregator, nginx;
     cr_assert_eq(harness_spawn(&collector, cargv, log), 0);
     cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
     char abin[600], aconf[600], alisten[64], dash[600], alog[600];
@@ -484,7 +492,6 @@ Test(deploy, redis_node_sample_starts_a_cluster_node, .fini = teardown, .timeout
     snprintf(conf, sizeof conf, "%s/redis-node-%d.conf", dir, port);
     snprintf(log, sizeof log, "%s/node.log", dir);
     char *argv[] = {"/usr/bin/redis-server", conf, "--daemonize", "no", NULL};
-    struct harness_proc node;
     cr_assert_eq(harness_spawn(&node, argv, log), 0);
     bool up = false;
     for (int i = 0; i < 200 && !up; i++) {
