@@ -193,9 +193,11 @@ static bool may_persist(const char *key, size_t len, const char *type)
 {
     if (!strcmp(type, "stream"))
         return true; /* trimmed once acknowledged */
-    static const char *const suffixes[] = {":sites", ":dpkey"};
+    static const char *const suffixes[] = {":sites", ":dpkey", ":epoch"}; /* epoch: a fencing token */
     if (len > 9 && !memcmp(key, "veil:{reg}", 10))
         return true; /* the site registry: settings and token hashes */
+    if (len == 16 && !memcmp(key, "veil:meta:shards", 16))
+        return true; /* the installation's shard count (docs/DELIVERY.md "Shards") */
     for (size_t i = 0; i < ARRAY_LEN(suffixes); i++) {
         size_t n = strlen(suffixes[i]);
         if (len > n && !memcmp(key + len - n, suffixes[i], n) && key[len - n - 1] == '}')
