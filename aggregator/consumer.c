@@ -30,6 +30,7 @@
 #include "log.h"
 #include "rollup.h"
 #include "shard.h"
+#include "shard_meta.h"
 #include "shard_state.h"
 #include "util.h"
 
@@ -205,10 +206,11 @@ static int connect_redis(struct consumer *c, char *err, size_t errlen)
         redisEnableKeepAlive(c->rc);
     if (lease_load_functions(c->rc, err, errlen) != 0)
         goto err;
-    int check = lease_check_shards(c->rc, c->cfg->shards, err, errlen);
-    if (check == -2)
+    /* 1: nothing stored and nothing storable (maxmemory): compared on the next connect */
+    int check = shard_meta_agree(c->rc, (unsigned)c->cfg->shards, err, errlen);
+    if (check == -1)
         c->fatal = true;
-    if (check != 0)
+    if (check < 0)
         goto err;
     for (size_t i = 0; i < c->nshards; i++)
         if (c->shards[i].owned)
