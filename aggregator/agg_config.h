@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "paths.h"
 
 struct agg_config {
     /* roll-up */
@@ -37,7 +38,7 @@ struct agg_config {
 };
 
 /* referrer_db's default: where make install puts Ghost's referrers.json. */
-#define AGG_REFERRER_DB_DEFAULT VEIL_DATADIR "/referrers.json"
+#define AGG_REFERRER_DB_DEFAULT veil_default_referrer_db
 
 /* The table, terminated by a row with a NULL name. */
 extern const struct cfg_option agg_options[];

@@ -11,6 +11,7 @@
 #include "compat_map.h"
 #include "geo.h"
 #include "log.h"
+#include "paths.h"
 #include "spool.h"
 #include "util.h"
 #include "visitor.h"
@@ -205,8 +206,8 @@ const struct cfg_option collector_options[] = {
      "veil_collector_connections_refused_per_client_total). Trusted proxies are not capped. "
      "0 = no cap. Keeps one client from holding every slot of max_connections.",
      NULL, false},
-    {"tracker_js", CFG_STRING, OPT(tracker_js), "", 0, 1024, NULL,
-     "Built veil.js served at GET /veil.js (read once at start-up); empty = not served.",
+    {"tracker_js", CFG_STRING, OPT(tracker_js), veil_default_tracker_js, 0, 1024, NULL,
+     "Built veil.js served at GET /veil.js (read once at start-up); empty = not served. An installed binary's default is its PREFIX/share/veil/veil.js, a development build's is empty.",
      NULL, false},
     {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
      "Lowest level logged to stderr: debug, info, warn or error.",

@@ -16,7 +16,8 @@ what=${1:-build}
 BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev libmaxminddb-dev
  libsodium-dev libpcre2-dev libyaml-dev libcjson-dev uap-core node-llhttp"
 RUN_PKGS="redis-server redis-tools curl"
-TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl chromium prometheus"
+TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl chromium prometheus
+ nginx-light stunnel4 openssl systemd"
 BENCH_PKGS="wrk nginx-light python3 linux-perf valgrind redis-tools"
 
 case "$what" in
