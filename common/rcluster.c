@@ -204,7 +204,8 @@ static void drop_all(struct rcluster *rc)
 }
 
 /* Load the map through an open connection to `asked`. Keeps `c` as the
- * connection of its node when it is a master in the new map. */
+ * connection of its node when it is a master in the new map, frees it
+ * otherwise (and on failure). */
 static int load_map(struct rcluster *rc, redisContext *c, const struct rc_addr *asked)
 {
     redisReply *r = redisCommand(c, "CLUSTER SLOTS");
@@ -216,6 +217,7 @@ static int load_map(struct rcluster *rc, redisContext *c, const struct rc_addr *
         str_format(rc->errstr, sizeof rc->errstr, "CLUSTER SLOTS from %s:%d gave no slot map",
                    asked->host, asked->port);
         free(fresh);
+        redisFree(c);
         return -1;
     }
     drop_all(rc);
@@ -322,6 +324,11 @@ bool rcluster_is_cluster(const struct rcluster *rc)
 const char *rcluster_errstr(const struct rcluster *rc)
 {
     return rc->errstr;
+}
+
+const struct rc_map *rcluster_map(const struct rcluster *rc)
+{
+    return &rc->map;
 }
 
 void rcluster_get_stats(const struct rcluster *rc, struct rcluster_stats *out)

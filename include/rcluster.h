@@ -123,10 +123,53 @@ int rcluster_refresh(struct rcluster *rc);
 /* The reason of the last failure (never an address of a client). */
 const char *rcluster_errstr(const struct rcluster *rc);
 
+/* The current slot map (for the event-loop face and tests). */
+const struct rc_map *rcluster_map(const struct rcluster *rc);
+
 /* Counters since connect, for metrics and tests. */
 struct rcluster_stats {
     uint64_t moved, ask, tryagain, reconnects, refreshes;
 };
 void rcluster_get_stats(const struct rcluster *rc, struct rcluster_stats *out);
+
+/* ---- event-loop client (libevent) ---- */
+
+struct event_base;
+struct redisAsyncContext;
+struct rcluster_async;
+typedef void(rcluster_reply_fn)(void *reply, void *privdata);
+
+/* Parse `spec` and discover the server as rcluster_connect does (this one
+ * call blocks, at most timeout_ms per seed). A server that does not answer
+ * is not an error: discovery is tried again before the next command.
+ * Returns NULL only for a malformed `spec` (reason in err). */
+struct rcluster_async *rcluster_async_new(struct event_base *base, const char *spec,
+                                          int timeout_ms, char *err, size_t errlen);
+/* Close every connection: each pending command's callback runs once with
+ * a NULL reply, then the handle is freed. */
+void rcluster_async_free(struct rcluster_async *rca);
+
+/* Queue one formatted command (redisFormatCommand...; copied) for the
+ * owner of the slot of `slotkey`. `fn` runs exactly once: with the reply
+ * (owned by hiredis, valid during the call), after following MOVED (map
+ * updated, reloaded in the background), ASK (ASKING first) and TRYAGAIN /
+ * CLUSTERDOWN (again after 20 ms, for at most timeout_ms); or with NULL
+ * when the node's connection failed or closed (the command may have run;
+ * the next command reconnects and, on a cluster, rediscovers the map).
+ * Commands for one slot reach Redis in the order they were queued unless
+ * one is redirected. Returns 0, or -1 when nothing could be queued (no node
+ * reachable; fn does not run). */
+int rcluster_async_command(struct rcluster_async *rca, const char *slotkey, size_t keylen,
+                           rcluster_reply_fn *fn, void *privdata, const char *cmd, size_t len);
+
+/* True when the server is a Redis Cluster; false for one plain Redis or
+ * before the first successful discovery. */
+bool rcluster_async_is_cluster(const struct rcluster_async *rca);
+
+/* True when the last discovery succeeded and no connection failed since. */
+bool rcluster_async_ready(const struct rcluster_async *rca);
+
+/* Counters since creation. */
+void rcluster_async_get_stats(const struct rcluster_async *rca, struct rcluster_stats *out);
 
 #endif

@@ -360,3 +360,102 @@ Test(rcluster, a_single_redis_is_every_slot, .timeout = 60)
     harness_rmdir(dir);
     free(dir);
 }
+
+/* ---- the event-loop face ---- */
+
+#include <event2/event.h>
+
+struct async_run {
+    struct event_base *base;
+    struct rcluster_async *rca;
+    char prefix[SHARD_PREFIX_MAX];
+    int pending, ok, failed;
+};
+
+static void incr_reply(void *reply, void *privdata)
+{
+    struct async_run *ar = privdata;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        ar->ok++;
+    else
+        ar->failed++;
+    if (--ar->pending == 0)
+        event_base_loopbreak(ar->base);
+}
+
+/* INCR veil:{s}:k<k> for 20 keys of one shard and 16 other shards' keys,
+ * through the event loop, until every reply came back. */
+static void async_incr_all(struct async_run *ar)
+{
+    for (int k = 0; k < 36; k++) {
+        char key[64], *cmd;
+        if (k < 20)
+            snprintf(key, sizeof key, "%sk%d", ar->prefix, k);
+        else
+            snprintf(key, sizeof key, "veil:{%d}:k", 100 + k);
+        int len = redisFormatCommand(&cmd, "INCR %s", key);
+        cr_assert_eq(rcluster_async_command(ar->rca, key, strlen(key), incr_reply, ar, cmd,
+                                            (size_t)len),
+                     0);
+        redisFreeCommand(cmd);
+        ar->pending++;
+    }
+    event_base_dispatch(ar->base);
+    cr_assert_eq(ar->pending, 0);
+}
+
+static void async_during(void *arg)
+{
+    async_incr_all(arg);
+}
+
+Test(rcluster, async_routes_and_follows_a_migrating_slot, .timeout = 120)
+{
+    struct harness_cluster c;
+    char *dir = start(&c, 3, 0);
+    char spec[200], err[256];
+    struct async_run ar = {.base = event_base_new()};
+    ar.rca = rcluster_async_new(ar.base, harness_cluster_spec(&c, 1, spec, sizeof spec), 2000,
+                                err, sizeof err);
+    cr_assert(ar.rca, "%s", err);
+    cr_assert(rcluster_async_is_cluster(ar.rca) && rcluster_async_ready(ar.rca));
+    shard_key_prefix(ar.prefix, sizeof ar.prefix, 9);
+    unsigned slot = rc_keyslot(ar.prefix, strlen(ar.prefix));
+    async_incr_all(&ar);
+    int src = harness_cluster_slot_owner(&c, 0, slot);
+    migrate_slot(&c, slot, src, (src + 2) % 3, async_during, &ar);
+    async_incr_all(&ar);
+    cr_assert_eq(ar.failed, 0);
+    cr_assert_eq(ar.ok, 3 * 36);
+    struct rcluster_stats st;
+    rcluster_async_get_stats(ar.rca, &st);
+    cr_assert_gt(st.ask, 0);
+    cr_assert_gt(st.moved, 0);
+    /* exactly three per key, checked through the blocking face */
+    struct rcluster *rc = rcluster_connect(spec, 2000, err, sizeof err);
+    cr_assert(rc, "%s", err);
+    for (int k = 0; k < 36; k++) {
+        char key[64];
+        if (k < 20)
+            snprintf(key, sizeof key, "%sk%d", ar.prefix, k);
+        else
+            snprintf(key, sizeof key, "veil:{%d}:k", 100 + k);
+        redisReply *r = rcluster_commandf(rc, key, "GET %s", key);
+        cr_assert(r && r->type == REDIS_REPLY_STRING && atoi(r->str) == 3, "%s", key);
+        freeReplyObject(r);
+    }
+    rcluster_free(rc);
+    /* free with nothing pending, then a command whose connection is
+     * closed by free: its callback runs once with NULL */
+    char *cmd;
+    int len = redisFormatCommand(&cmd, "INCR %s", "veil:{1}:late");
+    ar.pending = 1;
+    cr_assert_eq(rcluster_async_command(ar.rca, "veil:{1}:", 9, incr_reply, &ar, cmd, (size_t)len), 0);
+    redisFreeCommand(cmd);
+    int failed_before = ar.failed;
+    rcluster_async_free(ar.rca);
+    cr_assert_eq(ar.failed, failed_before + 1);
+    event_base_free(ar.base);
+    finish(&c, dir);
+}
