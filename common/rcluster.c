@@ -575,3 +575,72 @@ redisReply *rcluster_master_command(struct rcluster *rc, int i, int argc, const 
     redisFreeCommand(cmd);
     return r;
 }
+
+redisContext *rcluster_slot_context(struct rcluster *rc, const char *slotkey, size_t keylen)
+{
+    if (rc->stale && rcluster_refresh(rc) != 0)
+        return NULL;
+    int node = rc->map.owner[rc_keyslot(slotkey, keylen)];
+    if (node == RC_NO_OWNER) {
+        str_format(rc->errstr, sizeof rc->errstr, "no node serves the slot of that key");
+        rc->stale = true;
+        return NULL;
+    }
+    redisContext *c = node_conn(rc, node);
+    if (c && c->err) { /* a broken borrowed connection: start again */
+        node_drop(rc, node);
+        if (rc->stale && rcluster_refresh(rc) != 0)
+            return NULL;
+        c = node_conn(rc, rc->map.owner[rc_keyslot(slotkey, keylen)]);
+    }
+    return c;
+}
+
+redisContext *rcluster_master_context(struct rcluster *rc, int i)
+{
+    if (rc->stale)
+        (void)rcluster_refresh(rc);
+    redisContext *c = node_conn(rc, i);
+    if (c && c->err) {
+        node_drop(rc, i);
+        c = node_conn(rc, i);
+    }
+    return c;
+}
+
+bool rcluster_note(struct rcluster *rc, const redisReply *r)
+{
+    unsigned slot;
+    char host[RC_HOST_MAX];
+    int port;
+    if (r && rc_redirect_parse(r, &slot, host, sizeof host, &port) == 0 &&
+        !rc_reply_is_transient(r))
+        return false;
+    if (rc->cluster)
+        rc->stale = true;
+    else if (!r)
+        for (int i = 0; i < rc->map.nnodes; i++)
+            if (rc->conn[i] && rc->conn[i]->err)
+                node_drop(rc, i);
+    return true;
+}
+
+redisContext *rcluster_connect_slot(const char *spec, const char *slotkey, int timeout_ms,
+                                    char *err, size_t errlen)
+{
+    struct rcluster *rc = rcluster_connect(spec, timeout_ms, err, errlen);
+    if (!rc)
+        return NULL;
+    redisContext *c = NULL;
+    int node = rc->map.owner[rc_keyslot(slotkey, strlen(slotkey))];
+    if (node == RC_NO_OWNER) {
+        str_format(err, errlen, "redis: no cluster node serves the slot of %s", slotkey);
+    } else {
+        c = rc->conn[node] ? rc->conn[node] : addr_connect(&rc->map.nodes[node], rc->timeout);
+        rc->conn[node] = NULL; /* now the caller's */
+        if (!c)
+            str_format(err, errlen, "cannot connect to redis at %s", rcluster_master_name(rc, node));
+    }
+    rcluster_free(rc);
+    return c;
+}

@@ -82,6 +82,15 @@ struct rcluster;
 struct rcluster *rcluster_connect(const char *spec, int timeout_ms, char *err, size_t errlen);
 void rcluster_free(struct rcluster *rc);
 
+/* A plain connection (caller frees with redisFree) to the node that owns
+ * the slot of `slotkey` right now, found through `spec` as
+ * rcluster_connect does; for a plain Redis, to that server. For code whose
+ * keys all live in one slot (the site registry's "veil:{reg}:"): when a
+ * command there fails (MOVED after a resharding, a dead master), drop the
+ * connection and call this again. NULL with a reason in err. */
+redisContext *rcluster_connect_slot(const char *spec, const char *slotkey, int timeout_ms,
+                                    char *err, size_t errlen);
+
 /* True when the server is a Redis Cluster (false: one plain Redis). */
 bool rcluster_is_cluster(const struct rcluster *rc);
 
@@ -116,6 +125,21 @@ redisReply *rcluster_master_command(struct rcluster *rc, int i, int argc, const 
                                     const size_t *argvlen);
 /* "host:port" of master i, for logs and errors. */
 const char *rcluster_master_name(struct rcluster *rc, int i);
+
+/* The connection (borrowed: owned by rc, valid until the next rcluster
+ * call) to the current owner of the slot of `slotkey`, or to master i,
+ * connecting when needed; NULL (rcluster_errstr says why) when it cannot.
+ * For code written against one redisContext whose keys all live in one
+ * slot or on one node (the registry's {reg}, a SCAN of one node): a MOVED
+ * or ASK reply there means the map changed; pass it to rcluster_note. */
+redisContext *rcluster_slot_context(struct rcluster *rc, const char *slotkey, size_t keylen);
+redisContext *rcluster_master_context(struct rcluster *rc, int i);
+
+/* Look at a reply got through a borrowed context: a MOVED, ASK, TRYAGAIN
+ * or CLUSTERDOWN error, or NULL (I/O error), marks the map for reloading
+ * before the next command. Returns true when it was such a reply (the
+ * command did not run, or may not have: the caller retries or reports). */
+bool rcluster_note(struct rcluster *rc, const redisReply *r);
 
 /* Reload the slot map from any reachable node. Returns 0 or -1. */
 int rcluster_refresh(struct rcluster *rc);
