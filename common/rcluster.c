@@ -129,9 +129,10 @@ int rc_map_load(struct rc_map *map, const redisReply *slots, const struct rc_add
         int node = rc_map_node(map, host, (int)m->element[1]->integer);
         if (node < 0)
             return -1;
-        for (long long s = from; s <= to; s++)
+        for (long long s = from; s <= to; s++) {
+            covered += map->owner[s] == RC_NO_OWNER; /* overlapping ranges: the last wins */
             map->owner[s] = (uint16_t)node;
-        covered += (int)(to - from + 1);
+        }
     }
     return covered;
 }

@@ -16,6 +16,7 @@ const struct fuzz_target fuzz_targets[] = {
     {"event_codec", fuzz_event_codec},
     {"anon", fuzz_anon},
     {"httpd_parse", fuzz_httpd_parse},
+    {"rcluster", fuzz_rcluster},
     {NULL, NULL},
 };
 

@@ -33,7 +33,10 @@
  *                    newline, the proxies' part.
  * httpd_parse        byte 0 picks how the bytes arrive (whole, one byte per
  *                    read, or cut at up to 16 points); the rest is what a
- *                    client sends over one connection. */
+ *                    client sends over one connection.
+ * rcluster           byte 0 picks the parser: the `redis` address list, a
+ *                    MOVED/ASK error, a CLUSTER SLOTS reply as RESP bytes;
+ *                    every input is also a key for rc_keyslot. */
 int fuzz_event_parse_json(const uint8_t *data, size_t size);
 int fuzz_event_parse_query(const uint8_t *data, size_t size);
 int fuzz_url(const uint8_t *data, size_t size);
@@ -42,6 +45,7 @@ int fuzz_config(const uint8_t *data, size_t size);
 int fuzz_event_codec(const uint8_t *data, size_t size);
 int fuzz_anon(const uint8_t *data, size_t size);
 int fuzz_httpd_parse(const uint8_t *data, size_t size);
+int fuzz_rcluster(const uint8_t *data, size_t size);
 
 /* Every target by name (the name of its corpus and regressions
  * directories); ends with a row whose name is NULL. */

@@ -28,6 +28,7 @@
 #include "../../fuzz/target_httpd.c"
 #include "../../fuzz/target_ua.c"
 #include "../../fuzz/target_url.c"
+#include "../../fuzz/target_rcluster.c"
 
 static const char *root_dir(void)
 {
@@ -110,6 +111,7 @@ Test(fuzz_regressions, event_parse_query) { replay("event_parse_query"); }
 Test(fuzz_regressions, url) { replay("url"); }
 Test(fuzz_regressions, ua, .timeout = 120) { replay("ua"); }
 Test(fuzz_regressions, config) { replay("config"); }
+Test(fuzz_regressions, rcluster) { replay("rcluster"); }
 Test(fuzz_regressions, event_codec) { replay("event_codec"); }
 Test(fuzz_regressions, anon) { replay("anon"); }
 Test(fuzz_regressions, httpd_parse) { replay("httpd_parse"); }
@@ -120,7 +122,7 @@ Test(fuzz_regressions, directories_name_targets)
 {
     static const char *const tested[] = {"event_parse_json", "event_parse_query", "url",
                                          "ua", "config", "event_codec", "anon",
-                                         "httpd_parse"};
+                                         "httpd_parse", "rcluster"};
     size_t ntargets = 0;
     for (const struct fuzz_target *t = fuzz_targets; t->name; t++, ntargets++) {
         bool found = false;
