@@ -555,3 +555,72 @@ Test(rcluster, veil_admin_on_a_cluster, .timeout = 120)
     rcluster_free(rc);
     finish(&c, dir);
 }
+
+struct one_shot {
+    struct event_base *base;
+    long long value; /* -1: no integer reply */
+    bool done;
+};
+
+static void one_reply(void *reply, void *privdata)
+{
+    struct one_shot *o = privdata;
+    redisReply *r = reply;
+    o->value = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    o->done = true;
+    event_base_loopbreak(o->base);
+}
+
+/* Send one command through the event loop and wait for its callback. */
+static long long async_once(struct rcluster_async *rca, struct event_base *base, const char *key,
+                            const char *fmt)
+{
+    struct one_shot o = {.base = base, .value = -1};
+    char *cmd;
+    int len = redisFormatCommand(&cmd, fmt, key);
+    int rv = rcluster_async_command(rca, key, strlen(key), one_reply, &o, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    if (rv != 0)
+        return -1;
+    while (!o.done)
+        event_base_dispatch(base);
+    return o.value;
+}
+
+/* The event-loop face after a master dies: callbacks run once with NULL
+ * while the master is gone, then the promoted replica is found and the
+ * writes acknowledged after WAIT 1 are all there. */
+Test(rcluster, async_finds_the_promoted_replica, .timeout = 180)
+{
+    struct harness_cluster c;
+    char *dir = start(&c, 3, 1);
+    char spec[200], err[256];
+    struct event_base *base = event_base_new();
+    struct rcluster_async *rca = rcluster_async_new(
+        base, harness_cluster_spec(&c, 0, spec, sizeof spec), 1000, err, sizeof err);
+    cr_assert(rca, "%s", err);
+    const char *key = "veil:{5}:count";
+    for (int i = 1; i <= 30; i++)
+        cr_assert_eq(async_once(rca, base, key, "INCR %s"), i);
+    cr_assert_eq(async_once(rca, base, key, "WAIT 1 2000"), 1, "no replica acknowledged");
+    int victim = harness_cluster_slot_owner(&c, 0, rc_keyslot(key, strlen(key)));
+    harness_cluster_kill(&c, victim);
+    long long got = -1;
+    int failures = 0;
+    for (int t = 0; t < 400 && got < 0; t++) {
+        got = async_once(rca, base, key, "INCR %s");
+        if (got < 0) {
+            failures++;
+            struct timespec ts = {0, 50000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    cr_assert_eq(got, 31, "after the failover the count is %lld, not 30 + 1", got);
+    cr_assert_gt(failures, 0);
+    struct rcluster_stats st;
+    rcluster_async_get_stats(rca, &st);
+    cr_assert_gt(st.refreshes, 0, "the map was never reloaded");
+    rcluster_async_free(rca);
+    event_base_free(base);
+    finish(&c, dir);
+}
