@@ -414,9 +414,11 @@ static redisReply *route_one(struct rcluster *rc, unsigned slot, char *cmd, size
     int node = -1;
     bool asking = false;
     uint64_t deadline = clock_ms() + (uint64_t)rc->timeout_ms;
+    bool follow = false; /* going to a MOVED target the map could not confirm */
     for (int hop = 0; hop <= RC_REDIRECTS_MAX;) {
-        if (rc->stale && rcluster_refresh(rc) != 0)
+        if (rc->stale && !follow && rcluster_refresh(rc) != 0)
             return NULL;
+        follow = false;
         if (node < 0) {
             node = rc->map.owner[slot];
             if (node == RC_NO_OWNER) {
@@ -462,6 +464,8 @@ static redisReply *route_one(struct rcluster *rc, unsigned slot, char *cmd, size
             asking = false;
             if (rcluster_refresh(rc) == 0)
                 node = -1;
+            else
+                follow = to >= 0; /* no map now: trust the redirection once */
         } else {
             rc->stats.ask++;
             node = rc_map_node(&rc->map, host, port);
