@@ -52,9 +52,13 @@ void output_csv_field(struct evbuffer *out, const char *s, size_t len)
 {
     bool guard = len > 0 && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' ||
                              s[0] == '\t' || s[0] == '\r');
-    bool quote = false;
+    /* Quoted when it holds either separator spreadsheets use (',' and, in
+     * German or French locales, ';'), a quote or a line break, or when it
+     * starts a formula: whichever separator the reader splits on, the
+     * field stays one text cell (OWASP CSV injection). */
+    bool quote = guard;
     for (size_t i = 0; i < len && !quote; i++)
-        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+        quote = s[i] == ',' || s[i] == ';' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
     if (quote)
         evbuffer_add(out, "\"", 1);
     if (guard)

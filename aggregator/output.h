@@ -48,9 +48,12 @@ static inline struct output_cell output_num(long long n)
  * HTML too), each byte of invalid UTF-8 replaced by U+FFFD. */
 void output_json_string(struct evbuffer *out, const char *s, size_t len);
 
-/* Append one CSV field (RFC 4180): quoted when it holds a comma, quote, CR
- * or LF, quotes doubled. Formula guard: a field starting with = + - @ TAB
- * or CR gets a leading apostrophe so spreadsheets show it as text. */
+/* Append one CSV field (RFC 4180, OWASP CSV-injection guidance): quoted
+ * when it holds a comma, a semicolon (the separator of ';' spreadsheets),
+ * a quote, CR or LF, or starts with a formula character; quotes doubled.
+ * Formula guard: a field starting with = + - @ TAB or CR is quoted and
+ * gets a leading apostrophe so spreadsheets show it as text. The result is
+ * one text cell whether the reader splits on ',' or ';'. */
 void output_csv_field(struct evbuffer *out, const char *s, size_t len);
 
 /* `[{"col": cell, ...}, ...]`, one object per row. */

@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "agg_config.h"
+#include "api_accept.h"
 #include "api_metrics.h"
 #include "api_params.h"
 #include "auth.h"
@@ -69,6 +70,7 @@ struct stats_api {
     /* loop */
     struct event_base *base;
     struct evhttp *http;
+    struct api_accept *accept;   /* accept back-off */
     struct event *stop_event;
     int stop_pipe[2];
     pthread_t thread;
@@ -671,6 +673,13 @@ static void request_cb(struct evhttp_request *req, void *arg)
         rq.status = 200;
         rq.content_type = "text/plain; version=0.0.4; charset=utf-8";
         api_metrics_render(&rq.api->metrics, rq.body);
+        evbuffer_add_printf(rq.body,
+                            "# HELP veil_api_accept_pauses_total Accepting paused for %d ms "
+                            "because accept failed (out of file descriptors).\n"
+                            "# TYPE veil_api_accept_pauses_total counter\n"
+                            "veil_api_accept_pauses_total %llu\n",
+                            API_ACCEPT_PAUSE_MS,
+                            (unsigned long long)api_accept_pauses(rq.api->accept));
     } else {
         handle_static(&rq, path);
     }
@@ -701,6 +710,7 @@ static void api_free(struct stats_api *api)
 {
     if (api->http)
         evhttp_free(api->http);
+    api_accept_free(api->accept);
     if (api->stop_event)
         event_free(api->stop_event);
     if (api->base)
@@ -754,9 +764,17 @@ struct stats_api *stats_api_start(const struct agg_config *cfg, char *err, size_
                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
                                               EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
     evhttp_set_gencb(api->http, request_cb, api);
-    if (!evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port)) {
+    api_accept_quiet_libevent();
+    struct evhttp_bound_socket *bound =
+        evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)port);
+    if (!bound) {
         str_format(err, errlen, "api_listen: cannot bind %s: %s", cfg->api_listen,
                    strerror(errno));
+        goto err;
+    }
+    api->accept = api_accept_new(api->base, bound);
+    if (!api->accept) {
+        str_format(err, errlen, "stats api: out of memory");
         goto err;
     }
     if (pipe2(api->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {

@@ -339,9 +339,13 @@ def http_get(port, path):
         return resp.read().decode()
 
 
+# A collector's beacon port -> its admin port (/metrics lives there).
+ADMIN_PORT = {}
+
+
 def metrics(port):
     res = {}
-    for line in http_get(port, "/metrics").splitlines():
+    for line in http_get(ADMIN_PORT.get(port, port), "/metrics").splitlines():
         m = re.match(r"(veil_collector_\w+) (\d+)$", line)
         if m:
             res[m.group(1).replace("veil_collector_", "")] = int(m.group(2))
@@ -351,9 +355,12 @@ def metrics(port):
 class Collector:
     def __init__(self, name, redis, threads, cpus, extra=(), env=None):
         self.port = free_port()
+        self.admin_port = free_port()
+        ADMIN_PORT[self.port] = self.admin_port
         self.spool = os.path.join(TMP, name + "-spool")
         self.logpath = os.path.join(TMP, name + ".log")
-        argv = [COLLECTOR, f"--listen=127.0.0.1:{self.port}", f"--redis=unix:{redis.sock}",
+        argv = [COLLECTOR, f"--listen=127.0.0.1:{self.port}",
+                f"--admin_listen=127.0.0.1:{self.admin_port}", f"--redis=unix:{redis.sock}",
                 f"--threads={threads}", f"--geo_db={GEO_DB}", "--geo=city",
                 f"--sites={SITE}", "--trusted_proxies=127.0.0.1", "--rate_limit=0",
                 f"--spool_dir={self.spool}", *COLLECTOR_ARGS, *extra]

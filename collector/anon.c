@@ -304,11 +304,15 @@ static bool is_blank(const char *s)
     return *s == '\0';
 }
 
-/* Walks a header's comma-separated elements from right to left. Only the
- * Forwarded header has quoted strings (a quote preceded by an odd number of
- * backslashes is escaped). Scanning from the right keeps the elements that
- * trusted proxies appended intact whatever the client put on the left, e.g.
- * an unbalanced quote. */
+/* Walks a header's comma-separated elements from right to left. Every
+ * comma separates, inside quotes too: no value Veil reads from Forwarded
+ * (a node) can hold one, and honouring quotes would let one stray quote
+ * in a proxy's element (`for=1.2.3.4"`) join it to a client-written
+ * element on its left, whose for= would then be read. An element cut by
+ * such a comma has an unbalanced quote and is malformed, which stops the
+ * walk at the last trusted hop. Scanning from the right keeps the elements
+ * that trusted proxies appended intact whatever the client put on the
+ * left. (`quotes` is kept for a header that may one day need it.) */
 struct hop_cursor {
     const char *header;
     size_t end;  /* the next element ends before header[end] */
@@ -453,7 +457,7 @@ bool anon_client_ip(const struct client_ip *peer, const struct anon_cidr_list *t
     }
 
     if (header) {
-        struct hop_cursor cursor = {header, strlen(header), false, is_forwarded};
+        struct hop_cursor cursor = {header, strlen(header), false, false};
         struct hop_span span;
         for (size_t hops = 0; hops < ANON_MAX_HOPS && hop_prev(&cursor, &span); hops++) {
             struct client_ip hop;

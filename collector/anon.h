@@ -85,7 +85,9 @@ bool anon_cidr_contains(const struct anon_cidr_list *list, const struct client_i
  * proxy vouched for (the last trusted address accepted, or the peer when
  * there was none):
  *   - a malformed entry, "unknown", an obfuscated node or an element
- *     without for= (nothing left of it can be trusted);
+ *     without for= (nothing left of it can be trusted); in Forwarded every
+ *     comma separates elements, inside quotes too, so an element with a
+ *     stray quote is malformed and never joins a client-written one;
  *   - every entry is trusted (then the leftmost entry is returned; it is a
  *     trusted host, e.g. a health check behind the proxies);
  *   - more than ANON_MAX_HOPS entries (only the rightmost are considered).

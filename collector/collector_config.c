@@ -19,6 +19,12 @@
 const struct cfg_option collector_options[] = {
     {"listen", CFG_STRING, OPT(listen), "127.0.0.1:8080", 0, 300, NULL,
      "Address and port the beacon endpoint listens on (host:port, [v6]:port).", NULL, false},
+    {"admin_listen", CFG_STRING, OPT(admin_listen), "127.0.0.1:9180", 0, 300, NULL,
+     "Address and port of the admin endpoints (GET /metrics, and /healthz again), apart from "
+     "the public beacon port, which answers /metrics with 404. Keep it on loopback or a "
+     "management network. Empty = no admin listener (no /metrics at all).",
+     "Metrics identify nobody, but traffic volumes and the unknown-site count are the "
+     "operator's business.", false},
     {"redis", CFG_STRING, OPT(redis), "127.0.0.1:6379", 0, 300, NULL,
      "Redis server: host:port or unix:/path/to/socket.", NULL, false},
     {"threads", CFG_INT, OPT(threads), "0", 0, 256, NULL,
@@ -48,19 +54,31 @@ const struct cfg_option collector_options[] = {
      "(answered 202, counted, not recorded).", NULL, false},
     {"drop_header", CFG_BOOL, OPT(drop_header), "no", 0, 0, NULL,
      "Debugging: answer an event that is not recorded with the header 'X-Veil-Dropped: "
-     "dnt|gpc|bot' (like Plausible's x-plausible-dropped). Whatever this says, each such "
-     "event is logged at info level with its reason (at most one line per reason per "
+     "dnt|gpc|bot|unknown-site' (like Plausible's x-plausible-dropped). Whatever this says, "
+     "each such event is logged at info level with its reason (at most one line per reason per "
      "thread every 10 s).",
      "The header tells the sender only why its own event was dropped; leave it off in "
-     "production so bots do not learn how they are detected.", false},
+     "production so bots do not learn how they are detected, and nobody which sites are "
+     "tracked (unknown-site).", false},
     {"sites", CFG_LIST, OPT(sites), "", 0, 10000, NULL,
-     "Site ids (hostnames) accepted; an event for any other site gets 404. Empty accepts "
+     "Site ids (hostnames) accepted; an event for any other site is answered 202 like any "
+     "other, not recorded, and counted in veil_collector_unknown_site_total (a 404 would tell "
+     "anyone which sites are tracked). Empty accepts "
      "every site (open mode, logged as a warning at start-up).", NULL, false},
     {"trusted_proxies", CFG_LIST, OPT(trusted_proxies), "", 0, 256, NULL,
      "Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are believed. Empty = "
      "never trust those headers.",
      "Trusting a proxy you do not run lets anyone choose the IP used for geo and hashing.",
      false},
+    {"proxy_header", CFG_ENUM, OPT(proxy_header), "x-forwarded-for", 0, 0,
+     CFG_ENUM_NAMES("x-forwarded-for", "forwarded", "x-real-ip"),
+     "The one header the trusted proxies write the client address into: X-Forwarded-For, "
+     "Forwarded (RFC 7239 for=) or X-Real-IP. Only this header is read, only from "
+     "trusted_proxies, from right to left; any other forwarding header is ignored, and a "
+     "malformed element makes the request count as the proxy's own "
+     "(docs/DEPLOYMENT.md, Proxies).",
+     "Naming a header your proxy passes through from clients unchanged lets clients choose "
+     "the IP used for geo, hashing and the rate limit.", false},
     {"ipv4_prefix", CFG_INT, OPT(ipv4_prefix), "24", 0, 32, NULL,
      "Bits of an IPv4 address kept when a truncated IP is kept (ip_keep=truncated).",
      "Smaller keeps less: /24 hides the host among 256 addresses, /16 among 65536.", false},
@@ -118,6 +136,14 @@ const struct cfg_option collector_options[] = {
      "Events held in memory per thread while Redis is slow or down; past it, events go to "
      "the disk spool (spool_dir), and only when that is full too, 503.",
      "Buffered events hold the same derived fields as the stream, never an IP.", false},
+    {"max_buffered_bytes", CFG_INT, OPT(max_buffered_bytes), "268435456", 1048576,
+     1099511627776LL, NULL,
+     "Memory the events held while Redis is slow or down may take, all threads together "
+     "(each thread gets an equal share, at least 256 KiB; counted as each event's encoded "
+     "size). Past it, "
+     "events go to the disk spool like past max_buffered_events, and only when that is "
+     "full too, 503. Bounds the collector's memory whatever the size of the events.",
+     NULL, false},
     {"batch_wait_us", CFG_INT, OPT(batch_wait_us), "1000", 0, 100000, NULL,
      "How long an event may wait in memory for others to share its one call to Redis "
      "(microseconds; at most 256 events go per call, a full call leaves at once). It never "
@@ -149,12 +175,25 @@ const struct cfg_option collector_options[] = {
      "kernel decides). A collector crash loses nothing spooled with any of them.", NULL,
      false},
     {"rate_limit", CFG_DOUBLE, OPT(rate_limit), "20", 0, 100000, NULL,
-     "Requests per second allowed per client on average (token bucket); over it, 429. "
-     "0 = no limit.",
+     "Requests per second allowed per client on average (token bucket), all threads "
+     "together; over it, 429. A client is its IPv4 address or its IPv6 network of "
+     "client_ipv6_prefix bits. 0 = no limit.",
      "Clients are told apart by a keyed hash of the IP held in memory only; the IP is not "
      "kept.", false},
     {"rate_burst", CFG_INT, OPT(rate_burst), "100", 1, 1000000, NULL,
      "Requests a client may send at once before rate_limit applies.", NULL, false},
+    {"client_ipv6_prefix", CFG_INT, OPT(client_ipv6_prefix), "64", 1, 128, NULL,
+     "Bits of an IPv6 address that make one client for rate_limit and "
+     "max_client_connections (an IPv4 client is its address). /64 is what one household or "
+     "server gets: rotating addresses inside it is still one client.",
+     "Clients are told apart by a keyed hash of the address or prefix held in memory only.",
+     false},
+    {"max_client_connections", CFG_INT, OPT(max_client_connections), "256", 0, 1000000, NULL,
+     "Connections one client (address or client_ipv6_prefix network) may hold open at once, "
+     "all threads together; past it, a new one is closed at once (counted in "
+     "veil_collector_connections_refused_per_client_total). Trusted proxies are not capped. "
+     "0 = no cap. Keeps one client from holding every slot of max_connections.",
+     NULL, false},
     {"tracker_js", CFG_STRING, OPT(tracker_js), "", 0, 1024, NULL,
      "Built veil.js served at GET /veil.js (read once at start-up); empty = not served.",
      NULL, false},
@@ -176,6 +215,10 @@ int collector_config_load(struct collector_config *conf, int argc, char **argv,
     int port;
     if (!hostport_split(conf->listen, host, sizeof host, &port)) {
         str_format(err, errlen, "listen: expected host:port");
+        return -1;
+    }
+    if (conf->admin_listen[0] && !hostport_split(conf->admin_listen, host, sizeof host, &port)) {
+        str_format(err, errlen, "admin_listen: expected host:port (or empty)");
         return -1;
     }
     if (strncmp(conf->redis, "unix:", 5) != 0 &&

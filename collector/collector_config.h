@@ -9,9 +9,11 @@
 
 enum ip_keep { IP_KEEP_NONE = 0, IP_KEEP_TRUNCATED };
 enum referrer_mode { REFERRER_HOST = 0, REFERRER_OFF };
+enum proxy_header { PROXY_HEADER_XFF = 0, PROXY_HEADER_FORWARDED, PROXY_HEADER_X_REAL_IP };
 
 struct collector_config {
     char *listen;
+    char *admin_listen;         /* "" = no admin listener */
     char *redis;
     long long threads;
     char *geo_db;
@@ -23,6 +25,7 @@ struct collector_config {
     bool drop_header;           /* X-Veil-Dropped on events not recorded */
     struct cfg_list sites;
     struct cfg_list trusted_proxies;
+    int proxy_header;           /* enum proxy_header */
     long long ipv4_prefix;
     long long ipv6_prefix;
     int ip_keep;                /* enum ip_keep */
@@ -39,6 +42,7 @@ struct collector_config {
     long long request_timeout_s;
     long long max_connections;  /* all threads together */
     long long max_buffered_events;
+    long long max_buffered_bytes; /* all threads together */
     long long batch_wait_us;
     long long registry_poll_ms; /* 0 = the site registry is not read */
     char *spool_dir;            /* "" = no disk spool */
@@ -46,6 +50,8 @@ struct collector_config {
     int spool_fsync;            /* enum spool_fsync */
     double rate_limit;
     long long rate_burst;
+    long long client_ipv6_prefix;
+    long long max_client_connections;
     char *tracker_js;
     char *log_level;
 };

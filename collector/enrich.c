@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "registry.h"
+#include "text_rule.h"
 #include "url.h"
 #include "util.h"
 #include "visitor.h"
@@ -74,12 +75,54 @@ static void utc_day_cached(int64_t now, char out[11])
     memcpy(out, text, sizeof text);
 }
 
+/* The first client-written text field the text rule (text_rule.h) refuses,
+ * by its wire name, or NULL. */
+static const char *text_rule_field(const struct raw_event *raw)
+{
+    if (text_rule_refuses(raw->name, strlen(raw->name)))
+        return "n";
+    if (text_rule_refuses(raw->url, strlen(raw->url)))
+        return "u";
+    if (text_rule_refuses(raw->referrer, strlen(raw->referrer)))
+        return "r";
+    if (text_rule_refuses(raw->domain, strlen(raw->domain)))
+        return "d";
+    for (size_t i = 0; i < raw->nprops; i++)
+        if (text_rule_refuses(raw->props[i].key, strlen(raw->props[i].key)) ||
+            text_rule_refuses(raw->props[i].value, strlen(raw->props[i].value)))
+            return "p";
+    return NULL;
+}
+
 /* The query allowlist handed to url_normalise: strip_query=no keeps all. */
 static const struct cfg_list *allowlist(const struct collector_config *conf)
 {
     static char *all_items[] = {"*"};
     static const struct cfg_list keep_all = {1, all_items};
     return conf->strip_query ? &conf->query_allowlist : &keep_all;
+}
+
+/* The client address of the request into *client (the caller wipes it):
+ * the peer, or the hop named by the header the trusted proxies write
+ * (proxy_header). A client's copy of any other header passes through
+ * proxies unchanged and is never read. X-Real-IP holds one address, read
+ * like a one-hop X-Forwarded-For. */
+static void client_address(const struct enrich_ctx *ctx, const struct request_info *req,
+                           struct client_ip *client)
+{
+    const struct collector_config *conf = ctx->conf;
+    struct client_ip peer;
+    if (!anon_ip_from_sockaddr(req->peer, &peer)) {
+        memset(&peer, 0, sizeof peer);
+        peer.family = AF_INET; /* unknown peer: an all-zero address */
+    }
+    const char *hops = conf->proxy_header == PROXY_HEADER_XFF         ? req->x_forwarded_for
+                       : conf->proxy_header == PROXY_HEADER_X_REAL_IP ? req->x_real_ip
+                                                                      : NULL;
+    const char *forwarded = conf->proxy_header == PROXY_HEADER_FORWARDED ? req->forwarded : NULL;
+    if (!anon_client_ip(&peer, ctx->trusted, hops, forwarded, client))
+        *client = peer;
+    anon_ip_wipe(&peer);
 }
 
 enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct request_info *req,
@@ -91,6 +134,22 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
         return ENRICH_DROP_DNT;
     if (conf->honor_gpc && header_is_one(req->sec_gpc))
         return ENRICH_DROP_GPC;
+
+    /* Every beacon counts against its client's rate, whatever becomes of
+     * it: a flood of malformed, unknown-site or bot beacons is bounded too. */
+    struct client_ip client;
+    client_address(ctx, req, &client);
+    bool allowed = ratelimit_allow(ctx->limiter, &client, clock_ms());
+    anon_ip_wipe(&client);
+    if (!allowed)
+        return ENRICH_RATE_LIMITED;
+
+    const char *field = text_rule_field(raw);
+    if (field) {
+        str_format(reason, reasonlen, "%s: control or bidirectional formatting character",
+                   field);
+        return ENRICH_BAD_REQUEST;
+    }
 
     event_record_reset(out);
     struct url_result url;
@@ -120,21 +179,9 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
     if (conf->bot_filter && ua.is_bot)
         return ENRICH_DROP_BOT;
 
-    /* The IP: from here to the end, wiped on every path. */
-    struct client_ip peer, client;
-    memset(&client, 0, sizeof client);
+    /* The IP again: from here to the end, wiped on every path. */
     enum enrich_outcome outcome = ENRICH_RECORD;
-    if (!anon_ip_from_sockaddr(req->peer, &peer)) {
-        memset(&peer, 0, sizeof peer);
-        peer.family = AF_INET; /* unknown peer: an all-zero address */
-    }
-    if (!anon_client_ip(&peer, ctx->trusted, req->x_forwarded_for, req->forwarded, &client))
-        client = peer;
-    if (!ratelimit_allow(ctx->limiter, &client, clock_ms())) {
-        anon_ip_wipe(&client);
-        anon_ip_wipe(&peer);
-        return ENRICH_RATE_LIMITED;
-    }
+    client_address(ctx, req, &client);
 
     if (ctx->geo && conf->geo != GEO_OFF) {
         struct geo_result geo;
@@ -158,7 +205,6 @@ enum enrich_outcome enrich_event(const struct enrich_ctx *ctx, const struct requ
         anon_ip_wipe(&truncated);
     }
     anon_ip_wipe(&client);
-    anon_ip_wipe(&peer);
 
     /* Derived, non-identifying fields. */
     out->ts = req->now;

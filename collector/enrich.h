@@ -30,7 +30,7 @@ struct enrich_ctx {
     struct geo_cache *geo_cache;          /* this thread's; NULL: look every IP up */
     const struct anon_cidr_list *trusted; /* trusted proxies */
     struct salt_store *salts;
-    struct ratelimit *limiter;            /* this thread's */
+    struct ratelimit *limiter;            /* shared by all threads */
     const struct reg_hosts *registry;     /* live site registry; NULL: none */
 };
 
@@ -39,6 +39,7 @@ struct request_info {
     const struct sockaddr *peer;
     const char *x_forwarded_for;
     const char *forwarded;
+    const char *x_real_ip;
     const char *user_agent;
     const char *dnt;
     const char *sec_gpc;
@@ -51,7 +52,7 @@ enum enrich_outcome {
     ENRICH_DROP_GPC,
     ENRICH_DROP_BOT,
     ENRICH_BAD_REQUEST,  /* 400 with `reason` */
-    ENRICH_UNKNOWN_SITE, /* 404 */
+    ENRICH_UNKNOWN_SITE, /* not in `sites`: 202, not recorded (http.c) */
     ENRICH_RATE_LIMITED, /* 429 */
 };
 

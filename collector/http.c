@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "prom.h"
+#include "ratelimit.h"
 #include "sink_redis.h"
 #include "util.h"
 
@@ -39,6 +40,16 @@
  * thousand a site's visitors come from most of the day. */
 #define GEO_CACHE_ENTRIES 4096
 
+/* Clients the rate limiter and the connection cap tell apart at once
+ * (about 2.5 MB for both tables, whatever the traffic). */
+#define RATELIMIT_SLOTS 65536
+
+/* Connections the admin listener holds at once (scrapers, health checks). */
+#define ADMIN_MAX_CONNECTIONS 64
+
+/* Why an accepted event was not recorded (drop_texts below). */
+enum drop_reason { DROP_DNT, DROP_GPC, DROP_BOT, DROP_UNKNOWN_SITE, DROP__COUNT };
+
 struct http_worker {
     int id;
     struct collector_server *srv;
@@ -46,16 +57,16 @@ struct http_worker {
     bool started;
     struct event_base *base;
     struct httpd *httpd;
+    struct httpd *admin;     /* worker 0 only: the admin listener (admin_listen) */
     struct sink *sink;
     struct ua_parser *ua;
     struct geo_cache *geo_cache;
-    struct ratelimit *limiter;
 
     struct metrics metrics;
     struct drop_log {
         uint64_t last_ms;    /* when this reason was last logged */
         uint64_t suppressed; /* drops of this reason not logged since */
-    } drops[3];              /* enum drop_reason */
+    } drops[DROP__COUNT];    /* enum drop_reason */
     struct event *stop_ev;
     struct event *drain_ev;
     uint64_t drain_deadline;
@@ -70,6 +81,9 @@ struct collector_server {
     struct metrics **metric_ptrs;
     int drain_ms;
     _Atomic long open_connections; /* all workers: max_connections */
+    _Atomic long admin_connections; /* the admin listener's own: ADMIN_MAX_CONNECTIONS */
+    struct metrics admin_metrics;   /* its connection counters, apart from the public ones */
+    struct ratelimit *limiter;     /* all workers: rate and connections per client */
     char *tracker_head;            /* 200 headers of /veil.js, with its ETag */
     char *tracker_head_304;
 };
@@ -102,7 +116,6 @@ static const char head_metrics[] =
 
 /* Why an accepted event was not recorded: the info log line and, when the
  * operator turns drop_header on, the X-Veil-Dropped header of the answer. */
-enum drop_reason { DROP_DNT, DROP_GPC, DROP_BOT };
 #define DROP_LOG_EVERY_MS 10000
 static const struct drop_text {
     const char *name;    /* X-Veil-Dropped value */
@@ -120,6 +133,11 @@ static const struct drop_text {
             "(bot_filter; send a browser's User-Agent when testing by hand)",
      "HTTP/1.1 202 Accepted\r\n" CORS NO_STORE TEXT_PLAIN "X-Veil-Dropped: bot\r\n",
      "HTTP/1.1 200 OK\r\n" CORS NO_STORE "Content-Type: image/gif\r\nX-Veil-Dropped: bot\r\n"},
+    {"unknown-site", "its site is neither in 'sites' nor in the site registry (answered like "
+                     "any other: a 404 would tell anyone which sites are tracked)",
+     "HTTP/1.1 202 Accepted\r\n" CORS NO_STORE TEXT_PLAIN "X-Veil-Dropped: unknown-site\r\n",
+     "HTTP/1.1 200 OK\r\n" CORS NO_STORE
+     "Content-Type: image/gif\r\nX-Veil-Dropped: unknown-site\r\n"},
 };
 
 /* Log why an event was not recorded, at most once per reason per worker
@@ -193,6 +211,7 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
         .peer = req->peer ? req->peer : (const struct sockaddr *)&none,
         .x_forwarded_for = req->header[HTTPD_H_X_FORWARDED_FOR],
         .forwarded = req->header[HTTPD_H_FORWARDED],
+        .x_real_ip = req->header[HTTPD_H_X_REAL_IP],
         .user_agent = req->header[HTTPD_H_USER_AGENT],
         .dnt = req->header[HTTPD_H_DNT],
         .sec_gpc = req->header[HTTPD_H_SEC_GPC],
@@ -204,26 +223,30 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
     struct enrich_ctx ctx = {&live->conf,   w->ua,
                              live->geo,     w->geo_cache,
                              live->trusted, w->srv->shared.salts,
-                             w->limiter,
+                             w->srv->limiter,
                              atomic_load_explicit(&w->srv->registry, memory_order_acquire)};
     enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
     switch (outcome) {
     case ENRICH_BAD_REQUEST:
         reply_error(w, r, 400, reason);
         return;
-    case ENRICH_UNKNOWN_SITE:
-        reply_error(w, r, 404, reason);
-        return;
     case ENRICH_RATE_LIMITED:
         reply_error(w, r, 429, "rate limit exceeded, slow down");
         return;
+    case ENRICH_UNKNOWN_SITE:
+        /* The one place this answer is decided: 202 like a recorded event,
+         * not recorded, counted (veil_collector_unknown_site_total, on the
+         * admin listener). A 404 would tell anyone which sites this
+         * instance tracks (docs/DESIGN.md, Threat model). */
     case ENRICH_DROP_DNT:
     case ENRICH_DROP_GPC:
     case ENRICH_DROP_BOT: {
+        static const enum metric counter[DROP__COUNT] = {M_DNT, M_GPC, M_BOT, M_UNKNOWN_SITE};
         enum drop_reason why = outcome == ENRICH_DROP_DNT   ? DROP_DNT
                                : outcome == ENRICH_DROP_GPC ? DROP_GPC
-                                                            : DROP_BOT;
-        metrics_inc(&w->metrics, why == DROP_DNT ? M_DNT : why == DROP_GPC ? M_GPC : M_BOT);
+                               : outcome == ENRICH_DROP_BOT ? DROP_BOT
+                                                            : DROP_UNKNOWN_SITE;
+        metrics_inc(&w->metrics, counter[why]);
         log_drop(w, why);
         if (live->conf.drop_header) {
             const char *head = pixel ? drop_texts[why].pixel : drop_texts[why].head;
@@ -378,8 +401,21 @@ static void request_cb(void *arg, const struct httpd_request *req, struct httpd_
         tracker_request(w, req, r);
     else if (PATH_IS(req, "/healthz"))
         healthz_request(w, r);
+    else
+        reply_error(w, r, 404, "no such endpoint"); /* /metrics too: admin_listen */
+}
+
+/* The admin listener (admin_listen, loopback by default): /metrics and
+ * /healthz, nothing a beacon uses. */
+static void admin_request_cb(void *arg, const struct httpd_request *req, struct httpd_reply *r)
+{
+    struct http_worker *w = arg;
+    if (req->method != HTTPD_GET && req->method != HTTPD_HEAD)
+        reply_error(w, r, 405, "use GET");
     else if (PATH_IS(req, "/metrics"))
         metrics_request(w, r);
+    else if (PATH_IS(req, "/healthz"))
+        healthz_request(w, r);
     else
         reply_error(w, r, 404, "no such endpoint");
 }
@@ -392,6 +428,29 @@ static void protocol_error_cb(void *arg, int status, const char *reason, struct 
     reply_error(w, r, status, reason);
 }
 
+/* Per-client connection cap (max_client_connections): a trusted proxy
+ * carries many clients and is not capped; anyone else is counted under
+ * the keyed hash of its address or /64 (ratelimit.h). */
+static bool admit_cb(void *arg, const struct sockaddr *peer, uint32_t *ticket)
+{
+    struct http_worker *w = arg;
+    struct client_ip ip;
+    *ticket = UINT32_MAX;
+    if (!anon_ip_from_sockaddr(peer, &ip))
+        return true; /* a unix socket or the like: no address to count */
+    struct collector_live *live = atomic_load_explicit(&w->srv->live, memory_order_acquire);
+    bool ok = anon_cidr_contains(live->trusted, &ip) ||
+              ratelimit_conn_enter(w->srv->limiter, &ip, ticket);
+    anon_ip_wipe(&ip);
+    return ok;
+}
+
+static void release_cb(void *arg, uint32_t ticket)
+{
+    struct http_worker *w = arg;
+    ratelimit_conn_leave(w->srv->limiter, ticket);
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg);
 static void drain_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -401,7 +460,7 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
     const struct collector_config *conf = &srv->shared.boot->conf;
     w->id = id;
     w->srv = srv;
-    int fd = httpd_listen(conf->listen, err, errlen);
+    int fd = httpd_listen(conf->listen, true, err, errlen);
     if (fd < 0)
         return -1;
     /* The epoll changelist folds the add/delete pairs of a keep-alive
@@ -430,11 +489,32 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
         .handler = request_cb,
         .error = protocol_error_cb,
         .arg = w,
+        .admit = admit_cb,
+        .release = release_cb,
     };
     w->httpd = httpd_new(w->base, fd, &hc);
     if (!w->httpd) {
         str_format(err, errlen, "cannot accept on the listener");
         return -1;
+    }
+    if (id == 0 && conf->admin_listen[0]) {
+        int afd = httpd_listen(conf->admin_listen, false, err, errlen);
+        if (afd < 0) {
+            str_format(err, errlen, "admin_listen %s: cannot listen", conf->admin_listen);
+            return -1;
+        }
+        struct httpd_config ac = hc;
+        ac.handler = admin_request_cb;
+        ac.max_connections = ADMIN_MAX_CONNECTIONS; /* its own slots: a full public */
+        ac.open_connections = &srv->admin_connections; /* side never locks it out */
+        ac.metrics = &srv->admin_metrics;
+        ac.admit = NULL; /* the operator's own tools, not capped per client */
+        ac.release = NULL;
+        w->admin = httpd_new(w->base, afd, &ac);
+        if (!w->admin) {
+            str_format(err, errlen, "cannot accept on the admin listener");
+            return -1;
+        }
     }
     w->ua = ua_parser_new(srv->shared.ua_rules, (size_t)conf->ua_cache_entries);
     w->geo_cache = geo_cache_new(GEO_CACHE_ENTRIES);
@@ -445,7 +525,6 @@ static int worker_init(struct collector_server *srv, struct http_worker *w, int 
         str_format(err, errlen, "cannot set up worker %d", id);
         return -1;
     }
-    w->limiter = ratelimit_new(conf->rate_limit, (double)conf->rate_burst, 65536);
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     w->drain_ev = event_new(w->base, -1, EV_PERSIST, drain_cb, w);
     return 0;
@@ -486,6 +565,7 @@ struct collector_server *collector_server_new(const struct collector_shared *sha
     srv->shared = *shared;
     atomic_store(&srv->live, shared->boot);
     atomic_store(&srv->open_connections, 0);
+    atomic_store(&srv->admin_connections, 0);
     const char *etag = shared->tracker_etag ? shared->tracker_etag : "\"\"";
     srv->tracker_head = tracker_head("HTTP/1.1 200 OK\r\n", etag, true);
     srv->tracker_head_304 = tracker_head("HTTP/1.1 304 Not Modified\r\n", etag, false);
@@ -494,7 +574,16 @@ struct collector_server *collector_server_new(const struct collector_shared *sha
     for (int i = 0; i < nthreads; i++)
         srv->metric_ptrs[i] = &srv->workers[i].metrics;
     srv->nworkers = nthreads;
-    fit_open_files((long)shared->boot->conf.max_connections);
+    const struct collector_config *conf = &shared->boot->conf;
+    struct ratelimit_config rc = {
+        .per_second = conf->rate_limit,
+        .burst = (double)conf->rate_burst,
+        .slots = RATELIMIT_SLOTS,
+        .ipv6_prefix = (int)conf->client_ipv6_prefix,
+        .max_connections = (long)conf->max_client_connections,
+    };
+    srv->limiter = ratelimit_new(&rc);
+    fit_open_files((long)conf->max_connections);
     for (int i = 0; i < nthreads; i++) {
         if (worker_init(srv, &srv->workers[i], i, err, errlen) != 0) {
             collector_server_free(srv);
@@ -530,6 +619,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     struct http_worker *w = arg;
     if (w->httpd)
         httpd_shutdown(w->httpd);
+    if (w->admin)
+        httpd_shutdown(w->admin);
     w->drain_deadline = clock_ms() + (uint64_t)w->srv->drain_ms;
     struct timeval tv = {0, 20 * 1000};
     event_add(w->drain_ev, &tv);
@@ -566,11 +657,11 @@ void collector_server_free(struct collector_server *srv)
     for (int i = 0; i < srv->nworkers; i++) {
         struct http_worker *w = &srv->workers[i];
         httpd_free(w->httpd); /* before the sink: closes connections */
+        httpd_free(w->admin);
         sink_free(w->sink);
         if (w->ua)
             ua_parser_free(w->ua);
         geo_cache_free(w->geo_cache);
-        ratelimit_free(w->limiter);
         if (w->stop_ev)
             event_free(w->stop_ev);
         if (w->drain_ev)
@@ -578,6 +669,7 @@ void collector_server_free(struct collector_server *srv)
         if (w->base)
             event_base_free(w->base);
     }
+    ratelimit_free(srv->limiter);
     free(srv->tracker_head);
     free(srv->tracker_head_304);
     free(srv->workers);

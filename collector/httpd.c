@@ -74,6 +74,7 @@ struct conn {
     size_t out_len, out_off;
     size_t lingered;             /* bytes discarded while LINGERING */
     struct sockaddr_storage peer;
+    uint32_t ticket;             /* from cfg.admit, returned to cfg.release */
     struct conn *prev, *next;
 };
 
@@ -263,12 +264,15 @@ static void conn_close(struct conn *c)
     free(c->out);
     httpd_parser_free(&c->parser);
     sodium_memzero(&c->peer, sizeof c->peer);
+    if (h->cfg.release)
+        h->cfg.release(h->cfg.arg, c->ticket);
     atomic_fetch_sub_explicit(h->cfg.open_connections, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&h->cfg.metrics->connections, 1, memory_order_relaxed);
     free(c);
 }
 
-static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *peer, socklen_t len)
+static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *peer, socklen_t len,
+                     uint32_t ticket)
 {
     struct conn *c = calloc(1, sizeof *c);
     struct event *io = c ? event_new(h->base, fd, EV_READ | EV_PERSIST, conn_io_cb, c) : NULL;
@@ -278,6 +282,8 @@ static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *pee
             event_free(io);
         free(c);
         close(fd);
+        if (h->cfg.release)
+            h->cfg.release(h->cfg.arg, ticket);
         atomic_fetch_sub_explicit(h->cfg.open_connections, 1, memory_order_relaxed);
         return;
     }
@@ -290,6 +296,7 @@ static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *pee
     c->io = io;
     c->io_events = EV_READ;
     c->timer = timer;
+    c->ticket = ticket;
     memcpy(&c->peer, peer, len < sizeof c->peer ? len : sizeof c->peer);
     httpd_parser_init(&c->parser, h->cfg.max_header_bytes, h->cfg.max_body_bytes, h->max_wire);
     c->next = h->conns;
@@ -609,18 +616,24 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
             break;
         }
         long open = atomic_fetch_add_explicit(h->cfg.open_connections, 1, memory_order_relaxed);
+        uint32_t ticket = UINT32_MAX;
         if (open >= h->cfg.max_connections) {
             atomic_fetch_sub_explicit(h->cfg.open_connections, 1, memory_order_relaxed);
             metrics_inc(h->cfg.metrics, M_CONN_REFUSED);
             close(fd);
+        } else if (h->cfg.admit &&
+                   !h->cfg.admit(h->cfg.arg, (const struct sockaddr *)&peer, &ticket)) {
+            atomic_fetch_sub_explicit(h->cfg.open_connections, 1, memory_order_relaxed);
+            metrics_inc(h->cfg.metrics, M_CONN_CLIENT_CAP);
+            close(fd);
         } else {
-            conn_new(h, fd, &peer, len);
+            conn_new(h, fd, &peer, len, ticket);
         }
         sodium_memzero(&peer, sizeof peer);
     }
 }
 
-int httpd_listen(const char *listen_addr, char *err, size_t errlen)
+int httpd_listen(const char *listen_addr, bool reuseport, char *err, size_t errlen)
 {
     char host[300];
     int port;
@@ -639,7 +652,7 @@ int httpd_listen(const char *listen_addr, char *err, size_t errlen)
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
         bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 ||
         listen(fd, LISTEN_BACKLOG) != 0) {
         str_format(err, errlen, "listen %s: %s", listen_addr, strerror(errno));

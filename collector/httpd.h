@@ -17,7 +17,10 @@
 #define VEIL_HTTPD_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include <event2/event.h>
 
@@ -48,12 +51,20 @@ struct httpd_config {
     struct metrics *metrics;   /* this thread's counters and connection gauge */
     httpd_handler_fn handler;
     httpd_error_fn error;
-    void *arg;                 /* passed to handler and error */
+    void *arg;                 /* passed to handler, error, admit and release */
+    /* Optional per-client connection cap: admit decides at accept time
+     * (false: closed at once, counted in M_CONN_CLIENT_CAP) and hands out a
+     * ticket; release gets the ticket back when the connection closes.
+     * Must not keep `peer`. NULL: every connection is admitted. */
+    bool (*admit)(void *arg, const struct sockaddr *peer, uint32_t *ticket);
+    void (*release)(void *arg, uint32_t ticket);
 };
 
-/* A non-blocking listening socket on "host:port" or "[v6]:port" with
- * SO_REUSEPORT (one per worker). Returns the fd, or -1 with a reason. */
-int httpd_listen(const char *listen_addr, char *err, size_t errlen);
+/* A non-blocking listening socket on "host:port" or "[v6]:port", with
+ * SO_REUSEPORT when `reuseport` (one per worker; without it a second
+ * process on the same port fails to bind). Returns the fd, or -1 with a
+ * reason. */
+int httpd_listen(const char *listen_addr, bool reuseport, char *err, size_t errlen);
 
 /* A server on `base` accepting from `listen_fd`, which it owns from now
  * on (also when it returns NULL). `cfg` is copied. */

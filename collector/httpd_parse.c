@@ -87,6 +87,8 @@ static int classify(const char *name, size_t len)
         [13] = {"if-none-match", HTTPD_H_IF_NONE_MATCH},
         [15] = {"x-forwarded-for", HTTPD_H_X_FORWARDED_FOR},
     };
+    if (len == 9 && (name[0] | 0x20) == 'x')
+        return strncasecmp(name, "x-real-ip", 9) == 0 ? HTTPD_H_X_REAL_IP : -1;
     if (len >= ARRAY_LEN(by_len) || !by_len[len].name)
         return -1;
     const char *want = by_len[len].name;
@@ -141,6 +143,11 @@ static int finish_header(struct httpd_parser *p)
         if (p->nrepeat[r] == HTTPD_REPEAT_MAX)
             return fail(p, 400, "too many forwarding headers");
         p->repeat[r][p->nrepeat[r]++] = value;
+    }
+    if (h == HTTPD_H_X_REAL_IP && p->header_seen[h]) {
+        /* One address per request: which line the proxy wrote is unknown. */
+        p->header[h].len = 0;
+        return 0;
     }
     if (!p->header_seen[h]) { /* the first of a repeated header counts */
         p->header_seen[h] = true;

@@ -43,6 +43,7 @@ enum httpd_header {
     HTTPD_H_SEC_GPC,
     HTTPD_H_IF_NONE_MATCH,
     HTTPD_H_EXPECT,
+    HTTPD_H_X_REAL_IP,       /* a second line makes it "" (the proxy's own address) */
     HTTPD_H__COUNT
 };
 

@@ -429,8 +429,9 @@ int main(int argc, char **argv)
             goto err;
         }
     }
-    log_info("veil-collector %s listening on %s with %d thread%s; geo %s; redis %s",
+    log_info("veil-collector %s listening on %s with %d thread%s; admin on %s; geo %s; redis %s",
              VEIL_VERSION, conf->listen, nthreads, nthreads == 1 ? "" : "s",
+             conf->admin_listen[0] ? conf->admin_listen : "(none)",
              boot->geo ? geo_db_description(boot->geo) : "off", conf->redis);
     event_base_dispatch(main_base);
     collector_server_stop(srv, DRAIN_MS);

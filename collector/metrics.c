@@ -61,8 +61,14 @@ static const struct {
         "Requests refused with 431 (request line and headers over max_header_bytes)."},
     [M_REQUEST_TIMEOUT] = {"veil_collector_request_timeouts_total",
         "Requests not received within their deadline (408, or closed)."},
+    [M_UNKNOWN_SITE] = {"veil_collector_unknown_site_total",
+        "Events answered 202 but not recorded: the site is not tracked here (a 404 would say so)."},
     [M_CONN_REFUSED] = {"veil_collector_connections_refused_total",
         "Connections closed at once because max_connections was reached."},
+    [M_CONN_CLIENT_CAP] = {"veil_collector_connections_refused_per_client_total",
+        "Connections closed at once because their client held max_client_connections."},
+    [M_BUFFER_BYTES_FULL] = {"veil_collector_buffer_bytes_full_total",
+        "Events sent to the spool because memory held max_buffered_bytes."},
 };
 
 static pthread_mutex_t reasons_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -17,6 +17,7 @@ enum metric {
     M_DNT,               /* 202, not recorded: DNT */
     M_GPC,               /* 202, not recorded: Sec-GPC */
     M_BOT,               /* 202, not recorded: bot filter */
+    M_UNKNOWN_SITE,      /* 202, not recorded: a site not in `sites` */
     M_BAD_REQUEST,       /* 400 */
     M_NOT_FOUND,         /* 404 (unknown site or path) */
     M_BAD_METHOD,        /* 405 */
@@ -35,6 +36,8 @@ enum metric {
     M_HEADER_TOO_LARGE,  /* 431: request line + headers over max_header_bytes */
     M_REQUEST_TIMEOUT,   /* 408: a request not received within its deadline */
     M_CONN_REFUSED,      /* connections closed at once: max_connections reached */
+    M_CONN_CLIENT_CAP,   /* connections closed at once: the client's max_client_connections */
+    M_BUFFER_BYTES_FULL, /* events sent to the spool because max_buffered_bytes was reached */
     M__COUNT
 };
 

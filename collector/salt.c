@@ -19,10 +19,12 @@
 
 #define SALT_SLOTS 2
 #define SALT_PREFETCH_S 120 /* fetch the next period's salt this early */
+#define SALT_VERIFY_S 1     /* check that Redis still holds our salt this often */
 
 struct salt_slot {
     int64_t period_id;       /* -1 = empty */
     bool published;          /* agreed with Redis */
+    int64_t verified_at;     /* unix seconds of the last agreement */
     uint8_t salt[VISITOR_SALT_BYTES];
 };
 
@@ -81,16 +83,20 @@ static bool connect_redis(struct salt_store *s, int timeout_ms)
     return true;
 }
 
-/* Agree on the salt of period `id` with Redis: SET NX our candidate, then
- * GET whichever won. Returns true and fills `salt` on success. */
-static bool fetch_salt(struct salt_store *s, int64_t id, int64_t now,
+/* Agree on the salt of period `id` with Redis: SET NX our candidate (the
+ * salt we hold, or a fresh random one when `mine` is NULL), then GET
+ * whichever won. Returns true and fills `salt` on success. */
+static bool fetch_salt(struct salt_store *s, int64_t id, int64_t now, const uint8_t *mine,
                        uint8_t salt[VISITOR_SALT_BYTES])
 {
     char key[96];
     if (!salt_key(s->period, id, key, sizeof key) || !connect_redis(s, 1000))
         return false;
     uint8_t candidate[VISITOR_SALT_BYTES];
-    visitor_salt_random(candidate);
+    if (mine)
+        memcpy(candidate, mine, sizeof candidate);
+    else
+        visitor_salt_random(candidate);
     int64_t ttl = salt_key_ttl(s->period, id, now); /* at most two periods */
     if (ttl < 1) {
         sodium_memzero(candidate, sizeof candidate);
@@ -125,7 +131,13 @@ static bool fetch_salt(struct salt_store *s, int64_t id, int64_t now,
 
 /* Make sure period `id` has a slot: from Redis if reachable, else local.
  * Retries publishing a local salt; adopts Redis's if another collector
- * published first (hashes of this period may then differ briefly). */
+ * published first (hashes of this period may then differ briefly).
+ *
+ * A published salt is checked again every SALT_VERIFY_S: Redis may have
+ * lost it (FLUSHALL, a restart without persistence, eviction) while a
+ * collector started since published another. The check offers the salt we
+ * hold with SET NX and adopts whatever Redis then holds, so every
+ * collector converges on one salt per period within seconds of the loss. */
 static void ensure_period(struct salt_store *s, int64_t id, int64_t now, bool allow_local)
 {
     pthread_mutex_lock(&s->lock);
@@ -136,13 +148,30 @@ static void ensure_period(struct salt_store *s, int64_t id, int64_t now, bool al
         if (s->slot[i].period_id < s->slot[oldest].period_id)
             oldest = i;
     }
-    bool need = found < 0 || !s->slot[found].published;
+    bool verify = found >= 0 && s->slot[found].published;
+    uint8_t mine[VISITOR_SALT_BYTES];
+    if (verify) {
+        if (now - s->slot[found].verified_at < SALT_VERIFY_S) {
+            pthread_mutex_unlock(&s->lock);
+            return;
+        }
+        memcpy(mine, s->slot[found].salt, sizeof mine);
+    }
     pthread_mutex_unlock(&s->lock);
-    if (!need)
-        return;
 
     uint8_t salt[VISITOR_SALT_BYTES];
-    bool published = fetch_salt(s, id, now, salt);
+    bool published = fetch_salt(s, id, now, verify ? mine : NULL, salt);
+    if (verify) {
+        bool changed = published && sodium_memcmp(mine, salt, sizeof mine) != 0;
+        sodium_memzero(mine, sizeof mine);
+        if (changed)
+            log_warn("the salt of this period in Redis is not ours (Redis lost its data?): "
+                     "adopting it");
+        if (!published) {
+            sodium_memzero(salt, sizeof salt);
+            return; /* Redis away: keep ours, check again next time */
+        }
+    }
     if (!published) {
         if (found >= 0 || !allow_local)
             return;
@@ -157,6 +186,7 @@ static void ensure_period(struct salt_store *s, int64_t id, int64_t now, bool al
         memcpy(s->slot[slot].salt, salt, sizeof salt);
         s->slot[slot].period_id = id;
         s->slot[slot].published = published;
+        s->slot[slot].verified_at = now;
     }
     pthread_mutex_unlock(&s->lock);
     sodium_memzero(salt, sizeof salt);

@@ -46,6 +46,8 @@
 #include "spool.h"
 #include "util.h"
 
+/* The least memory a thread's buffer may use (max_buffered_bytes share). */
+#define SINK_MIN_BUFFER_BYTES (256 * 1024)
 #define SINK_MAX_INFLIGHT 4096      /* events sent and not yet answered */
 #define SINK_BATCH_MAX 256          /* events per EVALSHA */
 #define SINK_BATCH_BYTES (1 << 20)  /* payload bytes per EVALSHA (one event always fits) */
@@ -126,6 +128,8 @@ struct sink {
     struct event_base *base;
     char *redis;
     size_t max_buffered;
+    size_t max_bytes;        /* this thread's share of max_buffered_bytes */
+    size_t mem_bytes;        /* held by the events in memory (cmd_bytes each) */
     long batch_wait_us;      /* how long a queued event may wait for company */
     struct metrics *m;
     enum sink_state state;
@@ -196,6 +200,19 @@ static void list_move(struct cmd_list *from, struct cmd_list *to, size_t n)
 static size_t mem_pending(const struct sink *s)
 {
     return s->queue.n + s->inflight.n + s->returned.n;
+}
+
+/* What one event in memory costs: its command and payload. */
+static size_t cmd_bytes(const struct sink_cmd *c)
+{
+    return sizeof *c + c->len;
+}
+
+/* Whether memory may take `c` besides what it holds: both the event count
+ * (max_buffered_events) and the bytes (max_buffered_bytes) bound it. */
+static bool mem_room(const struct sink *s, const struct sink_cmd *c)
+{
+    return mem_pending(s) < s->max_buffered && s->mem_bytes + cmd_bytes(c) <= s->max_bytes;
 }
 
 static void update_gauge(struct sink *s, int64_t delta)
@@ -318,6 +335,7 @@ static void cmd_done(struct sink *s, struct sink_cmd *c)
 {
     if (c->seg)
         spool_release(s->spool, c->seg);
+    s->mem_bytes -= cmd_bytes(c);
     free(c);
     update_gauge(s, -1);
 }
@@ -575,6 +593,7 @@ static int send_batch(struct sink *s)
 static void refill(struct sink *s)
 {
     while (s->spool && s->queue.n < SINK_REFILL_BATCH && mem_pending(s) < s->max_buffered &&
+           s->mem_bytes < s->max_bytes && /* may pass it by one record */
            spool_unread(s->spool) > 0) {
         const uint8_t *payload;
         size_t len;
@@ -598,6 +617,7 @@ static void refill(struct sink *s)
         c->fields_at = (size_t)(v.fields - payload);
         memcpy(c->payload, payload, len);
         list_push(&s->queue, c);
+        s->mem_bytes += cmd_bytes(c);
         update_gauge(s, 1);
     }
 }
@@ -737,6 +757,9 @@ struct sink *sink_new(struct event_base *base, const struct collector_config *co
     s->base = base;
     s->redis = xstrdup(conf->redis);
     s->max_buffered = (size_t)conf->max_buffered_events;
+    s->max_bytes = (size_t)(conf->max_buffered_bytes / (nworkers > 0 ? nworkers : 1));
+    if (s->max_bytes < SINK_MIN_BUFFER_BYTES) /* room for batches in flight, whatever threads is */
+        s->max_bytes = SINK_MIN_BUFFER_BYTES;
     s->batch_wait_us = (long)conf->batch_wait_us;
     s->m = m;
     s->backoff_ms = SINK_BACKOFF_MIN_MS;
@@ -799,9 +822,13 @@ int sink_push(struct sink *s, const struct event_record *ev)
     if (!c)
         return -1;
     bool spool_first = s->spool && spool_unread(s->spool) > 0;
-    if (!spool_first && mem_pending(s) < s->max_buffered) {
+    bool room = mem_room(s, c);
+    if (!spool_first && !room && mem_pending(s) < s->max_buffered)
+        metrics_inc(s->m, M_BUFFER_BYTES_FULL); /* the bytes, not the count, said no */
+    if (!spool_first && room) {
         s->own->last_seq++;
         list_push(&s->queue, c);
+        s->mem_bytes += cmd_bytes(c);
         update_gauge(s, 1);
         if (s->queue.n >= SINK_BATCH_MAX)
             pump(s); /* a full batch need not wait */

@@ -248,7 +248,18 @@ struct spool_seg {
     bool checked;         /* adopted: corruption was reported then */
 };
 
+/* One log line per interval for a refusal that repeats per event (a full
+ * disk, a full spool): the first is logged at once, later ones are counted
+ * and reported with the next line after SPOOL_LOG_INTERVAL_MS. */
+#define SPOOL_LOG_INTERVAL_MS 10000
+struct log_every {
+    uint64_t logged_at;   /* clock_ms of the last line; 0: never */
+    uint64_t suppressed;  /* refusals since that line */
+};
+
 struct spool {
+    struct log_every full_log;  /* spool_max_bytes reached */
+    struct log_every write_log; /* writes or creates failed (ENOSPC...) */
     char *dir;
     char group[SPOOL_GROUP_MAX];
     uint64_t max_bytes, segment_bytes;
@@ -412,18 +423,38 @@ static void seal(struct spool *sp)
     seg_close(sp, w);
 }
 
+/* True when this occurrence is to be logged (then *suppressed is how many
+ * were not since the last line); else counts it. */
+static bool log_due(struct log_every *l, uint64_t *suppressed)
+{
+    uint64_t now = clock_ms();
+    if (l->logged_at != 0 && now - l->logged_at < SPOOL_LOG_INTERVAL_MS) {
+        l->suppressed++;
+        return false;
+    }
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    l->logged_at = now ? now : 1;
+    return true;
+}
+
 static struct spool_seg *seg_create(struct spool *sp)
 {
     uint64_t seq = sp->next_seq++;
     char path[1200];
     seg_path(sp, seq, path, sizeof path);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    uint64_t suppressed;
     if (fd < 0) {
-        log_error("spool: cannot create %s: %s", path, strerror(errno));
+        if (log_due(&sp->write_log, &suppressed))
+            log_error("spool: cannot create %s: %s (%llu more failures since the last line)",
+                      path, strerror(errno), (unsigned long long)suppressed);
         return NULL;
     }
     if (pwrite(fd, SPOOL_MAGIC, SPOOL_HEADER, 0) != SPOOL_HEADER) {
-        log_error("spool: cannot write %s: %s", path, strerror(errno));
+        if (log_due(&sp->write_log, &suppressed))
+            log_error("spool: cannot write %s: %s (%llu more failures since the last line)",
+                      path, strerror(errno), (unsigned long long)suppressed);
         close(fd);
         unlink(path);
         return NULL;
@@ -489,8 +520,13 @@ int spool_append(struct spool *sp, const void *payload, size_t len)
     uint64_t rec = SPOOL_RECORD_OVERHEAD + len;
     struct spool_seg *w = sp->writing;
     bool rotate = !w || (w->size + rec > sp->segment_bytes && w->size > SPOOL_HEADER);
-    if (sp->bytes + rec + (rotate ? SPOOL_HEADER : 0) > sp->max_bytes)
+    uint64_t suppressed;
+    if (sp->bytes + rec + (rotate ? SPOOL_HEADER : 0) > sp->max_bytes) {
+        if (log_due(&sp->full_log, &suppressed))
+            log_warn("spool full (spool_max_bytes, this thread's share): events refused with "
+                     "503 (%llu more since the last line)", (unsigned long long)suppressed);
         return -1;
+    }
     if (rotate) {
         seal(sp);
         w = seg_create(sp);
@@ -509,7 +545,9 @@ int spool_append(struct spool *sp, const void *payload, size_t len)
         int saved = errno;
         if (ftruncate(w->fd, (off_t)w->size) != 0)
             seal(sp); /* never append after a partial record */
-        log_error("spool: write failed: %s", strerror(saved));
+        if (log_due(&sp->write_log, &suppressed))
+            log_error("spool: write failed: %s (%llu more failures since the last line)",
+                      strerror(saved), (unsigned long long)suppressed);
         count(sp, M_SPOOL_ERRORS);
         return -1;
     }

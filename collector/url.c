@@ -13,6 +13,7 @@
 #include "url.h"
 
 #include "ctl_scan.h"
+#include "text_rule.h"
 #include "util.h"
 
 #include <string.h>
@@ -215,7 +216,7 @@ long url_decode(const char *s, size_t len, char *dst, size_t cap, bool *full)
 
 /* Decode one campaign value into dst[EV_UTM_MAX]: cut on a UTF-8 boundary,
  * and leave dst empty when the value is malformed, not UTF-8 or holds a
- * control character. */
+ * character the text rule refuses (text_rule.h: controls, bidi). */
 static void campaign_decode(char dst[EV_UTM_MAX], const char *value, size_t len)
 {
     char decoded[EV_UTM_MAX + 4];
@@ -230,7 +231,7 @@ static void campaign_decode(char dst[EV_UTM_MAX], const char *value, size_t len)
         while (keep > 0 && ((unsigned char)decoded[keep] & 0xC0) == 0x80)
             keep--;
     }
-    if (!utf8_valid(decoded, keep) || ctl_scan(decoded, keep, false))
+    if (!utf8_valid(decoded, keep) || text_rule_refuses(decoded, keep))
         return;
     memcpy(dst, decoded, keep);
     dst[keep] = '\0';
@@ -404,6 +405,10 @@ bool url_referrer_host(const char *referrer, size_t len, const char *page_host,
         break;
     }
 
+    /* A host too long to be a page host is no referrer host either, with
+     * or without its "www." (the two must agree: fuzz target url). */
+    if (parts.host_len >= EV_HOST_MAX)
+        return false;
     size_t host_len = parts.host_len;
     const char *host = strip_www(parts.host, &host_len);
     if (page_host != NULL && page_host[0] != '\0') {

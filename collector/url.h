@@ -68,7 +68,8 @@ long url_decode(const char *s, size_t len, char *dst, size_t cap, bool *full);
  * http(s) URL (android-app://, about:blank...), or points at `page_host`
  * itself (a self-referral, compared ignoring "www." and ASCII case;
  * page_host may be NULL or "" to skip the check). Returns false, with out
- * "", only when an http(s) referrer is malformed; callers just drop it. */
+ * "", only when an http(s) referrer is malformed (a host of EV_HOST_MAX bytes
+ * or more counts, "www." included); callers just drop it. */
 bool url_referrer_host(const char *referrer, size_t len, const char *page_host,
                        char out[EV_HOST_MAX]);
 

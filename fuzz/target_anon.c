@@ -80,22 +80,6 @@ static void check_ip_roundtrip(const char *t, const struct client_ip *ip, int v4
     CHECK(t, anon_ip_format(&cut, text, sizeof text));
 }
 
-/* An even number of unescaped double quotes (a quote after an odd number
- * of backslashes is escaped, as anon.c reads them). */
-static bool quotes_balanced(const char *s)
-{
-    size_t quotes = 0;
-    for (size_t i = 0; s[i]; i++) {
-        if (s[i] != '"')
-            continue;
-        size_t backslashes = 0;
-        while (backslashes < i && s[i - 1 - backslashes] == '\\')
-            backslashes++;
-        quotes += backslashes % 2 == 0;
-    }
-    return quotes % 2 == 0;
-}
-
 /* Byte 0: bits 0-1 the peer (trusted v4, untrusted v4, trusted v6,
  * untrusted v6), bit 2 the header (X-Forwarded-For or Forwarded), bits 3-7
  * the truncation prefixes. The rest: the client's part of the header, a
@@ -146,12 +130,10 @@ int fuzz_anon(const uint8_t *data, size_t size)
     check_ip_roundtrip(t, &out, v4_prefix, v6_prefix);
 
     /* An untrusted hop is the client: whatever the client wrote to the
-     * left of the proxies' part cannot change it. (Unless the proxies' part
-     * of a Forwarded header has an unbalanced quote: read from the right,
-     * its first element then extends into the client's part. Proxies do
-     * not write those, so such inputs are not checked here.) */
-    if (!ip_equal(&out, &peer) && !anon_cidr_contains(anon_trusted, &out) && nl != NULL &&
-        (!is_forwarded || quotes_balanced(right))) {
+     * left of the proxies' part cannot change it, quotes included (a comma
+     * always separates Forwarded elements, so an unbalanced quote in the
+     * proxies' part never reaches into the client's: issue 13). */
+    if (!ip_equal(&out, &peer) && !anon_cidr_contains(anon_trusted, &out) && nl != NULL) {
         memcpy(joined, text, left_len);
         joined[left_len] = ',';
         memcpy(joined + left_len + 1, proxies, right_len);

@@ -171,11 +171,14 @@ class Stack {
     }, 10_000);
 
     const collectorPort = await freePort();
+    const adminPort = await freePort();
     this.collectorUrl = `http://127.0.0.1:${collectorPort}`;
+    this.adminUrl = `http://127.0.0.1:${adminPort}`; /* /metrics (admin_listen) */
     this.collector = new Proc(
       'veil-collector',
       collectorBin,
-      [`--listen=127.0.0.1:${collectorPort}`, `--redis=unix:${this.redisSocket}`, `--sites=${SITE}`,
+      [`--listen=127.0.0.1:${collectorPort}`, `--admin_listen=127.0.0.1:${adminPort}`,
+        `--redis=unix:${this.redisSocket}`, `--sites=${SITE}`,
         `--tracker_js=${this.trackerPath}`, '--threads=1', `--spool_dir=${join(this.dir, 'spool')}`],
       join(this.dir, 'collector.log')
     );
@@ -239,7 +242,7 @@ class Stack {
 
   /* The collector's counters (veil_collector_*_total without labels). */
   async counters() {
-    const text = await (await fetch(`${this.collectorUrl}/metrics`)).text();
+    const text = await (await fetch(`${this.adminUrl}/metrics`)).text();
     const out = {};
     for (const m of text.matchAll(/^veil_collector_(\w+)_total (\d+)$/gm)) out[m[1]] = Number(m[2]);
     return out;
@@ -633,7 +636,7 @@ async function main() {
       }
     }
     if (failed) {
-      const metrics = await fetch(`${stack.collectorUrl}/metrics`).then((r) => r.text()).catch(() => '');
+      const metrics = await fetch(`${stack.adminUrl}/metrics`).then((r) => r.text()).catch(() => '');
       console.log('--- collector metrics (non-zero) ---');
       console.log(metrics.split('\n').filter((l) => l && !l.startsWith('#') && !/ 0$/.test(l)).join('\n'));
       console.log('--- collector log (tail) ---');

@@ -219,7 +219,7 @@ void harness_redis_stop(struct harness_redis *r)
     r->pid = 0;
 }
 
-int harness_spawn(struct harness_proc *p, char *const argv[], const char *log_path)
+static int spawn_plain(struct harness_proc *p, char *const argv[], const char *log_path)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->log_path, sizeof p->log_path, "%s", log_path);
@@ -248,6 +248,31 @@ int harness_spawn(struct harness_proc *p, char *const argv[], const char *log_pa
     }
     p->pid = pid;
     return 0;
+}
+
+static int spawn_plain(struct harness_proc *p, char *const argv[], const char *log_path);
+
+int harness_spawn(struct harness_proc *p, char *const argv[], const char *log_path)
+{
+    const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    int n = 0;
+    bool has_admin = false;
+    for (; argv[n]; n++)
+        has_admin = has_admin || strncmp(argv[n], "--admin_listen", 14) == 0;
+    if (strcmp(name, "veil-collector") != 0 || has_admin)
+        return spawn_plain(p, argv, log_path);
+    int port = harness_free_port();
+    char admin[64];
+    snprintf(admin, sizeof admin, "--admin_listen=127.0.0.1:%d", port);
+    char **with = calloc((size_t)n + 2, sizeof *with);
+    if (!with)
+        return -1;
+    memcpy(with, argv, (size_t)n * sizeof *with);
+    with[n] = admin;
+    int rc = spawn_plain(p, with, log_path);
+    free(with);
+    p->admin_port = port;
+    return rc;
 }
 
 /* A sanitizer report in a daemon's log must fail the run: copy it to our

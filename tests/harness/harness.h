@@ -32,8 +32,12 @@ void harness_redis_stop(struct harness_redis *r);
 struct harness_proc {
     pid_t pid;
     char log_path[300];
+    int admin_port; /* veil-collector: its admin listener (/metrics), else 0 */
 };
 /* Spawn argv (argv[0] resolved under $VEIL_BUILD when it has no '/').
+ * A veil-collector spawned without --admin_listen gets
+ * --admin_listen=127.0.0.1:<free port> (its default port is fixed, and
+ * tests run side by side); the port is in p->admin_port.
  * Returns 0 or -1. */
 int harness_spawn(struct harness_proc *p, char *const argv[], const char *log_path);
 /* SIGTERM, wait up to 10 s, then SIGKILL. Returns the exit status as from

@@ -224,10 +224,11 @@ Test(collector, rejections_are_4xx_counted_and_harmless, .timeout = 60)
     cr_expect_eq(post_event(&s, NULL, UA_FIREFOX, NULL,
                             "{\"n\":\"page\xff\",\"u\":\"https://example.com/\"}"),
                  400);
-    /* unknown site */
+    /* unknown site: 202 like a known one (a 404 tells which sites are
+     * tracked), not recorded, counted */
     cr_expect_eq(post_event(&s, NULL, UA_FIREFOX, NULL,
                             "{\"n\":\"pageview\",\"u\":\"https://evil.example/\",\"d\":\"evil.example\"}"),
-                 404);
+                 202);
     /* oversized body */
     size_t big = 20000;
     char *huge = malloc(big + 1);
@@ -252,10 +253,11 @@ Test(collector, rejections_are_4xx_counted_and_harmless, .timeout = 60)
     /* still serving */
     cr_expect_eq(post_event(&s, "203.0.113.7", UA_FIREFOX, NULL, full_body), 202);
     wait_xlen(&s, 1);
-    code = harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
+    code = harness_http(s.coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
     cr_assert_eq(code, 200);
     cr_expect(strstr(resp, "veil_collector_rejected_400_total 5") != NULL, "%s", resp);
-    cr_expect(strstr(resp, "veil_collector_rejected_404_total 2") != NULL);
+    cr_expect(strstr(resp, "veil_collector_rejected_404_total 1") != NULL);
+    cr_expect(strstr(resp, "veil_collector_unknown_site_total 1") != NULL);
     cr_expect(strstr(resp, "veil_collector_rejected_413_total 1") != NULL);
     cr_expect(strstr(resp, "veil_collector_rejected_405_total 1") != NULL);
     cr_expect(strstr(resp, "veil_collector_rejected_415_total 1") != NULL);
@@ -498,7 +500,7 @@ Test(collector, rate_limit_answers_429_per_client, .timeout = 60)
                  "another client is not limited");
     wait_xlen(&s, 4);
     char *resp = NULL;
-    harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
+    harness_http(s.coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &resp, NULL);
     cr_expect(strstr(resp, "veil_collector_rate_limited_429_total 3") != NULL);
     free(resp);
     stack_stop(&s);

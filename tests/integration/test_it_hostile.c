@@ -136,7 +136,7 @@ Test(hostile, bodies_get_400_with_a_reason_and_are_counted, .timeout = 120)
 
     /* every 400 was counted, nothing reached the stream but the good ones */
     char *metrics = NULL;
-    harness_http(s.port, "GET", "/metrics", NULL, NULL, 0, &metrics, NULL);
+    harness_http(s.coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &metrics, NULL);
     char want[80];
     snprintf(want, sizeof want, "veil_collector_rejected_400_total %zu\n", n + 2);
     cr_expect(strstr(metrics, want) != NULL, "want %s in %s", want, metrics);

@@ -120,7 +120,7 @@ Test(metrics, both_pages_pass_promtool, .timeout = 90)
     cr_expect_eq(harness_http(aport, "GET", "/nothing-here", NULL, NULL, 0, NULL, NULL), 404);
 
     char *text = NULL;
-    cr_assert_eq(harness_http(cport, "GET", "/metrics", NULL, NULL, 0, &text, NULL), 200);
+    cr_assert_eq(harness_http(coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &text, NULL), 200);
     check_page(dir, "collector", text);
     cr_expect(strstr(text, "veil_collector_dropped_bot_total 1\n"), "%s", text);
     cr_expect(strstr(text, "veil_collector_rejections_total{reason="));
@@ -175,7 +175,7 @@ static void collector_with_geo(const char *dir, const char *geo_db, char **log_t
     struct harness_proc c;
     cr_assert_eq(harness_spawn(&c, argv, log), 0);
     cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
-    cr_assert_eq(harness_http(port, "GET", "/metrics", NULL, NULL, 0, metrics, NULL), 200);
+    cr_assert_eq(harness_http(c.admin_port, "GET", "/metrics", NULL, NULL, 0, metrics, NULL), 200);
     cr_expect_eq(harness_stop(&c), 0);
     harness_redis_stop(&redis);
     size_t len;

@@ -300,7 +300,7 @@ static void expect_stream_exact(struct stack *s, int timeout_ms)
 static long long metric(struct stack *s, const char *name)
 {
     char *body = NULL;
-    cr_assert_eq(harness_http(s->port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
+    cr_assert_eq(harness_http(s->coll.admin_port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
     long long v = -1;
     char pat[200];
     snprintf(pat, sizeof pat, "\n%s ", name);

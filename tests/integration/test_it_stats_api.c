@@ -486,7 +486,7 @@ Test(stats_api, csv_output_and_formula_guard)
                          "&property=visit:utm_campaign&metrics=visitors,pageviews&format=csv",
                      SECRET, NULL, &body, NULL),
                  200);
-    cr_expect_str_eq(body, "utm_campaign,visitors,pageviews\r\n'=1+1,2,3\r\n\"spring,sale\",1,2\r\n");
+    cr_expect_str_eq(body, "utm_campaign,visitors,pageviews\r\n\"'=1+1\",2,3\r\n\"spring,sale\",1,2\r\n");
     free(body);
     env_stop(&e);
 }

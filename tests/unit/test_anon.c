@@ -360,9 +360,14 @@ Test(anon_client, forwarded_header)
     cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "proto=https; for=\"203.0.113.7:80\""),
                      "203.0.113.7");
     /* Escapes inside quoted strings. */
-    cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "by=\"a\\\"b,c\";for=203.0.113.9"),
+    cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "by=\"a\\\"b\";for=203.0.113.9"),
                      "203.0.113.9");
-    /* XFF wins when both are present. */
+    /* A comma separates elements inside quotes too: the quoted string is
+     * cut, the element is malformed, the walk stops at the proxy. */
+    cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "by=\"a\\\"b,c\";for=203.0.113.9"),
+                     "10.0.0.1");
+    /* Given both, XFF is read (the collector passes only the header named
+     * by proxy_header: enrich.c). */
     cr_assert_str_eq(client_of("10.0.0.1", l, "198.51.100.1", "for=203.0.113.7"),
                      "198.51.100.1");
     /* unknown / obfuscated / no for= / duplicate for= / unquoted v6 stop the
@@ -373,6 +378,24 @@ Test(anon_client, forwarded_header)
     cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "for=1.2.3.4;for=203.0.113.7"), "10.0.0.1");
     cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "for=\"203.0.113.7"), "10.0.0.1");
     cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "for=203.0.113.7 x"), "10.0.0.1");
+    anon_cidr_list_free(l);
+}
+
+/* Issue 13 finding 6: the trusted proxy's element has a stray trailing
+ * quote; the client wrote an element with an opening quote on its left.
+ * Read with quotes honoured, the two joined into one element whose for=
+ * was the client's. The proxy's element is malformed: its own address. */
+Test(anon_client, forwarded_stray_quote_never_lets_a_client_value_through)
+{
+    struct anon_cidr_list *l = list_of(proxies, 2);
+    cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "for=6.6.6.6;x=\", for=1.2.3.4\""),
+                     "10.0.0.1");
+    cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "for=\"6.6.6.6, for=1.2.3.4\""),
+                     "10.0.0.1");
+    cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "for=6.6.6.6, for=1.2.3.4\""), "10.0.0.1");
+    /* The same from a second trusted hop: the first trusted hop answers. */
+    cr_assert_str_eq(client_of("10.0.0.1", l, NULL, "for=6.6.6.6;x=\", for=1.2.3.4\", for=10.9.9.9"),
+                     "10.9.9.9");
     anon_cidr_list_free(l);
 }
 

@@ -274,3 +274,20 @@ Test(httpd_parse, methods_map_to_their_names_and_unknown_ones_fail)
     expect_error("BREW / HTTP/1.1\r\n\r\n", 400, NULL);
     expect_error("get / HTTP/1.1\r\n\r\n", 400, NULL);
 }
+
+/* X-Real-IP (proxy_header=x-real-ip): one address per request; a second
+ * line makes it "" (the request then counts as the proxy's own). Other
+ * nine-letter names starting with x are not it. */
+Test(httpd_parse, x_real_ip_once_or_blank)
+{
+    cr_assert_eq(parse("GET / HTTP/1.1\r\nx-real-ip: 203.0.113.7\r\nX-Real-Ix: 1\r\n\r\n"),
+                 HTTPD_PARSE_DONE);
+    cr_expect_str_eq(req.header[HTTPD_H_X_REAL_IP], "203.0.113.7");
+    cr_expect_null(req.header[HTTPD_H_FORWARDED]);
+    httpd_parser_next(&parser);
+    cr_assert_eq(parse("GET / HTTP/1.1\r\nX-Real-IP: 6.6.6.6\r\nX-Real-IP: 203.0.113.7\r\n"
+                       "Forwarded: for=1.2.3.4\r\n\r\n"),
+                 HTTPD_PARSE_DONE);
+    cr_expect_str_eq(req.header[HTTPD_H_X_REAL_IP], "");
+    cr_expect_str_eq(req.header[HTTPD_H_FORWARDED], "for=1.2.3.4");
+}

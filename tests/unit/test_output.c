@@ -93,6 +93,7 @@ Test(output, csv_quoting_rfc4180)
         {"two\nlines", "\"two\nlines\""},
         {"cr\rhere", "\"cr\rhere\""},
         {"/path?utm_source=x", "/path?utm_source=x"},
+        {"a;b", "\"a;b\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *got = csv_field(cases[i].in);
@@ -107,10 +108,11 @@ Test(output, csv_formula_guard)
         const char *in, *want;
     } cases[] = {
         {"=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""},
-        {"+1", "'+1"},
-        {"-1+1", "'-1+1"},
-        {"@SUM(A1)", "'@SUM(A1)"},
-        {"\tlead", "'\tlead"},
+        {"+1", "\"'+1\""},
+        {"-1+1", "\"'-1+1\""},
+        {"@SUM(A1)", "\"'@SUM(A1)\""},
+        {"\tlead", "\"'\tlead\""},
+        {"\rlead", "\"'\rlead\""},
         {"=1,2", "\"'=1,2\""},
         {"a=b", "a=b"},
         {"1-2", "1-2"},
@@ -118,6 +120,37 @@ Test(output, csv_formula_guard)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *got = csv_field(cases[i].in);
         cr_expect_str_eq(got, cases[i].want, "input [%s]", cases[i].in);
+        free(got);
+    }
+}
+
+/* Issue 13 finding 7: a page path that is a formula cell in a spreadsheet
+ * splitting on ';' (German, French locales). Whichever separator the
+ * reader uses, the field must be one quoted cell that starts no formula. */
+Test(output, csv_injection_after_either_separator)
+{
+    const char *attack = "/a;=cmd|' /C calc'!A0";
+    char *got = csv_field(attack);
+    cr_expect_str_eq(got, "\"/a;=cmd|' /C calc'!A0\"");
+    free(got);
+    got = csv_field("/a,=cmd|' /C calc'!A0");
+    cr_expect_str_eq(got, "\"/a,=cmd|' /C calc'!A0\"");
+    free(got);
+    /* A minimal reader for either separator: quoted fields are one cell;
+     * no cell may start with a formula character. */
+    const char *seps = ",;";
+    for (int k = 0; k < 2; k++) {
+        got = csv_field(attack);
+        bool in_quotes = false, cell_start = true;
+        for (const char *p = got; *p; p++) {
+            if (cell_start && !in_quotes)
+                cr_expect(strchr("=+-@\t\r", *p) == NULL, "a cell starts a formula [%s]", got);
+            cell_start = false;
+            if (*p == '"')
+                in_quotes = !in_quotes;
+            else if (*p == seps[k] && !in_quotes)
+                cell_start = true;
+        }
         free(got);
     }
 }
@@ -177,7 +210,7 @@ Test(output, csv_table)
     char *csv = drain(b);
     cr_expect_str_eq(csv, "page,visitors,pageviews\r\n"
                           "\"/a,\"\"b\"\"\",20,31\r\n"
-                          "'=cmd,0,-3\r\n");
+                          "\"'=cmd\",0,-3\r\n");
     free(csv);
     evbuffer_free(b);
 }

@@ -424,6 +424,45 @@ Test(spool, the_size_cap_refuses_and_frees_up_after_acknowledgement)
     free(dir);
 }
 
+/* Issue 13: a full spool logged one line per refused event. Now one line
+ * per interval, the next one carrying the count of those not logged. */
+Test(spool, a_full_spool_logs_one_line_per_interval)
+{
+    char *dir = tmpdir();
+    char log_path[600];
+    snprintf(log_path, sizeof log_path, "%s.log", dir);
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(fd >= 0 && dup2(fd, 2) == 2);
+    close(fd);
+    struct spool *sp = open_spool(dir, 13, 0, 1, 64 * 1024, NULL);
+    char rec[REC_LEN];
+    int refused = 0;
+    for (int n = 0; n < 5000; n++) {
+        make_record(n, rec);
+        refused += spool_append(sp, rec, REC_LEN) != 0;
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    cr_expect_gt(refused, 2000);
+    size_t len;
+    FILE *f = fopen(log_path, "r");
+    cr_assert_not_null(f);
+    char line[512];
+    int lines = 0;
+    while (fgets(line, sizeof line, f))
+        lines += strstr(line, "spool full") != NULL;
+    fclose(f);
+    (void)len;
+    cr_expect_eq(lines, 1, "%d refusals logged in %d lines", refused, lines);
+    unlink(log_path);
+    spool_close(sp);
+    rmdir_all(dir);
+    free(dir);
+}
+
 Test(spool, the_shutdown_dump_goes_before_the_unread_rest)
 {
     char *dir = tmpdir();

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "text_rule.h"
 #include "url.h"
 #include "util.h"
 
@@ -359,4 +360,32 @@ Test(url, referrer_malformed)
     cr_assert_str_eq(ref, "");
     cr_assert_not(referrer("https://a.com/\r\nx", "example.com"));
     cr_assert_str_eq(ref, "");
+}
+
+/* Issue 13: control and bidirectional formatting characters (text_rule.h). */
+Test(text_rule, refuses_controls_and_bidi_formatting)
+{
+    static const char *const refused[] = {
+        "/a\x01", "/a\x7f", "/a\xc2\x85", "/a\xc2\x9f", "/a\xd8\x9c", "/a\xe2\x80\x8e",
+        "/a\xe2\x80\x8f", "/a\xe2\x80\xaa", "/a\xe2\x80\xae", "/a\xe2\x81\xa6", "/a\xe2\x81\xa9",
+        "\xe2\x80\xae" "cod.exe",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        cr_expect(text_rule_refuses(refused[i], strlen(refused[i])), "case %zu", i);
+    static const char *const kept[] = {
+        "/plain", "/caf\xc3\xa9", "/\xe2\x80\x94 dash", "/\xe2\x80\xa9", "/\xe2\x81\xa0",
+        "/%E2%80%AE", "/\xd8\xa7", "/\xc2\xa0", "",
+    };
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        cr_expect_not(text_rule_refuses(kept[i], strlen(kept[i])), "case %zu", i);
+}
+
+Test(text_rule, campaign_values_with_bidi_are_dropped)
+{
+    struct url_result r;
+    char why[128];
+    const char *u = "https://example.com/p?utm_source=%E2%80%AEevil&utm_medium=ok";
+    cr_assert(url_normalise(u, strlen(u), false, NULL, &r, why, sizeof why));
+    cr_expect_str_eq(r.utm_source, "");
+    cr_expect_str_eq(r.utm_medium, "ok");
 }
