@@ -196,6 +196,8 @@ static bool may_persist(const char *key, size_t len, const char *type)
     static const char *const suffixes[] = {":sites", ":dpkey"};
     if (len > 9 && !memcmp(key, "veil:{reg}", 10))
         return true; /* the site registry: settings and token hashes */
+    if (len == 16 && !memcmp(key, "veil:meta:shards", 16))
+        return true; /* the installation's shard count (docs/DELIVERY.md "Shards") */
     for (size_t i = 0; i < ARRAY_LEN(suffixes); i++) {
         size_t n = strlen(suffixes[i]);
         if (len > n && !memcmp(key + len - n, suffixes[i], n) && key[len - n - 1] == '}')

@@ -146,12 +146,22 @@ const struct cfg_option collector_options[] = {
      NULL, false},
     {"batch_wait_us", CFG_INT, OPT(batch_wait_us), "1000", 0, 100000, NULL,
      "How long an event may wait in memory for others to share its one call to Redis "
-     "(microseconds; at most 256 events go per call, a full call leaves at once). It never "
+     "(microseconds; at most 1024 events go per batch, one call and stream entry per shard, "
+     "and a full batch leaves at once). It never "
      "delays the answer to the client, only the event's arrival in the stream. Bigger "
      "batches cost Redis less CPU per event (docs/BENCHMARKS.md); 0 = send what arrived in "
      "each event-loop iteration at its end.",
      "A waiting event holds the derived stream fields only, never an IP or a User-Agent.",
      false},
+    /* default SHARDS_DEFAULT, bound SHARDS_MAX (include/shard.h) */
+    {"shards", CFG_INT, OPT(shards), "16", 1, 1024, NULL,
+     "Logical shards of the installation: a site's events go to the stream "
+     "veil:{<shard>}:events of its shard. The same for every collector and aggregator "
+     "of one Redis; the first to start stores it in veil:meta:shards, and a collector "
+     "whose value differs does not start (or, noticed on a reconnect, delivers nothing "
+     "until they agree). Chosen at install; changing it is a procedure "
+     "(docs/DELIVERY.md).",
+     NULL, false},
     {"registry_poll_ms", CFG_INT, OPT(registry_poll_ms), "1000", 0, 60000, NULL,
      "How often the live site registry in Redis (veil-admin site add/remove/rename) is "
      "checked for changes, in milliseconds: one GET per check, the hostnames reloaded only "

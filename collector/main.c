@@ -27,6 +27,7 @@
 #include "log.h"
 #include "registry.h"
 #include "salt.h"
+#include "shard_meta.h"
 #include "ua.h"
 #include "util.h"
 
@@ -40,7 +41,7 @@ static const char *const restart_only[] = {
     "visitor_hash", "max_body_bytes", "max_header_bytes", "timeout_s",   "max_buffered_events",
     "spool_dir",    "spool_max_bytes", "spool_fsync", "rate_limit",       "rate_burst",
     "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us",
-    "registry_poll_ms", NULL};
+    "registry_poll_ms", "shards", NULL};
 
 struct reloader {
     int argc;
@@ -388,6 +389,15 @@ int main(int argc, char **argv)
     if (conf->sites.n == 0)
         log_warn("sites is empty: events for any site are accepted (open mode) until the site "
                  "registry (veil-admin site add) holds a site");
+
+    int shards_ok = shard_meta_check(conf->redis, (unsigned)conf->shards, 2000, err, sizeof err);
+    if (shards_ok < 0) {
+        log_error("%s", err);
+        goto err;
+    }
+    if (shards_ok > 0)
+        log_warn("redis is not reachable: the shard count (%lld) is checked on connecting",
+                 conf->shards);
 
     salts = salt_store_new((enum salt_period)conf->visitor_hash, conf->redis);
     if (salt_store_start(salts, 2000) != 0) {

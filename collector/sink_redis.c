@@ -1,37 +1,27 @@
 /* sink_redis.c - memory buffer, spool and pipelined Redis delivery of one
- * worker thread (see sink_redis.h and docs/DELIVERY.md).
+ * worker thread (sink_redis.h, docs/DELIVERY.md); the payload layout, the
+ * delivery script and the wire form of a call are in sink_wire.c.
  *
- * State: DISCONNECTED -> CONNECTING -> LOADING (SCRIPT LOAD sent) -> READY
- * -> CLOSING (after a transient error) -> DISCONNECTED, changed only in
- * sink_set_state. Queue discipline: `queue` holds events not yet sent,
- * `inflight` those sent and awaiting a reply, `returned` those to send
- * again. Events go out in batches: one EVALSHA carries up to
- * SINK_BATCH_MAX consecutive events of one lane, and its one reply settles
- * the whole batch, so `batches` (a FIFO of batch sizes) says how many
- * events at the head of `inflight` each reply stands for. Logical order is
- * always returned, inflight, queue, then the spool's unread records: an
- * event goes to memory only when the spool has nothing unread, and the
- * spool is read back into the tail of `queue`.
+ * State: DISCONNECTED -> CONNECTING -> LOADING (shard count checked,
+ * SCRIPT LOAD sent) -> READY -> CLOSING (after a transient error) ->
+ * DISCONNECTED, changed only in sink_set_state. Queue discipline: `queue`
+ * holds events not yet sent, `inflight` those sent and awaiting a reply,
+ * `returned` those to send again. Logical order is always returned,
+ * inflight, queue, then the spool's unread records: an event goes to
+ * memory only when the spool has nothing unread, and the spool is read
+ * back into the tail of `queue`.
  *
- * When batches leave: sink_push only queues the event and arms `flush_ev`
- * once, as a timer of batch_wait_us (default 1 ms), so every event accepted
- * meanwhile shares one call (a full batch leaves at once); with
- * batch_wait_us=0 it is activated instead and runs after the other
- * callbacks of the current loop iteration. Answers to clients never wait
- * for it.
- *
- * Exactly once into the stream: each event carries its lane (the spool
- * group "<run id>-<worker>" of the sink that accepted it) and a sequence
- * number in that lane. The delivery script keeps the lane's high-water mark
- * in veil:{0}:lane:<lane>; for a batch of numbers first..last it skips those
- * at or below the mark (already added), adds the rest in order and sets the
- * mark to last, all in one atomic call. A batch also names `prev`, the last
- * number of that lane sent before it on this connection: if the mark is
- * below prev, an earlier batch was refused and this one is too (VEILGAP),
- * to be sent again in order after reconnecting. The first batch of a lane
- * on a connection has prev 0: everything older of that lane is
- * acknowledged or given up. Never blocks the loop on Redis; never holds an
- * IP or a User-Agent. */
+ * Calls: a delivery batch is a prefix of `queue`, grouped by (lane,
+ * shard) in order; each group is one EVALSHA adding ONE entry to
+ * veil:{shard}:events (one Redis Cluster slot per call). A group's events
+ * join `inflight` together, in call order; `batches` (a FIFO of group
+ * sizes) says how many events at the head of `inflight` each reply
+ * settles. Order is kept per (lane, shard), which is all exactly-once
+ * (the lane marks, sink_wire.c) needs. sink_push only queues and arms
+ * `flush_ev` once, as a timer of batch_wait_us (activated at once when 0),
+ * so events accepted meanwhile share the calls; answers to clients never
+ * wait for it. Never blocks the loop on Redis; never holds an IP or a
+ * User-Agent. */
 #include "sink_redis.h"
 
 #include <stdlib.h>
@@ -43,79 +33,47 @@
 #include <hiredis.h>
 
 #include "log.h"
+#include "shard.h"
+#include "shard_meta.h"
+#include "sink_wire.h"
 #include "spool.h"
 #include "util.h"
 
 /* The least memory a thread's buffer may use (max_buffered_bytes share). */
 #define SINK_MIN_BUFFER_BYTES (256 * 1024)
 #define SINK_MAX_INFLIGHT 4096      /* events sent and not yet answered */
-#define SINK_BATCH_MAX 256          /* events per EVALSHA */
-#define SINK_BATCH_BYTES (1 << 20)  /* payload bytes per EVALSHA (one event always fits) */
-#define SINK_BATCH_HEAD 9           /* EVALSHA sha 2 stream mark prev first last ttl */
+#define SINK_BATCH_MAX 1024         /* events per delivery batch (all its calls together) */
+#define SINK_BATCH_BYTES (4 << 20)  /* payload bytes per delivery batch (one event always fits) */
+#define SINK_GROUPS_MAX 64          /* calls per delivery batch; the rest waits for the next */
 #define SINK_REFILL_BATCH 512       /* spool records moved into memory at a time */
 #define SINK_BACKOFF_MIN_MS 50
 #define SINK_BACKOFF_MAX_MS 2000
 #define SINK_SYNC_MS 100            /* spool_fsync=batch */
 #define SINK_ADOPT_MS 10000         /* look for files of processes that ended */
-#define SINK_LANE_TTL "2592000"     /* 30 days: how long a lane's mark outlives its last event */
 #define SINK_SPOOL_SHARE_MIN (64 * 1024)
-#define PAYLOAD_VERSION 1
-
-/* One batch of consecutive numbers first..last of one lane. KEYS[1]
- * stream, KEYS[2] lane mark; ARGV[1] prev (0: none), ARGV[2] first,
- * ARGV[3] last, ARGV[4] mark TTL, then per event its field count and
- * fields. Numbers at or below the mark are skipped (already added), the
- * others are added in order, then the mark is set to last. Returns the
- * number skipped, or {skipped, refused, first error} when XADD refused
- * some (given up, never retried); VEILGAP when the mark is below prev (an
- * earlier batch of the lane was refused: nothing is added). O(batch). The
- * shebang makes Redis refuse the whole call with -OOM up front instead of
- * failing inside it. */
-static const char delivery_script[] =
-    "#!lua\n"
-    "local mark = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
-    "local first, last = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "if mark < tonumber(ARGV[1]) then\n"
-    "  return redis.error_reply('VEILGAP lane mark ' .. mark .. ' is behind ' .. ARGV[1])\n"
-    "end\n"
-    "if mark >= last then return last - first + 1 end\n"
-    "local skipped, refused, why = 0, 0, nil\n"
-    "if mark >= first then skipped = mark - first + 1 end\n"
-    "local add, stream, i = redis.pcall, KEYS[1], 5\n"
-    "for seq = first, last do\n"
-    "  local n = tonumber(ARGV[i])\n"
-    "  if seq > mark then\n"
-    "    local r = add('XADD', stream, '*', unpack(ARGV, i + 1, i + n))\n"
-    "    if type(r) == 'table' and r.err then refused, why = refused + 1, why or r.err end\n"
-    "  end\n"
-    "  i = i + 1 + n\n"
-    "end\n"
-    "redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])\n"
-    "if refused > 0 then return {skipped, refused, why} end\n"
-    "return skipped\n";
+#define SINK_META_SHARDS SHARD_META_KEY
 
 enum sink_state { SINK_DISCONNECTED, SINK_CONNECTING, SINK_LOADING, SINK_READY, SINK_CLOSING };
 
 struct lane {
     struct lane *next;
     char id[SPOOL_GROUP_MAX];
-    char key[sizeof SINK_LANE_PREFIX + SPOOL_GROUP_MAX];
+    bool legacy;         /* numbered by version 1: honour veil:{0}:lane:<id> too */
     uint64_t last_seq;   /* own lane: the last number given out */
-    uint64_t sent_gen;   /* connection on which sent_seq was sent */
-    uint64_t sent_seq;   /* the last number sent on that connection */
+    uint64_t *sent_gen;  /* per shard: connection on which sent_seq was sent */
+    uint64_t *sent_seq;  /* per shard: the last number sent on that connection */
 };
 
-/* One event. payload: [u8 version][u8 lane length][lane][u64 seq LE]
- * [u16 field count LE] then per field [u16 length LE][bytes]: the same
- * bytes in memory and in the spool. */
+/* One event: its payload (sink_wire.h, version 2), the same bytes in
+ * memory and in the spool. */
 struct sink_cmd {
     struct sink_cmd *next;
     struct lane *lane;
     uint64_t seq;
     struct spool_seg *seg; /* read back from the spool, NULL if never there */
+    unsigned shard;
     size_t len;
-    size_t nfields;        /* fields at payload + fields_at */
-    size_t fields_at;
+    size_t packed_len;     /* the event_pack bytes end the payload */
     uint8_t payload[];
 };
 
@@ -127,6 +85,7 @@ struct cmd_list {
 struct sink {
     struct event_base *base;
     char *redis;
+    unsigned nshards;
     size_t max_buffered;
     size_t max_bytes;        /* this thread's share of max_buffered_bytes */
     size_t mem_bytes;        /* held by the events in memory (cmd_bytes each) */
@@ -137,6 +96,7 @@ struct sink {
     struct event *retry;
     int backoff_ms;
     uint64_t conn_gen;        /* bumped when a connection becomes READY */
+    bool refused;             /* the last connection ended on a refused call */
     char sha[41];             /* the delivery script's SHA1, from SCRIPT LOAD */
     struct cmd_list queue;    /* not yet sent */
     struct cmd_list inflight; /* sent, awaiting reply */
@@ -145,8 +105,7 @@ struct sink {
     size_t batch_head, nbatches;
     struct event *flush_ev;   /* active once per loop iteration while events wait */
     bool flush_pending;
-    char *wire;               /* one call in the Redis protocol, reused */
-    size_t wire_cap;
+    struct wire_call wire;    /* one call in the Redis protocol, reused */
     struct spool *spool;      /* NULL without spool_dir */
     struct event *sync_ev, *adopt_ev;
     struct lane *lanes, *own;
@@ -189,6 +148,21 @@ static void list_prepend(struct cmd_list *l, struct cmd_list *front)
     front->n = 0;
 }
 
+/* Put all of `back` after `l`, leaving `back` empty. */
+static void list_append(struct cmd_list *l, struct cmd_list *back)
+{
+    if (!back->head)
+        return;
+    if (l->tail)
+        l->tail->next = back->head;
+    else
+        l->head = back->head;
+    l->tail = back->tail;
+    l->n += back->n;
+    back->head = back->tail = NULL;
+    back->n = 0;
+}
+
 /* Move the first n commands of `from` to the tail of `to`. */
 static void list_move(struct cmd_list *from, struct cmd_list *to, size_t n)
 {
@@ -226,96 +200,7 @@ static void count(struct sink *s, enum metric k, uint64_t n)
         atomic_fetch_add_explicit(&s->m->c[k], n, memory_order_relaxed);
 }
 
-/* ---- payload ---- */
-
-static void put_le(uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-struct payload_view {
-    const char *lane;
-    size_t lane_len;
-    uint64_t seq;
-    size_t nfields;
-    const uint8_t *fields; /* nfields x [u16 length][bytes] */
-};
-
-/* Check the layout of a payload (from memory or the spool). */
-static bool payload_parse(const uint8_t *p, size_t len, struct payload_view *v)
-{
-    if (len < 2 || p[0] != PAYLOAD_VERSION || p[1] == 0 || p[1] >= SPOOL_GROUP_MAX ||
-        len < 2 + (size_t)p[1] + 10)
-        return false;
-    v->lane = (const char *)p + 2;
-    v->lane_len = p[1];
-    const uint8_t *q = p + 2 + v->lane_len, *end = p + len;
-    v->seq = get_le(q, 8);
-    v->nfields = (size_t)get_le(q + 8, 2);
-    v->fields = q + 10;
-    if (v->seq == 0 || v->nfields % 2 || v->nfields > EVENT_MAX_ARGS)
-        return false;
-    for (size_t i = 0; i < v->lane_len; i++)
-        if (v->lane[i] <= ' ' || v->lane[i] > '~')
-            return false;
-    q = v->fields;
-    for (size_t i = 0; i < v->nfields; i++) {
-        if (end - q < 2)
-            return false;
-        size_t flen = (size_t)get_le(q, 2);
-        if ((size_t)(end - q - 2) < flen)
-            return false;
-        q += 2 + flen;
-    }
-    return q == end;
-}
-
-/* A command holding `ev` in `lane` under number `seq`, packed into the one
- * stream field EVENT_PACKED_FIELD; NULL when out of memory. */
-static struct sink_cmd *cmd_new_event(struct lane *lane, uint64_t seq,
-                                      const struct event_record *ev)
-{
-    static const char field[] = EVENT_PACKED_FIELD;
-    char packed[EVENT_PACKED_MAX];
-    size_t packed_len = event_pack(ev, packed, sizeof packed);
-    size_t lane_len = strlen(lane->id);
-    size_t fields_at = 2 + lane_len + 10;
-    size_t len = fields_at + 2 + (sizeof field - 1) + 2 + packed_len;
-    if (packed_len == 0 || packed_len > UINT16_MAX || len > SPOOL_RECORD_MAX)
-        return NULL;
-    struct sink_cmd *c = malloc(sizeof *c + len);
-    if (!c)
-        return NULL;
-    c->lane = lane;
-    c->seq = seq;
-    c->seg = NULL;
-    c->len = len;
-    c->nfields = 2;
-    c->fields_at = fields_at;
-    uint8_t *p = c->payload;
-    p[0] = PAYLOAD_VERSION;
-    p[1] = (uint8_t)lane_len;
-    memcpy(p + 2, lane->id, lane_len);
-    p += 2 + lane_len;
-    put_le(p, seq, 8);
-    put_le(p + 8, 2, 2);
-    p += 10;
-    put_le(p, sizeof field - 1, 2);
-    memcpy(p + 2, field, sizeof field - 1);
-    p += 2 + sizeof field - 1;
-    put_le(p, packed_len, 2);
-    memcpy(p + 2, packed, packed_len);
-    return c;
-}
+/* ---- events and lanes ---- */
 
 static struct lane *lane_get(struct sink *s, const char *id, size_t len)
 {
@@ -324,10 +209,55 @@ static struct lane *lane_get(struct sink *s, const char *id, size_t len)
             return l;
     struct lane *l = xcalloc(1, sizeof *l);
     str_copy(l->id, sizeof l->id, id, len);
-    str_format(l->key, sizeof l->key, "%s%s", SINK_LANE_PREFIX, l->id);
+    l->sent_gen = xcalloc(s->nshards, sizeof *l->sent_gen);
+    l->sent_seq = xcalloc(s->nshards, sizeof *l->sent_seq);
     l->next = s->lanes;
     s->lanes = l;
     return l;
+}
+
+/* A command holding the version 2 payload p[0..len) (already checked);
+ * NULL when the event names no site. */
+static struct sink_cmd *cmd_from_payload(struct sink *s, const uint8_t *p, size_t len)
+{
+    struct payload_view v;
+    const char *site;
+    size_t site_len;
+    if (!payload_parse(p, len, &v) || v.version != PAYLOAD_VERSION ||
+        !packed_site(v.packed, v.packed_len, &site, &site_len))
+        return NULL;
+    struct sink_cmd *c = xmalloc(sizeof *c + len);
+    c->lane = lane_get(s, v.lane, v.lane_len);
+    if (v.flags & PAYLOAD_LEGACY)
+        c->lane->legacy = true;
+    c->seq = v.seq;
+    c->seg = NULL;
+    c->shard = shard_of_site(site, site_len, s->nshards);
+    c->len = len;
+    c->packed_len = v.packed_len;
+    memcpy(c->payload, p, len);
+    return c;
+}
+
+/* A command holding `ev` in the own lane under number `seq`; NULL when it
+ * does not fit a spool record. Packs once, straight into the payload. */
+static struct sink_cmd *cmd_new_event(struct sink *s, uint64_t seq, const struct event_record *ev)
+{
+    char packed[EVENT_PACKED_MAX];
+    size_t packed_len = event_pack(ev, packed, sizeof packed);
+    size_t lane_len = strlen(s->own->id);
+    size_t len = 3 + lane_len + 8 + packed_len;
+    if (packed_len == 0 || len > SPOOL_RECORD_MAX)
+        return NULL;
+    struct sink_cmd *c = xmalloc(sizeof *c + len);
+    payload_build(c->payload, len, s->own->id, lane_len, seq, 0, packed, packed_len);
+    c->lane = s->own;
+    c->seq = seq;
+    c->seg = NULL;
+    c->shard = shard_of_site(ev->site, strlen(ev->site), s->nshards);
+    c->len = len;
+    c->packed_len = packed_len;
+    return c;
 }
 
 /* The event is acknowledged or given up. */
@@ -358,7 +288,10 @@ static void sink_set_state(struct sink *s, enum sink_state state)
         s->backoff_ms = s->backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS
                                                                : s->backoff_ms * 2;
     } else if (state == SINK_READY) {
-        s->backoff_ms = SINK_BACKOFF_MIN_MS;
+        /* After a refused call (OOM, ...) the backoff keeps growing until a
+         * call succeeds: reconnecting does not make Redis take it. */
+        if (!s->refused)
+            s->backoff_ms = SINK_BACKOFF_MIN_MS;
         s->conn_gen++;
     }
 }
@@ -401,24 +334,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Errors after which sending the same event again can succeed. */
-static bool transient_error(const char *msg)
-{
-    static const char *const prefixes[] = {"OOM",     "LOADING",  "BUSY",        "MASTERDOWN",
-                                           "READONLY", "NOSCRIPT", "VEILGAP",     "TRYAGAIN",
-                                           "CLUSTERDOWN", "NOREPLICAS"};
-    for (size_t i = 0; i < ARRAY_LEN(prefixes); i++)
-        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
-            return true;
-    return false;
-}
-
-/* Length of the error code (first word) of a Redis error, for logs. */
-static int error_code_len(const char *msg)
-{
-    return (int)strcspn(msg, " ");
-}
-
 /* The number of events the oldest unanswered call carries. */
 static size_t batch_pop(struct sink *s)
 {
@@ -438,14 +353,7 @@ static void settle(struct sink *s, size_t n)
         cmd_done(s, c);
 }
 
-/* Integer element i of an array reply, or 0. */
-static long long reply_int(const redisReply *r, size_t i)
-{
-    return i < r->elements && r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer
-                                                                          : 0;
-}
-
-/* The reply to one batch: the events at the head of `inflight`. */
+/* The reply to one call: the events at the head of `inflight`. */
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct sink *s = privdata;
@@ -454,19 +362,20 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (n == 0)
         return;
     if (!reply) {
-        /* Connection lost before the reply: send the batch again (the lane
+        /* Connection lost before the reply: send the call again (the lane
          * mark makes a second add impossible if the first one happened). */
         list_move(&s->inflight, &s->returned, n);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         metrics_inc(s->m, M_REDIS_ERRORS);
-        if (transient_error(reply->str)) {
+        if (wire_error_transient(reply->str)) {
             list_move(&s->inflight, &s->returned, n);
             if (s->state == SINK_READY && s->ac == ac) {
                 log_warn("redis answered %.*s; sending again from the oldest unacknowledged "
-                         "event after backoff",
-                         error_code_len(reply->str), reply->str);
+                         "event after backoff (%d ms)",
+                         wire_error_code_len(reply->str), reply->str, s->backoff_ms);
+                s->refused = true;
                 sink_set_state(s, SINK_CLOSING);
                 redisAsyncDisconnect(ac);
             }
@@ -477,116 +386,102 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         settle(s, n);
         return;
     }
-    long long skipped = 0, refused = 0;
-    if (reply->type == REDIS_REPLY_INTEGER) {
-        skipped = reply->integer;
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
-        skipped = reply_int(reply, 0);
-        refused = reply_int(reply, 1);
-        const redisReply *why = reply->elements > 2 ? reply->element[2] : NULL;
-        log_error("redis refused %lld of %zu events (not retried): %.120s", refused, n,
-                  why && why->str ? why->str : "no reason given");
-    } else {
+    struct wire_outcome o;
+    wire_reply_outcome(reply, n, &o);
+    if (o.unexpected)
         log_error("unexpected reply type %d to the delivery script", reply->type);
-    }
-    skipped = skipped < 0 ? 0 : skipped > (long long)n ? (long long)n : skipped;
-    refused = refused < 0 ? 0 : refused > (long long)n - skipped ? (long long)n - skipped : refused;
-    count(s, M_REDIS_WRITTEN, n - (size_t)skipped - (size_t)refused);
-    count(s, M_REDIS_DUPLICATES, (uint64_t)skipped);
-    count(s, M_REDIS_ERRORS, (uint64_t)refused);
+    if (o.refused)
+        log_error("redis refused a stream entry of %zu events (not retried): %.120s", o.refused,
+                  o.why ? o.why : "no reason given");
+    count(s, M_REDIS_WRITTEN, o.written);
+    count(s, M_REDIS_DUPLICATES, o.cut);
+    count(s, M_REDIS_ERRORS, o.refused);
     settle(s, n);
+    s->refused = false;
+    s->backoff_ms = SINK_BACKOFF_MIN_MS;
     if (s->state == SINK_READY && (s->queue.head || (s->spool && spool_unread(s->spool))))
         schedule_flush(s); /* the window has room again */
 }
 
-/* ---- the wire form of one batch (RESP, written here rather than by
- * hiredis: one pass over the payloads, no per-argument formatting) ---- */
+/* One call of a delivery batch: the events of one (lane, shard). */
+struct group {
+    struct lane *lane;
+    unsigned shard;
+    struct cmd_list cmds;
+    size_t bytes;
+};
 
-#define WIRE_ROOM 16 /* in front of the arguments, for "*<argc>\r\n" */
-
-static char *put_bulk(char *p, const void *data, size_t len)
+/* Send one delivery batch: a prefix of `queue`, one call per (lane,
+ * shard) in it (see the head comment). Returns the number of calls sent;
+ * 0 with nothing sent when the context is going away. */
+static size_t send_batch(struct sink *s)
 {
-    *p++ = '$';
-    p = uint_to_dec(p, len);
-    memcpy(p, "\r\n", 2);
-    memcpy(p + 2, data, len);
-    memcpy(p + 2 + len, "\r\n", 2);
-    return p + 4 + len;
-}
-
-static char *put_bulk_uint(char *p, uint64_t v)
-{
-    char digits[20];
-    return put_bulk(p, digits, (size_t)(uint_to_dec(digits, v) - digits));
-}
-
-/* Room for `more` bytes after `used` bytes of the wire buffer. */
-static void wire_reserve(struct sink *s, size_t used, size_t more)
-{
-    if (used + more <= s->wire_cap)
-        return;
-    while (s->wire_cap < used + more)
-        s->wire_cap = s->wire_cap ? s->wire_cap * 2 : 64 * 1024;
-    s->wire = xrealloc(s->wire, s->wire_cap);
-}
-
-/* Send the longest run at the head of `queue` that can share one call: the
- * same lane, consecutive numbers, within the batch limits. Returns 0, or -1
- * when the context is going away. */
-static int send_batch(struct sink *s)
-{
-    struct sink_cmd *head = s->queue.head, *c = head;
-    struct lane *lane = head->lane;
-    size_t n = 0, argc = SINK_BATCH_HEAD, bytes = 0, wire_max = 0;
-    uint64_t last = head->seq;
-    for (; c && n < SINK_BATCH_MAX; c = c->next, n++) {
-        if (n > 0 && (c->lane != lane || c->seq != last + 1 || bytes + c->len > SINK_BATCH_BYTES))
+    struct group groups[SINK_GROUPS_MAX];
+    size_t ngroups = 0, n = 0, bytes = 0;
+    /* take the prefix apart into groups, in order */
+    while (s->queue.head && n < SINK_BATCH_MAX &&
+           s->inflight.n + n < SINK_MAX_INFLIGHT) {
+        struct sink_cmd *c = s->queue.head;
+        if (n > 0 && bytes + c->len > SINK_BATCH_BYTES)
             break;
-        argc += 1 + c->nfields;
-        bytes += c->len;
-        wire_max += c->len + 12 * (c->nfields + 1);
-        last = c->seq;
-    }
-    /* prev: what the mark must have reached for this batch to be next */
-    uint64_t prev =
-        lane->sent_gen == s->conn_gen && lane->sent_seq < head->seq ? lane->sent_seq : 0;
-    size_t key_len = strlen(lane->key);
-    wire_reserve(s, 0, WIRE_ROOM + 256 + key_len + wire_max);
-    char *p = s->wire + WIRE_ROOM;
-    p = put_bulk(p, "EVALSHA", 7);
-    p = put_bulk(p, s->sha, 40);
-    p = put_bulk(p, "2", 1);
-    p = put_bulk(p, SINK_STREAM_KEY, sizeof SINK_STREAM_KEY - 1);
-    p = put_bulk(p, lane->key, key_len);
-    p = put_bulk_uint(p, prev);
-    p = put_bulk_uint(p, head->seq);
-    p = put_bulk_uint(p, last);
-    p = put_bulk(p, SINK_LANE_TTL, sizeof SINK_LANE_TTL - 1);
-    c = head;
-    for (size_t k = 0; k < n; k++, c = c->next) {
-        p = put_bulk_uint(p, c->nfields);
-        const uint8_t *q = c->payload + c->fields_at;
-        for (size_t i = 0; i < c->nfields; i++) {
-            size_t flen = (size_t)get_le(q, 2);
-            p = put_bulk(p, q + 2, flen);
-            q += 2 + flen;
+        size_t g = 0;
+        while (g < ngroups && (groups[g].lane != c->lane || groups[g].shard != c->shard))
+            g++;
+        if (g == ngroups) {
+            if (ngroups == SINK_GROUPS_MAX || s->nbatches + ngroups >= SINK_MAX_INFLIGHT)
+                break;
+            groups[g] = (struct group){c->lane, c->shard, {NULL, NULL, 0}, 0};
+            ngroups++;
         }
+        list_push(&groups[g].cmds, list_pop(&s->queue));
+        groups[g].bytes += c->packed_len;
+        bytes += c->len;
+        n++;
     }
-    char count[WIRE_ROOM];
-    count[0] = '*';
-    char *h = uint_to_dec(count + 1, argc);
-    memcpy(h, "\r\n", 2);
-    size_t count_len = (size_t)(h + 2 - count);
-    char *start = s->wire + WIRE_ROOM - count_len;
-    memcpy(start, count, count_len);
-    if (redisAsyncFormattedCommand(s->ac, reply_cb, s, start, (size_t)(p - start)) != REDIS_OK)
-        return -1;
-    lane->sent_gen = s->conn_gen;
-    lane->sent_seq = last;
-    list_move(&s->queue, &s->inflight, n);
-    s->batches[(s->batch_head + s->nbatches) % SINK_MAX_INFLIGHT] = (uint16_t)n;
-    s->nbatches++;
-    return 0;
+    size_t sent = 0;
+    for (; sent < ngroups; sent++) {
+        struct group *g = &groups[sent];
+        struct lane *lane = g->lane;
+        struct sink_cmd *head = g->cmds.head;
+        wire_call_begin(&s->wire, g->bytes + 3 * g->cmds.n);
+        for (struct sink_cmd *c = head; c; c = c->next)
+            wire_call_add(&s->wire, c->seq, (const char *)c->payload + c->len - c->packed_len,
+                          c->packed_len);
+        /* prev: what the mark must have reached for this call to be next */
+        uint64_t prev = lane->sent_gen[g->shard] == s->conn_gen &&
+                                lane->sent_seq[g->shard] < head->seq
+                            ? lane->sent_seq[g->shard]
+                            : 0;
+        size_t len;
+        const char *cmd = wire_call_end(&s->wire, s->sha, g->shard, lane->id, lane->legacy, prev,
+                                        &len);
+        if (redisAsyncFormattedCommand(s->ac, reply_cb, s, cmd, len) != REDIS_OK)
+            break;
+        lane->sent_gen[g->shard] = s->conn_gen;
+        lane->sent_seq[g->shard] = s->wire.last;
+        s->batches[(s->batch_head + s->nbatches) % SINK_MAX_INFLIGHT] = (uint16_t)g->cmds.n;
+        s->nbatches++;
+        list_append(&s->inflight, &g->cmds);
+    }
+    /* calls not sent go back in front of the queue, each (lane, shard) in order */
+    for (size_t k = ngroups; k-- > sent;)
+        list_prepend(&s->queue, &groups[k].cmds);
+    return sent;
+}
+
+/* The command of one spool record, upgraded from version 1 when needed;
+ * NULL when it cannot be read (counted and logged by the caller). */
+static struct sink_cmd *cmd_from_spool(struct sink *s, const uint8_t *payload, size_t len)
+{
+    static _Thread_local uint8_t upgraded[SPOOL_RECORD_MAX];
+    char err[160];
+    if (len > 0 && payload[0] == PAYLOAD_VERSION_1) {
+        len = payload_upgrade(payload, len, upgraded, sizeof upgraded, err, sizeof err);
+        if (!len)
+            log_warn("spool: a version 1 record does not decode (%s)", err);
+        payload = upgraded;
+    }
+    return len ? cmd_from_payload(s, payload, len) : NULL;
 }
 
 /* Move the oldest spool records to the tail of `queue` while memory has room. */
@@ -601,21 +496,14 @@ static void refill(struct sink *s)
         if (spool_next(s->spool, &payload, &len, &seg) != 1)
             break;
         metrics_inc(s->m, M_REPLAYED);
-        struct payload_view v;
-        if (!payload_parse(payload, len, &v)) {
+        struct sink_cmd *c = cmd_from_spool(s, payload, len);
+        if (!c) {
             log_warn("spool: a record with a good checksum has an unknown layout; skipped");
             metrics_inc(s->m, M_SPOOL_CORRUPT);
             spool_release(s->spool, seg);
             continue;
         }
-        struct sink_cmd *c = xmalloc(sizeof *c + len);
-        c->lane = lane_get(s, v.lane, v.lane_len);
-        c->seq = v.seq;
         c->seg = seg;
-        c->len = len;
-        c->nfields = v.nfields;
-        c->fields_at = (size_t)(v.fields - payload);
-        memcpy(c->payload, payload, len);
         list_push(&s->queue, c);
         s->mem_bytes += cmd_bytes(c);
         update_gauge(s, 1);
@@ -631,9 +519,10 @@ static size_t pump(struct sink *s)
            s->nbatches < SINK_MAX_INFLIGHT) {
         if (s->queue.n < SINK_BATCH_MAX)
             refill(s);
-        if (!s->queue.head || send_batch(s) != 0)
+        size_t sent = s->queue.head ? send_batch(s) : 0;
+        if (sent == 0)
             break; /* nothing to send, or the context is going away */
-        calls++;
+        calls += sent;
     }
     return calls;
 }
@@ -654,11 +543,36 @@ static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
     metrics_inc(s->m, M_REDIS_ERRORS);
     const char *msg = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
-    if (transient_error(msg))
-        log_warn("redis is not ready (%.*s); retrying", error_code_len(msg), msg);
+    if (wire_error_transient(msg))
+        log_warn("redis is not ready (%.*s); retrying", wire_error_code_len(msg), msg);
     else
         log_error("redis refused the delivery script (%.160s); Redis 7.0 or later is required",
                   msg);
+    sink_set_state(s, SINK_CLOSING);
+    redisAsyncDisconnect(ac);
+}
+
+/* The answer to GET veil:meta:shards (after SET ... NX): the installation's
+ * shard count must be ours, or events would land in the wrong shard. */
+static void meta_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct sink *s = privdata;
+    redisReply *reply = r;
+    if (!reply || s->ac != ac || s->state != SINK_LOADING)
+        return; /* lost: disconnect_cb follows */
+    if (reply->type != REDIS_REPLY_STRING)
+        return; /* nil: the SET was refused (OOM); nothing to compare yet */
+    char *end;
+    unsigned long stored = strtoul(reply->str, &end, 10);
+    if (*end == '\0' && stored == s->nshards)
+        return;
+    log_error("redis says this installation has %.20s shards (" SINK_META_SHARDS
+              ") but shards is %u here: nothing is delivered until they agree (set shards %.20s, "
+              "or see docs/DELIVERY.md \"Changing the shard count\")",
+              reply->str, s->nshards, reply->str);
+    metrics_inc(s->m, M_REDIS_ERRORS);
+    s->refused = true;
+    s->backoff_ms = SINK_BACKOFF_MAX_MS;
     sink_set_state(s, SINK_CLOSING);
     redisAsyncDisconnect(ac);
 }
@@ -672,7 +586,11 @@ static void connect_cb(const redisAsyncContext *ac, int status)
         return;
     }
     sink_set_state(s, SINK_LOADING);
-    if (redisAsyncCommand(s->ac, load_cb, s, "SCRIPT LOAD %s", delivery_script) != REDIS_OK) {
+    if (redisAsyncCommand(s->ac, NULL, NULL, "SET " SINK_META_SHARDS " %u NX", s->nshards) !=
+            REDIS_OK ||
+        redisAsyncCommand(s->ac, meta_cb, s, "GET " SINK_META_SHARDS) != REDIS_OK ||
+        redisAsyncCommand(s->ac, load_cb, s, "SCRIPT LOAD %s", sink_delivery_script) !=
+            REDIS_OK) {
         sink_set_state(s, SINK_CLOSING);
         redisAsyncDisconnect(s->ac);
     }
@@ -699,18 +617,8 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 static void sink_connect(struct sink *s)
 {
-    redisAsyncContext *ac;
-    if (strncmp(s->redis, "unix:", 5) == 0) {
-        ac = redisAsyncConnectUnix(s->redis + 5);
-    } else {
-        char host[300];
-        int port = 0;
-        hostport_split(s->redis, host, sizeof host, &port);
-        ac = redisAsyncConnect(host, port);
-    }
-    if (!ac || ac->err) {
-        if (ac)
-            redisAsyncFree(ac);
+    redisAsyncContext *ac = wire_connect(s->redis);
+    if (!ac) {
         sink_set_state(s, SINK_DISCONNECTED);
         return;
     }
@@ -756,6 +664,7 @@ struct sink *sink_new(struct event_base *base, const struct collector_config *co
     struct sink *s = xcalloc(1, sizeof *s);
     s->base = base;
     s->redis = xstrdup(conf->redis);
+    s->nshards = (unsigned)conf->shards;
     s->max_buffered = (size_t)conf->max_buffered_events;
     s->max_bytes = (size_t)(conf->max_buffered_bytes / (nworkers > 0 ? nworkers : 1));
     if (s->max_bytes < SINK_MIN_BUFFER_BYTES) /* room for batches in flight, whatever threads is */
@@ -818,7 +727,7 @@ bool sink_connected(const struct sink *s)
 
 int sink_push(struct sink *s, const struct event_record *ev)
 {
-    struct sink_cmd *c = cmd_new_event(s->own, s->own->last_seq + 1, ev);
+    struct sink_cmd *c = cmd_new_event(s, s->own->last_seq + 1, ev);
     if (!c)
         return -1;
     bool spool_first = s->spool && spool_unread(s->spool) > 0;
@@ -904,12 +813,14 @@ void sink_free(struct sink *s)
     spool_close(s->spool);
     while (s->lanes) {
         struct lane *next = s->lanes->next;
+        free(s->lanes->sent_gen);
+        free(s->lanes->sent_seq);
         free(s->lanes);
         s->lanes = next;
     }
     event_free(s->retry);
     event_free(s->flush_ev);
-    free(s->wire);
+    wire_call_free(&s->wire);
     free(s->redis);
     free(s);
 }

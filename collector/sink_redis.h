@@ -1,16 +1,20 @@
 /* sink_redis.h - one worker thread's delivery of events to the Redis
- * stream: memory buffer, then disk spool, then Redis (docs/DELIVERY.md).
+ * shard streams: memory buffer, then disk spool, then Redis
+ * (docs/DELIVERY.md).
  *
- * Events are packed once (lane, sequence number, the event_pack field)
- * and sent as pipelined calls of a small script on hiredis's async API on
- * the thread's event_base. The script XADDs an event only if its lane has
- * not seen that sequence number, so re-sending after a lost reply never
- * adds an entry twice. Up to max_buffered_events wait in memory until
- * Redis acknowledges them; past that, and whenever the spool still holds
+ * Events are packed once (lane, sequence number, the event_pack bytes).
+ * A delivery batch becomes one pipelined call of a small script per
+ * (lane, shard) on hiredis's async API on the thread's event_base, and
+ * each call adds ONE entry to veil:{shard}:events holding all its events
+ * (field "b"). The script adds only events its lane has not delivered to
+ * that shard yet, so re-sending after a lost reply never adds an event
+ * twice. Up to max_buffered_events wait in memory until Redis
+ * acknowledges them; past that, and whenever the spool still holds
  * unread events (per-thread order), they are appended to the spool and
- * replayed when Redis is back. At shutdown what is unacknowledged goes to
- * the spool. The sink only ever sees the derived event record: no IP, no
- * User-Agent. */
+ * replayed when Redis is back (records of earlier versions included).
+ * Redis refusing writes (OOM, READONLY, ...) is treated like Redis down.
+ * At shutdown what is unacknowledged goes to the spool. The sink only
+ * ever sees the derived event record: no IP, no User-Agent. */
 #ifndef VEIL_SINK_REDIS_H
 #define VEIL_SINK_REDIS_H
 
@@ -23,13 +27,11 @@
 #include "event.h"
 #include "metrics.h"
 
-#define SINK_STREAM_KEY "veil:{0}:events"
-#define SINK_LANE_PREFIX "veil:{0}:lane:"
-
 struct sink;
 
 /* The sink of worker `worker` (of `nworkers`) on `base`, configured by
- * conf->redis, max_buffered_events and spool_* (`conf` must outlive it).
+ * conf->redis, shards, max_buffered_events, batch_wait_us and spool_*
+ * (`conf` must outlive it).
  * Opens the worker's spool, adopting files a previous run left there (a
  * share of them, by name, when several workers start), and starts
  * connecting. `m` receives its counters. Returns NULL with a reason in err

@@ -77,8 +77,9 @@ function parse(buf, pos) {
       const n = Number(line);
       if (n < 0) return { value: null, end: next };
       if (buf.length < next + n + 2) return null;
-      /* text as a string; bytes that are not UTF-8 (a packed stream
-       * event's length bytes) as a Buffer, so nothing is lost */
+      /* text as a string; bytes that are not UTF-8 (the length bytes of
+       * a packed stream event or of a batch, tests/browser/stream.mjs) as a
+       * Buffer, so nothing is lost */
       const bytes = buf.subarray(next, next + n);
       const text = bytes.toString('utf8');
       const value = Buffer.from(text, 'utf8').equals(bytes) ? text : Buffer.from(bytes);

@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.mjs';
 import { RedisClient } from './resp.mjs';
+import { streamEntries, streamEvents, streamMarks } from './stream.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
@@ -29,7 +30,6 @@ const BUILD = resolve(process.env.VEIL_BUILD || join(ROOT, 'build'));
 const CHROMIUM = process.env.VEIL_CHROMIUM || '/usr/bin/chromium';
 const TOTAL_TIMEOUT_MS = 120_000;
 const SITE = 'test.example';
-const STREAM = 'veil:{0}:events';
 /* Headless Chromium says "HeadlessChrome", which the collector's bot filter
  * drops (as it should): the tests present a normal desktop Chrome, both as
  * the context's userAgent and as --user-agent. The flag matters: beacons
@@ -225,19 +225,10 @@ class Stack {
     else html('index.html');
   }
 
-  /* Stream entries after id `after` ("-" for all) as {id, f: {field: value}};
-   * the packed field "e" (docs/KEYS.md) is opened into its fields. */
-  async events(after = '-') {
-    const start = after === '-' ? '-' : `(${after}`;
-    const rows = await this.db.command('XRANGE', STREAM, start, '+');
-    return rows.map(([id, kv]) => {
-      const f = {};
-      for (let i = 0; i < kv.length; i += 2) {
-        if (kv[i] === 'e') Object.assign(f, unpackEvent(kv[i + 1]));
-        else f[kv[i]] = kv[i + 1];
-      }
-      return { id, f };
-    });
+  /* Events after `after` (marks from lastId; all when omitted) as
+   * {id, f: {field: value}}, from every shard stream (stream.mjs). */
+  async events(after = {}) {
+    return streamEvents(this.db, after);
   }
 
   /* The collector's counters (veil_collector_*_total without labels). */
@@ -248,15 +239,15 @@ class Stack {
     return out;
   }
 
+  /* Where the shard streams end now (stream.mjs streamMarks). */
   async lastId() {
-    const rows = await this.db.command('XREVRANGE', STREAM, '+', '-', 'COUNT', '1');
-    return rows.length ? rows[0][0] : '0-0';
+    return streamMarks(this.db);
   }
 
   /* Wait until at least `count` entries follow `after`, then a little
    * longer so that unexpected extra entries show up too. */
   async waitEvents(after, count, timeoutMs = 10_000) {
-    await waitUntil(`${count} events in ${STREAM}`, async () => (await this.events(after)).length >= count,
+    await waitUntil(`${count} events in the shard streams`, async () => (await this.events(after)).length >= count,
       timeoutMs).catch(() => {});
     await sleep(500);
     return this.events(after);
@@ -281,30 +272,6 @@ class Stack {
 }
 
 /* ---- browser helpers ---- */
-
-/* The fields of a packed event: the byte '1', then per field [u8 name
- * length][name][value length, LEB128][value]. */
-function unpackEvent(value) {
-  const buf = Buffer.isBuffer(value) ? value : Buffer.from(value, 'utf8');
-  if (buf[0] !== 0x31) throw new Error(`unknown packing ${buf[0]}`);
-  const f = {};
-  let p = 1;
-  while (p < buf.length) {
-    const nlen = buf[p++];
-    const name = buf.toString('utf8', p, p + nlen);
-    p += nlen;
-    let len = 0;
-    for (let shift = 0; ; shift += 7) {
-      const b = buf[p++];
-      len |= (b & 0x7f) << shift;
-      if (!(b & 0x80)) break;
-    }
-    f[name] = buf.toString('utf8', p, p + len);
-    p += len;
-  }
-  if (p !== buf.length) throw new Error('packed event cut short');
-  return f;
-}
 
 /* Stream entry in a comparable form: "name path {props}". */
 function describe(entry) {
@@ -478,7 +445,7 @@ test('the aggregator and the stats API count exactly the journey', async () => {
       return (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200;
     }, 10_000);
     /* Rolled up when the stream is empty (entries are deleted on commit). */
-    await waitUntil('the stream rolled up', async () => (await stack.db.command('XLEN', STREAM)) === 0, 10_000);
+    await waitUntil('the stream rolled up', async () => (await streamEntries(stack.db)) === 0, 10_000);
 
     const scroll = journeyEvents.filter((e) => e.f.sd !== undefined).map((e) => Number(e.f.sd));
     const aggregate = (await api('aggregate', { metrics: 'visitors,visits,pageviews,events,bounce_rate,scroll_depth' })).results;

@@ -22,6 +22,7 @@
 
 #include "event.h"
 #include "harness.h"
+#include "harness_stream.h"
 
 #define VISITOR_LEN 17 /* struct event_record.visitor */
 
@@ -362,29 +363,15 @@ Test(abuse, a_client_timestamp_is_ignored, .timeout = 60)
     cr_expect(code == 202 || code == 400, "got %d", code);
     time_t now = time(NULL);
     /* whatever reached the stream carries the collector's time */
-    for (int i = 0; i < 100; i++) {
-        redisReply *r = redisCommand(s.rc, "XLEN veil:{0}:events");
-        long long n = r ? r->integer : 0;
-        freeReplyObject(r);
-        if (n > 0 || code != 202)
-            break;
-        usleep(20000);
-    }
-    redisReply *r = redisCommand(s.rc, "XRANGE veil:{0}:events - +");
-    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *fields = r->element[i]->element[1];
-        struct event_record ev;
-        event_record_init(&ev);
-        char err[128];
-        for (size_t f = 0; f + 1 < fields->elements; f += 2)
-            event_decode_field(&ev, fields->element[f]->str, fields->element[f]->len,
-                               fields->element[f + 1]->str, fields->element[f + 1]->len, err,
-                               sizeof err);
-        cr_expect(ev.ts >= now - 5 && ev.ts <= now + 5, "event time %lld, now %lld",
-                  (long long)ev.ts, (long long)now);
-    }
-    freeReplyObject(r);
+    if (code == 202)
+        harness_wait_stream_events(s.rc, 1, 2000);
+    struct harness_events e;
+    char err[160];
+    cr_assert(harness_stream_events(s.rc, true, &e, err, sizeof err) >= 0, "%s", err);
+    for (size_t i = 0; i < e.n; i++)
+        cr_expect(e.ev[i].ts >= now - 5 && e.ev[i].ts <= now + 5, "event time %lld, now %lld",
+                  (long long)e.ev[i].ts, (long long)now);
+    harness_events_free(&e);
     stack_stop(&s);
 }
 
@@ -413,17 +400,9 @@ Test(abuse, bidi_and_control_characters_are_refused, .timeout = 60)
         free(resp);
     }
     cr_expect_eq(post(s.port, NULL, GOOD), 202);
-    redisReply *r = NULL;
-    for (int i = 0; i < 100; i++) {
-        r = redisCommand(s.rc, "XLEN veil:{0}:events");
-        if (r && r->integer >= 1)
-            break;
-        freeReplyObject(r);
-        r = NULL;
-        usleep(20000);
-    }
-    cr_expect(r && r->integer == 1, "only the good event reached the stream");
-    freeReplyObject(r);
+    harness_wait_stream_events(s.rc, 1, 2000);
+    usleep(100000); /* anything more would show by now */
+    cr_expect_eq(harness_stream_count(s.rc), 1, "only the good event reached the stream");
     stack_stop(&s);
 }
 
@@ -433,30 +412,21 @@ Test(abuse, bidi_and_control_characters_are_refused, .timeout = 60)
  * `prefix`, latest first, into out[n]. Returns how many. */
 static int visitors_of(redisContext *rc, const char *prefix, char out[][VISITOR_LEN], int n)
 {
-    redisReply *r = redisCommand(rc, "XREVRANGE veil:{0}:events + -");
+    struct harness_events e;
+    char err[160];
     int got = 0;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && got < n; i++) {
-        redisReply *fields = r->element[i]->element[1];
-        struct event_record ev;
-        event_record_init(&ev);
-        char err[128];
-        for (size_t f = 0; f + 1 < fields->elements; f += 2)
-            event_decode_field(&ev, fields->element[f]->str, fields->element[f]->len,
-                               fields->element[f + 1]->str, fields->element[f + 1]->len, err,
-                               sizeof err);
-        if (strncmp(ev.path, prefix, strlen(prefix)) == 0)
-            snprintf(out[got++], VISITOR_LEN, "%s", ev.visitor);
-    }
-    freeReplyObject(r);
+    if (harness_stream_events(rc, true, &e, err, sizeof err) < 0)
+        return 0;
+    for (size_t i = e.n; i-- > 0 && got < n;)
+        if (strncmp(e.ev[i].path, prefix, strlen(prefix)) == 0)
+            snprintf(out[got++], VISITOR_LEN, "%s", e.ev[i].visitor);
+    harness_events_free(&e);
     return got;
 }
 
 static long long xlen(redisContext *rc)
 {
-    redisReply *r = redisCommand(rc, "XLEN veil:{0}:events");
-    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    return n;
+    return harness_stream_count(rc);
 }
 
 /* Finding 9: after Redis lost its data, a running collector kept its old

@@ -20,6 +20,7 @@
 
 #include "event.h"
 #include "harness.h"
+#include "harness_stream.h"
 #include "util.h"
 
 #define UA_FIREFOX "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -89,35 +90,24 @@ static int post_event(struct stack *s, const char *ip, const char *ua, const cha
 
 static long long xlen(struct stack *s)
 {
-    redisReply *r = redisCommand(s->rc, "XLEN veil:{0}:events");
-    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    return n;
+    return harness_stream_count(s->rc);
 }
 
-/* Wait until the stream holds `n` entries (the XADD is asynchronous). */
+/* Wait until the streams hold `n` events (the delivery is asynchronous). */
 static void wait_xlen(struct stack *s, long long n)
 {
-    for (int i = 0; i < 200 && xlen(s) < n; i++)
-        usleep(10000);
-    cr_assert_eq(xlen(s), n, "stream length");
+    cr_assert_eq(harness_wait_stream_events(s->rc, n, 2000), n, "events in the streams");
 }
 
-/* Decode stream entry `idx` (0-based). */
+/* Decode stream event `idx` (0-based, in stream order). */
 static void read_entry(struct stack *s, size_t idx, struct event_record *ev)
 {
-    redisReply *r = redisCommand(s->rc, "XRANGE veil:{0}:events - +");
-    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements > idx);
-    redisReply *fields = r->element[idx]->element[1];
-    event_record_init(ev);
-    char err[128];
-    for (size_t i = 0; i + 1 < fields->elements; i += 2)
-        cr_assert(event_decode_field(ev, fields->element[i]->str, fields->element[i]->len,
-                                     fields->element[i + 1]->str, fields->element[i + 1]->len,
-                                     err, sizeof err),
-                  "decode: %s", err);
-    cr_assert(event_decode_check(ev, err, sizeof err), "check: %s", err);
-    freeReplyObject(r);
+    struct harness_events e;
+    char err[160];
+    cr_assert(harness_stream_events(s->rc, true, &e, err, sizeof err) >= 0, "streams: %s", err);
+    cr_assert(e.n > idx, "only %zu events in the streams", e.n);
+    *ev = e.ev[idx];
+    harness_events_free(&e);
 }
 
 static const char *const full_body =
@@ -443,13 +433,19 @@ Test(collector, privacy_scan_redis_and_logs, .timeout = 90)
         freeReplyObject(d);
     }
     freeReplyObject(keys);
-    redisReply *x = redisCommand(s.rc, "XRANGE veil:{0}:events - +");
-    for (size_t i = 0; i < x->elements; i++) {
-        redisReply *f = x->element[i]->element[1];
-        for (size_t j = 0; j < f->elements; j++)
-            scan_value(f->element[j]->str, f->element[j]->len, "a stream field");
+    /* every shard stream, raw: a batch value holds its events' bytes as they are */
+    redisReply *streams = redisCommand(s.rc, "KEYS veil:{*}:events");
+    cr_assert(streams && streams->elements >= 1);
+    for (size_t k = 0; k < streams->elements; k++) {
+        redisReply *x = redisCommand(s.rc, "XRANGE %s - +", streams->element[k]->str);
+        for (size_t i = 0; i < x->elements; i++) {
+            redisReply *f = x->element[i]->element[1];
+            for (size_t j = 0; j < f->elements; j++)
+                scan_value(f->element[j]->str, f->element[j]->len, "a stream field");
+        }
+        freeReplyObject(x);
     }
-    freeReplyObject(x);
+    freeReplyObject(streams);
     harness_stop(&s.coll);
     size_t len;
     char *log = harness_read_file(s.coll.log_path, &len);

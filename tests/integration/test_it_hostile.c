@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_stream.h"
 
 #define GOOD "{\"n\":\"pageview\",\"u\":\"https://example.com/ok\",\"d\":\"example.com\"}"
 #define UA "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n"
@@ -65,9 +66,7 @@ static void still_serving(struct server *s, const char *after)
 static long long stream_len(struct server *s)
 {
     redisContext *rc = redisConnectUnix(s->redis.socket);
-    redisReply *r = redisCommand(rc, "XLEN veil:{0}:events");
-    long long n = r->integer;
-    freeReplyObject(r);
+    long long n = harness_stream_count(rc);
     redisFree(rc);
     return n;
 }

@@ -26,10 +26,10 @@
 
 #include "event.h"
 #include "harness.h"
+#include "harness_stream.h"
 
 #define UA "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 #define GOOD "{\"n\":\"pageview\",\"u\":\"https://example.com/ok\",\"d\":\"example.com\"}"
-#define STREAM "veil:{0}:events"
 
 struct server {
     char *dir;
@@ -247,19 +247,9 @@ static char *event_request(char *buf, size_t size, const char *body, const char 
     return buf;
 }
 
-static long long xlen(struct server *s)
-{
-    redisReply *r = redisCommand(s->rc, "XLEN " STREAM);
-    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    return n;
-}
-
 static void wait_xlen(struct server *s, long long n)
 {
-    for (int i = 0; i < 300 && xlen(s) < n; i++)
-        sleep_ms(10);
-    cr_assert_eq(xlen(s), n, "stream length");
+    cr_assert_eq(harness_wait_stream_events(s->rc, n, 3000), n, "events in the streams");
 }
 
 static long long metric(struct server *s, const char *name)
@@ -282,19 +272,15 @@ static long long held_metric(struct reader *r, const char *name)
     return metric(current, name);
 }
 
-/* Path of stream entry `idx`. */
+/* Stream event `idx` (in stream order, see harness_stream.h). */
 static void entry(struct server *s, size_t idx, struct event_record *ev)
 {
-    redisReply *r = redisCommand(s->rc, "XRANGE " STREAM " - +");
-    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements > idx);
-    redisReply *f = r->element[idx]->element[1];
-    event_record_init(ev);
-    char err[128];
-    for (size_t i = 0; i + 1 < f->elements; i += 2)
-        cr_assert(event_decode_field(ev, f->element[i]->str, f->element[i]->len,
-                                     f->element[i + 1]->str, f->element[i + 1]->len, err,
-                                     sizeof err));
-    freeReplyObject(r);
+    struct harness_events e;
+    char err[160];
+    cr_assert(harness_stream_events(s->rc, true, &e, err, sizeof err) >= 0, "streams: %s", err);
+    cr_assert(e.n > idx, "only %zu events in the streams", e.n);
+    *ev = e.ev[idx];
+    harness_events_free(&e);
 }
 
 Test(httpd, keep_alive_serves_many_requests_on_one_connection, .timeout = 120)

@@ -35,12 +35,12 @@
 
 #include "event.h"
 #include "harness.h"
+#include "harness_stream.h"
 
 #define UA_FIREFOX "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 #define UA_IPHONE                                                                          \
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, " \
     "like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-#define STREAM "veil:{0}:events"
 #define EVENTS_MAX 8000
 
 static const char *const client_ips[] = {"203.0.113.7", "198.51.100.23", "2001:db8:1::77"};
@@ -243,10 +243,7 @@ static int accepted_total(const struct stack *s)
 
 static long long xlen(redisContext *rc)
 {
-    redisReply *r = redisCommand(rc, "XLEN " STREAM);
-    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    return n;
+    return harness_stream_count(rc);
 }
 
 /* Every event answered 202 is in the stream exactly once, nothing else is. */
@@ -257,21 +254,14 @@ static void expect_stream_exact(struct stack *s, int timeout_ms)
     for (int waited = 0; waited < timeout_ms && xlen(rc) < want; waited += 50)
         sleep_ms(50);
     sleep_ms(500); /* anything extra (a duplicate) would show up by now */
-    redisReply *r = redisCommand(rc, "XRANGE " STREAM " - +");
-    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    struct harness_events e;
+    char err[160];
+    cr_assert(harness_stream_events(rc, true, &e, err, sizeof err) >= 0, "streams: %s", err);
     int *seen = calloc(EVENTS_MAX, sizeof *seen);
     int other = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *f = r->element[i]->element[1];
-        struct event_record ev;
-        char err[160];
-        event_record_init(&ev);
+    for (size_t i = 0; i < e.n; i++) {
         int n = -1;
-        for (size_t j = 0; j + 1 < f->elements; j += 2)
-            cr_assert(event_decode_field(&ev, f->element[j]->str, f->element[j]->len,
-                                         f->element[j + 1]->str, f->element[j + 1]->len, err,
-                                         sizeof err), "%s", err);
-        sscanf(ev.path, "/p/%d", &n);
+        sscanf(e.ev[i].path, "/p/%d", &n);
         if (n >= 0 && n < EVENTS_MAX)
             seen[n]++;
         else
@@ -290,9 +280,9 @@ static void expect_stream_exact(struct stack *s, int timeout_ms)
     cr_expect_eq(duplicated, 0, "%d events reached the stream more than once", duplicated);
     cr_expect_eq(unexpected, 0, "%d events not answered 202 are in the stream", unexpected);
     cr_expect_eq(other, 0);
-    cr_expect_eq((long long)r->elements, (long long)want, "stream entries vs 202 answers");
+    cr_expect_eq((long long)e.n, (long long)want, "stream events vs 202 answers");
     free(seen);
-    freeReplyObject(r);
+    harness_events_free(&e);
     redisFree(rc);
 }
 
