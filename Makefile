@@ -120,6 +120,13 @@ $(LLHTTP_DIR)/%.c:
 $(BUILD)/llhttp/llhttp_%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LLHTTP_FLAGS) $(OPT) $(DEBUG) $(SANFLAGS) -c $< -o $@
+# The aggregator's Redis Functions, compiled in as one C string literal.
+AGG_FUNCTIONS_H := $(BUILD)/gen/veil_functions.h
+$(AGG_FUNCTIONS_H): aggregator/veil_functions.lua
+	@mkdir -p $(dir $@)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< > $@
+$(BUILD)/aggregator/lease.o: $(AGG_FUNCTIONS_H)
+$(BUILD)/aggregator/lease.o: CPPFLAGS += -I$(BUILD)/gen
 $(AGGREGATOR_LIB): $(call obj,$(AGGREGATOR_SRC))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^

@@ -193,7 +193,7 @@ static bool may_persist(const char *key, size_t len, const char *type)
 {
     if (!strcmp(type, "stream"))
         return true; /* trimmed once acknowledged */
-    static const char *const suffixes[] = {":sites", ":dpkey"};
+    static const char *const suffixes[] = {":sites", ":dpkey", ":epoch"}; /* epoch: a fencing token */
     if (len > 9 && !memcmp(key, "veil:{reg}", 10))
         return true; /* the site registry: settings and token hashes */
     if (len == 16 && !memcmp(key, "veil:meta:shards", 16))

@@ -111,6 +111,35 @@ static int purge_key(struct admin *a, const char *key, size_t len, void *arg)
     return 0;
 }
 
+/* HDEL the site's open visits (fields "<site>:<visitor>") from the
+ * checkpoint hash <prefix>sessions; each counts as one deleted key. */
+static int purge_visits(struct admin *a, const char *prefix, const char *site, struct purge *p)
+{
+    char cursor[32] = "0";
+    do {
+        redisReply *r = redisCommand(a->rc, "HSCAN %ssessions %s MATCH %s:* COUNT 1000", prefix,
+                                     cursor, site);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            if (r)
+                freeReplyObject(r);
+            return admin_redis_error(a, NULL, "HSCAN");
+        }
+        str_copy(cursor, sizeof cursor, r->element[0]->str, r->element[0]->len);
+        const redisReply *items = r->element[1];
+        for (size_t i = 0; i + 1 < items->elements; i += 2) {
+            if (!a->dry_run) {
+                redisReply *d = redisCommand(a->rc, "HDEL %ssessions %b", prefix,
+                                             items->element[i]->str, items->element[i]->len);
+                if (d)
+                    freeReplyObject(d);
+            }
+            p->deleted++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return ADMIN_OK;
+}
+
 int admin_purge(struct admin *a)
 {
     if (a->nargs != 1)
@@ -148,6 +177,13 @@ int admin_purge(struct admin *a)
             return rc;
         str_format(pattern, sizeof pattern, "%srt:%s", prefixes[i], site);
         if ((rc = scan_keys(a, pattern, purge_key, &all)) != ADMIN_OK)
+            return rc;
+        /* aggregator engine v2: realtime per minute, open visits in the
+         * shard's checkpoint hash (docs/KEYS.md) */
+        str_format(pattern, sizeof pattern, "%srt:%s:*", prefixes[i], site);
+        if ((rc = scan_keys(a, pattern, purge_key, &all)) != ADMIN_OK)
+            return rc;
+        if ((rc = purge_visits(a, prefixes[i], site, &all)) != ADMIN_OK)
             return rc;
         p.deleted += all.deleted;
         if (!a->dry_run && admin_redis_slot(a, prefixes[i])) {

@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "shard.h"
 #include "util.h"
 
 #define OPT(field) offsetof(struct agg_config, field)
@@ -21,22 +22,32 @@ const struct cfg_option agg_options[] = {
     {"redis", CFG_STRING, OPT(redis), "127.0.0.1:6379", 0, 300, NULL,
      "Redis server holding the event stream and the counts: host:port or unix:/path.", NULL,
      false},
-    {"consumer", CFG_STRING, OPT(consumer), "", 0, 200, NULL,
-     "Consumer name of this process in the stream's consumer group 'agg'; must be unique "
-     "per running process. Empty = <hostname>-<pid>.",
+    {"shards", CFG_INT, OPT(shards), "16", 1, SHARDS_MAX, NULL,
+     "Logical shards of the installation: the same number in every collector and "
+     "aggregator (Redis key veil:meta:shards holds it; a process with another count "
+     "refuses to start). Chosen at install; see docs/AGGREGATOR.md to change it.",
      NULL, false},
-    {"batch_size", CFG_INT, OPT(batch_size), "1000", 1, 100000, NULL,
-     "Stream entries read, combined and committed together (one atomic script per batch).",
+    {"consumer", CFG_STRING, OPT(consumer), "", 0, 200, NULL,
+     "Name of this process in the shard leases; must be unique per running process. "
+     "Empty = <hostname>-<pid>.",
+     NULL, false},
+    {"batch_size", CFG_INT, OPT(batch_size), "50000", 1, 1000000, NULL,
+     "Most events of one shard combined and committed together (one atomic function call "
+     "per batch); batches are smaller when less is waiting.",
      "Raw events stay in Redis until their batch commits; smaller batches trim them sooner.",
      false},
     {"block_ms", CFG_INT, OPT(block_ms), "200", 1, 10000, NULL,
-     "How long one read waits for new entries (XREADGROUP BLOCK); also bounds how long "
+     "How long one read waits for new entries (XREAD BLOCK); also bounds how long "
      "SIGTERM waits.",
      NULL, false},
-    {"claim_idle_ms", CFG_INT, OPT(claim_idle_ms), "30000", 100, 86400000, NULL,
-     "Entries another worker read but did not commit for this long are taken over "
-     "(XAUTOCLAIM) and rolled up here.",
+    {"lease_ms", CFG_INT, OPT(lease_ms), "10000", 300, 600000, NULL,
+     "A shard's lease: its owner renews it every third of this; when the owner dies, "
+     "another process takes the shard over after this long.",
      NULL, false},
+    {"future_skew_s", CFG_INT, OPT(future_skew_s), "300", 0, 86400, NULL,
+     "Events stamped more than this many seconds in the future are refused (counted "
+     "as rejected, reason future).",
+     "A future timestamp would keep keys alive past their retention.", false},
     {"retention_days", CFG_INT, OPT(retention_days), "730", 1, 3650, NULL,
      "Daily counts expire this many days after the end of their day; events older than "
      "that are acknowledged and not counted.",
@@ -47,9 +58,16 @@ const struct cfg_option agg_options[] = {
      "Bounds memory by traffic diversity and keeps rare, possibly identifying values "
      "(unique paths, tiny cities) from piling up.",
      false},
+    {"property_budget", CFG_INT, OPT(property_budget), "10000", 0, 10000000, NULL,
+     "Rows of all custom-property breakdowns (prop:<key>) together per site and day; later "
+     "new values are counted under \"(other)\" of their key.",
+     "One budget bounds what clients can make Redis hold for properties, whatever the "
+     "number of keys and values (docs/KEYS.md \"Memory bound\").",
+     false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",
-     "The open-session key (visitor hash, timestamps) expires after this long.", false},
+     "An open visit (visitor hash, timestamps) is kept in memory and in the shard's "
+     "checkpoint until it has been idle this long in event time.", false},
     /* ---- stats API ---- */
     {"api_listen", CFG_STRING, OPT(api_listen), "127.0.0.1:8081", 0, 300, NULL,
      "Address the stats API and dashboard listen on (host:port). Empty = this process runs "
@@ -97,6 +115,11 @@ int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_act
     }
     if (conf->api_listen[0] && !hostport_split(conf->api_listen, host, sizeof host, &port)) {
         str_format(err, errlen, "api_listen: expected host:port (or empty)");
+        return -1;
+    }
+    if (conf->block_ms * 3 >= conf->lease_ms) {
+        str_format(err, errlen, "block_ms: must be below a third of lease_ms (leases are renewed "
+                                "between reads)");
         return -1;
     }
     if (log_level_parse(conf->log_level) < 0) {

@@ -14,12 +14,15 @@
 struct agg_config {
     /* roll-up */
     char *redis;                 /* "unix:/path" or "host:port" */
-    char *consumer;              /* consumer name in group "agg"; "" at load = <hostname>-<pid> */
-    long long batch_size;        /* entries per XREADGROUP / XAUTOCLAIM */
-    long long block_ms;          /* XREADGROUP BLOCK */
-    long long claim_idle_ms;     /* XAUTOCLAIM min idle */
+    long long shards;            /* logical shards of the installation */
+    char *consumer;              /* owner name in the leases; "" at load = <hostname>-<pid> */
+    long long batch_size;        /* most events per commit of one shard */
+    long long block_ms;          /* XREAD BLOCK */
+    long long lease_ms;          /* shard lease */
+    long long future_skew_s;     /* events further in the future are refused */
     long long retention_days;    /* daily keys expire at end of day + this */
     long long breakdown_cap;     /* rows per dimension per site-day before "(other)" */
+    long long property_budget;   /* rows of all prop:<key> dimensions per site-day */
     long long session_timeout_s; /* a visit ends after this much inactivity */
     /* stats API */
     char *api_listen;            /* "host:port"; "" = no stats API in this process */

@@ -10,6 +10,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "schema.h"
 #include "util.h"
 
 static const char *const metric_names[API_METRIC__COUNT] = {
@@ -24,28 +25,9 @@ const char *api_metric_name(enum api_metric m)
     return m < API_METRIC__COUNT ? metric_names[m] : "";
 }
 
-/* Breakdown properties: Plausible name, KEYS.md dimension, output column. */
-static const struct {
-    const char *name;
-    const char *dim;
-} properties[] = {
-    {"event:page", "page"},
-    {"event:name", "name"},
-    {"visit:entry_page", "entry_page"},
-    {"visit:source", "source"},
-    {"visit:utm_source", "utm_source"},
-    {"visit:utm_medium", "utm_medium"},
-    {"visit:utm_campaign", "utm_campaign"},
-    {"visit:country", "country"},
-    {"visit:region", "region"},
-    {"visit:city", "city"},
-    {"visit:browser", "browser"},
-    {"visit:os", "os"},
-    {"visit:device", "device"},
-    {"visit:screen", "screen"},
-};
-
-#define PROPS_PREFIX "event:props:"
+/* Breakdown properties: the stats API property of each dimension of the
+ * schema table (schema.h); its output column is the dimension's name. */
+#define PROPS_PREFIX "event:props:" /* schema_dim(SD_PROP)->property */
 
 enum param {
     P_SITE_ID, P_PERIOD, P_DATE, P_METRICS, P_INTERVAL, P_PROPERTY, P_LIMIT, P_PAGE,
@@ -145,12 +127,12 @@ static bool parse_metrics(enum api_endpoint ep, const char *v, struct api_params
 
 static bool parse_property(const char *v, struct api_params *out, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < ARRAY_LEN(properties); i++) {
-        if (strcmp(v, properties[i].name) == 0) {
+    for (int i = 0; i < SD__COUNT; i++) {
+        const struct schema_dim *d = schema_dim((enum schema_dim_id)i);
+        if (i != SD_PROP && d->property && strcmp(v, d->property) == 0) {
             str_copy(out->property, sizeof out->property, v, strlen(v));
-            str_copy(out->dim, sizeof out->dim, properties[i].dim, strlen(properties[i].dim));
-            str_copy(out->column, sizeof out->column, properties[i].dim,
-                     strlen(properties[i].dim));
+            str_copy(out->dim, sizeof out->dim, d->name, strlen(d->name));
+            str_copy(out->column, sizeof out->column, d->name, strlen(d->name));
             return true;
         }
     }

@@ -1,74 +1,77 @@
-/* commit.h - one combined batch into Redis, atomically. The session logic
- * and the breakdown caps are planned in C from pipelined reads; one Lua
- * script call (EVALSHA, loaded once, re-loaded on NOSCRIPT) checks that the
- * batch's entries are still pending for this consumer and that what the
- * plan was made from is unchanged, applies every increment, HyperLogLog
- * add and expiry, then XACKs and XDELs the entries - all or nothing
- * (docs/AGGREGATOR.md).
+/* commit.h - one combined batch of one owned shard into Redis, in one
+ * atomic, epoch-checked function call (veil_commit in
+ * veil_functions.lua; docs/AGGREGATOR.md "The commit").
  *
- * It sends only what rollup.c combined (counts, dimension values, visitor
- * hashes, stream ids); it never sends or logs event content otherwise. */
+ * The visits and the breakdown caps are planned in C from the shard's
+ * memory (shard_state.h): nothing is read per event. The only reads are
+ * the rows of a breakdown the shard has not touched since it was taken
+ * over (HKEYS, once). The call then writes one HINCRBY per distinct key
+ * and field, one PFADD per key with all its members, the changed and
+ * closed visits (the checkpoint), and trims the batch from the stream; it
+ * writes nothing when the shard's epoch is no longer ours.
+ *
+ * It sends only counts, dimension values, visitor hashes, stream ids and
+ * (for legacy entries of another shard) packed events; it never logs. */
 #ifndef VEIL_COMMIT_H
 #define VEIL_COMMIT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <hiredis/hiredis.h>
 
 #include "rollup.h"
+#include "shard_state.h"
 
 struct commit_params {
-    const char *stream_key;       /* veil:{0}:events */
-    const char *sites_key;        /* veil:{0}:sites */
-    const char *group;            /* "agg" */
-    const char *consumer;         /* this process's consumer name */
+    const char *owner;          /* this process's name in the leases */
+    long long lease_ms;
     long long breakdown_cap;
+    long long property_budget;  /* rows of all prop:<key> breakdowns of a site-day */
     long long session_timeout_s;
+    long long future_skew_s;    /* visits idle past timeout + skew of stream time close */
+    int64_t now;                /* unix time: the realtime window */
+};
+
+/* A legacy entry whose site belongs to another shard: moved there by the
+ * commit (XADD of the packed event to that shard's stream). */
+struct commit_forward {
+    const char *stream;         /* the site's shard's stream key */
+    const char *packed;         /* event_pack bytes */
+    size_t len;
 };
 
 enum commit_result {
-    COMMIT_OK = 0,    /* counted, acknowledged and trimmed */
-    COMMIT_CONFLICT,  /* nothing written: some entries are no longer ours (lost[] set) */
-    COMMIT_ERROR,     /* nothing known written; reason in err; check rc->err */
+    COMMIT_OK = 0,    /* counted, checkpointed and trimmed; st updated */
+    COMMIT_STALE,     /* nothing written: the shard's epoch is not ours any more */
+    COMMIT_ERROR,     /* unknown whether written (reason in err): reload st */
 };
 
 struct commit;
 
-/* A committer holding the script's SHA and a reusable argument buffer.
- * Aborts on OOM. */
+/* A committer with reusable buffers. Aborts on OOM. */
 struct commit *commit_new(void);
 void commit_free(struct commit *c);
 
-/* SCRIPT LOAD the commit script on `rc` (done lazily by commit_batch too).
- * Returns 0, or -1 with a reason in err. */
-int commit_load(struct commit *c, redisContext *rc, char *err, size_t errlen);
+/* Commit batch `r` (rollup_finish called, every event of shard st) and
+ * the forwards fw[0..nfw), then trim the stream up to, not including,
+ * `trim_minid` ("" = nothing to trim). With `sweep`, visits idle past the
+ * timeout in stream time are closed and dropped from the checkpoint, and
+ * unused breakdowns are forgotten from memory. On COMMIT_OK the shard's
+ * memory holds the new state; otherwise it is unchanged (on COMMIT_ERROR
+ * the caller must reload it: the call may have run). */
+enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard_state *st,
+                                const struct commit_params *p, const struct rollup *r,
+                                const char *trim_minid, const struct commit_forward *fw,
+                                size_t nfw, bool sweep, char *err, size_t errlen);
 
-/* Commit stream entries ids[0..nids) (each idlens[i] bytes) together with
- * the combined batch `r` (rollup_finish already called). The ids must be
- * every entry `r` was built from plus any entry to acknowledge without
- * counting (rejected, expired, deleted). On COMMIT_CONFLICT, lost[i] is
- * set for each id no longer pending for p->consumer and nothing was
- * written: drop those entries, recombine the rest and call again.
- * Returns the result; on COMMIT_ERROR a reason is in err. */
-enum commit_result commit_batch(struct commit *c, redisContext *rc,
-                                const struct commit_params *p, const char *const *ids,
-                                const size_t *idlens, size_t nids, const struct rollup *r,
-                                bool *lost, char *err, size_t errlen);
+/* Redis commands the last commit_batch ran inside its function call, and
+ * the breakdowns it had to read first (HKEYS). */
+unsigned long long commit_last_commands(const struct commit *c);
+unsigned long long commit_last_reads(const struct commit *c);
 
-/* Tests only: `hook` runs between the reads and the script call of every
- * plan (attempt 0, 1, ...), to change what was read as another worker
- * would. NULL removes it. */
-void commit_set_plan_hook(struct commit *c, void (*hook)(void *arg, int attempt), void *arg);
-
-/* Plans thrown away because a guard failed, since commit_new. */
-unsigned long long commit_replans(const struct commit *c);
-
-/* Remove consumers of the group other than p->consumer that have nothing
- * pending and were idle for more than `idle_ms` (dead workers' names), in
- * one script so a consumer cannot read entries in between. Returns the
- * number removed, or -1 with a reason in err. */
-long long commit_forget_consumers(redisContext *rc, const struct commit_params *p,
-                                  long long idle_ms, char *err, size_t errlen);
+/* Tests only: `hook` runs right before the function call. */
+void commit_set_hook(struct commit *c, void (*hook)(void *arg), void *arg);
 
 #endif

@@ -21,6 +21,7 @@
 #include "consumer.h"
 #include "log.h"
 #include "reload.h"
+#include "rollup_metrics.h"
 #include "stats_api.h"
 #include "util.h"
 
@@ -86,6 +87,8 @@ int main(int argc, char **argv)
     }
     evthread_use_pthreads();
 
+    consumer = consumer_new(&conf);
+    rollup_metrics_register(consumer); /* before the stats API thread reads it */
     if (conf.api_listen[0]) {
         api = stats_api_start(&conf, err, sizeof err);
         if (!api) {
@@ -100,12 +103,12 @@ int main(int argc, char **argv)
     if (!reloader)
         log_warn("cannot start the reload thread: SIGHUP is ignored");
 
-    consumer = consumer_new(&conf);
-    log_info("veil-aggregator %s: redis %s, consumer '%s', batch %lld, retention %lld days, "
-             "breakdown cap %lld, session timeout %lld s",
-             VEIL_VERSION, conf.redis, conf.consumer, conf.batch_size, conf.retention_days,
-             conf.breakdown_cap, conf.session_timeout_s);
-    consumer_run(consumer, sigfd);
+    log_info("veil-aggregator %s: redis %s, owner '%s', %lld shards, lease %lld ms, batch %lld, "
+             "retention %lld days, breakdown cap %lld, session timeout %lld s",
+             VEIL_VERSION, conf.redis, conf.consumer, conf.shards, conf.lease_ms,
+             conf.batch_size, conf.retention_days, conf.breakdown_cap, conf.session_timeout_s);
+    if (consumer_run(consumer, sigfd) != 0)
+        goto out;
 
     struct signalfd_siginfo si;
     if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si)

@@ -13,9 +13,11 @@
 #include <sodium.h>
 
 #include "dp.h"
+#include "schema.h"
+#include "shard.h"
 #include "util.h"
 
-#define KEY_PREFIX "veil:{0}:"
+#define DP_KEY "veil:{0}:dpkey" /* one per installation, kept where it always was */
 /* Commands in flight per pipeline round trip. */
 #define PIPELINE_CHUNK 512
 /* Keys per PFCOUNT; a larger union goes through PFMERGE in chunks. */
@@ -35,17 +37,36 @@ const char *query_counter_field(enum query_counter c)
 
 /* ---- keys ---- */
 
-/* "veil:{0}:d:<site>:<day>:<tail><value>" in a malloc'd buffer. */
+/* Written once at start-up (query_set_shards), before any query thread. */
+static unsigned query_shards = SHARDS_DEFAULT;
+
+void query_set_shards(unsigned shards)
+{
+    query_shards = shards ? shards : 1;
+}
+
+/* "veil:{<shard of site>}:" into buf (SHARD_PREFIX_MAX); its length. */
+static size_t site_prefix(const char *site, char *buf)
+{
+    return shard_key_prefix(buf, SHARD_PREFIX_MAX,
+                            shard_of_site(site, strlen(site), query_shards));
+}
+
+/* "veil:{s}:d:<site>:<day>:<tail><value>" in a malloc'd buffer. */
 static char *day_key(const char *site, period_day day, const char *tail, const char *value,
                      size_t value_len, size_t *len_out)
 {
     char dstr[11];
     period_format_day(day, dstr);
+    char prefix[SHARD_PREFIX_MAX];
+    size_t prefix_len = site_prefix(site, prefix);
     size_t site_len = strlen(site), tail_len = strlen(tail);
-    size_t len = sizeof KEY_PREFIX - 1 + 2 + site_len + 1 + 10 + 1 + tail_len + value_len;
+    size_t len = prefix_len + 2 + site_len + 1 + 10 + 1 + tail_len + value_len;
     char *k = xmalloc(len + 1), *p = k;
-    memcpy(p, KEY_PREFIX "d:", sizeof KEY_PREFIX + 1);
-    p += sizeof KEY_PREFIX + 1;
+    memcpy(p, prefix, prefix_len);
+    p += prefix_len;
+    memcpy(p, "d:", 2);
+    p += 2;
     memcpy(p, site, site_len);
     p += site_len;
     *p++ = ':';
@@ -104,7 +125,7 @@ static void cmd_free(struct cmd *c)
     free(c->argvlen);
 }
 
-/* Push the key "veil:{0}:d:<site>:<day>:<tail><value>". */
+/* Push the key "veil:{s}:d:<site>:<day>:<tail><value>". */
 static void cmd_push_day_key(struct cmd *c, const char *site, period_day day, const char *tail,
                              const char *value, size_t value_len)
 {
@@ -210,10 +231,14 @@ static int pfcount_union(redisContext *rc, struct cmd *c, long long *out, char *
             freeReplyObject(r);
         return status;
     }
-    char tmp[64];
+    /* in the slot of the keys it merges: their "veil:{s}:" */
+    char tmp[64], prefix[SHARD_PREFIX_MAX] = "veil:{0}:";
+    const char *tag_end = memchr(c->argv[1], '}', c->argvlen[1]);
+    if (tag_end && (size_t)(tag_end - c->argv[1]) + 2 < sizeof prefix)
+        str_copy(prefix, sizeof prefix, c->argv[1], (size_t)(tag_end - c->argv[1]) + 2);
     unsigned char id[8];
     randombytes_buf(id, sizeof id);
-    str_format(tmp, sizeof tmp, KEY_PREFIX "tmp:union:%02x%02x%02x%02x%02x%02x%02x%02x", id[0],
+    str_format(tmp, sizeof tmp, "%stmp:union:%02x%02x%02x%02x%02x%02x%02x%02x", prefix, id[0],
                id[1], id[2], id[3], id[4], id[5], id[6], id[7]);
     int status = 0;
     for (size_t base = 1; base < c->argc && status == 0; base += PFCOUNT_MAX_KEYS) {
@@ -338,11 +363,11 @@ int query_totals(redisContext *rc, const char *site, const struct period_range *
 
 /* ---- breakdown ---- */
 
-static const char *const row_metrics[3] = {"pv", "vis", "ev"};
-
 struct breakdown_ctx {
     const char *site;
     const char *dim;
+    unsigned metric[3];   /* the dim's metrics (schema.h), read for each day */
+    size_t nmetrics;
     period_day first;
     struct stats_rows *out;
     size_t rows_cap;
@@ -414,9 +439,10 @@ static int rows_append_cb(redisContext *rc, size_t i, void *arg)
 {
     struct breakdown_ctx *b = arg;
     char tail[300];
-    str_format(tail, sizeof tail, "b:%s:%s", b->dim, row_metrics[i % 3]);
+    str_format(tail, sizeof tail, "b:%s:%s", b->dim,
+               schema_metric_name(b->metric[i % b->nmetrics]));
     cmd_push_str(&b->cmd, "HGETALL");
-    cmd_push_day_key(&b->cmd, b->site, b->first + (period_day)(i / 3), tail, NULL, 0);
+    cmd_push_day_key(&b->cmd, b->site, b->first + (period_day)(i / b->nmetrics), tail, NULL, 0);
     return cmd_append(rc, &b->cmd);
 }
 
@@ -438,12 +464,12 @@ static int rows_reply_cb(const redisReply *r, size_t i, void *arg, char *err, si
             return -1;
         }
         struct stats_row *row = row_find_or_add(b, name->str, name->len);
-        switch (i % 3) {
-        case 0: row->pageviews += v; break;
-        case 1: row->visits += v; break;
+        switch (b->metric[i % b->nmetrics]) {
+        case SCHEMA_PV: row->pageviews += v; break;
+        case SCHEMA_VIS: row->visits += v; break;
         default: row->events += v; break;
         }
-        row_add_day(row, b->first + (period_day)(i / 3));
+        row_add_day(row, b->first + (period_day)(i / b->nmetrics));
     }
     return 0;
 }
@@ -473,9 +499,16 @@ int query_breakdown(redisContext *rc, const char *site, const char *dim,
                     char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    struct breakdown_ctx b = {site, dim, range->first, out, 0, NULL, 64, {0}};
+    struct breakdown_ctx b = {site, dim, {0}, 0, range->first, out, 0, NULL, 64, {0}};
+    /* only the hashes the dimension has (schema.h): pv, vis, ev in turn */
+    const struct schema_dim *sd = schema_find(dim);
+    unsigned metrics = sd ? sd->metrics : SCHEMA_PV | SCHEMA_EV | SCHEMA_VIS;
+    const unsigned order[3] = {SCHEMA_PV, SCHEMA_VIS, SCHEMA_EV};
+    for (size_t m = 0; m < 3; m++)
+        if (metrics & order[m])
+            b.metric[b.nmetrics++] = order[m];
     b.index = xcalloc(b.index_cap, sizeof *b.index);
-    size_t ncmds = (size_t)period_range_days(range) * 3;
+    size_t ncmds = (size_t)period_range_days(range) * b.nmetrics;
     int status = pipeline(rc, ncmds, rows_append_cb, rows_reply_cb, &b, err, errlen);
     if (status == 0)
         status = pipeline(rc, out->n, visitors_append_cb, visitors_reply_cb, &b, err, errlen);
@@ -514,15 +547,25 @@ void query_rows_free(struct stats_rows *rows)
 
 /* ---- realtime, sites, DP key ---- */
 
-int query_realtime(redisContext *rc, const char *site, long long since, long long *count,
-                   char *err, size_t errlen)
+int query_realtime(redisContext *rc, const char *site, long long since, long long now,
+                   long long *count, char *err, size_t errlen)
 {
-    char key[512];
-    if (!str_format(key, sizeof key, KEY_PREFIX "rt:%s", site)) {
-        str_format(err, errlen, "site id too long");
-        return -1;
+    /* the per-minute HyperLogLogs "<p>rt:<site>:<minute>" of the window */
+    char prefix[SHARD_PREFIX_MAX];
+    site_prefix(site, prefix);
+    struct cmd c = {0};
+    cmd_push_str(&c, "PFCOUNT");
+    for (long long minute = since / 60; minute <= now / 60; minute++) {
+        char key[512];
+        if (!str_format(key, sizeof key, "%srt:%s:%lld", prefix, site, minute)) {
+            cmd_free(&c);
+            str_format(err, errlen, "site id too long");
+            return -1;
+        }
+        cmd_push_str(&c, key);
     }
-    redisReply *r = redisCommand(rc, "ZCOUNT %s %lld +inf", key, since);
+    redisReply *r = redisCommandArgv(rc, (int)c.argc, c.argv, c.argvlen);
+    cmd_free(&c);
     int status = r && r->type == REDIS_REPLY_INTEGER ? 0 : redis_fail(rc, r, err, errlen);
     if (status == 0)
         *count = r->integer;
@@ -538,29 +581,61 @@ static int site_cmp(const void *a, const void *b)
 
 int query_sites(redisContext *rc, char ***sites, size_t *n, char *err, size_t errlen)
 {
-    redisReply *r = redisCommand(rc, "SMEMBERS " KEY_PREFIX "sites");
+    /* one SMEMBERS per shard, pipelined (a SUNION would cross slots) */
+    for (unsigned s = 0; s < query_shards; s++) {
+        char prefix[SHARD_PREFIX_MAX];
+        shard_key_prefix(prefix, sizeof prefix, s);
+        redisAppendCommand(rc, "SMEMBERS %ssites", prefix);
+    }
     *sites = NULL;
     *n = 0;
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        int status = redis_fail(rc, r, err, errlen);
-        if (r)
+    char **list = NULL;
+    size_t count = 0, cap = 0;
+    int status = 0;
+    for (unsigned s = 0; s < query_shards; s++) {
+        redisReply *r = NULL;
+        if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
+            status = redis_fail(rc, NULL, err, errlen);
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY) {
+            if (status == 0)
+                status = redis_fail(rc, r, err, errlen);
             freeReplyObject(r);
-        return status;
-    }
-    char **list = xcalloc(r->elements ? r->elements : 1, sizeof *list);
-    size_t count = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type == REDIS_REPLY_STRING && !memchr(e->str, '\0', e->len)) {
+            continue;
+        }
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_STRING || memchr(e->str, '\0', e->len))
+                continue;
+            if (count == cap) {
+                cap = cap ? cap * 2 : 16;
+                list = xrealloc(list, cap * sizeof *list);
+            }
             list[count] = xmalloc(e->len + 1);
             memcpy(list[count], e->str, e->len);
             list[count++][e->len] = '\0';
         }
+        freeReplyObject(r);
     }
-    freeReplyObject(r);
-    qsort(list, count, sizeof *list, site_cmp);
-    *sites = list;
-    *n = count;
+    if (status != 0) {
+        for (size_t i = 0; i < count; i++)
+            free(list[i]);
+        free(list);
+        return status;
+    }
+    if (count)
+        qsort(list, count, sizeof *list, site_cmp);
+    /* a site lives in one shard; drop duplicates all the same */
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (kept && strcmp(list[kept - 1], list[i]) == 0)
+            free(list[i]);
+        else
+            list[kept++] = list[i];
+    }
+    *sites = list ? list : xcalloc(1, sizeof *list);
+    *n = kept;
     return 0;
 }
 
@@ -568,7 +643,7 @@ int query_dp_key(redisContext *rc, unsigned char key[32], char *err, size_t errl
 {
     unsigned char fresh[DP_KEY_BYTES];
     dp_key_generate(fresh);
-    redisReply *r = redisCommand(rc, "SET " KEY_PREFIX "dpkey %b NX", fresh, sizeof fresh);
+    redisReply *r = redisCommand(rc, "SET " DP_KEY " %b NX", fresh, sizeof fresh);
     if (!r || r->type == REDIS_REPLY_ERROR) {
         int status = redis_fail(rc, r, err, errlen);
         if (r)
@@ -576,10 +651,10 @@ int query_dp_key(redisContext *rc, unsigned char key[32], char *err, size_t errl
         return status;
     }
     freeReplyObject(r);
-    r = redisCommand(rc, "GET " KEY_PREFIX "dpkey");
+    r = redisCommand(rc, "GET " DP_KEY);
     if (!r || r->type != REDIS_REPLY_STRING || r->len != DP_KEY_BYTES) {
         if (r && r->type == REDIS_REPLY_STRING)
-            str_format(err, errlen, "redis: " KEY_PREFIX "dpkey is not %d bytes", DP_KEY_BYTES);
+            str_format(err, errlen, "redis: " DP_KEY " is not %d bytes", DP_KEY_BYTES);
         else
             redis_fail(rc, r, err, errlen);
         if (r)

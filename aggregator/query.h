@@ -82,12 +82,17 @@ int query_rows_union_visitors(redisContext *rc, const char *site, const char *di
 
 void query_rows_free(struct stats_rows *rows);
 
-/* Realtime visitors: ZCOUNT veil:{0}:rt:<site> over [since, +inf). A
- * missing key counts 0. Returns 0 or -1 with a reason in err. */
-int query_realtime(redisContext *rc, const char *site, long long since, long long *count,
-                   char *err, size_t errlen);
+/* Every key is in the shard of its site: shard_of_site(site, shards).
+ * Call once before any query (the stats API's start). */
+void query_set_shards(unsigned shards);
 
-/* Site ids with data (SMEMBERS veil:{0}:sites), sorted. The caller frees
+/* Realtime visitors: PFCOUNT of the per-minute HyperLogLogs
+ * veil:{s}:rt:<site>:<minute> of the minutes from since to now (unix
+ * seconds). Missing keys count 0. Returns 0 or -1 with a reason in err. */
+int query_realtime(redisContext *rc, const char *site, long long since, long long now,
+                   long long *count, char *err, size_t errlen);
+
+/* Site ids with data (SMEMBERS veil:{s}:sites of every shard), sorted. The caller frees
  * each string and the array. Returns 0 or -1 with a reason in err. */
 int query_sites(redisContext *rc, char ***sites, size_t *n, char *err, size_t errlen);
 

@@ -21,8 +21,10 @@
 
 /* Directives the running process keeps until a restart. */
 static const char *const restart_only[] = {
-    "redis",          "consumer",          "batch_size", "block_ms", "claim_idle_ms",
-    "retention_days", "breakdown_cap",     "session_timeout_s", "api_listen", NULL};
+    "redis",         "shards",          "consumer",          "batch_size",
+    "block_ms",      "lease_ms",        "future_skew_s",     "retention_days",
+    "breakdown_cap", "property_budget", "session_timeout_s", "api_listen",
+    NULL};
 
 struct agg_reloader {
     int argc;

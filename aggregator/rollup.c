@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "schema.h"
 #include "strmap.h"
 #include "util.h"
 
@@ -39,9 +40,15 @@ static bool pairset_add(struct pairset *ps, uint32_t owner, uint32_t visitor)
         free(old.slots);
     }
     uint64_t v = ((uint64_t)owner << 32 | visitor) + 1;
-    uint64_t h = v * 0x9E3779B97F4A7C15ULL;
+    /* splitmix64's finalizer: every bit of owner and visitor reaches the
+     * low bits used as the slot (a plain multiply left owners out of them
+     * for small tables, and every row's pairs probed one long chain) */
+    uint64_t h = v;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
     size_t mask = ps->cap - 1;
-    for (size_t i = (size_t)(h >> 20) & mask;; i = (i + 1) & mask) {
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         if (ps->slots[i] == v)
             return false;
         if (ps->slots[i] == 0) {
@@ -53,6 +60,20 @@ static bool pairset_add(struct pairset *ps, uint32_t owner, uint32_t visitor)
 }
 
 /* ---- the combiner ---- */
+
+/* The last row counted of one dimension. */
+struct row_cache {
+    uint32_t day;   /* UINT32_MAX: empty */
+    uint32_t idx;
+    size_t len;
+    char value[64];
+};
+
+/* Which per-visitor dimensions a visitor was added to, for one day. */
+struct visitor_mask {
+    uint32_t day;   /* UINT32_MAX: none yet */
+    uint32_t dims;  /* bit per dim (dim_bit) */
+};
 
 struct rollup {
     char *prefix;
@@ -67,20 +88,20 @@ struct rollup {
     size_t nsessions, sessions_cap;
     struct rollup_hit *hits;
     size_t nhits, hits_cap;
+    struct rollup_hit *sorted; /* rollup_finish's scratch (order_cap hits) */
+    uint32_t *order;
+    size_t order_cap;
     const char **visitors; /* id -> 16 hex digits */
     size_t nvisitors, visitors_cap;
+    struct visitor_mask *masks; /* id -> its per-visitor rows of the batch */
+    size_t masks_cap;
+    struct row_cache last_row[SD__COUNT];
     struct smap day_map, row_map, session_map, visitor_map;
     struct pairset seen;
 };
 
 static const char *const total_fields[ROLLUP_T_COUNT] = {
     "pageviews", "events", "engaged_ms", "engaged_n", "scroll_sum", "scroll_n",
-};
-
-static const char *const visit_dim_names[ROLLUP_V_COUNT] = {
-    "entry_page", "source",  "utm_source",      "utm_medium", "utm_campaign",
-    "country",    "region",  "city",            "browser",    "browser_version",
-    "os",         "device",  "screen",
 };
 
 const char *rollup_total_field(enum rollup_total t)
@@ -90,7 +111,8 @@ const char *rollup_total_field(enum rollup_total t)
 
 const char *rollup_visit_dim_name(enum rollup_visit_dim d)
 {
-    return (unsigned)d < ROLLUP_V_COUNT ? visit_dim_names[d] : "?";
+    const struct schema_dim *sd = schema_visit_dim((int)d);
+    return sd ? sd->name : "?";
 }
 
 bool rollup_is_measurement(const char *name)
@@ -103,7 +125,17 @@ struct rollup *rollup_new(const char *prefix, long long retention_days)
     struct rollup *r = xcalloc(1, sizeof *r);
     r->prefix = xstrdup(prefix);
     r->retention_days = retention_days;
+    for (size_t i = 0; i < SD__COUNT; i++)
+        r->last_row[i].day = UINT32_MAX;
     return r;
+}
+
+void rollup_set_prefix(struct rollup *r, const char *prefix)
+{
+    if (strcmp(r->prefix, prefix) != 0) {
+        free(r->prefix);
+        r->prefix = xstrdup(prefix);
+    }
 }
 
 void rollup_reset(struct rollup *r)
@@ -113,6 +145,8 @@ void rollup_reset(struct rollup *r)
     for (size_t i = 0; i < r->nrows; i++)
         free(r->rows[i].visitors);
     r->ndays = r->nrows = r->nsessions = r->nhits = r->nvisitors = r->nevents = 0;
+    for (size_t i = 0; i < SD__COUNT; i++)
+        r->last_row[i].day = UINT32_MAX;
     smap_clear(&r->day_map);
     smap_clear(&r->row_map);
     smap_clear(&r->session_map);
@@ -132,7 +166,10 @@ void rollup_free(struct rollup *r)
     free(r->rows);
     free(r->sessions);
     free(r->hits);
+    free(r->sorted);
+    free(r->order);
     free(r->visitors);
+    free(r->masks);
     smap_free(&r->day_map);
     smap_free(&r->row_map);
     smap_free(&r->session_map);
@@ -173,6 +210,11 @@ static uint32_t visitor_id(struct rollup *r, const char *hash)
                               &created, &stored);
     if (created) {
         GROW(r->visitors, r->nvisitors, r->visitors_cap);
+        if (r->masks_cap < r->visitors_cap) {
+            r->masks_cap = r->visitors_cap;
+            r->masks = xrealloc(r->masks, r->masks_cap * sizeof *r->masks);
+        }
+        r->masks[r->nvisitors] = (struct visitor_mask){UINT32_MAX, 0};
         r->visitors[r->nvisitors++] = stored; /* the map's NUL-terminated copy */
     }
     return id;
@@ -210,6 +252,10 @@ static int day_index(struct rollup *r, const char *site, const char *day, int64_
         d->site = arena_dup(&r->arena, site, strlen(site));
         d->day = arena_dup(&r->arena, day, strlen(day));
         d->base = arena_dup(&r->arena, base, strlen(base));
+        char rkey[EV_SITE_MAX + 64];
+        if (!rollup_key_realtime(rkey, sizeof rkey, r->prefix, site))
+            return -1;
+        d->realtime_key = arena_dup(&r->arena, rkey, strlen(rkey));
         d->expire_at = expire_at;
     }
     *out = idx;
@@ -233,19 +279,35 @@ static size_t row_key(char *buf, uint32_t day, const char *dim, const char *valu
 
 /* Count one event into row (day, dim, value); returns the row's value as
  * stored (stable until reset), or "" when the value is empty or unusable. */
-static const char *row_count(struct rollup *r, uint32_t day, const char *dim, const char *value,
-                             bool pageview, uint32_t visitor, bool visitors_at_visit)
+static const char *row_count(struct rollup *r, uint32_t day, const char *dim,
+                             enum schema_dim_id id, const char *value, bool pageview,
+                             uint32_t visitor, enum schema_visitors visitors)
 {
+    bool visitors_at_visit = visitors == SCHEMA_U_PER_VISIT || visitors == SCHEMA_U_NONE;
     if (value[0] == '\0')
         return "";
+    /* consecutive events often share a dimension's value (a site's few
+     * browsers, countries, devices): the last row of each dim first */
+    size_t vlen = strlen(value);
+    struct row_cache *rc = id != SD_PROP ? &r->last_row[id] : NULL;
+    uint32_t idx;
+    if (rc && rc->day == day && rc->len == vlen && memcmp(rc->value, value, vlen) == 0) {
+        idx = rc->idx;
+        goto count;
+    }
     char key[ROW_KEY_MAX];
     size_t klen = row_key(key, day, dim, value);
     if (klen == 0)
         return "";
     bool created;
     const char *stored;
-    uint32_t idx = smap_intern(&r->row_map, &r->arena, key, klen, (uint32_t)r->nrows, &created,
-                               &stored);
+    idx = smap_intern(&r->row_map, &r->arena, key, klen, (uint32_t)r->nrows, &created, &stored);
+    if (rc && vlen < sizeof rc->value) {
+        rc->day = day;
+        rc->len = vlen;
+        rc->idx = idx;
+        memcpy(rc->value, value, vlen);
+    }
     if (created) {
         GROW(r->rows, r->nrows, r->rows_cap);
         struct rollup_row *row = &r->rows[r->nrows++];
@@ -255,34 +317,76 @@ static const char *row_count(struct rollup *r, uint32_t day, const char *dim, co
         row->value = stored + 4 + strlen(dim) + 1;
         row->visitors_at_visit = visitors_at_visit;
     }
+count:;
     struct rollup_row *row = &r->rows[idx];
     row->ev++;
     if (pageview)
         row->pv++;
-    if (!visitors_at_visit)
+    if (visitors == SCHEMA_U_PER_VISITOR && visitor != ROLLUP_NO_VISITOR) {
+        /* one row per visitor and day: a mask per visitor instead of the
+         * pair set (most of the batch's pairs are of these dims) */
+        uint32_t bit = 1u << id; /* SD__COUNT < 32 */
+        struct visitor_mask *m = &r->masks[visitor];
+        if (m->day != day) {
+            m->day = day;
+            m->dims = 0;
+        }
+        if (m->dims & bit)
+            return row->value;
+        m->dims |= bit;
+        GROW(row->visitors, row->nvisitors, row->visitors_cap);
+        row->visitors[row->nvisitors++] = visitor;
+    } else if (visitors == SCHEMA_U_PER_EVENT)
         visitors_add(r, idx, visitor, &row->visitors, &row->nvisitors, &row->visitors_cap);
     return row->value;
 }
 
-static uint32_t session_index(struct rollup *r, const char *site, uint32_t visitor)
+/* row_count for a dimension of the schema table. */
+static const char *row_dim(struct rollup *r, uint32_t day, enum schema_dim_id id,
+                           const char *value, bool pageview, uint32_t visitor)
 {
+    const struct schema_dim *d = schema_dim(id);
+    return row_count(r, day, d->name, id, value, pageview, visitor, d->visitors);
+}
+
+static uint32_t session_index(struct rollup *r, uint32_t day, uint32_t visitor)
+{
+    const struct rollup_day *d = &r->days[day];
     const char *vh = r->visitors[visitor];
+    /* the checkpoint field "<site>:<visitor>" is also the map key */
     char key[EV_SITE_MAX + 24];
-    size_t klen = day_key(key, sizeof key, site, vh);
+    size_t sl = strlen(d->site);
+    if (sl + 1 + 16 + 1 > sizeof key)
+        abort(); /* sites are shorter than EV_SITE_MAX: cannot happen */
+    memcpy(key, d->site, sl);
+    key[sl] = ':';
+    memcpy(key + sl + 1, vh, 16);
+    key[sl + 17] = '\0';
     bool created;
-    uint32_t idx = smap_intern(&r->session_map, &r->arena, key, klen, (uint32_t)r->nsessions,
-                               &created, NULL);
+    const char *stored;
+    uint32_t idx = smap_intern(&r->session_map, &r->arena, key, sl + 17, (uint32_t)r->nsessions,
+                               &created, &stored);
     if (created) {
-        char skey[EV_SITE_MAX + 64], rkey[EV_SITE_MAX + 64];
-        rollup_key_session(skey, sizeof skey, r->prefix, site, vh);
-        rollup_key_realtime(rkey, sizeof rkey, r->prefix, site);
         GROW(r->sessions, r->nsessions, r->sessions_cap);
         struct rollup_session *s = &r->sessions[r->nsessions++];
-        s->key = arena_dup(&r->arena, skey, strlen(skey));
-        s->realtime_key = arena_dup(&r->arena, rkey, strlen(rkey));
+        s->key = stored;
+        s->site = d->site;
+        s->realtime_key = d->realtime_key;
         s->visitor = visitor;
     }
     return idx;
+}
+
+/* "<a><sep><b>" into out (no printf: this runs per event). */
+static bool join2(char *out, size_t outlen, const char *a, char sep, const char *b)
+{
+    size_t al = strlen(a), bl = strlen(b);
+    if (al + 1 + bl + 1 > outlen)
+        return false;
+    memcpy(out, a, al);
+    out[al] = sep;
+    memcpy(out + al + 1, b, bl + 1);
+    return true;
 }
 
 enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, int64_t now,
@@ -338,43 +442,43 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
                                                : ROLLUP_DIRECT;
         region[0] = version[0] = '\0';
         if (ev->country[0] && ev->region[0])
-            str_format(region, sizeof region, "%s-%s", ev->country, ev->region);
+            join2(region, sizeof region, ev->country, '-', ev->region);
         if (ev->browser[0] && ev->browser_major[0])
-            str_format(version, sizeof version, "%s %s", ev->browser, ev->browser_major);
+            join2(version, sizeof version, ev->browser, ' ', ev->browser_major);
         const char *device = ev->device == DEVICE_UNKNOWN ? "" : device_class_name(ev->device);
 
-        visit[ROLLUP_V_ENTRY_PAGE] = row_count(r, di, "page", ev->path, pageview, vid, false);
-        visit[ROLLUP_V_SOURCE] = row_count(r, di, "source", source, pageview, vid, true);
+        visit[ROLLUP_V_ENTRY_PAGE] = row_dim(r, di, SD_PAGE, ev->path, pageview, vid);
+        visit[ROLLUP_V_SOURCE] = row_dim(r, di, SD_SOURCE, source, pageview, vid);
         visit[ROLLUP_V_UTM_SOURCE] =
-            row_count(r, di, "utm_source", ev->utm_source, pageview, vid, true);
+            row_dim(r, di, SD_UTM_SOURCE, ev->utm_source, pageview, vid);
         visit[ROLLUP_V_UTM_MEDIUM] =
-            row_count(r, di, "utm_medium", ev->utm_medium, pageview, vid, true);
+            row_dim(r, di, SD_UTM_MEDIUM, ev->utm_medium, pageview, vid);
         visit[ROLLUP_V_UTM_CAMPAIGN] =
-            row_count(r, di, "utm_campaign", ev->utm_campaign, pageview, vid, true);
-        visit[ROLLUP_V_COUNTRY] = row_count(r, di, "country", ev->country, pageview, vid, false);
-        visit[ROLLUP_V_REGION] = row_count(r, di, "region", region, pageview, vid, false);
-        visit[ROLLUP_V_CITY] = row_count(r, di, "city", ev->city, pageview, vid, false);
-        visit[ROLLUP_V_BROWSER] = row_count(r, di, "browser", ev->browser, pageview, vid, false);
+            row_dim(r, di, SD_UTM_CAMPAIGN, ev->utm_campaign, pageview, vid);
+        visit[ROLLUP_V_COUNTRY] = row_dim(r, di, SD_COUNTRY, ev->country, pageview, vid);
+        visit[ROLLUP_V_REGION] = row_dim(r, di, SD_REGION, region, pageview, vid);
+        visit[ROLLUP_V_CITY] = row_dim(r, di, SD_CITY, ev->city, pageview, vid);
+        visit[ROLLUP_V_BROWSER] = row_dim(r, di, SD_BROWSER, ev->browser, pageview, vid);
         visit[ROLLUP_V_BROWSER_VERSION] =
-            row_count(r, di, "browser_version", version, pageview, vid, false);
-        visit[ROLLUP_V_OS] = row_count(r, di, "os", ev->os, pageview, vid, false);
-        visit[ROLLUP_V_DEVICE] = row_count(r, di, "device", device, pageview, vid, false);
-        visit[ROLLUP_V_SCREEN] = row_count(r, di, "screen", ev->screen, pageview, vid, false);
-        row_count(r, di, "name", ev->name, pageview, vid, false);
+            row_dim(r, di, SD_BROWSER_VERSION, version, pageview, vid);
+        visit[ROLLUP_V_OS] = row_dim(r, di, SD_OS, ev->os, pageview, vid);
+        visit[ROLLUP_V_DEVICE] = row_dim(r, di, SD_DEVICE, device, pageview, vid);
+        visit[ROLLUP_V_SCREEN] = row_dim(r, di, SD_SCREEN, ev->screen, pageview, vid);
+        row_dim(r, di, SD_NAME, ev->name, pageview, vid);
         for (size_t i = 0; i < ev->nprops && i < EV_PROPS_MAX; i++) {
             const struct event_prop *p = &ev->props[i];
             char dim[8 + EV_PROP_KEY_MAX];
-            if (!p->key[0] || !p->value[0] ||
-                !str_format(dim, sizeof dim, "prop:%s", p->key))
+            if (!p->key[0] || !p->value[0] || !join2(dim, sizeof dim, "prop", ':', p->key))
                 continue;
-            row_count(r, di, "prop_key", p->key, pageview, vid, false);
-            row_count(r, di, dim, p->value, pageview, vid, false);
+            row_dim(r, di, SD_PROP_KEY, p->key, pageview, vid);
+            row_count(r, di, dim, SD_PROP, p->value, pageview, vid,
+                      schema_dim(SD_PROP)->visitors);
         }
     }
     if (vid != ROLLUP_NO_VISITOR) {
         GROW(r->hits, r->nhits, r->hits_cap);
         struct rollup_hit *h = &r->hits[r->nhits];
-        h->session = session_index(r, ev->site, vid);
+        h->session = session_index(r, di, vid);
         h->day = di;
         h->ts = ev->ts;
         h->pageview = pageview;
@@ -386,9 +490,13 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
     return ROLLUP_ADDED;
 }
 
+/* qsort_r-free ordering of hit indexes: the hits being sorted */
+static const struct rollup_hit *sorting;
+
 static int hit_cmp(const void *a, const void *b)
 {
-    const struct rollup_hit *x = a, *y = b;
+    const struct rollup_hit *x = &sorting[*(const uint32_t *)a],
+                            *y = &sorting[*(const uint32_t *)b];
     if (x->session != y->session)
         return x->session < y->session ? -1 : 1;
     if (x->ts != y->ts)
@@ -398,8 +506,22 @@ static int hit_cmp(const void *a, const void *b)
 
 void rollup_finish(struct rollup *r)
 {
-    if (r->nhits > 1)
-        qsort(r->hits, r->nhits, sizeof *r->hits, hit_cmp);
+    if (r->nhits < 2)
+        return;
+    /* sort 4-byte indexes, not the ~140-byte hits, then move each hit once */
+    if (r->order_cap < r->nhits) {
+        r->order_cap = r->nhits;
+        r->order = xrealloc(r->order, r->order_cap * sizeof *r->order);
+        r->sorted = xrealloc(r->sorted, r->order_cap * sizeof *r->sorted);
+    }
+    for (size_t i = 0; i < r->nhits; i++)
+        r->order[i] = (uint32_t)i;
+    sorting = r->hits;
+    qsort(r->order, r->nhits, sizeof *r->order, hit_cmp);
+    sorting = NULL;
+    for (size_t i = 0; i < r->nhits; i++)
+        r->sorted[i] = r->hits[r->order[i]];
+    memcpy(r->hits, r->sorted, r->nhits * sizeof *r->hits);
 }
 
 size_t rollup_nevents(const struct rollup *r)
@@ -429,6 +551,11 @@ const struct rollup_hit *rollup_hits(const struct rollup *r, size_t *n)
 {
     *n = r->nhits;
     return r->hits;
+}
+
+size_t rollup_nvisitors(const struct rollup *r)
+{
+    return r->nvisitors;
 }
 
 const char *rollup_visitor(const struct rollup *r, uint32_t id)
@@ -491,15 +618,14 @@ bool rollup_key_row_visitors(char *out, size_t outlen, const char *prefix, const
     return str_format(out, outlen, "%sd:%s:%s:u:%s:%s", prefix, site, day, dim, value);
 }
 
-bool rollup_key_session(char *out, size_t outlen, const char *prefix, const char *site,
-                        const char *visitor)
+bool rollup_key_session(char *out, size_t outlen, const char *site, const char *visitor)
 {
-    return str_format(out, outlen, "%ss:%s:%s", prefix, site, visitor);
+    return str_format(out, outlen, "%s:%s", site, visitor);
 }
 
 bool rollup_key_realtime(char *out, size_t outlen, const char *prefix, const char *site)
 {
-    return str_format(out, outlen, "%srt:%s", prefix, site);
+    return str_format(out, outlen, "%srt:%s:", prefix, site);
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */

@@ -16,8 +16,7 @@
 
 #include "event.h"
 
-#define ROLLUP_SHARD_PREFIX "veil:{0}:" /* shard 0: every key carries the tag {0} */
-#define ROLLUP_GROUP "agg"              /* the consumer group */
+#define ROLLUP_SHARD_PREFIX "veil:{0}:" /* shard 0's prefix (tests, a one-shard install) */
 #define ROLLUP_OTHER "(other)"          /* the row past breakdown_cap */
 #define ROLLUP_DIRECT "Direct / None"   /* source of a visit without referrer or utm_source */
 #define ROLLUP_SCROLL_BUCKETS 11        /* 0, 10, .. 100 */
@@ -71,6 +70,7 @@ struct rollup_day {
     const char *site;
     const char *day;                      /* YYYY-MM-DD */
     const char *base;                     /* "<prefix>d:<site>:<day>:" */
+    const char *realtime_key;             /* "<prefix>rt:<site>:" */
     int64_t expire_at;                    /* unix time its keys expire */
     long long totals[ROLLUP_T_COUNT];
     long long scroll[ROLLUP_SCROLL_BUCKETS];
@@ -93,8 +93,9 @@ struct rollup_row {
 
 /* One visitor of one site: its open-session key. */
 struct rollup_session {
-    const char *key;                      /* "<prefix>s:<site>:<visitor>" */
-    const char *realtime_key;             /* "<prefix>rt:<site>" */
+    const char *key;                      /* "<site>:<visitor>": its checkpoint field */
+    const char *site;
+    const char *realtime_key;             /* "<prefix>rt:<site>:" (plus the minute) */
     uint32_t visitor;                     /* visitor id */
 };
 
@@ -122,6 +123,10 @@ struct rollup;
 struct rollup *rollup_new(const char *prefix, long long retention_days);
 void rollup_free(struct rollup *r);
 
+/* Write the next batch's keys under `prefix` (the shard's "veil:{s}:");
+ * call right after rollup_reset. */
+void rollup_set_prefix(struct rollup *r, const char *prefix);
+
 /* Forget the batch; every pointer obtained from `r` becomes invalid. */
 void rollup_reset(struct rollup *r);
 
@@ -142,6 +147,7 @@ const struct rollup_row *rollup_rows(const struct rollup *r, size_t *n);
 const struct rollup_session *rollup_sessions(const struct rollup *r, size_t *n);
 const struct rollup_hit *rollup_hits(const struct rollup *r, size_t *n);
 const char *rollup_visitor(const struct rollup *r, uint32_t id); /* 16 hex digits */
+size_t rollup_nvisitors(const struct rollup *r);                  /* ids 0 .. n-1 */
 
 /* Lookups (tests, logs): NULL when absent. */
 const struct rollup_day *rollup_find_day(const struct rollup *r, const char *site,
@@ -162,8 +168,9 @@ bool rollup_key_breakdown(char *out, size_t outlen, const char *prefix, const ch
 /* <p>d:<site>:<day>:u:<dim>:<value> */
 bool rollup_key_row_visitors(char *out, size_t outlen, const char *prefix, const char *site,
                              const char *day, const char *dim, const char *value);
-bool rollup_key_session(char *out, size_t outlen, const char *prefix, const char *site,
-                        const char *visitor);                         /* <p>s:<site>:<vh> */
+bool rollup_key_session(char *out, size_t outlen, const char *site,
+                        const char *visitor);                         /* <site>:<vh> */
+/* <p>rt:<site>:  - the realtime HyperLogLog of minute M is this plus M */
 bool rollup_key_realtime(char *out, size_t outlen, const char *prefix, const char *site);
 
 /* Unix time at which the keys of `day` expire: the end of that UTC day plus

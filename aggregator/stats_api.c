@@ -35,6 +35,7 @@
 #include "output.h"
 #include "query.h"
 #include "registry.h"
+#include "rollup_metrics.h"
 #include "static_files.h"
 #include "util.h"
 
@@ -415,7 +416,7 @@ static void handle_realtime(struct api_request *rq, const struct api_params *p, 
     char err[300];
     long long n;
     time_t now = time(NULL);
-    if (query_realtime(rc, p->site_id, (long long)now - REALTIME_WINDOW_S, &n, err,
+    if (query_realtime(rc, p->site_id, (long long)now - REALTIME_WINDOW_S, (long long)now, &n, err,
                        sizeof err) != 0) {
         redis_error(rq, err);
         return;
@@ -680,6 +681,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
                             "veil_api_accept_pauses_total %llu\n",
                             API_ACCEPT_PAUSE_MS,
                             (unsigned long long)api_accept_pauses(rq.api->accept));
+        rollup_metrics_render(rq.body);
     } else {
         handle_static(&rq, path);
     }
@@ -739,6 +741,7 @@ struct stats_api *stats_api_start(const struct agg_config *cfg, char *err, size_
     api->k_anonymity = cfg->k_anonymity;
     api->dp_epsilon = cfg->dp_epsilon;
     api->retention_days = cfg->retention_days;
+    query_set_shards((unsigned)cfg->shards);
 
     api->auth = auth_new(cfg->api_token, &cfg->api_tokens, err, errlen);
     if (!api->auth)

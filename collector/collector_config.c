@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "compat_map.h"
 #include "geo.h"
 #include "log.h"
 #include "spool.h"
@@ -210,6 +211,21 @@ const struct cfg_option collector_options[] = {
     {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
      "Lowest level logged to stderr: debug, info, warn or error.",
      "No level ever logs an IP, a User-Agent or a query string.", false},
+    {"umami_website_ids", CFG_LIST, OPT(umami_website_ids), "", 0, 10000, NULL,
+     "Umami website ids and the Veil site each one counts for, as uuid=site pairs; a "
+     "request to umami_path for any other id is answered like the others, not recorded, "
+     "and counted as an unknown site (docs/MIGRATE-UMAMI.md).",
+     "Umami's distinct id, tag, title and language are never kept; identify is refused.",
+     false},
+    {"umami_path", CFG_STRING, OPT(umami_path), "/api/send", 1, 200, NULL,
+     "Path Umami's tracker posts to (Umami's COLLECT_API_ENDPOINT; its script's "
+     "data-host-url plus /api/send by default).", NULL, false},
+    {"matomo_site_ids", CFG_LIST, OPT(matomo_site_ids), "", 0, 10000, NULL,
+     "Matomo idsite values and the Veil site each one counts for, as id=site pairs; a "
+     "request to /matomo.php or /piwik.php for any other id is answered like the others, "
+     "not recorded, and counted as an unknown site (docs/MIGRATE-MATOMO.md).",
+     "Matomo's visitor ids (_id, uid, cid, _pk_*) are ignored; token_auth overrides (cip, "
+     "cdt, country, ...) are refused.", false},
     {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, false},
 };
 
@@ -240,6 +256,21 @@ int collector_config_load(struct collector_config *conf, int argc, char **argv,
         str_format(err, errlen, "log_level: expected debug, info, warn or error");
         return -1;
     }
+    static const char *const served[] = {"/api/event", "/e.gif", "/veil.js", "/healthz",
+                                         "/metrics", "/matomo.php", "/piwik.php"};
+    if (conf->umami_path[0] != '/' || strchr(conf->umami_path, '?') != NULL) {
+        str_format(err, errlen, "umami_path: must start with / and hold no query");
+        return -1;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(served); i++) {
+        if (strcmp(conf->umami_path, served[i]) == 0) {
+            str_format(err, errlen, "umami_path: %s is another endpoint", served[i]);
+            return -1;
+        }
+    }
+    if (compat_map_check(&conf->umami_website_ids, "umami_website_ids", err, errlen) != 0 ||
+        compat_map_check(&conf->matomo_site_ids, "matomo_site_ids", err, errlen) != 0)
+        return -1;
     for (size_t i = 0; i < conf->sites.n; i++) {
         if (!utf8_valid(conf->sites.items[i], strlen(conf->sites.items[i]))) {
             str_format(err, errlen, "sites: item %zu is not valid UTF-8", i + 1);

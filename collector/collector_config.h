@@ -55,6 +55,9 @@ struct collector_config {
     long long max_client_connections;
     char *tracker_js;
     char *log_level;
+    struct cfg_list umami_website_ids; /* "uuid=site" (compat_map.h) */
+    char *umami_path;
+    struct cfg_list matomo_site_ids;   /* "idsite=site" */
 };
 
 extern const struct cfg_option collector_options[];

@@ -1,5 +1,6 @@
 /* http.c - the collector's worker threads and endpoints (http.h), served by
- * httpd.c.
+ * httpd.c. Recording a request's events and answering it are shared with
+ * the other trackers' endpoints in http_compat.c (http_ingest.h).
  *
  * Must never put the client IP, the User-Agent or a request's query string
  * in a log line or a response. Each request gets exactly one reply. The
@@ -24,6 +25,8 @@
 #include "enrich.h"
 #include "event_parse.h"
 #include "geo.h"
+#include "http_compat.h"
+#include "http_ingest.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
@@ -108,6 +111,13 @@ static const char head_preflight[] = "HTTP/1.1 204 No Content\r\n" CORS
                                      "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
                                      "Access-Control-Allow-Headers: Content-Type\r\n"
                                      "Access-Control-Max-Age: 86400\r\n";
+static const char head_umami[] =
+    "HTTP/1.1 200 OK\r\n" CORS NO_STORE "Content-Type: application/json\r\n";
+static const char head_no_content[] = "HTTP/1.1 204 No Content\r\n" CORS NO_STORE;
+static const char head_umami_preflight[] =
+    "HTTP/1.1 204 No Content\r\n" CORS "Access-Control-Allow-Methods: POST, OPTIONS\r\n"
+    "Access-Control-Allow-Headers: Content-Type, x-umami-cache\r\n"
+    "Access-Control-Max-Age: 86400\r\n";
 static const char head_healthz[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" NO_STORE;
 static const char head_metrics[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n" NO_STORE;
@@ -202,9 +212,8 @@ static void reply_error(struct http_worker *w, struct httpd_reply *r, int code,
     httpd_reply(r, e->code, e->head, strlen(e->head), body, len);
 }
 
-/* Enrich and queue one parsed event; answers the request. */
-static void accept_event(struct http_worker *w, const struct httpd_request *req,
-                         struct httpd_reply *r, const struct raw_event *raw, bool pixel)
+int http_record_event(struct http_worker *w, const struct httpd_request *req,
+                      struct httpd_reply *r, struct raw_event *raw, struct ingest_tally *t)
 {
     struct sockaddr_in none = {.sin_family = AF_INET};
     struct request_info info = {
@@ -225,55 +234,103 @@ static void accept_event(struct http_worker *w, const struct httpd_request *req,
                              live->trusted, w->srv->shared.salts,
                              w->srv->limiter,
                              atomic_load_explicit(&w->srv->registry, memory_order_acquire)};
-    enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
-    switch (outcome) {
-    case ENRICH_BAD_REQUEST:
-        reply_error(w, r, 400, reason);
-        return;
-    case ENRICH_RATE_LIMITED:
-        reply_error(w, r, 429, "rate limit exceeded, slow down");
-        return;
-    case ENRICH_UNKNOWN_SITE:
-        /* The one place this answer is decided: 202 like a recorded event,
-         * not recorded, counted (veil_collector_unknown_site_total, on the
-         * admin listener). A 404 would tell anyone which sites this
-         * instance tracks (docs/DESIGN.md, Threat model). */
-    case ENRICH_DROP_DNT:
-    case ENRICH_DROP_GPC:
-    case ENRICH_DROP_BOT: {
-        static const enum metric counter[DROP__COUNT] = {M_DNT, M_GPC, M_BOT, M_UNKNOWN_SITE};
-        enum drop_reason why = outcome == ENRICH_DROP_DNT   ? DROP_DNT
-                               : outcome == ENRICH_DROP_GPC ? DROP_GPC
-                               : outcome == ENRICH_DROP_BOT ? DROP_BOT
-                                                            : DROP_UNKNOWN_SITE;
-        metrics_inc(&w->metrics, counter[why]);
-        log_drop(w, why);
-        if (live->conf.drop_header) {
-            const char *head = pixel ? drop_texts[why].pixel : drop_texts[why].head;
-            if (pixel)
-                httpd_reply(r, 200, head, strlen(head), (const char *)pixel_gif,
-                            sizeof pixel_gif);
-            else
-                httpd_reply(r, 202, head, strlen(head), NULL, 0);
-            return;
+    for (size_t i = 0; i < raw->ndomains; i++) {
+        memcpy(raw->domain, raw->domains[i], strlen(raw->domains[i]) + 1);
+        enum enrich_outcome outcome = enrich_event(&ctx, &info, raw, &ev, reason, sizeof reason);
+        switch (outcome) {
+        case ENRICH_BAD_REQUEST:
+            reply_error(w, r, 400, reason);
+            return -1;
+        case ENRICH_RATE_LIMITED:
+            reply_error(w, r, 429, "rate limit exceeded, slow down");
+            return -1;
+        case ENRICH_UNKNOWN_SITE:
+            /* answered like a recorded event, not recorded, counted: a 404
+             * would tell anyone which sites this instance tracks
+             * (docs/DESIGN.md, Threat model); the next listed site may be
+             * one it serves */
+            http_drop_unknown_site(w, t);
+            continue;
+        case ENRICH_DROP_DNT:
+        case ENRICH_DROP_GPC:
+        case ENRICH_DROP_BOT: {
+            static const enum metric counter[DROP__COUNT] = {M_DNT, M_GPC, M_BOT,
+                                                             M_UNKNOWN_SITE};
+            enum drop_reason why = outcome == ENRICH_DROP_DNT   ? DROP_DNT
+                                   : outcome == ENRICH_DROP_GPC ? DROP_GPC
+                                                                : DROP_BOT;
+            metrics_inc(&w->metrics, counter[why]);
+            log_drop(w, why);
+            t->dropped++;
+            t->drop_why = (int)why;
+            return 0; /* the same for every site it lists */
         }
-        break;
+        case ENRICH_RECORD:
+            if (sink_push(w->sink, &ev) != 0) {
+                reply_error(w, r, 503, "buffer full, retry later");
+                return -1;
+            }
+            metrics_inc(&w->metrics, M_ACCEPTED);
+            t->recorded++;
+            break;
+        }
     }
-    case ENRICH_RECORD:
-        if (sink_push(w->sink, &ev) != 0) {
-            reply_error(w, r, 503, "buffer full, retry later");
+    return 0;
+}
+
+void http_drop_unknown_site(struct http_worker *w, struct ingest_tally *t)
+{
+    metrics_inc(&w->metrics, M_UNKNOWN_SITE);
+    log_drop(w, DROP_UNKNOWN_SITE);
+    t->dropped++;
+    t->drop_why = (int)DROP_UNKNOWN_SITE;
+}
+
+void http_reply_accepted(struct http_worker *w, struct httpd_reply *r,
+                         const struct ingest_tally *t, enum reply_style style)
+{
+    struct collector_live *live = atomic_load_explicit(&w->srv->live, memory_order_acquire);
+    if (t->dropped > 0 && t->recorded == 0 && live->conf.drop_header) {
+        /* why it was not recorded (drop_header): Veil's own two styles */
+        const struct drop_text *d = &drop_texts[t->drop_why];
+        if (style == REPLY_EVENT) {
+            httpd_reply(r, 202, d->head, strlen(d->head), "ok", 2);
             return;
         }
-        metrics_inc(&w->metrics, M_ACCEPTED);
-        if (pixel)
+        if (style == REPLY_PIXEL) {
+            httpd_reply(r, 200, d->pixel, strlen(d->pixel), (const char *)pixel_gif,
+                        sizeof pixel_gif);
+            return;
+        }
+    }
+    switch (style) {
+    case REPLY_EVENT:
+        httpd_reply(r, 202, head_accepted, HEAD_LEN(head_accepted), "ok", 2);
+        break;
+    case REPLY_PIXEL:
+        if (t->recorded > 0)
             metrics_inc(&w->metrics, M_PIXEL);
-        break;
-    }
-    if (pixel)
+        /* fall through */
+    case REPLY_MATOMO_GET:
         httpd_reply(r, 200, head_pixel, HEAD_LEN(head_pixel), (const char *)pixel_gif,
                     sizeof pixel_gif);
-    else
-        httpd_reply(r, 202, head_accepted, HEAD_LEN(head_accepted), NULL, 0);
+        break;
+    case REPLY_UMAMI:
+        httpd_reply(r, 200, head_umami, HEAD_LEN(head_umami), "{}", 2);
+        break;
+    case REPLY_MATOMO_POST:
+        httpd_reply(r, 204, head_no_content, HEAD_LEN(head_no_content), NULL, 0);
+        break;
+    }
+}
+
+/* Enrich and queue one parsed event; answers the request. */
+static void accept_event(struct http_worker *w, const struct httpd_request *req,
+                         struct httpd_reply *r, struct raw_event *raw, enum reply_style style)
+{
+    struct ingest_tally t = {0, 0, 0};
+    if (http_record_event(w, req, r, raw, &t) == 0)
+        http_reply_accepted(w, r, &t, style);
 }
 
 static bool media_type_ok(const char *ct)
@@ -285,6 +342,25 @@ static bool media_type_ok(const char *ct)
         len--;
     return (len == 10 && strncasecmp(ct, "text/plain", 10) == 0) ||
            (len == 16 && strncasecmp(ct, "application/json", 16) == 0);
+}
+
+void http_reply_error(struct http_worker *w, struct httpd_reply *r, int code,
+                      const char *reason)
+{
+    reply_error(w, r, code, reason);
+}
+
+void http_reply_preflight(struct httpd_reply *r, enum preflight_kind kind)
+{
+    if (kind == PREFLIGHT_UMAMI)
+        httpd_reply(r, 204, head_umami_preflight, HEAD_LEN(head_umami_preflight), NULL, 0);
+    else
+        httpd_reply(r, 204, head_preflight, HEAD_LEN(head_preflight), NULL, 0);
+}
+
+bool http_media_type_ok(const char *content_type)
+{
+    return media_type_ok(content_type);
 }
 
 static void event_request(struct http_worker *w, const struct httpd_request *req,
@@ -308,7 +384,7 @@ static void event_request(struct http_worker *w, const struct httpd_request *req
         reply_error(w, r, 400, reason);
         return;
     }
-    accept_event(w, req, r, &raw, false);
+    accept_event(w, req, r, &raw, REPLY_EVENT);
 }
 
 static void pixel_request(struct http_worker *w, const struct httpd_request *req,
@@ -325,7 +401,7 @@ static void pixel_request(struct http_worker *w, const struct httpd_request *req
         reply_error(w, r, 400, reason);
         return;
     }
-    accept_event(w, req, r, &raw, true);
+    accept_event(w, req, r, &raw, REPLY_PIXEL);
 }
 
 static void tracker_request(struct http_worker *w, const struct httpd_request *req,
@@ -389,6 +465,11 @@ static bool path_is(const struct httpd_request *req, const char *path, size_t le
 
 #define PATH_IS(req, lit) path_is((req), (lit), sizeof(lit) - 1)
 
+static struct collector_live *live_conf(struct http_worker *w)
+{
+    return atomic_load_explicit(&w->srv->live, memory_order_acquire);
+}
+
 static void request_cb(void *arg, const struct httpd_request *req, struct httpd_reply *r)
 {
     struct http_worker *w = arg;
@@ -397,6 +478,10 @@ static void request_cb(void *arg, const struct httpd_request *req, struct httpd_
         event_request(w, req, r);
     else if (PATH_IS(req, "/e.gif"))
         pixel_request(w, req, r);
+    else if (PATH_IS(req, "/matomo.php") || PATH_IS(req, "/piwik.php"))
+        http_compat_matomo(w, req, r, &live_conf(w)->conf);
+    else if (path_is(req, live_conf(w)->conf.umami_path, strlen(live_conf(w)->conf.umami_path)))
+        http_compat_umami(w, req, r, &live_conf(w)->conf);
     else if (PATH_IS(req, "/veil.js"))
         tracker_request(w, req, r);
     else if (PATH_IS(req, "/healthz"))

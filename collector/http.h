@@ -3,7 +3,9 @@
  * Redis sink.
  *
  * Endpoints: POST /api/event (and OPTIONS preflight), GET /e.gif (pixel),
- * GET /veil.js (the tracker), GET /healthz, GET /metrics. Exactly one reply
+ * POST umami_path (Umami, default /api/send), GET/POST /matomo.php and
+ * /piwik.php (Matomo), GET /veil.js (the tracker), GET /healthz,
+ * GET /metrics. Exactly one reply
  * per request; every limit is set explicitly (max_header_bytes,
  * max_body_bytes, timeout_s, request_timeout_s, max_connections). Never
  * logs or answers with an IP or a UA. */

@@ -309,10 +309,15 @@ static bool leb128_read(const unsigned char **p, const unsigned char *end, size_
     return true;
 }
 
+static bool decode_field(struct event_record *ev, const char *field, size_t flen,
+                         const char *value, size_t vlen, size_t *hint, char *err,
+                         size_t errlen);
+
 bool event_decode_packed(struct event_record *ev, const char *value, size_t vlen, char *err,
                          size_t errlen)
 {
     const unsigned char *p = (const unsigned char *)value, *end = p + vlen;
+    size_t hint = 0;
     if (vlen == 0 || *p != EVENT_PACKED_VERSION) {
         str_format(err, errlen, EVENT_PACKED_FIELD ": unknown packing");
         return false;
@@ -331,7 +336,7 @@ bool event_decode_packed(struct event_record *ev, const char *value, size_t vlen
             str_format(err, errlen, EVENT_PACKED_FIELD ": nested packing");
             return false;
         }
-        if (!event_decode_field(ev, name, nlen, (const char *)p, len, err, errlen))
+        if (!decode_field(ev, name, nlen, (const char *)p, len, &hint, err, errlen))
             return false;
         p += len;
     }
@@ -344,15 +349,41 @@ truncated:
 bool event_decode_field(struct event_record *ev, const char *field, size_t flen,
                         const char *value, size_t vlen, char *err, size_t errlen)
 {
+    size_t hint = 0;
+    return decode_field(ev, field, flen, value, vlen, &hint, err, errlen);
+}
+
+/* event_decode_field, searching the text fields from *hint on: the fields
+ * of a packed event come in text_fields' order (event_encode's), so the
+ * next one is almost always the next entry. */
+/* The fields decode_field handles after the text fields. */
+static bool numeric_field(const char *field, size_t flen)
+{
+    return field_is(field, flen, "v") || field_is(field, flen, "ts") ||
+           field_is(field, flen, "day") || field_is(field, flen, "sd") ||
+           field_is(field, flen, "em") || field_is(field, flen, "dev");
+}
+
+static bool decode_field(struct event_record *ev, const char *field, size_t flen,
+                         const char *value, size_t vlen, size_t *hint, char *err,
+                         size_t errlen)
+{
     long long num;
 
     if (field_is(field, flen, EVENT_PACKED_FIELD))
         return event_decode_packed(ev, value, vlen, err, errlen);
 
-    for (size_t i = 0; i < ARRAY_LEN(text_fields); i++) {
-        if (flen == text_fields[i].nlen && memcmp(field, text_fields[i].name, flen) == 0)
+    /* the expected next text field first, then the numbers, then the rest */
+    size_t at = *hint < ARRAY_LEN(text_fields) ? *hint : 0;
+    for (size_t k = 0; k < ARRAY_LEN(text_fields); k++) {
+        size_t i = at + k < ARRAY_LEN(text_fields) ? at + k : at + k - ARRAY_LEN(text_fields);
+        if (flen == text_fields[i].nlen && memcmp(field, text_fields[i].name, flen) == 0) {
+            *hint = i + 1;
             return decode_text((char *)ev + text_fields[i].offset, text_fields[i].size,
                                text_fields[i].name, value, vlen, err, errlen);
+        }
+        if (k == 0 && numeric_field(field, flen))
+            break; /* v, day, ts, sd, em, dev: below */
     }
     if (field_is(field, flen, "v"))
         return decode_num("v", value, vlen, 1, 1000000, &num, err, errlen);

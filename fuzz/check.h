@@ -65,6 +65,12 @@ void fuzz_reason_note(const char *target, struct reason_set *set, const char *re
  * most 80 bytes, noted in the set. */
 void fuzz_check_reason(const char *target, struct reason_set *set, const char *reason);
 
+/* A parsed event: every field NUL-terminated within its slot, clean
+ * UTF-8, within its documented range; sites and prop keys distinct
+ * (target_event_parse.c; shared with the compat targets). */
+struct raw_event;
+void fuzz_check_raw_event(const char *target, const struct raw_event *ev);
+
 /* What a target set up on first use, freed (fuzz_harness_free). */
 void fuzz_ua_free(void);
 void fuzz_config_free(void);

@@ -16,6 +16,8 @@ const struct fuzz_target fuzz_targets[] = {
     {"event_codec", fuzz_event_codec},
     {"anon", fuzz_anon},
     {"httpd_parse", fuzz_httpd_parse},
+    {"compat_umami", fuzz_compat_umami},
+    {"compat_matomo", fuzz_compat_matomo},
     {"rcluster", fuzz_rcluster},
     {NULL, NULL},
 };

@@ -34,6 +34,9 @@
  * httpd_parse        byte 0 picks how the bytes arrive (whole, one byte per
  *                    read, or cut at up to 16 points); the rest is what a
  *                    client sends over one connection.
+ * compat_umami       the input is a POST /api/send body (Umami's tracker).
+ * compat_matomo      byte 0 even: the rest is one Matomo request's
+ *                    parameters; odd: a bulk body {"requests":[...]}.
  * rcluster           byte 0 picks the parser: the `redis` address list, a
  *                    MOVED/ASK error, a CLUSTER SLOTS reply as RESP bytes;
  *                    every input is also a key for rc_keyslot. */
@@ -45,6 +48,8 @@ int fuzz_config(const uint8_t *data, size_t size);
 int fuzz_event_codec(const uint8_t *data, size_t size);
 int fuzz_anon(const uint8_t *data, size_t size);
 int fuzz_httpd_parse(const uint8_t *data, size_t size);
+int fuzz_compat_umami(const uint8_t *data, size_t size);
+int fuzz_compat_matomo(const uint8_t *data, size_t size);
 int fuzz_rcluster(const uint8_t *data, size_t size);
 
 /* Every target by name (the name of its corpus and regressions

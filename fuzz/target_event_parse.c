@@ -55,7 +55,7 @@ static bool domain_byte(unsigned char c)
            c == '_' || c >= 0x80;
 }
 
-static void check_raw_event(const char *t, const struct raw_event *ev)
+void fuzz_check_raw_event(const char *t, const struct raw_event *ev)
 {
     char host[EV_HOST_MAX];
 
@@ -64,9 +64,16 @@ static void check_raw_event(const char *t, const struct raw_event *ev)
     CHECK(t, fuzz_fits(ev->url, sizeof ev->url) && ev->url[0] != '\0' && fuzz_clean_text(ev->url));
     CHECK(t, url_host(ev->url, strlen(ev->url), host));
     CHECK(t, fuzz_fits(ev->domain, sizeof ev->domain) && ev->domain[0] != '\0');
-    CHECK(t, utf8_valid(ev->domain, strlen(ev->domain)));
-    for (const char *p = ev->domain; *p; p++)
-        CHECK(t, domain_byte((unsigned char)*p));
+    CHECK(t, ev->ndomains >= 1 && ev->ndomains <= EVENT_DOMAINS_MAX);
+    CHECK(t, strcmp(ev->domain, ev->domains[0]) == 0);
+    for (size_t i = 0; i < ev->ndomains; i++) {
+        const char *d = ev->domains[i];
+        CHECK(t, fuzz_fits(d, EV_SITE_MAX) && d[0] != '\0' && utf8_valid(d, strlen(d)));
+        for (const char *p = d; *p; p++)
+            CHECK(t, domain_byte((unsigned char)*p));
+        for (size_t j = 0; j < i; j++)
+            CHECK(t, strcmp(ev->domains[j], d) != 0);
+    }
     CHECK(t, fuzz_fits(ev->referrer, sizeof ev->referrer) && fuzz_clean_text(ev->referrer));
     CHECK(t, ev->screen_width == -1 ||
                  (ev->screen_width >= 0 && ev->screen_width <= EVENT_SCREEN_MAX));
@@ -91,14 +98,19 @@ static const char *raw_event_diff(const struct raw_event *a, const struct raw_ev
         return "n";
     if (strcmp(a->url, b->url) != 0)
         return "u";
-    if (with_domain && strcmp(a->domain, b->domain) != 0)
-        return "d";
+    if (with_domain && a->ndomains != b->ndomains)
+        return "d (count)";
+    for (size_t i = 0; with_domain && i < a->ndomains; i++)
+        if (strcmp(a->domains[i], b->domains[i]) != 0)
+            return "d";
     if (strcmp(a->referrer, b->referrer) != 0)
         return "r";
     if (a->screen_width != b->screen_width)
         return "w";
     if (a->hash_mode != b->hash_mode)
         return "h";
+    if (a->interactive != b->interactive)
+        return "i";
     if (a->scroll_depth != b->scroll_depth)
         return "sd";
     if (a->engaged_ms != b->engaged_ms)
@@ -186,13 +198,27 @@ static void query_put(struct sbuf *b, const char *s, bool plus)
 }
 
 /* The "d" to send so that the parser's normalisation ("www." and a
- * trailing dot removed) gives back `domain`; false when it cannot fit. */
-static bool domain_to_send(const char *domain, char out[EV_SITE_MAX])
+ * trailing dot removed from each listed site) gives back the event's
+ * sites, comma-separated; false when one cannot fit. */
+#define DOMAINS_TEXT (EVENT_DOMAINS_MAX * (EV_SITE_MAX + 6))
+static bool domain_to_send(const struct raw_event *ev, char out[DOMAINS_TEXT])
 {
-    size_t len = strlen(domain);
-    bool www = len >= 4 && strncmp(domain, "www.", 4) == 0;
-    bool dot = len > 0 && domain[len - 1] == '.';
-    return str_format(out, EV_SITE_MAX, "%s%s%s", www ? "www." : "", domain, dot ? "." : "");
+    bool exact = true;
+    out[0] = '\0';
+    for (size_t i = 0; i < ev->ndomains; i++) {
+        const char *domain = ev->domains[i];
+        size_t len = strlen(domain), used = strlen(out);
+        bool www = len >= 4 && strncmp(domain, "www.", 4) == 0;
+        bool dot = len > 0 && domain[len - 1] == '.';
+        char one[EV_SITE_MAX + 8];
+        if (!str_format(one, sizeof one, "%s%s%s", www ? "www." : "", domain, dot ? "." : "") ||
+            strlen(one) >= EV_SITE_MAX) {
+            exact = false;
+            str_copy(one, sizeof one, domain, len);
+        }
+        str_format(out + used, DOMAINS_TEXT - used, "%s%s", i ? "," : "", one);
+    }
+    return exact;
 }
 
 static void build_json(struct sbuf *b, const struct raw_event *ev, const char *domain,
@@ -216,6 +242,7 @@ static void build_json(struct sbuf *b, const struct raw_event *ev, const char *d
         sb_num(b, ev->screen_width);
     }
     sb_str(b, ev->hash_mode ? ",\"h\":true" : (variant ? ",\"h\":0" : ",\"h\":false"));
+    sb_str(b, ev->interactive ? "" : (variant ? ",\"interactive\":false" : ",\"i\":false"));
     if (ev->scroll_depth >= 0) {
         sb_str(b, ",\"sd\":");
         sb_num(b, ev->scroll_depth);
@@ -257,6 +284,7 @@ static void build_query(struct sbuf *b, const struct raw_event *ev, const char *
         sb_num(b, ev->screen_width);
     }
     sb_str(b, ev->hash_mode ? "&h=1" : "&h=");
+    sb_str(b, ev->interactive ? "" : "&i=false");
     if (ev->scroll_depth >= 0) {
         sb_str(b, "&sd=");
         sb_num(b, ev->scroll_depth);
@@ -280,11 +308,9 @@ static void check_reencode(const char *t, const struct raw_event *ev, bool varia
 {
     static char text[1 << 17];
     static struct raw_event again;
-    char domain[EV_SITE_MAX];
+    static char domain[DOMAINS_TEXT];
     char reason[REASON_BUF];
-    bool exact = domain_to_send(ev->domain, domain);
-    if (!exact)
-        str_copy(domain, sizeof domain, ev->domain, strlen(ev->domain));
+    bool exact = domain_to_send(ev, domain);
 
     struct sbuf b = {text, 0, sizeof text, false};
     build_json(&b, ev, domain, variant);
@@ -319,7 +345,7 @@ int fuzz_event_parse_json(const uint8_t *data, size_t size)
         return 0;
     }
     fuzz_reason_canary(t, reason);
-    check_raw_event(t, &ev);
+    fuzz_check_raw_event(t, &ev);
     check_reencode(t, &ev, size & 1);
     return 0;
 }
@@ -336,7 +362,7 @@ int fuzz_event_parse_query(const uint8_t *data, size_t size)
         return 0;
     }
     fuzz_reason_canary(t, reason);
-    check_raw_event(t, &ev);
+    fuzz_check_raw_event(t, &ev);
     check_reencode(t, &ev, size & 1);
     return 0;
 }

@@ -70,7 +70,7 @@ if [ "$which" = all ] || [ "$which" = unit ]; then
 fi
 # Browser suites (node + headless Chromium); each prints "N passed, N failed".
 if [ "$which" = all ] || [ "$which" = browser ]; then
-    for t in tests/browser/run.mjs tests/browser/dashboard.mjs; do
+    for t in tests/browser/run.mjs tests/browser/dashboard.mjs tests/browser/compat.mjs; do
         name=$(basename "$t" .mjs)
         log="$logdir/browser-$name.log"
         VEIL_BUILD="$PWD/$BUILD" timeout 300 node "$t" >"$log" 2>&1

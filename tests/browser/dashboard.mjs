@@ -340,6 +340,7 @@ const stack = {
         `--api_tokens=${SMALL_SITE}=${siteTokenHash}`,
         `--dashboard_dir=${this.dashboardDir}`,
         '--log_level=warn',
+        '--shards=1', // the data set below is written in shard 0
         ...extra,
       ],
       join(this.dir, 'aggregator.log')
@@ -374,7 +375,10 @@ async function writeDataSet(r) {
     await r.command('PFADD', key(SITE, day, `u:${dim}:${value}`), ...visitors.map(vh));
   }
   const nowS = Math.floor(NOW / 1000);
-  for (const [hash, ago] of Object.entries(REALTIME)) await r.command('ZADD', `veil:{0}:rt:${SITE}`, nowS - ago, hash);
+  /* realtime visitors: one HyperLogLog per minute */
+  for (const [hash, ago] of Object.entries(REALTIME)) {
+    await r.command('PFADD', `veil:{0}:rt:${SITE}:${Math.floor((nowS - ago) / 60)}`, hash);
+  }
   await r.command('HINCRBY', key(SMALL_SITE, D0, 'totals'), 'pageviews', 3);
   await r.command('HINCRBY', key(SMALL_SITE, D0, 'totals'), 'visits', 2);
   await r.command('PFADD', key(SMALL_SITE, D0, 'visitors'), vh(100), vh(101));

@@ -20,12 +20,16 @@
 
 #include "event.h"
 #include "harness.h"
+#include "shard.h"
 #include "util.h"
 
 #define IT_UNUSED __attribute__((unused))
 
 #define SITE "example.com"
-#define STREAM "veil:{0}:events"
+#define SHARDS 16
+/* SITE's shard: its key prefix and stream (set by env_start) */
+#define KP env.prefix
+#define STREAM env.stream
 #define SET(dst, text) cr_assert(str_copy((dst), sizeof(dst), (text), strlen(text)))
 
 #define VA "00000000000000a1"
@@ -39,6 +43,8 @@ struct env {
     redisContext *rc;
     char day[11];
     int64_t now;
+    char prefix[SHARD_PREFIX_MAX]; /* "veil:{<shard of SITE>}:" */
+    char stream[48];
     int nagg; /* aggregator log files spawned so far */
     struct harness_proc procs[64]; /* every aggregator spawned, killed by teardown */
 };
@@ -69,6 +75,8 @@ static IT_UNUSED void env_start(struct env *e)
     e->rc = connect_unix(e->redis.socket);
     e->now = (int64_t)time(NULL);
     utc_day(e->now, e->day);
+    shard_key_prefix(e->prefix, sizeof e->prefix, shard_of_site(SITE, strlen(SITE), SHARDS));
+    str_format(e->stream, sizeof e->stream, "%sevents", e->prefix);
 }
 
 static IT_UNUSED void teardown(void)
@@ -120,7 +128,7 @@ static IT_UNUSED long long cmd_int(redisContext *rc, const char *fmt, ...)
 /* HGET as a number; 0 when the field or key is missing. */
 static IT_UNUSED long long hget(struct env *e, const char *suffix, const char *field)
 {
-    redisReply *r = cmd(e->rc, "HGET veil:{0}:d:%s:%s:%s %s", SITE, e->day, suffix, field);
+    redisReply *r = cmd(e->rc, "HGET %sd:%s:%s:%s %s", KP, SITE, e->day, suffix, field);
     long long v = 0;
     if (r->type == REDIS_REPLY_STRING)
         cr_assert(safe_strtoll(r->str, -(1LL << 62), 1LL << 62, &v));
@@ -141,12 +149,12 @@ static IT_UNUSED long long row_count(struct env *e, const char *dim, const char 
 
 static IT_UNUSED long long breakdown_rows(struct env *e, const char *dim, const char *metric)
 {
-    return cmd_int(e->rc, "HLEN veil:{0}:d:%s:%s:b:%s:%s", SITE, e->day, dim, metric);
+    return cmd_int(e->rc, "HLEN %sd:%s:%s:b:%s:%s", KP, SITE, e->day, dim, metric);
 }
 
 static IT_UNUSED long long row_visitors(struct env *e, const char *dim, const char *value)
 {
-    return cmd_int(e->rc, "PFCOUNT veil:{0}:d:%s:%s:u:%s:%s", SITE, e->day, dim, value);
+    return cmd_int(e->rc, "PFCOUNT %sd:%s:%s:u:%s:%s", KP, SITE, e->day, dim, value);
 }
 
 /* ---- writing events ---- */
@@ -225,8 +233,9 @@ static IT_UNUSED struct harness_proc *agg_spawn(struct env *e, char *const *extr
     char redis[400], log[400];
     str_format(redis, sizeof redis, "--redis=unix:%s", e->redis.socket);
     str_format(log, sizeof log, "%s/agg-%d.log", e->dir, e->nagg++);
-    char *argv[24] = {"veil-aggregator", redis, "--api_listen=", "--block_ms=20"};
-    int n = 4;
+    char *argv[24] = {"veil-aggregator", redis, "--api_listen=", "--block_ms=20",
+                      "--lease_ms=1500"};
+    int n = 5;
     for (int i = 0; extra && extra[i] && n < 23; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -253,28 +262,25 @@ static IT_UNUSED void agg_stop_ok(struct harness_proc *p)
               "aggregator did not exit 0 on SIGTERM (status %d)", status);
 }
 
-/* Pending entries of group agg, or -1 while the group does not exist. */
-static IT_UNUSED long long pending(redisContext *rc)
+/* Entries in every shard's stream (a commit trims what it counted). */
+static IT_UNUSED long long stream_entries(redisContext *rc)
 {
-    redisReply *r = cmd(rc, "XPENDING %s agg", STREAM);
-    long long n = -1;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        r->element[0]->type == REDIS_REPLY_INTEGER)
-        n = r->element[0]->integer;
-    freeReplyObject(r);
+    long long n = 0;
+    for (unsigned s = 0; s < SHARDS; s++)
+        n += cmd_int(rc, "XLEN veil:{%u}:events", s);
     return n;
 }
 
-/* Wait until every entry is committed: nothing pending, stream empty. */
+/* Wait until every entry of every shard is committed: the streams are empty. */
 static IT_UNUSED void wait_drained(struct env *e, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 20) {
-        if (pending(e->rc) == 0 && cmd_int(e->rc, "XLEN %s", STREAM) == 0)
+        if (stream_entries(e->rc) == 0)
             return;
         sleep_ms(20);
     }
-    cr_assert_fail("stream not drained in %d ms: xlen %lld, pending %lld", timeout_ms,
-                   cmd_int(e->rc, "XLEN %s", STREAM), pending(e->rc));
+    cr_assert_fail("streams not drained in %d ms: %lld entries left", timeout_ms,
+                   stream_entries(e->rc));
 }
 
 /* All aggregator logs of this env concatenated. */

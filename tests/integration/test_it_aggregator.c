@@ -1,14 +1,18 @@
 /* test_it_aggregator.c - the real veil-aggregator against a real
  * redis-server (unix socket in a temp dir): counting.
  *
- * Known events are XADDed with event_encode, the aggregator rolls them up,
- * and every count is checked exactly: totals, visits, bounces, durations,
- * breakdown rows with the cap and "(other)", row visitors, the scroll
- * histogram, expiries, the realtime set and the trimmed stream. Then: the
- * commit script's ownership guard on its own; reconnection after a Redis
- * restart; the stats API thread beside the roll-up; the sample config; and
- * a throughput measurement (printed, not asserted). Crash safety and the
- * IP scan are in test_it_aggregator_safety.c. */
+ * Known events are XADDed into their site's shard stream (packed, and in
+ * the older per-field layout), the aggregator rolls them up, and every
+ * count is checked exactly: totals, visits, bounces, durations, breakdown
+ * rows with the cap and "(other)", row visitors, the scroll histogram,
+ * expiries, the checkpoint, the realtime minutes and the trimmed stream.
+ * Then: leases and the fencing epoch through commit.c directly (a stale
+ * commit refused, a takeover continuing from the checkpoint); a wrong
+ * shard count refused; reconnection after a Redis restart; the stats API
+ * thread beside the roll-up with the roll-up metrics; the sample config;
+ * and a throughput measurement (printed, not asserted). Crash safety and
+ * the IP scan are in test_it_aggregator_safety.c, memory bounds, maxmemory
+ * and AOF in test_it_aggregator_bounds.c. */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -20,7 +24,9 @@
 #include "commit.h"
 #include "event.h"
 #include "harness.h"
+#include "lease.h"
 #include "rollup.h"
+#include "shard_state.h"
 #include "util.h"
 
 TestSuite(aggregator, .fini = teardown);
@@ -113,11 +119,11 @@ static void check_known_counts(struct env *e, long long extra_pageviews)
     cr_expect_eq(hget(e, "totals", "engaged_n"), 1);
     cr_expect_eq(hget(e, "totals", "scroll_sum"), 145);
     cr_expect_eq(hget(e, "totals", "scroll_n"), 2);
-    cr_expect_eq(cmd_int(e->rc, "PFCOUNT veil:{0}:d:%s:%s:visitors", SITE, e->day), 4);
+    cr_expect_eq(cmd_int(e->rc, "PFCOUNT %sd:%s:%s:visitors", KP, SITE, e->day), 4);
     /* scroll histogram */
     cr_expect_eq(hget(e, "scroll", "40"), 1);
     cr_expect_eq(hget(e, "scroll", "100"), 1);
-    cr_expect_eq(cmd_int(e->rc, "HLEN veil:{0}:d:%s:%s:scroll", SITE, e->day), 2);
+    cr_expect_eq(cmd_int(e->rc, "HLEN %sd:%s:%s:scroll", KP, SITE, e->day), 2);
 
     /* pages, capped at 3 rows: "/", "/about", "/pricing"; the blog is "(other)" */
     cr_expect_eq(breakdown_rows(e, "page", "ev"), 4);
@@ -179,34 +185,35 @@ static void check_known_counts(struct env *e, long long extra_pageviews)
 static void check_known_keys(struct env *e)
 {
     /* expiry: end of today + 30 days */
-    long long ttl = cmd_int(e->rc, "TTL veil:{0}:d:%s:%s:totals", SITE, e->day);
+    long long ttl = cmd_int(e->rc, "TTL %sd:%s:%s:totals", KP, SITE, e->day);
     cr_expect(ttl > 30 * 86400 - 60 && ttl <= 31 * 86400, "totals TTL %lld", ttl);
     const char *suffixes[] = {"visitors", "scroll", "b:page:pv", "b:source:vis",
                               "u:page:/", "u:source:(other)", "b:prop:plan:ev"};
     for (size_t i = 0; i < ARRAY_LEN(suffixes); i++) {
-        long long t = cmd_int(e->rc, "TTL veil:{0}:d:%s:%s:%s", SITE, e->day, suffixes[i]);
+        long long t = cmd_int(e->rc, "TTL %sd:%s:%s:%s", KP, SITE, e->day, suffixes[i]);
         cr_expect(t > 30 * 86400 - 60 && t <= 31 * 86400, "%s TTL %lld", suffixes[i], t);
     }
     /* the expired day and the rejected entries left nothing */
-    cr_expect_eq(cmd_int(e->rc, "EXISTS veil:{0}:d:%s:2000-01-01:totals", SITE), 0);
-    cr_expect_eq(cmd_int(e->rc, "SCARD veil:{0}:sites"), 1);
-    cr_expect_eq(cmd_int(e->rc, "SISMEMBER veil:{0}:sites %s", SITE), 1);
-    /* open sessions live session_timeout_s */
-    long long st = cmd_int(e->rc, "TTL veil:{0}:s:%s:%s", SITE, VA);
-    cr_expect(st > 1700 && st <= 1800, "session TTL %lld", st);
-    redisReply *spv = cmd(e->rc, "HGET veil:{0}:s:%s:%s pv", SITE, VD);
-    cr_expect(spv->type == REDIS_REPLY_STRING && strcmp(spv->str, "3") == 0,
-              "D's open session holds 3 pageviews");
+    cr_expect_eq(cmd_int(e->rc, "EXISTS %sd:%s:2000-01-01:totals", KP, SITE), 0);
+    cr_expect_eq(cmd_int(e->rc, "SCARD %ssites", KP), 1);
+    cr_expect_eq(cmd_int(e->rc, "SISMEMBER %ssites %s", KP, SITE), 1);
+    /* open visits are checkpointed in the shard's sessions hash, which
+     * expires a day after the last commit */
+    long long st = cmd_int(e->rc, "TTL %ssessions", KP);
+    cr_expect(st > 86400 && st <= 86400 + 1800, "checkpoint TTL %lld", st);
+    redisReply *spv = cmd(e->rc, "HGET %ssessions %s:%s", KP, SITE, VD);
+    cr_expect(spv->type == REDIS_REPLY_STRING && strncmp(spv->str, "3 ", 2) == 0,
+              "D's open visit holds 3 pageviews");
     freeReplyObject(spv);
-    /* realtime: only A was seen in the last 5 minutes */
-    cr_expect_eq(cmd_int(e->rc, "ZCARD veil:{0}:rt:%s", SITE), 1);
-    redisReply *r = cmd(e->rc, "ZSCORE veil:{0}:rt:%s %s", SITE, VA);
-    cr_expect_eq(r->type, REDIS_REPLY_STRING);
-    if (r->type == REDIS_REPLY_STRING)
-        cr_expect_eq(strtoll(r->str, NULL, 10), e->now - 10);
-    freeReplyObject(r);
-    long long rt_ttl = cmd_int(e->rc, "TTL veil:{0}:rt:%s", SITE);
-    cr_expect(rt_ttl > 500 && rt_ttl <= 600);
+    /* realtime: only A was seen in the last 5 minutes, in the HyperLogLog
+     * of its minute, which expires 7 minutes after that minute */
+    long long minute = (e->now - 10) / 60;
+    cr_expect_eq(cmd_int(e->rc, "PFCOUNT %srt:%s:%lld", KP, SITE, minute), 1);
+    long long rt_ttl = cmd_int(e->rc, "TTL %srt:%s:%lld", KP, SITE, minute);
+    cr_expect(rt_ttl > 300 && rt_ttl <= 480, "realtime TTL %lld", rt_ttl);
+    redisReply *keys = cmd(e->rc, "KEYS %srt:*", KP);
+    cr_expect_eq(keys->elements, 1, "no realtime key for events outside the window");
+    freeReplyObject(keys);
     /* the stream is trimmed */
     cr_expect_eq(cmd_int(e->rc, "XLEN %s", STREAM), 0);
 }
@@ -222,9 +229,10 @@ Test(aggregator, counts_every_metric_exactly, .timeout = 60)
     check_known_counts(e, 0);
     check_known_keys(e);
 
-    /* The script cache is lost (as after a Redis restart): NOSCRIPT must
-     * reload it. A's next pageview extends the open session by 5 s. */
-    freeReplyObject(cmd(e->rc, "SCRIPT FLUSH"));
+    /* The functions are lost (as after a restart without persistence):
+     * they must be loaded again. A's next pageview extends the open visit
+     * by 5 s. */
+    freeReplyObject(cmd(e->rc, "FUNCTION FLUSH"));
     struct event_record ev;
     event_base(&ev, e, "pageview", "/about", VA, e->now - 5);
     SET(ev.country, "DE");
@@ -250,182 +258,119 @@ Test(aggregator, counts_every_metric_exactly, .timeout = 60)
     free(log);
 }
 
-/* ---- 2. the ownership guard of the commit script, directly ---- */
+/* ---- 2. leases and the fencing epoch, directly ---- */
 
-Test(aggregator, commit_refuses_entries_taken_by_another_worker, .timeout = 30)
+/* The trim bound just after stream entry `index` (0-based) of STREAM. */
+static void trim_after(struct env *e, size_t index, char *out, size_t outlen)
+{
+    redisReply *r = cmd(e->rc, "XRANGE %s - +", STREAM);
+    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements > index);
+    unsigned long long ms, seq;
+    cr_assert_eq(sscanf(r->element[index]->element[0]->str, "%llu-%llu", &ms, &seq), 2);
+    str_format(out, outlen, "%llu-%llu", ms, seq + 1);
+    freeReplyObject(r);
+}
+
+/* A batch of one page view of `visitor` at ts. */
+static void one_pageview(struct env *e, struct rollup *r, const char *visitor, int64_t ts)
+{
+    struct event_record ev;
+    char err[128];
+    event_base(&ev, e, "pageview", "/", visitor, ts);
+    xadd(e->rc, &ev);
+    rollup_reset(r);
+    rollup_set_prefix(r, KP);
+    cr_assert_eq(rollup_add(r, &ev, e->now, err, sizeof err), ROLLUP_ADDED);
+    rollup_finish(r);
+}
+
+Test(aggregator, stale_epoch_is_refused_and_takeover_reloads_the_checkpoint, .timeout = 30)
 {
     env_start(&env);
     struct env *e = &env;
-    freeReplyObject(cmd(e->rc, "XGROUP CREATE %s agg 0 MKSTREAM", STREAM));
-    struct event_record ev;
-    const char *visitors[] = {VA, VB, VC};
-    for (int i = 0; i < 3; i++) {
-        event_base(&ev, e, "pageview", "/", visitors[i], e->now);
-        xadd(e->rc, &ev);
-    }
-    /* worker x reads all three; worker y takes the second over */
-    redisReply *read = cmd(e->rc, "XREADGROUP GROUP agg x COUNT 10 STREAMS %s >", STREAM);
-    cr_assert_eq(read->type, REDIS_REPLY_ARRAY);
-    const redisReply *entries = read->element[0]->element[1];
-    cr_assert_eq(entries->elements, 3);
-    const char *ids[3];
-    size_t lens[3];
-    for (int i = 0; i < 3; i++) {
-        ids[i] = entries->element[i]->element[0]->str;
-        lens[i] = entries->element[i]->element[0]->len;
-    }
-    freeReplyObject(cmd(e->rc, "XCLAIM %s agg y 0 %s", STREAM, ids[1]));
+    char err[256], trim[64];
+    cr_assert_eq(lease_load_functions(e->rc, err, sizeof err), 0, "%s", err);
+    unsigned shard = shard_of_site(SITE, strlen(SITE), SHARDS);
+    struct shard_state x, y;
+    shard_state_init(&x, shard);
+    shard_state_init(&y, shard);
+    cr_assert_eq(lease_acquire(e->rc, &x, "x", 60000, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(x.epoch, 1);
+    cr_assert_eq(lease_acquire(e->rc, &y, "y", 60000, err, sizeof err), 0, "the lease is held");
 
-    struct rollup *r = rollup_new(ROLLUP_SHARD_PREFIX, 30);
+    struct rollup *r = rollup_new(KP, 30);
     struct commit *c = commit_new();
-    struct commit_params px = {STREAM, "veil:{0}:sites", "agg", "x", 1000, 1800};
-    char err[256];
-    bool lost[3];
-    for (int i = 0; i < 3; i++) {
-        event_base(&ev, e, "pageview", "/", visitors[i], e->now);
-        cr_assert_eq(rollup_add(r, &ev, e->now, err, sizeof err), ROLLUP_ADDED);
-    }
-    rollup_finish(r);
-    cr_assert_eq(commit_batch(c, e->rc, &px, ids, lens, 3, r, lost, err, sizeof err),
-                 COMMIT_CONFLICT, "%s", err);
-    cr_assert(!lost[0] && lost[1] && !lost[2]);
-    cr_assert_eq(hget(e, "totals", "pageviews"), 0, "a refused commit writes nothing");
-    cr_assert_eq(pending(e->rc), 3);
-
-    /* x recombines without the lost entry; then y commits it */
-    rollup_reset(r);
-    const char *x_ids[2] = {ids[0], ids[2]};
-    size_t x_lens[2] = {lens[0], lens[2]};
-    event_base(&ev, e, "pageview", "/", VA, e->now);
-    rollup_add(r, &ev, e->now, err, sizeof err);
-    event_base(&ev, e, "pageview", "/", VC, e->now);
-    rollup_add(r, &ev, e->now, err, sizeof err);
-    rollup_finish(r);
-    freeReplyObject(cmd(e->rc, "SCRIPT FLUSH")); /* NOSCRIPT path on the way */
-    cr_assert_eq(commit_batch(c, e->rc, &px, x_ids, x_lens, 2, r, lost, err, sizeof err),
-                 COMMIT_OK, "%s", err);
-    cr_assert_eq(hget(e, "totals", "pageviews"), 2);
-
+    struct commit_params px = {.owner = "x", .lease_ms = 60000, .breakdown_cap = 1000,
+                               .property_budget = 10000, .session_timeout_s = 1800,
+                               .future_skew_s = 300, .now = e->now};
     struct commit_params py = px;
-    py.consumer = "y";
-    rollup_reset(r);
-    event_base(&ev, e, "pageview", "/", VB, e->now);
-    rollup_add(r, &ev, e->now, err, sizeof err);
-    rollup_finish(r);
-    /* a second commit of x's entries (a replay) is refused as well */
-    cr_assert_eq(commit_batch(c, e->rc, &px, x_ids, x_lens, 2, r, lost, err, sizeof err),
-                 COMMIT_CONFLICT);
-    cr_assert_eq(commit_batch(c, e->rc, &py, &ids[1], &lens[1], 1, r, lost, err, sizeof err),
+    py.owner = "y";
+
+    /* x counts A's first page view: committed, checkpointed, trimmed */
+    one_pageview(e, r, VA, e->now - 100);
+    trim_after(e, 0, trim, sizeof trim);
+    cr_assert_eq(commit_batch(c, e->rc, &x, &px, r, trim, NULL, 0, false, err, sizeof err),
                  COMMIT_OK, "%s", err);
-    cr_assert_eq(hget(e, "totals", "pageviews"), 3);
-    cr_assert_eq(hget(e, "totals", "visits"), 3);
-    cr_assert_eq(pending(e->rc), 0);
+    cr_assert_eq(hget(e, "totals", "visits"), 1);
+    cr_assert_eq(hget(e, "totals", "bounces"), 1);
     cr_assert_eq(cmd_int(e->rc, "XLEN %s", STREAM), 0);
+    cr_assert_eq(x.nsessions, 1);
 
-    /* dead consumers' names are forgotten once idle with nothing pending */
-    sleep_ms(10);
-    cr_assert_eq(commit_forget_consumers(e->rc, &px, 0, err, sizeof err), 1, "%s", err);
-    redisReply *consumers = cmd(e->rc, "XINFO CONSUMERS %s agg", STREAM);
-    cr_assert_eq(consumers->elements, 1, "x itself is kept");
-    freeReplyObject(consumers);
+    /* x stalls; its lease runs out and y takes the shard (epoch 2) */
+    freeReplyObject(cmd(e->rc, "DEL %slease", KP));
+    cr_assert_eq(lease_acquire(e->rc, &y, "y", 60000, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(y.epoch, 2);
+    cr_assert_eq(lease_load_checkpoint(e->rc, &y, err, sizeof err), 1, "%s", err);
 
-    freeReplyObject(read);
-    commit_free(c);
-    rollup_free(r);
-}
+    /* x wakes up and commits A's second page view: refused, nothing written */
+    one_pageview(e, r, VA, e->now - 50);
+    trim_after(e, 0, trim, sizeof trim);
+    cr_assert_eq(commit_batch(c, e->rc, &x, &px, r, trim, NULL, 0, false, err, sizeof err),
+                 COMMIT_STALE);
+    cr_assert_eq(hget(e, "totals", "pageviews"), 1, "a stale commit writes nothing");
+    cr_assert_eq(cmd_int(e->rc, "XLEN %s", STREAM), 1, "nor trims");
+    int ok = 1;
+    struct shard_state *xs = &x;
+    cr_assert_eq(lease_renew(e->rc, &xs, 1, "x", 60000, &ok, err, sizeof err), 0);
+    cr_assert_eq(ok, 0, "x learns it lost the shard");
 
-/* ---- 3. a plan made from state another worker then changed ---- */
-
-struct race {
-    struct env *e;
-    bool session, row; /* what the other worker changes */
-    int calls;
-};
-
-/* What another worker's commit for visitor A would do between this
- * worker's reads and its script call: open A's session 10 s ago and count
- * that visit, and/or give the page breakdown (cap 1) its only row. */
-static void other_worker_commits(void *arg, int attempt)
-{
-    struct race *race = arg;
-    struct env *e = race->e;
-    race->calls++;
-    if (attempt != 0)
-        return;
-    char base[256];
-    cr_assert(rollup_key_day(base, sizeof base, ROLLUP_SHARD_PREFIX, SITE, e->day, ""));
-    int64_t exp = rollup_day_expire_at(e->day, 30);
-    if (race->session) {
-        freeReplyObject(
-            cmd(e->rc, "HSET veil:{0}:s:%s:%s pv 1 start %lld last %lld base %s exp %lld", SITE,
-                VA, (long long)e->now - 10, (long long)e->now - 10, base, (long long)exp));
-        freeReplyObject(cmd(e->rc, "HINCRBY %stotals visits 1", base));
-        freeReplyObject(cmd(e->rc, "HINCRBY %stotals bounces 1", base));
-    }
-    if (race->row)
-        freeReplyObject(cmd(e->rc, "HINCRBY %sb:page:ev /pricing 1", base));
-}
-
-/* Commit A's page view "/" with breakdown_cap 1 while `race` happens. */
-static void commit_during(struct env *e, struct race *race)
-{
-    freeReplyObject(cmd(e->rc, "XGROUP CREATE %s agg 0 MKSTREAM", STREAM));
-    struct event_record ev;
-    event_base(&ev, e, "pageview", "/", VA, e->now);
-    xadd(e->rc, &ev);
-    redisReply *read = cmd(e->rc, "XREADGROUP GROUP agg x COUNT 10 STREAMS %s >", STREAM);
-    const redisReply *entry = read->element[0]->element[1]->element[0];
-    const char *id = entry->element[0]->str;
-    size_t idlen = entry->element[0]->len;
-
-    struct rollup *r = rollup_new(ROLLUP_SHARD_PREFIX, 30);
-    struct commit *c = commit_new();
-    struct commit_params px = {STREAM, "veil:{0}:sites", "agg", "x", 1, 1800};
-    char err[256];
-    bool lost[1];
-    cr_assert_eq(rollup_add(r, &ev, e->now, err, sizeof err), ROLLUP_ADDED);
-    rollup_finish(r);
-    race->e = e;
-    commit_set_plan_hook(c, other_worker_commits, race);
-    cr_assert_eq(commit_batch(c, e->rc, &px, &id, &idlen, 1, r, lost, err, sizeof err),
+    /* y counts it from the checkpoint x left: the visit goes on, no bounce */
+    cr_assert_eq(commit_batch(c, e->rc, &y, &py, r, trim, NULL, 0, false, err, sizeof err),
                  COMMIT_OK, "%s", err);
-    cr_assert_eq(race->calls, 2, "the first plan is thrown away, the second commits");
-    cr_assert_eq(commit_replans(c), 1);
-    cr_expect_eq(hget(e, "totals", "pageviews"), 1);
-    cr_expect_eq(pending(e->rc), 0);
-    freeReplyObject(read);
+    cr_expect_eq(hget(e, "totals", "pageviews"), 2);
+    cr_expect_eq(hget(e, "totals", "visits"), 1);
+    cr_expect_eq(hget(e, "totals", "bounces"), 0);
+    cr_expect_eq(hget(e, "totals", "visit_duration_s"), 50);
+    cr_expect_eq(cmd_int(e->rc, "XLEN %s", STREAM), 0);
+    /* a release lets another take over at once; the epoch only grows */
+    cr_assert_eq(lease_release(e->rc, &y, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(lease_acquire(e->rc, &x, "x", 60000, err, sizeof err), 1, "%s", err);
+    cr_expect_eq(x.epoch, 3);
+
     commit_free(c);
     rollup_free(r);
+    shard_state_free(&x);
+    shard_state_free(&y);
 }
 
-Test(aggregator, commit_replans_when_the_session_changed, .timeout = 30)
+Test(aggregator, refuses_to_start_with_another_shard_count, .timeout = 30)
 {
     env_start(&env);
-    struct race race = {.session = true};
-    commit_during(&env, &race);
-    /* The page view joined the visit the other worker opened (a second
-     * page: no longer a bounce, 10 s long) instead of opening its own. */
-    cr_expect_eq(hget(&env, "totals", "visits"), 1);
-    cr_expect_eq(hget(&env, "totals", "bounces"), 0);
-    cr_expect_eq(hget(&env, "totals", "visit_duration_s"), 10);
-    redisReply *spv = cmd(env.rc, "HGET veil:{0}:s:%s:%s pv", SITE, VA);
-    cr_expect(spv->type == REDIS_REPLY_STRING && strcmp(spv->str, "2") == 0);
-    freeReplyObject(spv);
-    cr_expect_eq(row_count(&env, "page", "ev", "/"), 1);
-}
-
-Test(aggregator, commit_replans_when_a_row_was_added, .timeout = 30)
-{
-    env_start(&env);
-    struct race race = {.row = true};
-    commit_during(&env, &race);
-    /* The cap of one row was taken meanwhile: "/" is "(other)". */
-    cr_expect_eq(row_count(&env, "page", "ev", "/pricing"), 1);
-    cr_expect_eq(row_count(&env, "page", "ev", "/"), 0);
-    cr_expect_eq(row_count(&env, "page", "ev", ROLLUP_OTHER), 1);
-    cr_expect_eq(row_count(&env, "entry_page", "vis", ROLLUP_OTHER), 0,
-                 "entry pages have their own rows");
-    cr_expect_eq(hget(&env, "totals", "visits"), 1);
+    struct env *e = &env;
+    freeReplyObject(cmd(e->rc, "SET veil:meta:shards 8"));
+    struct harness_proc *agg = agg_spawn(e, NULL);
+    int status = -1;
+    for (int waited = 0; waited < 10000; waited += 20) {
+        if (waitpid(agg->pid, &status, WNOHANG) == agg->pid)
+            break;
+        sleep_ms(20);
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "it must exit with an error");
+    agg->pid = -1;
+    size_t len;
+    char *log = agg_logs(e, &len);
+    cr_expect(strstr(log, "shards is 16") && strstr(log, "veil:meta:shards"), "%s", log);
+    free(log);
 }
 
 /* ---- 4. Redis goes away and comes back empty ---- */
@@ -470,6 +415,19 @@ Test(aggregator, runs_stats_api_beside_rollup_and_stops_on_sigterm, .timeout = 6
     xadd(e->rc, &ev);
     wait_drained(e, 15000);
     cr_expect_eq(hget(e, "totals", "pageviews"), 1);
+    /* the roll-up's metrics, with HELP and TYPE lines */
+    char *body = NULL;
+    cr_assert_eq(harness_http(port, "GET", "/metrics", NULL, NULL, 0, &body, NULL), 200);
+    const char *want[] = {"# TYPE veil_aggregator_batch_events histogram",
+                          "# HELP veil_aggregator_stream_lag_seconds ",
+                          "veil_aggregator_events_total 1\n",
+                          "veil_aggregator_shards_owned 16\n",
+                          "veil_aggregator_commits_total 1\n",
+                          "veil_aggregator_events_rejected_total{reason=\"future\"} 0\n",
+                          "veil_aggregator_commit_seconds_count 1\n"};
+    for (size_t i = 0; i < ARRAY_LEN(want); i++)
+        cr_expect(body && strstr(body, want[i]), "/metrics lacks %s:\n%s", want[i], body);
+    free(body);
     agg_stop_ok(agg);
     cr_expect_neq(harness_wait_http(port, "/healthz", 200), 0, "the API stopped with it");
 }
@@ -497,7 +455,8 @@ Test(aggregator, sample_config_lists_every_directive_and_is_current, .timeout = 
     char *sample = run_capture(e, argv, &status);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     const char *names[] = {"redis",         "consumer",         "batch_size",
-                           "block_ms",      "claim_idle_ms",    "retention_days",
+                           "block_ms",      "lease_ms",         "retention_days",
+                           "shards",        "future_skew_s",
                            "breakdown_cap", "session_timeout_s", "api_listen",
                            "api_token",     "api_tokens",       "k_anonymity",
                            "dp_epsilon",    "dashboard_dir",    "log_level"};

@@ -1,11 +1,12 @@
 /* test_it_aggregator_safety.c - the real veil-aggregator against a real
  * redis-server: exactly-once under failure, and privacy.
  *
- * Crash safety: a writer thread XADDs events in bounded batches while
- * workers are killed with kill -9 and a second worker runs and is frozen
- * (SIGSTOP) past claim_idle_ms, so its batches are claimed by the other and
- * its stale commits must be refused; at the end every count equals what
- * was sent, exactly. Privacy: a TYPE-aware dump of every key and value (and
+ * Crash safety: a writer thread XADDs events of 24 sites (all 16 shards)
+ * in bounded batches, as batch entries and as old collectors' entries in
+ * shard 0, while three aggregator processes share the shards and a random
+ * one is killed with kill -9 every second and restarted; and an owner
+ * frozen (SIGSTOP) past its lease must be refused once resumed. At the end
+ * every count equals what was sent, exactly. Privacy: a TYPE-aware dump of every key and value (and
  * the logs) must hold no IP, in text or binary, although the stream
  * entries carried truncated IPs (ip_keep=truncated). */
 #include <arpa/inet.h>
@@ -24,43 +25,85 @@
 
 TestSuite(aggregator_safety, .fini = teardown);
 
-/* ---- 3. crash safety ---- */
+/* ---- 3. crash safety: three processes, kill -9, stalls ---- */
 
+#define CRASH_SITES 24
 #define CRASH_VISITORS 1500
 #define CRASH_PAGES 20
 #define CRASH_BATCH 100
+#define CRASH_LEGACY_EVERY 20 /* one event in 20 is an old collector's entry in shard 0 */
 
 struct crash_event {
-    int visitor, page;
+    int site, visitor, page;
     int64_t ts;
     bool pageview;
+};
+
+struct site_expect {
+    long long pageviews, events, visits, bounces, duration;
 };
 
 struct writer {
     const struct env *e;
     struct crash_event *events;
     size_t n;
+    int pause_ms;
     volatile bool done;
 };
 
+static void crash_site(int site, char *out, size_t outlen)
+{
+    str_format(out, outlen, "s%d.example", site);
+}
+
+/* Each CRASH_BATCH of events: per shard, one entry holding them all in
+ * the batch field (as the collector writes them), except every
+ * CRASH_LEGACY_EVERY-th event, written alone (packed field 'e') into shard
+ * 0's stream whatever its site, as an old collector did. */
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     redisContext *rc = connect_unix(w->e->redis.socket);
     struct event_record ev;
+    static char batch[SHARDS][64 * 1024];
+    size_t used[SHARDS];
+    char packed[EVENT_PACKED_MAX];
     for (size_t i = 0; i < w->n; i += CRASH_BATCH) {
         size_t end = i + CRASH_BATCH < w->n ? i + CRASH_BATCH : w->n;
+        memset(used, 0, sizeof used);
+        size_t replies = 0;
         for (size_t k = i; k < end; k++) {
             const struct crash_event *c = &w->events[k];
             char path[32], vh[17];
             str_format(path, sizeof path, "/p%d", c->page);
             str_format(vh, sizeof vh, "%016x", 0x100000u + (unsigned)c->visitor);
             event_base(&ev, w->e, c->pageview ? "pageview" : "click", path, vh, c->ts);
-            xadd_append(rc, &ev);
+            crash_site(c->site, ev.site, sizeof ev.site);
+            size_t plen = event_pack(&ev, packed, sizeof packed);
+            if (k % CRASH_LEGACY_EVERY == 0) {
+                const char *argv[] = {"XADD", "veil:{0}:events", "*", "e", packed};
+                size_t lens[] = {4, 15, 1, 1, plen};
+                redisAppendCommandArgv(rc, 5, argv, lens);
+                replies++;
+                continue;
+            }
+            unsigned s = shard_of_site(ev.site, strlen(ev.site), SHARDS);
+            used[s] = event_batch_append(batch[s], sizeof batch[s], used[s], packed, plen);
+            cr_assert_gt(used[s], 0);
         }
-        for (size_t k = i; k < end; k++)
+        for (unsigned s = 0; s < SHARDS; s++) {
+            if (!used[s])
+                continue;
+            char stream[32];
+            str_format(stream, sizeof stream, "veil:{%u}:events", s);
+            const char *argv[] = {"XADD", stream, "*", EVENT_BATCH_FIELD, batch[s]};
+            size_t lens[] = {4, strlen(stream), 1, 1, used[s]};
+            redisAppendCommandArgv(rc, 5, argv, lens);
+            replies++;
+        }
+        for (size_t k = 0; k < replies; k++)
             xadd_reply(rc);
-        sleep_ms(120);
+        sleep_ms(w->pause_ms);
     }
     redisFree(rc);
     w->done = true;
@@ -74,100 +117,144 @@ static unsigned rnd(unsigned n)
     return (unsigned)(rng_state >> 33) % n;
 }
 
-Test(aggregator_safety, crash_safety_kill9_and_stalls_count_exactly_once, .timeout = 240)
+/* Each visitor (of one site): 1..4 pageviews within 1000 s (one visit),
+ * clicks strictly between its first and last pageview (so they never
+ * change a duration); shuffled. */
+static struct crash_event *crash_events(const struct env *e, int visitors, size_t *n,
+                                        struct site_expect *want)
 {
-    env_start(&env);
-    struct env *e = &env;
-
-    /* Each visitor: 1..4 pageviews within 1000 s (one visit), clicks strictly
-     * between its first and last pageview (so they never change a duration). */
-    size_t cap = CRASH_VISITORS * 8, n = 0;
+    size_t cap = (size_t)visitors * 8;
     struct crash_event *events = calloc(cap, sizeof *events);
-    long long pageviews = 0, bounces = 0, duration = 0;
-    long long page_pv[CRASH_PAGES] = {0};
-    for (int v = 0; v < CRASH_VISITORS; v++) {
-        int k = 1 + v % 4;
+    *n = 0;
+    memset(want, 0, CRASH_SITES * sizeof *want);
+    for (int v = 0; v < visitors; v++) {
+        int k = 1 + v % 4, site = v % CRASH_SITES;
         int64_t first = e->now - 1200 + rnd(100), last = first;
         for (int j = 0; j < k; j++) {
             int64_t ts = first + (j ? 10 + rnd(900) : 0);
-            int page = (int)rnd(CRASH_PAGES);
-            events[n++] = (struct crash_event){v, page, ts, true};
-            page_pv[page]++;
+            events[(*n)++] = (struct crash_event){site, v, (int)rnd(CRASH_PAGES), ts, true};
             if (ts > last)
                 last = ts;
         }
-        pageviews += k;
-        bounces += k == 1;
-        duration += last - first;
-        for (int j = 0; last - first >= 2 && j < k - 1; j++)
-            events[n++] =
-                (struct crash_event){v, (int)rnd(CRASH_PAGES),
+        struct site_expect *w = &want[site];
+        w->pageviews += k;
+        w->events += k;
+        w->visits++;
+        w->bounces += k == 1;
+        w->duration += last - first;
+        for (int j = 0; last - first >= 2 && j < k - 1; j++) {
+            events[(*n)++] =
+                (struct crash_event){site, v, (int)rnd(CRASH_PAGES),
                                      first + 1 + (int64_t)rnd((unsigned)(last - first - 1)),
                                      false};
+            w->events++;
+        }
     }
-    for (size_t i = n - 1; i > 0; i--) { /* shuffle */
+    for (size_t i = *n - 1; i > 0; i--) {
         size_t j = rnd((unsigned)i + 1);
         struct crash_event t = events[i];
         events[i] = events[j];
         events[j] = t;
     }
+    return events;
+}
 
-    struct writer w = {e, events, n, false};
+static long long site_total(struct env *e, int site, const char *field)
+{
+    char name[64], prefix[SHARD_PREFIX_MAX];
+    crash_site(site, name, sizeof name);
+    shard_key_prefix(prefix, sizeof prefix, shard_of_site(name, strlen(name), SHARDS));
+    redisReply *r = cmd(e->rc, "HGET %sd:%s:%s:totals %s", prefix, name, e->day, field);
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+static void check_sites(struct env *e, const struct site_expect *want)
+{
+    for (int s = 0; s < CRASH_SITES; s++) {
+        cr_expect_eq(site_total(e, s, "pageviews"), want[s].pageviews, "site %d pageviews", s);
+        cr_expect_eq(site_total(e, s, "events"), want[s].events, "site %d events", s);
+        cr_expect_eq(site_total(e, s, "visits"), want[s].visits, "site %d visits", s);
+        cr_expect_eq(site_total(e, s, "bounces"), want[s].bounces, "site %d bounces", s);
+        cr_expect_eq(site_total(e, s, "visit_duration_s"), want[s].duration,
+                     "site %d duration", s);
+    }
+}
+
+Test(aggregator_safety, three_processes_kill9_every_second_count_exactly_once, .timeout = 120)
+{
+    env_start(&env);
+    struct env *e = &env;
+    struct site_expect want[CRASH_SITES];
+    size_t n;
+    struct crash_event *events = crash_events(e, CRASH_VISITORS, &n, want);
+    struct writer w = {e, events, n, 250, false};
     pthread_t thread;
     cr_assert_eq(pthread_create(&thread, NULL, writer_main, &w), 0);
 
-    char *extra[] = {"--batch_size=50", "--claim_idle_ms=300", NULL};
-    struct harness_proc *a = agg_spawn(e, extra), *bproc = NULL;
-    int kills = 0, stalls = 0, round = 0;
+    /* three processes share the 16 shards; every second one of them, at
+     * random, is killed with kill -9 (at any point of a batch) and
+     * restarted, for as long as events stream in (about 10 s) */
+    char *extra[] = {"--batch_size=300", NULL};
+    struct harness_proc *procs[3];
+    for (int i = 0; i < 3; i++)
+        procs[i] = agg_spawn(e, extra);
+    int kills = 0;
     while (!w.done) {
-        sleep_ms(150 + (int)rnd(450));
-        harness_kill(a); /* kill -9, at any point of a batch */
+        sleep_ms(1000);
+        int victim = (int)rnd(3);
+        harness_kill(procs[victim]);
+        procs[victim] = agg_spawn(e, extra);
         kills++;
-        a = agg_spawn(e, extra);
-        round++;
-        if (round == 3)
-            bproc = agg_spawn(e, extra); /* a second worker for a while */
-        if (bproc && bproc->pid > 0 && round % 2 == 0) {
-            kill(bproc->pid, SIGSTOP); /* stalls past claim_idle_ms: a takes over */
-            sleep_ms(500 + (int)rnd(400));
-            kill(bproc->pid, SIGCONT);
-            stalls++;
-        }
-        if (bproc && bproc->pid > 0 && round == 9) {
-            harness_kill(bproc);
-            kills++;
-        }
     }
     pthread_join(thread, NULL);
     wait_drained(e, 60000);
-    agg_stop_ok(a);
-    if (bproc && bproc->pid > 0)
-        agg_stop_ok(bproc);
-    cr_log_info("crash test: %zu events, %d kill -9, %d stalls, %d spawns", n, kills, stalls,
-                e->nagg);
+    for (int i = 0; i < 3; i++)
+        agg_stop_ok(procs[i]);
+    cr_log_info("crash test: %zu events on %d sites, %d kill -9, %d spawns", n, CRASH_SITES,
+                kills, e->nagg);
+    cr_assert_geq(kills, 5, "the load lasted long enough for several kills");
+    check_sites(e, want);
+    free(events);
+}
 
-    cr_expect_eq(hget(e, "totals", "pageviews"), pageviews);
-    cr_expect_eq(hget(e, "totals", "events"), (long long)n);
-    cr_expect_eq(hget(e, "totals", "visits"), CRASH_VISITORS);
-    cr_expect_eq(hget(e, "totals", "bounces"), bounces);
-    cr_expect_eq(hget(e, "totals", "visit_duration_s"), duration);
-    long long entry_sum = 0;
-    for (int p = 0; p < CRASH_PAGES; p++) {
-        char path[32];
-        str_format(path, sizeof path, "/p%d", p);
-        cr_expect_eq(row_count(e, "page", "pv", path), page_pv[p], "page %s", path);
-        entry_sum += row_count(e, "entry_page", "vis", path);
+Test(aggregator_safety, owner_paused_past_its_lease_is_refused, .timeout = 120)
+{
+    env_start(&env);
+    struct env *e = &env;
+    struct site_expect want[CRASH_SITES];
+    size_t n;
+    /* a backlog big enough that a spends its time planning and committing
+     * large batches: frozen at a random moment, it is most likely holding
+     * a batch it read but has not committed */
+    struct crash_event *events = crash_events(e, 25000, &n, want);
+    struct writer w = {e, events, n, 0, false};
+    writer_main(&w);
+
+    char *extra[] = {"--batch_size=20000", NULL};
+    struct harness_proc *a = agg_spawn(e, extra);
+    long long counted = 0;
+    for (int waited = 0; waited < 20000 && counted == 0; waited += 1) {
+        for (int s = 0; s < CRASH_SITES && counted == 0; s++)
+            counted += site_total(e, s, "events");
+        sleep_ms(1);
     }
-    cr_expect_eq(entry_sum, CRASH_VISITORS);
-    long long visitors = cmd_int(e->rc, "PFCOUNT veil:{0}:d:%s:%s:visitors", SITE, e->day);
-    cr_expect(visitors > CRASH_VISITORS * 97 / 100 && visitors < CRASH_VISITORS * 103 / 100,
-              "HyperLogLog visitors %lld", visitors);
-    cr_expect_eq(cmd_int(e->rc, "XLEN %s", STREAM), 0);
-
+    cr_assert_gt(counted, 0, "a committed a first batch");
+    kill(a->pid, SIGSTOP);
+    struct harness_proc *b = agg_spawn(e, extra);
+    sleep_ms(4500); /* lease_ms is 1500: b owns every shard by now */
+    kill(a->pid, SIGCONT);
+    wait_drained(e, 60000);
+    agg_stop_ok(b);
+    agg_stop_ok(a);
+    check_sites(e, want);
     size_t len;
-    char *log = agg_logs(e, &len);
-    cr_log_info("conflict recoveries logged: %s",
-                strstr(log, "taken over by another worker") ? "yes" : "no");
+    char *log = harness_read_file(a->log_path, &len);
+    bool refused = strstr(log, "is stale") != NULL;
+    cr_log_info("paused owner: %s", refused ? "its commit was refused (stale epoch)"
+                                            : "its renewal found the lease lost first");
+    cr_expect(refused || strstr(log, "lease lost"), "a learns it lost its shards: %s", log);
     free(log);
     free(events);
 }
@@ -269,10 +356,10 @@ Test(aggregator_safety, no_ip_in_any_key_or_value, .timeout = 60)
     /* the dump really covers keys, hashes, HLLs, sets and zsets */
     cr_assert(harness_contains(dump, len, "/canary-page", 12), "hash fields are dumped");
     cr_assert(harness_contains(dump, len, "HYLL", 4), "HyperLogLogs are dumped raw");
-    cr_assert(harness_contains(dump, len, "0000000000abc001", 16), "zset members are dumped");
-    cr_assert(types[0] > 0 && types[1] > 0 && types[2] > 0 && types[3] > 0,
-              "strings/HLLs %d, hashes %d, sets %d, zsets %d", types[0], types[1], types[2],
-              types[3]);
+    cr_assert(harness_contains(dump, len, "0000000000abc001", 16),
+              "hash fields (the visits' checkpoint) are dumped");
+    cr_assert(types[0] > 0 && types[1] > 0 && types[2] > 0,
+              "strings/HLLs %d, hashes %d, sets %d", types[0], types[1], types[2]);
     cr_expect_eq(hget(e, "totals", "pageviews"), 32);
 
     unsigned char v4[4], v6[16];

@@ -49,8 +49,13 @@ static char *family_without_help_or_sample(const char *text)
         if (!h || h > t)
             return bad;
         const char *next = strchr(t, '\n');
-        if (!next || strncmp(next + 1, bad, n) != 0 ||
-            (next[1 + n] != ' ' && next[1 + n] != '{'))
+        if (!next || strncmp(next + 1, bad, n) != 0)
+            return bad;
+        /* a histogram's samples are <name>_bucket, _sum and _count */
+        const char *after = next + 1 + n;
+        if (strncmp(after, "_bucket{", 8) == 0)
+            continue;
+        if (*after != ' ' && *after != '{')
             return bad;
     }
     return NULL;

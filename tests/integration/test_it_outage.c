@@ -139,7 +139,7 @@ static void aggregator_up(struct stack *s)
     snprintf(redis, sizeof redis, "--redis=unix:%s/redis.sock", s->dir);
     snprintf(log, sizeof log, "%s/aggregator.log", s->dir);
     char *argv[] = {"veil-aggregator", redis, "--api_listen=", "--block_ms=100",
-                    "--claim_idle_ms=1000", NULL};
+                    "--lease_ms=1000", NULL};
     cr_assert_eq(harness_spawn(&s->agg, argv, log), 0);
 }
 
@@ -891,7 +891,7 @@ Test(outage, end_to_end_aggregator_counts_each_event_once, .timeout = 150)
     long long counted = 0;
     for (int waited = 0; waited < 40000; waited += 100) {
         counted = 0;
-        redisReply *keys = redisCommand(rc, "KEYS veil:{0}:d:example.com:*:totals");
+        redisReply *keys = redisCommand(rc, "KEYS veil:{*}:d:example.com:*:totals"); /* in its shard */
         for (size_t i = 0; keys && i < keys->elements; i++) {
             redisReply *v = redisCommand(rc, "HGET %s pageviews", keys->element[i]->str);
             if (v && v->type == REDIS_REPLY_STRING)

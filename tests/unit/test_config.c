@@ -217,3 +217,33 @@ Test(config, collector_defaults_are_private)
     cr_expect(strstr(err, "listen") != NULL);
     collector_config_free(&c);
 }
+
+Test(config, compat_directives_are_checked)
+{
+    struct collector_config c;
+    char err[256];
+    enum cfg_action action;
+    char *good[] = {"veil-collector", "--umami_website_ids=94db1cb1-74f4-4a40-ad6c-962362670409=example.com",
+                    "--matomo_site_ids=1=example.com,2=blog.example", "--umami_path=/u/send", NULL};
+    cr_assert_eq(collector_config_load(&c, 4, good, &action, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(c.umami_website_ids.n, 1);
+    cr_expect_eq(c.matomo_site_ids.n, 2);
+    cr_expect_str_eq(c.umami_path, "/u/send");
+    collector_config_free(&c);
+    static const char *const bad[][2] = {
+        {"--matomo_site_ids=1", "matomo_site_ids: item 1 is not <id>=<site>"},
+        {"--matomo_site_ids==example.com", "matomo_site_ids: item 1 is not <id>=<site>"},
+        {"--umami_website_ids=abc=", "umami_website_ids: item 1 is not <id>=<site>"},
+        {"--umami_path=api/send", "umami_path: must start with / and hold no query"},
+        {"--umami_path=/matomo.php", "umami_path: /matomo.php is another endpoint"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char arg[128];
+        cr_assert(str_copy(arg, sizeof arg, bad[i][0], strlen(bad[i][0])));
+        char *argv[] = {"veil-collector", arg, NULL};
+        cr_expect_eq(collector_config_load(&c, 2, argv, &action, err, sizeof err), -1, "%s",
+                     bad[i][0]);
+        cr_expect_str_eq(err, bad[i][1]);
+        collector_config_free(&c);
+    }
+}

@@ -23,6 +23,7 @@
 #include "../../fuzz/harness.c"
 #include "../../fuzz/target_anon.c"
 #include "../../fuzz/target_codec.c"
+#include "../../fuzz/target_compat.c"
 #include "../../fuzz/target_config.c"
 #include "../../fuzz/target_event_parse.c"
 #include "../../fuzz/target_httpd.c"
@@ -115,6 +116,8 @@ Test(fuzz_regressions, rcluster) { replay("rcluster"); }
 Test(fuzz_regressions, event_codec) { replay("event_codec"); }
 Test(fuzz_regressions, anon) { replay("anon"); }
 Test(fuzz_regressions, httpd_parse) { replay("httpd_parse"); }
+Test(fuzz_regressions, compat_umami) { replay("compat_umami"); }
+Test(fuzz_regressions, compat_matomo) { replay("compat_matomo"); }
 
 /* Every target has a test above and a seed corpus; every directory of
  * crashers names a target (a typo would silently replay nothing). */
@@ -122,7 +125,8 @@ Test(fuzz_regressions, directories_name_targets)
 {
     static const char *const tested[] = {"event_parse_json", "event_parse_query", "url",
                                          "ua", "config", "event_codec", "anon",
-                                         "httpd_parse", "rcluster"};
+                                         "httpd_parse", "compat_umami", "compat_matomo",
+                                         "rcluster"};
     size_t ntargets = 0;
     for (const struct fuzz_target *t = fuzz_targets; t->name; t++, ntargets++) {
         bool found = false;

@@ -81,10 +81,10 @@ Test(rollup_keys, names_follow_keys_md)
     cr_assert(rollup_key_row_visitors(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com", DAY,
                                       "page", "/a b"));
     cr_assert_str_eq(k, "veil:{0}:d:example.com:2024-05-01:u:page:/a b");
-    cr_assert(rollup_key_session(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com", VA));
-    cr_assert_str_eq(k, "veil:{0}:s:example.com:00000000000000aa");
-    cr_assert(rollup_key_realtime(k, sizeof k, ROLLUP_SHARD_PREFIX, "example.com"));
-    cr_assert_str_eq(k, "veil:{0}:rt:example.com");
+    cr_assert(rollup_key_session(k, sizeof k, "example.com", VA));
+    cr_assert_str_eq(k, "example.com:00000000000000aa", "the checkpoint field of a visit");
+    cr_assert(rollup_key_realtime(k, sizeof k, "veil:{7}:", "example.com"));
+    cr_assert_str_eq(k, "veil:{7}:rt:example.com:", "the minute follows");
 }
 
 Test(rollup_keys, names_report_truncation)
@@ -308,8 +308,9 @@ Test(rollup, hits_are_per_visitor_in_time_order)
     const struct rollup_session *s = rollup_sessions(r, &nsessions);
     cr_assert_eq(nhits, 4, "events without a visitor hash have no session");
     cr_assert_eq(nsessions, 2);
-    cr_assert_str_eq(s[0].key, "veil:{0}:s:example.com:" VB);
-    cr_assert_str_eq(s[0].realtime_key, "veil:{0}:rt:example.com");
+    cr_assert_str_eq(s[0].key, "example.com:" VB);
+    cr_assert_str_eq(s[0].site, "example.com");
+    cr_assert_str_eq(s[0].realtime_key, "veil:{0}:rt:example.com:");
     cr_assert_str_eq(rollup_visitor(r, s[1].visitor), VA);
     /* session 0 (VB) first, then VA's hits by ts, ties by arrival */
     cr_assert_eq(h[0].session, 0);
@@ -442,5 +443,33 @@ Test(rollup, large_batch_sums_are_exact)
                   (h[i - 1].session == h[i].session &&
                    (h[i - 1].ts < h[i].ts ||
                     (h[i - 1].ts == h[i].ts && h[i - 1].seq < h[i].seq))));
+    }
+}
+
+/* ---- the schema table (schema.h) ---- */
+
+#include "schema.h"
+
+Test(rollup, schema_table_covers_every_visit_value_and_names_primary_hashes)
+{
+    for (int slot = 0; slot < ROLLUP_V_COUNT; slot++) {
+        const struct schema_dim *d = schema_visit_dim(slot);
+        cr_assert_not_null(d, "visit slot %d has no dimension", slot);
+        cr_expect(d->metrics & SCHEMA_VIS, "%s is counted per visit", d->name);
+        cr_expect_str_eq(rollup_visit_dim_name((enum rollup_visit_dim)slot), d->name);
+    }
+    cr_expect_str_eq(schema_primary_metric(schema_find("entry_page")), "vis");
+    cr_expect_str_eq(schema_primary_metric(schema_find("page")), "ev");
+    cr_expect_eq(schema_find("prop:plan"), schema_dim(SD_PROP));
+    cr_expect_null(schema_find("nonsense"));
+    cr_expect_eq(schema_find("source")->visitors, SCHEMA_U_PER_VISIT);
+    cr_expect_eq(schema_find("country")->visitors, SCHEMA_U_PER_VISITOR);
+    cr_expect_eq(schema_find("screen")->visitors, SCHEMA_U_PER_EVENT, "a window can change");
+    /* no row visitors where nothing published needs them */
+    for (int i = 0; i < SD__COUNT; i++) {
+        const struct schema_dim *d = schema_dim((enum schema_dim_id)i);
+        if (!d->property)
+            cr_expect_eq(d->visitors, SCHEMA_U_NONE, "%s has row visitors nobody reads",
+                         d->name);
     }
 }
