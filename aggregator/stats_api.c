@@ -34,6 +34,7 @@
 #include "log.h"
 #include "output.h"
 #include "query.h"
+#include "rcluster.h"
 #include "registry.h"
 #include "rollup_metrics.h"
 #include "static_files.h"
@@ -76,7 +77,8 @@ struct stats_api {
     int stop_pipe[2];
     pthread_t thread;
     /* state of the API thread only */
-    redisContext *redis;
+    struct rcluster *cluster;    /* one Redis or a Redis Cluster (rcluster.h) */
+    redisContext *redis;         /* the node of the last request, borrowed from cluster */
     bool redis_connected_once;
     bool dp_key_loaded;
     unsigned char dp_key[DP_KEY_BYTES];
@@ -107,55 +109,67 @@ static void set_error(struct api_request *rq, int status, const char *reason)
 
 /* ---- Redis connection of the API thread ---- */
 
-static redisContext *api_redis(struct stats_api *api)
+/* The routing handle (rcluster.h: one Redis or a Redis Cluster), connected
+ * on first use and again after it was dropped. */
+static struct rcluster *api_cluster(struct stats_api *api)
 {
-    if (api->redis && api->redis->err) {
-        redisFree(api->redis);
-        api->redis = NULL;
-    }
-    if (api->redis)
-        return api->redis;
-    struct timeval ct = {REDIS_CONNECT_TIMEOUT_MS / 1000, (REDIS_CONNECT_TIMEOUT_MS % 1000) * 1000};
-    struct timeval rt = {REDIS_COMMAND_TIMEOUT_MS / 1000, (REDIS_COMMAND_TIMEOUT_MS % 1000) * 1000};
-    redisContext *rc;
-    char host[300];
-    int port;
-    if (strncmp(api->redis_addr, "unix:", 5) == 0)
-        rc = redisConnectUnixWithTimeout(api->redis_addr + 5, ct);
-    else if (hostport_split(api->redis_addr, host, sizeof host, &port))
-        rc = redisConnectWithTimeout(host, port, ct);
-    else
-        return NULL;
-    if (!rc || rc->err) {
-        log_warn("stats api: redis %s: %s", api->redis_addr, rc ? rc->errstr : "out of memory");
-        if (rc)
-            redisFree(rc);
+    if (api->cluster)
+        return api->cluster;
+    char err[300];
+    api->cluster = rcluster_connect(api->redis_addr, REDIS_CONNECT_TIMEOUT_MS, err, sizeof err);
+    if (!api->cluster) {
+        log_warn("stats api: %s", err);
         return NULL;
     }
-    redisSetTimeout(rc, rt);
     if (api->redis_connected_once)
         api->metrics.redis_reconnects++;
     api->redis_connected_once = true;
-    api->redis = rc;
-    return rc;
+    return api->cluster;
 }
 
-/* After a failed query: 503 when the connection is lost (it is dropped
- * and reopened by the next request), 500 for an unexpected answer. */
+/* The connection to the node holding the keys of `prefix` (a site's shard
+ * "veil:{N}:", the registry's "veil:{reg}:"), borrowed from the handle;
+ * remembered in api->redis for redis_error. NULL when unreachable. */
+static redisContext *api_redis_at(struct stats_api *api, const char *prefix)
+{
+    struct rcluster *cl = api_cluster(api);
+    api->redis = cl ? rcluster_slot_context(cl, prefix, strlen(prefix)) : NULL;
+    if (cl && !api->redis)
+        log_warn("stats api: %s", rcluster_errstr(cl));
+    return api->redis;
+}
+
+static redisContext *api_redis(struct stats_api *api)
+{
+    return api_redis_at(api, REG_PREFIX);
+}
+
+static char tryagain[] = "TRYAGAIN";
+static const redisReply map_may_have_changed = {.type = REDIS_REPLY_ERROR, .str = tryagain,
+                                                .len = sizeof tryagain - 1};
+
+/* After a failed query: 503 when the connection is lost or, on a cluster,
+ * when the slot map may have changed (MOVED during a resharding, a
+ * failover: the map is reloaded before the next request), 500 for an
+ * unexpected answer from a single Redis. */
 static void redis_error(struct api_request *rq, const char *reason)
 {
     struct stats_api *api = rq->api;
     api->metrics.redis_errors++;
     log_warn("stats api: %s", reason);
-    if (!api->redis || api->redis->err) {
-        if (api->redis) {
-            redisFree(api->redis);
-            api->redis = NULL;
-        }
-        set_error(rq, 503, "storage unavailable, try again");
-    } else {
-        set_error(rq, 500, "storage answered unexpectedly");
+    bool lost = !api->redis || api->redis->err;
+    bool cluster = api->cluster && rcluster_is_cluster(api->cluster);
+    if (api->cluster)
+        (void)rcluster_note(api->cluster, lost ? NULL : &map_may_have_changed);
+    if (lost && api->cluster && !cluster) { /* one Redis: start again */
+        rcluster_free(api->cluster);
+        api->cluster = NULL;
     }
+    api->redis = NULL;
+    if (lost || cluster)
+        set_error(rq, 503, "storage unavailable, try again");
+    else
+        set_error(rq, 500, "storage answered unexpectedly");
 }
 
 /* The DP key, fetched (or created) once. */
@@ -437,8 +451,16 @@ static void handle_sites(struct api_request *rq, const struct api_params *p, red
     char **stored = NULL;
     size_t nstored = 0;
     bool all = reg_scope[0] ? strcmp(reg_scope, "*") == 0 : auth_all_sites(api->auth, token);
-    if (all && query_sites(rc, &stored, &nstored, err, sizeof err) != 0) {
+    if (all && query_sites(api->cluster, &stored, &nstored, err, sizeof err) != 0) {
         redis_error(rq, err);
+        return;
+    }
+    rc = api_redis(api); /* the registry's node, for the time zones */
+    if (!rc) {
+        redis_error(rq, "the site registry is unreachable");
+        for (size_t i = 0; i < nstored; i++)
+            free(stored[i]);
+        free(stored);
         return;
     }
     const char **named = xcalloc(SITES_MAX_GRANTS, sizeof *named);
@@ -575,14 +597,21 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
         set_error(rq, 403, "this token may not read this site");
         return;
     }
-    redisContext *rc = api_redis(api);
+    /* the DP key's node (veil:{0}:), then the site's shard's node (the
+     * site list gathers from every shard itself) */
+    redisContext *rc = api_redis_at(api, "veil:{0}:");
+    if (rc && !api_dp_key(rq, rc))
+        return;
+    if (rc && ep != API_EP_SITES) {
+        char prefix[SHARD_PREFIX_MAX];
+        query_site_prefix(p.site_id, prefix);
+        rc = api_redis_at(api, prefix);
+    }
     if (!rc) {
         api->metrics.redis_errors++;
         set_error(rq, 503, "storage unavailable, try again");
         return;
     }
-    if (!api_dp_key(rq, rc))
-        return;
     switch (ep) {
     case API_EP_AGGREGATE: handle_aggregate(rq, &p, rc); break;
     case API_EP_TIMESERIES: handle_timeseries(rq, &p, rc); break;
@@ -721,8 +750,7 @@ static void api_free(struct stats_api *api)
         if (api->stop_pipe[i] >= 0)
             close(api->stop_pipe[i]);
     }
-    if (api->redis)
-        redisFree(api->redis);
+    rcluster_free(api->cluster); /* api->redis was borrowed from it */
     auth_free(api->auth);
     free(api->redis_addr);
     free(api->dashboard_dir);
