@@ -183,6 +183,8 @@ int admin_purge(struct admin *a)
         str_format(pattern, sizeof pattern, "%srt:%s:*", prefixes[i], site);
         if ((rc = scan_keys(a, pattern, purge_key, &all)) != ADMIN_OK)
             return rc;
+        if (!admin_redis_slot(a, prefixes[i])) /* the checkpoint is on the shard's node */
+            return ADMIN_REDIS;
         if ((rc = purge_visits(a, prefixes[i], site, &all)) != ADMIN_OK)
             return rc;
         p.deleted += all.deleted;

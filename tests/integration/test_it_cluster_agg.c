@@ -146,7 +146,7 @@ Test(cluster_agg, two_aggregators_count_every_event_once_across_a_slot_move, .ti
     struct harness_proc agg[2];
     int port = harness_free_port();
     for (int a = 0; a < 2; a++) {
-        char listen[64], redis[300], log[400], consumer[64], dash[300];
+        char listen[64], redis[300], log[400], consumer[64], dash[400];
         snprintf(listen, sizeof listen, "--api_listen=%s%d", a ? "" : "127.0.0.1:", a ? 0 : port);
         if (a)
             snprintf(listen, sizeof listen, "--api_listen=");
@@ -188,7 +188,7 @@ Test(cluster_agg, two_aggregators_count_every_event_once_across_a_slot_move, .ti
                      site[i], pageviews(writer, site[i]), want[i]);
     /* the stats API of aggregator 0 answers each site exactly */
     for (int i = 0; i < NSITES; i++) {
-        char path[300], h[200], *body = NULL;
+        char path[512], h[200], *body = NULL;
         snprintf(path, sizeof path,
                  "/api/v1/stats/aggregate?site_id=%s&period=day&date=%s&metrics=pageviews",
                  site[i], day);
