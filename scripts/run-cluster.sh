@@ -7,8 +7,9 @@
 # --cluster create, a site registered with veil-admin through the routing
 # module. Ctrl-C stops every node (exit 0). A port in use is a clear error.
 #
-# The collector and the aggregator are not started on it yet: their
-# cluster support is the open part of issue 11 (docs/CLUSTER.md "Status").
+# The daemons are not started on it: the collector's cluster support is the
+# open part of issue 11 (docs/CLUSTER.md "Status"); the aggregator runs on
+# it with --redis=<the seeds printed below>.
 #
 # Knobs (environment):
 #   VEIL_CLUSTER_PORT  first node's port, below 30000 (default 7000)
