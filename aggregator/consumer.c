@@ -31,6 +31,7 @@
 #include "log.h"
 #include "rollup.h"
 #include "shard.h"
+#include "shard_meta.h"
 #include "shard_state.h"
 #include "util.h"
 
@@ -218,14 +219,15 @@ static int connect_redis(struct consumer *c, char *err, size_t errlen)
         goto err;
     if (load_functions(c, err, errlen) != 0)
         goto err;
-    if (!node_at(c, LEASE_SHARDS_KEY)) {
+    if (!node_at(c, SHARD_META_KEY)) {
         str_format(err, errlen, "%s", rcluster_errstr(c->cl));
         goto err;
     }
-    int check = lease_check_shards(c->rc, c->cfg->shards, err, errlen);
-    if (check == -2)
+    /* 1: nothing stored and nothing storable (maxmemory): compared on the next connect */
+    int check = shard_meta_agree(c->rc, (unsigned)c->cfg->shards, err, errlen);
+    if (check == -1)
         c->fatal = true;
-    if (check != 0)
+    if (check < 0)
         goto err;
     for (size_t i = 0; i < c->nshards; i++)
         if (c->shards[i].owned)
@@ -272,7 +274,7 @@ static int manage_leases(struct consumer *c, uint64_t now_ms)
                                                            lease_ms, &ok[i], err, sizeof err)
                                              : -1;
     } else if (n) {
-        rv = node_at(c, LEASE_SHARDS_KEY)
+        rv = node_at(c, SHARD_META_KEY)
                  ? lease_renew(c->rc, owned, n, c->cfg->consumer, lease_ms, ok, err, sizeof err)
                  : -1;
     }
@@ -737,7 +739,7 @@ static int step_read(struct consumer *c)
         argv[at + n + k] = st->last_id;
         k++;
     }
-    redisReply *reply = node_at(c, LEASE_SHARDS_KEY) ? redisCommandArgv(c->rc, (int)argc, argv, NULL)
+    redisReply *reply = node_at(c, SHARD_META_KEY) ? redisCommandArgv(c->rc, (int)argc, argv, NULL)
                                                 : NULL;
     free(argv);
     int rv = 0;
@@ -797,7 +799,7 @@ static void measure_backlog(struct consumer *c)
         pthread_mutex_unlock(&c->lock);
         return;
     }
-    if (!node_at(c, LEASE_SHARDS_KEY))
+    if (!node_at(c, SHARD_META_KEY))
         return;
     size_t n = 0;
     for (size_t i = 0; i < c->nshards; i++)

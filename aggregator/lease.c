@@ -58,49 +58,6 @@ int lease_load_functions(redisContext *rc, char *err, size_t errlen)
     return rv;
 }
 
-int lease_check_shards(redisContext *rc, long long shards, char *err, size_t errlen)
-{
-    redisReply *reply = redisCommand(rc, "SET %s %lld NX", LEASE_SHARDS_KEY, shards);
-    if (reply && is_oom(reply)) {
-        /* at maxmemory: compare with what is stored, if anything */
-        freeReplyObject(reply);
-        reply = redisCommand(rc, "GET %s", LEASE_SHARDS_KEY);
-        if (reply && reply->type == REDIS_REPLY_NIL) {
-            freeReplyObject(reply);
-            return 0;
-        }
-        if (reply)
-            freeReplyObject(reply);
-        reply = redisCommand(rc, "PING");
-    }
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        reply_error(rc, reply, "SET " LEASE_SHARDS_KEY, err, errlen);
-        if (reply)
-            freeReplyObject(reply);
-        return -1;
-    }
-    freeReplyObject(reply);
-    reply = redisCommand(rc, "GET %s", LEASE_SHARDS_KEY);
-    if (!reply || reply->type != REDIS_REPLY_STRING) {
-        reply_error(rc, reply, "GET " LEASE_SHARDS_KEY, err, errlen);
-        if (reply)
-            freeReplyObject(reply);
-        return -1;
-    }
-    long long stored;
-    int rv = 0;
-    if (!safe_strtoll(reply->str, 1, 1 << 30, &stored) || stored != shards) {
-        str_format(err, errlen,
-                   "shards is %lld but this installation's Redis holds %s = %.40s; every "
-                   "collector and aggregator must use the same count (docs/AGGREGATOR.md "
-                   "\"Changing the shard count\")",
-                   shards, LEASE_SHARDS_KEY, reply->str);
-        rv = -2;
-    }
-    freeReplyObject(reply);
-    return rv;
-}
-
 long long lease_heartbeat(redisContext *rc, const char *owner, long long lease_ms, char *err,
                           size_t errlen)
 {

@@ -15,17 +15,11 @@
 
 #include "shard_state.h"
 
-#define LEASE_SHARDS_KEY "veil:meta:shards"          /* the installation's shard count */
 #define LEASE_MEMBERS_KEY "veil:meta:aggregators"    /* sorted set: owner -> alive until (ms) */
 
 /* FUNCTION LOAD REPLACE of the library "veil" compiled into the binary.
  * Returns 0, or -1 with a reason in err. */
 int lease_load_functions(redisContext *rc, char *err, size_t errlen);
-
-/* SET veil:meta:shards <shards> NX, then compare what is stored.
- * Returns 0 when they agree, -2 (reason in err) when the installation has
- * another count, -1 on a Redis error. */
-int lease_check_shards(redisContext *rc, long long shards, char *err, size_t errlen);
 
 /* Announce `owner` alive for lease_ms and drop members whose time ran out.
  * Returns the number of live processes (at least 1), or -1 with a reason. */

@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 
 #include "consumer.h"
+#include "prom.h"
 
 static struct consumer *engine; /* set once before the stats API thread starts */
 
@@ -14,29 +15,11 @@ void rollup_metrics_register(struct consumer *c)
     engine = c;
 }
 
-static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
-{
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void counter(struct evbuffer *out, const char *name, const char *help,
-                    unsigned long long v)
-{
-    header(out, name, "counter", help);
-    evbuffer_add_printf(out, "%s %llu\n", name, v);
-}
-
-static void gauge(struct evbuffer *out, const char *name, const char *help, double v)
-{
-    header(out, name, "gauge", help);
-    evbuffer_add_printf(out, "%s %.17g\n", name, v);
-}
-
 static void histogram(struct evbuffer *out, const char *name, const char *help,
                       const double *bounds, const unsigned long long *counts, unsigned n,
                       double sum)
 {
-    header(out, name, "histogram", help);
+    prom_family(out, name, "histogram", help);
     unsigned long long cumulative = 0;
     for (unsigned i = 0; i < n; i++) {
         cumulative += counts[i];
@@ -57,40 +40,39 @@ void rollup_metrics_render(struct evbuffer *out)
     static const double batch_bounds[CONSUMER_BATCH_BUCKETS] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
     static const double latency_bounds[CONSUMER_LATENCY_BUCKETS] = {0.001, 0.002, 0.005, 0.01,
                                                                     0.05,  0.1,   1};
-    gauge(out, "veil_aggregator_stream_lag_seconds",
-          "Age of the oldest stream entry not yet committed in this process's shards "
-          "(at the last batch; 0 when nothing waits).",
-          (double)s.lag_ms / 1000.0);
-    gauge(out, "veil_aggregator_backlog_entries",
-          "Stream entries waiting in this process's shards (each holds one or many events).",
-          (double)s.backlog_entries);
-    gauge(out, "veil_aggregator_shards_owned", "Shards whose lease this process holds.",
-          (double)s.shards_owned);
+    prom_gauge(out, "veil_aggregator_stream_lag_seconds",
+               "Age of the oldest stream entry not yet committed in this process's shards "
+               "(at the last batch; 0 when nothing waits).",
+               (double)s.lag_ms / 1000.0);
+    prom_gauge(out, "veil_aggregator_backlog_entries",
+               "Stream entries waiting in this process's shards (each holds one or many events).",
+               (double)s.backlog_entries);
+    prom_gauge(out, "veil_aggregator_shards_owned", "Shards whose lease this process holds.",
+               (double)s.shards_owned);
     histogram(out, "veil_aggregator_batch_events", "Events per committed batch.", batch_bounds,
               s.batch_hist, CONSUMER_BATCH_BUCKETS, (double)s.batch_events_sum);
     histogram(out, "veil_aggregator_commit_seconds",
               "Time to combine, plan and commit one batch.", latency_bounds, s.latency_hist,
               CONSUMER_LATENCY_BUCKETS, s.latency_sum_s);
-    counter(out, "veil_aggregator_commits_total", "Batches committed.", s.batches);
-    counter(out, "veil_aggregator_commits_retried_total",
-            "Commits that failed (Redis error or lost link) and were retried.", s.retried);
-    counter(out, "veil_aggregator_commits_stale_total",
-            "Commits Redis refused because the shard's epoch had moved on (another process "
-            "owned it).",
-            s.stale);
-    counter(out, "veil_aggregator_events_total", "Events counted.", s.events);
-    header(out, "veil_aggregator_events_rejected_total", "counter",
-           "Events not counted, by reason: invalid (undecodable or unusable), future (beyond "
-           "future_skew_s), expired (older than retention).");
-    evbuffer_add_printf(out,
-                        "veil_aggregator_events_rejected_total{reason=\"invalid\"} %llu\n"
-                        "veil_aggregator_events_rejected_total{reason=\"future\"} %llu\n"
-                        "veil_aggregator_events_rejected_total{reason=\"expired\"} %llu\n",
-                        s.rejected, s.future, s.expired);
-    counter(out, "veil_aggregator_events_forwarded_total",
-            "Old collectors' entries moved to the stream of their site's shard.", s.forwarded);
-    counter(out, "veil_aggregator_redis_commands_total",
-            "Redis commands run inside the commit functions.", s.commands);
-    counter(out, "veil_aggregator_shard_takeovers_total", "Shards this process acquired.",
-            s.takeovers);
+    prom_counter(out, "veil_aggregator_commits_total", "Batches committed.", s.batches);
+    prom_counter(out, "veil_aggregator_commits_retried_total",
+                 "Commits that failed (Redis error or lost link) and were retried.", s.retried);
+    prom_counter(out, "veil_aggregator_commits_stale_total",
+                 "Commits Redis refused because the shard's epoch had moved on (another process "
+                 "owned it).",
+                 s.stale);
+    prom_counter(out, "veil_aggregator_events_total", "Events counted.", s.events);
+    static const char rejected[] = "veil_aggregator_events_rejected_total";
+    prom_family(out, rejected, "counter",
+                "Events not counted, by reason: invalid (undecodable or unusable), future "
+                "(beyond future_skew_s), expired (older than retention).");
+    prom_u64_label(out, rejected, "reason", "invalid", s.rejected);
+    prom_u64_label(out, rejected, "reason", "future", s.future);
+    prom_u64_label(out, rejected, "reason", "expired", s.expired);
+    prom_counter(out, "veil_aggregator_events_forwarded_total",
+                 "Old collectors' entries moved to the stream of their site's shard.", s.forwarded);
+    prom_counter(out, "veil_aggregator_redis_commands_total",
+                 "Redis commands run inside the commit functions.", s.commands);
+    prom_counter(out, "veil_aggregator_shard_takeovers_total", "Shards this process acquired.",
+                 s.takeovers);
 }
