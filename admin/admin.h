@@ -43,11 +43,23 @@ struct admin {
     /* positional words after the command */
     char **args;
     int nargs;
-    redisContext *rc;           /* connected by admin_redis() */
+    redisContext *rc;           /* the connection in use (borrowed from `cluster`): the
+                                   registry's node, a shard's node, or one master in turn */
+    struct rcluster *cluster;   /* connected by admin_redis() (rcluster.h) */
 };
 
-/* Connect to Redis once (a->rc); prints the reason and returns NULL. */
+/* Connect to Redis once (a->cluster: one Redis or a Redis Cluster) and
+ * point a->rc at the registry's node; prints the reason and returns NULL. */
 redisContext *admin_redis(struct admin *a);
+
+/* Point a->rc at the node owning the slot of `prefix` (a shard's
+ * "veil:{N}:", the registry's). Returns it, or NULL after printing why. */
+redisContext *admin_redis_slot(struct admin *a, const char *prefix);
+
+/* The number of masters (1 for one Redis); admin_redis_master points a->rc
+ * at master i, for SCANs that must see every node. */
+int admin_redis_masters(struct admin *a);
+redisContext *admin_redis_master(struct admin *a, int i);
 
 /* A command-line or value error: prints "veil-admin: <msg>" to stderr and
  * returns ADMIN_USAGE. */

@@ -305,21 +305,27 @@ int admin_audit(struct admin *a)
     if (!admin_redis(a))
         return ADMIN_REDIS;
     struct audit au = {a->json ? cJSON_CreateArray() : NULL, 0, 0};
-    char cursor[32] = "0";
-    do {
-        redisReply *r = redisCommand(a->rc, "SCAN %s MATCH veil:* COUNT 1000", cursor);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            int rc = admin_redis_error(a, r, "SCAN");
-            if (r)
-                freeReplyObject(r);
+    for (int m = 0; m < admin_redis_masters(a); m++) { /* every node's keys */
+        if (!admin_redis_master(a, m)) {
             cJSON_Delete(au.findings);
-            return rc;
+            return ADMIN_REDIS;
         }
-        str_copy(cursor, sizeof cursor, r->element[0]->str, r->element[0]->len);
-        for (size_t i = 0; i < r->element[1]->elements; i++)
-            audit_key(a, &au, r->element[1]->element[i]->str, r->element[1]->element[i]->len);
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
+        char cursor[32] = "0";
+        do {
+            redisReply *r = redisCommand(a->rc, "SCAN %s MATCH veil:* COUNT 1000", cursor);
+            if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                int rc = admin_redis_error(a, r, "SCAN");
+                if (r)
+                    freeReplyObject(r);
+                cJSON_Delete(au.findings);
+                return rc;
+            }
+            str_copy(cursor, sizeof cursor, r->element[0]->str, r->element[0]->len);
+            for (size_t i = 0; i < r->element[1]->elements; i++)
+                audit_key(a, &au, r->element[1]->element[i]->str, r->element[1]->element[i]->len);
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+    }
     int rc = au.count ? ADMIN_FOUND : ADMIN_OK;
     if (au.findings) {
         cJSON *o = cJSON_CreateObject();

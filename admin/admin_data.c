@@ -13,9 +13,27 @@
 #include "shard.h"
 #include "util.h"
 
+static int scan_node(struct admin *a, const char *pattern,
+                     int (*fn)(struct admin *a, const char *key, size_t len, void *arg), void *arg);
+
 /* Call fn for every key matching pattern; stops when fn returns non-zero.
  * Returns ADMIN_OK, fn's value, or ADMIN_REDIS. */
 static int scan_keys(struct admin *a, const char *pattern,
+                     int (*fn)(struct admin *a, const char *key, size_t len, void *arg), void *arg)
+{
+    /* every master in turn (one for a plain Redis): fn's commands on a key
+     * go to a->rc, the node that holds it */
+    for (int m = 0; m < admin_redis_masters(a); m++) {
+        if (!admin_redis_master(a, m))
+            return ADMIN_REDIS;
+        int rc = scan_node(a, pattern, fn, arg);
+        if (rc != ADMIN_OK)
+            return rc;
+    }
+    return ADMIN_OK;
+}
+
+static int scan_node(struct admin *a, const char *pattern,
                      int (*fn)(struct admin *a, const char *key, size_t len, void *arg), void *arg)
 {
     char cursor[32] = "0";
@@ -165,10 +183,12 @@ int admin_purge(struct admin *a)
         str_format(pattern, sizeof pattern, "%srt:%s:*", prefixes[i], site);
         if ((rc = scan_keys(a, pattern, purge_key, &all)) != ADMIN_OK)
             return rc;
+        if (!admin_redis_slot(a, prefixes[i])) /* the checkpoint is on the shard's node */
+            return ADMIN_REDIS;
         if ((rc = purge_visits(a, prefixes[i], site, &all)) != ADMIN_OK)
             return rc;
         p.deleted += all.deleted;
-        if (!a->dry_run) {
+        if (!a->dry_run && admin_redis_slot(a, prefixes[i])) {
             redisReply *r = redisCommand(a->rc, "SREM %ssites %s", prefixes[i], site);
             if (r)
                 freeReplyObject(r);
@@ -201,6 +221,8 @@ static int day_counts(struct admin *a, char prefixes[2][SHARD_PREFIX_MAX], int n
 {
     memset(out, 0, 6 * sizeof out[0]);
     for (int i = 0; i < np; i++) {
+        if (!admin_redis_slot(a, prefixes[i]))
+            return ADMIN_REDIS;
         redisReply *r = redisCommand(a->rc, "HGETALL %sd:%s:%s:totals", prefixes[i], site, day);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
             int rc = admin_redis_error(a, r, "export");

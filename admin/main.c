@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "admin.h"
+#include "rcluster.h"
 #include "agg_config.h"
 #include "registry.h"
 #include "shard.h"
@@ -186,12 +187,35 @@ int admin_redis_error(struct admin *a, const redisReply *r, const char *what)
 
 redisContext *admin_redis(struct admin *a)
 {
-    if (a->rc)
-        return a->rc;
-    char err[400];
-    a->rc = registry_connect(a->redis, 5000, err, sizeof err);
-    if (!a->rc)
-        fprintf(stderr, "veil-admin: %s\n", err);
+    if (!a->cluster) {
+        char err[400];
+        a->cluster = rcluster_connect(a->redis, 5000, err, sizeof err);
+        if (!a->cluster) {
+            fprintf(stderr, "veil-admin: %s\n", err);
+            return NULL;
+        }
+    }
+    return admin_redis_slot(a, REG_PREFIX);
+}
+
+redisContext *admin_redis_slot(struct admin *a, const char *prefix)
+{
+    a->rc = a->cluster ? rcluster_slot_context(a->cluster, prefix, strlen(prefix)) : NULL;
+    if (!a->rc && a->cluster)
+        fprintf(stderr, "veil-admin: %s\n", rcluster_errstr(a->cluster));
+    return a->rc;
+}
+
+int admin_redis_masters(struct admin *a)
+{
+    return a->cluster ? rcluster_masters(a->cluster) : 0;
+}
+
+redisContext *admin_redis_master(struct admin *a, int i)
+{
+    a->rc = a->cluster ? rcluster_master_context(a->cluster, i) : NULL;
+    if (!a->rc && a->cluster)
+        fprintf(stderr, "veil-admin: %s\n", rcluster_errstr(a->cluster));
     return a->rc;
 }
 
@@ -351,8 +375,7 @@ int main(int argc, char **argv)
         rc = admin_config(&a, verb);
     else
         rc = admin_usage_error("unknown command '%s' (veil-admin --help)", cmd);
-    if (a.rc)
-        redisFree(a.rc);
+    rcluster_free(a.cluster); /* a.rc was borrowed from it */
     if (have_conf)
         agg_config_free(&conf);
     return rc;

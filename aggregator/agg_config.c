@@ -6,6 +6,8 @@
  * secret (api_token is marked secret for cfg_print_values). */
 #include "agg_config.h"
 
+#include "rcluster.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,7 +24,8 @@
 const struct cfg_option agg_options[] = {
     /* ---- roll-up ---- */
     {"redis", CFG_STRING, OPT(redis), "127.0.0.1:6379", 0, 300, NULL,
-     "Redis server holding the event stream and the counts: host:port or unix:/path.", NULL,
+     "Redis server holding the event stream and the counts: host:port or unix:/path, or a "
+     "Redis Cluster as seeds host:port,host:port,... (docs/CLUSTER.md).", NULL,
      false},
     {"shards", CFG_INT, OPT(shards), "16", 1, SHARDS_MAX, NULL,
      "Logical shards of the installation: the same number in every collector and "
@@ -119,12 +122,10 @@ int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_act
         return -1;
     if (cfg_parse_args(agg_options, conf, argc, argv, action, err, errlen) != 0)
         return -1;
-    if (strncmp(conf->redis, "unix:", 5) == 0 ? conf->redis[5] == '\0'
-                                              : !hostport_split(conf->redis, host,
-                                                                sizeof host, &port)) {
-        str_format(err, errlen, "redis: expected host:port or unix:/path");
+    struct rc_addr seeds[RC_SEEDS_MAX];
+    int nseeds;
+    if (!rc_parse_spec(conf->redis, seeds, &nseeds, err, errlen))
         return -1;
-    }
     if (conf->api_listen[0] && !hostport_split(conf->api_listen, host, sizeof host, &port)) {
         str_format(err, errlen, "api_listen: expected host:port (or empty)");
         return -1;

@@ -37,7 +37,8 @@ struct stats_api {
     int stop_pipe[2];
     pthread_t thread;
     /* state of the API thread only */
-    redisContext *redis;
+    struct rcluster *cluster;    /* one Redis or a Redis Cluster (rcluster.h) */
+    redisContext *redis;         /* the node of the last request, borrowed from cluster */
     bool redis_connected_once;
     bool dp_key_loaded;
     unsigned char dp_key[DP_KEY_BYTES];
@@ -102,7 +103,8 @@ void api_v1_aggregate(struct api_request *rq, const struct api_params *p, redisC
 void api_v1_timeseries(struct api_request *rq, const struct api_params *p, redisContext *rc);
 void api_v1_breakdown(struct api_request *rq, const struct api_params *p, redisContext *rc);
 void api_v1_realtime(struct api_request *rq, const struct api_params *p, redisContext *rc);
-/* token: the caller's token hash; reg_scope: its registry scope or "". */
+/* rc: the site registry's node (time zones); token: the caller's token hash;
+ * reg_scope: its registry scope or "". */
 void api_v1_sites(struct api_request *rq, const struct api_params *p, redisContext *rc,
                   const unsigned char token[AUTH_HASH_BYTES], const char *reg_scope);
 

@@ -492,7 +492,7 @@ void api_v1_sites(struct api_request *rq, const struct api_params *p, redisConte
     char **stored = NULL;
     size_t nstored = 0;
     bool all = reg_scope[0] ? strcmp(reg_scope, "*") == 0 : auth_all_sites(api->auth, token);
-    if (all && query_sites(rc, &stored, &nstored, err, sizeof err) != 0) {
+    if (all && query_sites(rq->api->cluster, &stored, &nstored, err, sizeof err) != 0) {
         api_redis_error(rq, err);
         return;
     }

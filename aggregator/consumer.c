@@ -27,6 +27,7 @@
 #include "commit.h"
 #include "event.h"
 #include "lease.h"
+#include "rcluster.h"
 #include "log.h"
 #include "rollup.h"
 #include "site_zones.h"
@@ -43,6 +44,8 @@
 #define SWEEP_EVERY_MS 30000
 #define READ_MAX_ENTRIES 10000   /* entries per shard and XREAD, whatever batch_size says */
 #define REJECT_LOGS_PER_REPORT 10
+#define CLUSTER_IDLE_MS 20         /* pause when no owned shard had entries (cluster) */
+#define LEASE_WAIT_MS 1000        /* WAIT for a replica after taking a lease (cluster) */
 
 enum consumer_state { CS_DISCONNECTED = 0, CS_RUNNING };
 
@@ -51,7 +54,8 @@ static const char *const state_names[] = {"disconnected", "running"};
 struct consumer {
     const struct agg_config *cfg;
     enum consumer_state state;
-    redisContext *rc;
+    struct rcluster *cl;           /* one Redis or a Redis Cluster (rcluster.h) */
+    redisContext *rc;              /* the node of the current call, borrowed from cl */
     struct shard_state *shards;
     size_t nshards;
     struct rollup *rollup;
@@ -105,8 +109,7 @@ void consumer_free(struct consumer *c)
 {
     if (!c)
         return;
-    if (c->rc)
-        redisFree(c->rc);
+    rcluster_free(c->cl); /* c->rc was borrowed from it */
     for (size_t i = 0; i < c->nshards; i++)
         shard_state_free(&c->shards[i]);
     free(c->shards);
@@ -160,10 +163,38 @@ static void drop_shard(struct consumer *c, struct shard_state *st)
 
 static void disconnect(struct consumer *c)
 {
-    if (c->rc)
-        redisFree(c->rc);
+    rcluster_free(c->cl);
+    c->cl = NULL;
     c->rc = NULL;
     set_state(c, CS_DISCONNECTED);
+}
+
+/* Point c->rc at the node that owns the slot of `key` (a shard's keys, a
+ * meta key). Returns it, or NULL when that node cannot be reached. */
+static redisContext *node_at(struct consumer *c, const char *key)
+{
+    c->rc = c->cl ? rcluster_slot_context(c->cl, key, strlen(key)) : NULL;
+    return c->rc;
+}
+
+static bool clustered(const struct consumer *c)
+{
+    return c->cl && rcluster_is_cluster(c->cl);
+}
+
+/* The functions library on every master (one for a plain Redis). */
+static int load_functions(struct consumer *c, char *err, size_t errlen)
+{
+    for (int m = 0; m < rcluster_masters(c->cl); m++) {
+        redisContext *rc = rcluster_master_context(c->cl, m);
+        if (!rc) {
+            str_format(err, errlen, "%s", rcluster_errstr(c->cl));
+            return -1;
+        }
+        if (lease_load_functions(rc, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* Read shard st's checkpoint again (after a takeover, a reconnect or a
@@ -171,7 +202,10 @@ static void disconnect(struct consumer *c)
 static int reload_shard(struct consumer *c, struct shard_state *st)
 {
     char err[256];
-    long long loaded = lease_load_checkpoint(c->rc, st, err, sizeof err);
+    long long loaded = node_at(c, st->stream_key) ? lease_load_checkpoint(c->rc, st, err, sizeof err)
+                                             : -1;
+    if (!c->rc)
+        str_format(err, sizeof err, "%s", rcluster_errstr(c->cl));
     if (loaded < 0) {
         log_warn("shard %u: %s; giving it up", st->shard, err);
         drop_shard(c, st);
@@ -184,33 +218,16 @@ static int reload_shard(struct consumer *c, struct shard_state *st)
 
 static int connect_redis(struct consumer *c, char *err, size_t errlen)
 {
-    const char *addr = c->cfg->redis;
-    struct timeval ct = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
-    if (strncmp(addr, "unix:", 5) == 0) {
-        c->rc = redisConnectUnixWithTimeout(addr + 5, ct);
-    } else {
-        char host[300];
-        int port;
-        if (!hostport_split(addr, host, sizeof host, &port)) {
-            str_format(err, errlen, "redis: bad address");
-            return -1;
-        }
-        c->rc = redisConnectWithTimeout(host, port, ct);
-    }
-    if (!c->rc || c->rc->err) {
-        str_format(err, errlen, "connect: %s", c->rc ? c->rc->errstr : "out of memory");
-        goto err;
-    }
     long long cmd_ms = COMMAND_TIMEOUT_MS + c->cfg->block_ms;
-    struct timeval tv = {(time_t)(cmd_ms / 1000), (suseconds_t)(cmd_ms % 1000) * 1000};
-    if (redisSetTimeout(c->rc, tv) != REDIS_OK) {
-        str_format(err, errlen, "cannot set the command timeout");
+    c->cl = rcluster_connect(c->cfg->redis, (int)cmd_ms, err, errlen);
+    if (!c->cl)
+        goto err;
+    if (load_functions(c, err, errlen) != 0)
+        goto err;
+    if (!node_at(c, SHARD_META_KEY)) {
+        str_format(err, errlen, "%s", rcluster_errstr(c->cl));
         goto err;
     }
-    if (strncmp(addr, "unix:", 5) != 0)
-        redisEnableKeepAlive(c->rc);
-    if (lease_load_functions(c->rc, err, errlen) != 0)
-        goto err;
     /* 1: nothing stored and nothing storable (maxmemory): compared on the next connect */
     int check = shard_meta_agree(c->rc, (unsigned)c->cfg->shards, err, errlen);
     if (check == -1)
@@ -238,7 +255,11 @@ static int manage_leases(struct consumer *c, uint64_t now_ms)
 {
     char err[256];
     long long lease_ms = c->cfg->lease_ms;
-    long long live = lease_heartbeat(c->rc, c->cfg->consumer, lease_ms, err, sizeof err);
+    long long live = node_at(c, LEASE_MEMBERS_KEY)
+                         ? lease_heartbeat(c->rc, c->cfg->consumer, lease_ms, err, sizeof err)
+                         : -1;
+    if (!c->rc)
+        str_format(err, sizeof err, "%s", rcluster_errstr(c->cl));
     if (live < 0) {
         log_warn("%s", err);
         return -1;
@@ -251,7 +272,19 @@ static int manage_leases(struct consumer *c, uint64_t now_ms)
     for (size_t i = 0; i < c->nshards; i++)
         if (c->shards[i].owned)
             owned[n++] = &c->shards[i];
-    int rv = lease_renew(c->rc, owned, n, c->cfg->consumer, lease_ms, ok, err, sizeof err);
+    int rv = 0;
+    if (clustered(c)) { /* each shard's lease on its own node */
+        for (size_t i = 0; i < n && rv == 0; i++)
+            rv = node_at(c, owned[i]->stream_key) ? lease_renew(c->rc, &owned[i], 1, c->cfg->consumer,
+                                                           lease_ms, &ok[i], err, sizeof err)
+                                             : -1;
+    } else if (n) {
+        rv = node_at(c, SHARD_META_KEY)
+                 ? lease_renew(c->rc, owned, n, c->cfg->consumer, lease_ms, ok, err, sizeof err)
+                 : -1;
+    }
+    if (rv != 0 && !c->rc)
+        str_format(err, sizeof err, "%s", rcluster_errstr(c->cl));
     if (rv != 0) {
         log_warn("%s", err);
         goto out;
@@ -269,8 +302,8 @@ static int manage_leases(struct consumer *c, uint64_t now_ms)
         struct shard_state *st = &c->shards[i];
         if (!st->owned)
             continue;
-        if (lease_release(c->rc, st, err, sizeof err) != 0)
-            log_warn("shard %u: %s", st->shard, err);
+        if (!node_at(c, st->stream_key) || lease_release(c->rc, st, err, sizeof err) != 0)
+            log_warn("shard %u: %s", st->shard, c->rc ? err : rcluster_errstr(c->cl));
         log_info("shard %u released (share is %zu of %zu shards, %lld processes)", st->shard,
                  share, c->nshards, live);
         drop_shard(c, st);
@@ -282,11 +315,27 @@ static int manage_leases(struct consumer *c, uint64_t now_ms)
         struct shard_state *st = &c->shards[(start + k) % c->nshards];
         if (st->owned)
             continue;
-        int got = lease_acquire(c->rc, st, c->cfg->consumer, lease_ms, err, sizeof err);
+        int got = node_at(c, st->stream_key)
+                      ? lease_acquire(c->rc, st, c->cfg->consumer, lease_ms, err, sizeof err)
+                      : -1;
         if (got < 0) {
-            log_warn("shard %u: %s", st->shard, err);
+            log_warn("shard %u: %s", st->shard, c->rc ? err : rcluster_errstr(c->cl));
             rv = -1;
             break;
+        }
+        if (got == 1 && clustered(c)) {
+            /* a replica must have the new epoch before the shard is used: a
+             * failover must never hand the same epoch to two processes
+             * (docs/CLUSTER.md "Failover"); 0 replicas: nothing to wait for */
+            redisReply *role = redisCommand(c->rc, "ROLE");
+            bool replicas = role && role->type == REDIS_REPLY_ARRAY && role->elements >= 3 &&
+                            role->element[2]->type == REDIS_REPLY_ARRAY &&
+                            role->element[2]->elements > 0;
+            if (role)
+                freeReplyObject(role);
+            redisReply *w = replicas ? redisCommand(c->rc, "WAIT 1 %d", LEASE_WAIT_MS) : NULL;
+            if (w)
+                freeReplyObject(w);
         }
         if (got == 0 || reload_shard(c, st) != 0)
             continue;
@@ -521,6 +570,10 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
                               now};
     bool sweep = started >= st->next_sweep_ms;
     char err[512];
+    if (!node_at(c, st->stream_key)) {
+        log_warn("shard %u: %s", st->shard, rcluster_errstr(c->cl));
+        return -1;
+    }
     enum commit_result res = commit_batch(c->commit, c->rc, st, &p, c->rollup, trim, c->fw,
                                           c->nfw, sweep, err, sizeof err);
     uint64_t done = clock_ms();
@@ -591,8 +644,59 @@ static long long read_count(const struct shard_state *st, long long events)
  * every owned shard is read in one blocking XREAD for a share of
  * batch_size each. So one reply holds about batch_size events at most,
  * however many shards are behind. */
+/* On a cluster: one XREAD per owned shard on its node (a read of several
+ * streams would cross slots), without BLOCK; when nothing came, a short
+ * pause (CLUSTER_IDLE_MS) instead. */
+static int step_read_cluster(struct consumer *c)
+{
+    int rv = 0;
+    bool any = false;
+    for (size_t i = 0; i < c->nshards && rv == 0; i++) {
+        struct shard_state *st = &c->shards[i];
+        if (!st->owned)
+            continue;
+        long long count = read_count(st, c->cfg->batch_size);
+        char count_s[24];
+        str_format(count_s, sizeof count_s, "%lld", count);
+        if (!node_at(c, st->stream_key)) {
+            log_warn("shard %u: %s", st->shard, rcluster_errstr(c->cl));
+            return -1;
+        }
+        const char *argv[] = {"XREAD", "COUNT", count_s, "STREAMS", st->stream_key, st->last_id};
+        redisReply *reply = redisCommandArgv(c->rc, 6, argv, NULL);
+        if (!reply || reply->type == REDIS_REPLY_ERROR) {
+            log_warn("XREAD: %s", reply ? reply->str : c->rc->errstr);
+            rcluster_note(c->cl, reply);
+            if (reply)
+                freeReplyObject(reply);
+            return -1;
+        }
+        st->backlog = false;
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
+            const redisReply *s = reply->element[0];
+            if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
+                s->element[1]->type == REDIS_REPLY_ARRAY && s->element[1]->elements) {
+                any = true;
+                bool full = s->element[1]->elements >= (size_t)count;
+                if (process_shard(c, st, s->element[1]) != 0)
+                    rv = -1;
+                else
+                    st->backlog = full && st->owned;
+            }
+        }
+        freeReplyObject(reply);
+    }
+    if (rv == 0 && !any) {
+        struct timespec ts = {0, CLUSTER_IDLE_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return rv;
+}
+
 static int step_read(struct consumer *c)
 {
+    if (clustered(c))
+        return step_read_cluster(c);
     size_t n = owned_count(c);
     if (n == 0)
         return 0;
@@ -641,13 +745,14 @@ static int step_read(struct consumer *c)
         argv[at + n + k] = st->last_id;
         k++;
     }
-    redisReply *reply = redisCommandArgv(c->rc, (int)argc, argv, NULL);
+    redisReply *reply = node_at(c, SHARD_META_KEY) ? redisCommandArgv(c->rc, (int)argc, argv, NULL)
+                                                : NULL;
     free(argv);
     int rv = 0;
     for (size_t j = 0; j < n; j++)
         order[j]->backlog = false;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        log_warn("XREAD: %s", reply ? reply->str : c->rc->errstr);
+        log_warn("XREAD: %s", reply ? reply->str : c->rc ? c->rc->errstr : rcluster_errstr(c->cl));
         rv = -1;
     } else if (reply->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < reply->elements; i++) {
@@ -680,6 +785,28 @@ static int step_read(struct consumer *c)
 /* Entries waiting in the owned shards' streams (for the metrics). */
 static void measure_backlog(struct consumer *c)
 {
+    if (clustered(c)) { /* one XLEN per shard, each on its node */
+        long long total = 0;
+        for (size_t i = 0; i < c->nshards; i++) {
+            if (!c->shards[i].owned)
+                continue;
+            const char *key = c->shards[i].stream_key;
+            redisReply *reply = rcluster_commandf(c->cl, key, "XLEN %s", key);
+            if (!reply)
+                return;
+            if (reply->type == REDIS_REPLY_INTEGER)
+                total += reply->integer;
+            freeReplyObject(reply);
+        }
+        pthread_mutex_lock(&c->lock);
+        c->stats.backlog_entries = total;
+        if (total == 0)
+            c->stats.lag_ms = 0;
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    if (!node_at(c, SHARD_META_KEY))
+        return;
     size_t n = 0;
     for (size_t i = 0; i < c->nshards; i++)
         if (c->shards[i].owned) {
@@ -732,10 +859,13 @@ static void recover(struct consumer *c, int stop_fd)
     char err[256];
     if (c->rc == NULL || c->rc->err != 0)
         disconnect(c);
+    else if (clustered(c))
+        rcluster_note(c->cl, NULL); /* a MOVED or a failover: reload the map */
     stop_requested(stop_fd, c->backoff_ms);
     /* the server may have lost the functions (FUNCTION FLUSH, a restart
-     * without persistence): load them again before the next try */
-    if (c->rc && lease_load_functions(c->rc, err, sizeof err) != 0) {
+     * without persistence, a new master): load them again before the next
+     * try */
+    if (c->cl && load_functions(c, err, sizeof err) != 0) {
         log_warn("%s", err);
         disconnect(c);
     }
@@ -745,17 +875,19 @@ static void recover(struct consumer *c, int stop_fd)
 /* Clean stop: give every lease back so another process takes over now. */
 static void leave(struct consumer *c)
 {
-    if (!c->rc || c->rc->err)
+    if (!c->cl || !c->rc || c->rc->err)
         return;
     char err[256];
     for (size_t i = 0; i < c->nshards; i++) {
         if (!c->shards[i].owned)
             continue;
-        if (lease_release(c->rc, &c->shards[i], err, sizeof err) != 0)
+        if (node_at(c, c->shards[i].stream_key) &&
+            lease_release(c->rc, &c->shards[i], err, sizeof err) != 0)
             log_warn("shard %u: %s", c->shards[i].shard, err);
         drop_shard(c, &c->shards[i]);
     }
-    lease_leave(c->rc, c->cfg->consumer);
+    if (node_at(c, LEASE_MEMBERS_KEY))
+        lease_leave(c->rc, c->cfg->consumer);
 }
 
 int consumer_run(struct consumer *c, int stop_fd)

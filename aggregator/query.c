@@ -14,6 +14,7 @@
 
 #include "dp.h"
 #include "schema.h"
+#include "rcluster.h"
 #include "shard.h"
 #include "util.h"
 
@@ -146,7 +147,7 @@ static int cmd_append(redisContext *rc, struct cmd *c)
 static int redis_fail(redisContext *rc, const redisReply *r, char *err, size_t errlen)
 {
     if (!r)
-        str_format(err, errlen, "redis: %s", rc->errstr[0] ? rc->errstr : "no reply");
+        str_format(err, errlen, "redis: %s", rc && rc->errstr[0] ? rc->errstr : "no reply");
     else if (r->type == REDIS_REPLY_ERROR)
         str_format(err, errlen, "redis: %.*s", (int)r->len, r->str);
     else
@@ -658,28 +659,32 @@ static int site_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int query_sites(redisContext *rc, char ***sites, size_t *n, char *err, size_t errlen)
+size_t query_site_prefix(const char *site, char buf[SHARD_PREFIX_MAX])
 {
-    /* one SMEMBERS per shard, pipelined (a SUNION would cross slots) */
-    for (unsigned s = 0; s < query_shards; s++) {
-        char prefix[SHARD_PREFIX_MAX];
-        shard_key_prefix(prefix, sizeof prefix, s);
-        redisAppendCommand(rc, "SMEMBERS %ssites", prefix);
-    }
-    *sites = NULL;
+    return site_prefix(site, buf);
+}
+
+int query_sites(struct rcluster *cluster, char ***sites, size_t *n, char *err, size_t errlen)
+{
+    /* one SMEMBERS per shard, each on its shard's node (a SUNION would
+     * cross slots) */
     *n = 0;
     char **list = NULL;
     size_t count = 0, cap = 0;
     int status = 0;
+    *sites = NULL;
     for (unsigned s = 0; s < query_shards; s++) {
-        redisReply *r = NULL;
-        if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
-            status = redis_fail(rc, NULL, err, errlen);
+        char prefix[SHARD_PREFIX_MAX];
+        shard_key_prefix(prefix, sizeof prefix, s);
+        redisReply *r = rcluster_commandf(cluster, prefix, "SMEMBERS %ssites", prefix);
+        if (!r) {
+            str_format(err, errlen, "redis: %s", rcluster_errstr(cluster));
+            status = -1;
             break;
         }
         if (r->type != REDIS_REPLY_ARRAY) {
             if (status == 0)
-                status = redis_fail(rc, r, err, errlen);
+                status = redis_fail(NULL, r, err, errlen);
             freeReplyObject(r);
             continue;
         }

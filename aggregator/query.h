@@ -15,6 +15,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "shard.h"
+
 #include "period.h"
 
 #define QUERY_OTHER "(other)"
@@ -102,9 +104,15 @@ void query_set_shards(unsigned shards);
 int query_realtime(redisContext *rc, const char *site, long long since, long long now,
                    long long *count, char *err, size_t errlen);
 
-/* Site ids with data (SMEMBERS veil:{s}:sites of every shard), sorted. The caller frees
- * each string and the array. Returns 0 or -1 with a reason in err. */
-int query_sites(redisContext *rc, char ***sites, size_t *n, char *err, size_t errlen);
+/* The sorted, de-duplicated site ids of every shard's "veil:{s}:sites",
+ * each read on its shard's node (rcluster.h: a plain Redis or a cluster).
+ * *sites is malloc'd (each string too). Returns 0, or -1 with a reason. */
+struct rcluster;
+int query_sites(struct rcluster *cluster, char ***sites, size_t *n, char *err, size_t errlen);
+
+/* "veil:{<shard of site>}:" into buf; its length (the slot of the site's
+ * keys). */
+size_t query_site_prefix(const char *site, char buf[SHARD_PREFIX_MAX]);
 
 /* The installation's DP key: SET veil:{0}:dpkey <random> NX, then GET it.
  * Returns 0 or -1 with a reason in err. */

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "output.h"
 #include "query.h"
+#include "rcluster.h"
 #include "registry.h"
 #include "rollup_metrics.h"
 #include "site_zones.h"
@@ -59,55 +60,68 @@ void api_set_error(struct api_request *rq, int status, const char *reason)
 
 /* ---- Redis connection of the API thread ---- */
 
-static redisContext *api_redis(struct stats_api *api)
+/* The routing handle (rcluster.h: one Redis or a Redis Cluster), connected
+ * on first use and again after it was dropped. */
+static struct rcluster *api_cluster(struct stats_api *api)
 {
-    if (api->redis && api->redis->err) {
-        redisFree(api->redis);
-        api->redis = NULL;
-    }
-    if (api->redis)
-        return api->redis;
-    struct timeval ct = {REDIS_CONNECT_TIMEOUT_MS / 1000, (REDIS_CONNECT_TIMEOUT_MS % 1000) * 1000};
-    struct timeval rt = {REDIS_COMMAND_TIMEOUT_MS / 1000, (REDIS_COMMAND_TIMEOUT_MS % 1000) * 1000};
-    redisContext *rc;
-    char host[300];
-    int port;
-    if (strncmp(api->redis_addr, "unix:", 5) == 0)
-        rc = redisConnectUnixWithTimeout(api->redis_addr + 5, ct);
-    else if (hostport_split(api->redis_addr, host, sizeof host, &port))
-        rc = redisConnectWithTimeout(host, port, ct);
-    else
-        return NULL;
-    if (!rc || rc->err) {
-        log_warn("stats api: redis %s: %s", api->redis_addr, rc ? rc->errstr : "out of memory");
-        if (rc)
-            redisFree(rc);
+    if (api->cluster)
+        return api->cluster;
+    char err[300];
+    api->cluster = rcluster_connect(api->redis_addr, REDIS_CONNECT_TIMEOUT_MS, err, sizeof err);
+    if (!api->cluster) {
+        log_warn("stats api: %s", err);
         return NULL;
     }
-    redisSetTimeout(rc, rt);
     if (api->redis_connected_once)
         api->metrics.redis_reconnects++;
     api->redis_connected_once = true;
-    api->redis = rc;
-    return rc;
+    return api->cluster;
 }
 
-/* After a failed query: 503 when the connection is lost (it is dropped
- * and reopened by the next request), 500 for an unexpected answer. */
+/* The connection to the node holding the keys of `prefix` (a site's shard
+ * "veil:{N}:", the registry's "veil:{reg}:"), borrowed from the handle;
+ * remembered in api->redis for api_redis_error. NULL when unreachable. */
+static redisContext *api_redis_at(struct stats_api *api, const char *prefix)
+{
+    struct rcluster *cl = api_cluster(api);
+    api->redis = cl ? rcluster_slot_context(cl, prefix, strlen(prefix)) : NULL;
+    if (cl && !api->redis)
+        log_warn("stats api: %s", rcluster_errstr(cl));
+    return api->redis;
+}
+
+/* The site registry's node (tokens, time zones). */
+static redisContext *api_redis(struct stats_api *api)
+{
+    return api_redis_at(api, REG_PREFIX);
+}
+
+static char tryagain[] = "TRYAGAIN";
+static const redisReply map_may_have_changed = {.type = REDIS_REPLY_ERROR, .str = tryagain,
+                                                .len = sizeof tryagain - 1};
+
+/* After a failed query: 503 when the connection is lost or, on a cluster,
+ * when the slot map may have changed (MOVED during a resharding, a
+ * failover: the map is reloaded before the next request), 500 for an
+ * unexpected answer from a single Redis. */
 void api_redis_error(struct api_request *rq, const char *reason)
 {
     struct stats_api *api = rq->api;
     api->metrics.redis_errors++;
     log_warn("stats api: %s", reason);
-    if (!api->redis || api->redis->err) {
-        if (api->redis) {
-            redisFree(api->redis);
-            api->redis = NULL;
-        }
-        api_set_error(rq, 503, "storage unavailable, try again");
-    } else {
-        api_set_error(rq, 500, "storage answered unexpectedly");
+    bool lost = !api->redis || api->redis->err;
+    bool cluster = api->cluster && rcluster_is_cluster(api->cluster);
+    if (api->cluster)
+        (void)rcluster_note(api->cluster, lost ? NULL : &map_may_have_changed);
+    if (lost && api->cluster && !cluster) { /* one Redis: start again */
+        rcluster_free(api->cluster);
+        api->cluster = NULL;
     }
+    api->redis = NULL;
+    if (lost || cluster)
+        api_set_error(rq, 503, "storage unavailable, try again");
+    else
+        api_set_error(rq, 500, "storage answered unexpectedly");
 }
 
 /* The DP key, fetched (or created) once. */
@@ -123,6 +137,29 @@ static bool api_dp_key(struct api_request *rq, redisContext *rc)
     rq->api->dp_key_loaded = true;
     return true;
 }
+
+/* The DP key's node (veil:{0}:), then, for a site, its shard's node.
+ * Returns the last, or NULL after answering 503 or the DP key's error.
+ * (A site's local day is read on the registry's node before; a site list
+ * gathers from every shard itself.) */
+static redisContext *api_site_redis(struct api_request *rq, const char *site)
+{
+    struct stats_api *api = rq->api;
+    redisContext *rc = api_redis_at(api, "veil:{0}:");
+    if (rc && !api_dp_key(rq, rc))
+        return NULL;
+    if (rc && site) {
+        char prefix[SHARD_PREFIX_MAX];
+        query_site_prefix(site, prefix);
+        rc = api_redis_at(api, prefix);
+    }
+    if (!rc) {
+        api->metrics.redis_errors++;
+        api_set_error(rq, 503, "storage unavailable, try again");
+    }
+    return rc;
+}
+
 
 static void handle_healthz(struct api_request *rq)
 {
@@ -241,7 +278,7 @@ static void handle_v2(struct api_request *rq)
         }
         if (!q)
             api_set_error(rq, 400, err);
-        else if (api_dp_key(rq, rc))
+        else if ((rc = api_site_redis(rq, api_v2_site(q))))
             api_v2_run(rq, q, rc);
     }
     free(q);
@@ -269,22 +306,28 @@ static void handle_api(struct api_request *rq, enum api_endpoint ep)
         api_set_error(rq, 403, "this token may not read this site");
         return;
     }
-    redisContext *rc = api_redis(api);
-    if (!rc) {
-        api->metrics.redis_errors++;
-        api_set_error(rq, 503, "storage unavailable, try again");
-        return;
-    }
     if (ep != API_EP_SITES && ep != API_EP_REALTIME) {
-        period_day local = site_today(rc, p.site_id);
+        redisContext *reg = api_redis(api);
+        if (!reg) {
+            api->metrics.redis_errors++;
+            api_set_error(rq, 503, "storage unavailable, try again");
+            return;
+        }
+        period_day local = site_today(reg, p.site_id);
         if (local != today && !api_params_parse(ep, query, evhttp_find_header(in, "Accept"),
                                                 local, api->retention_days, &p, err, sizeof err)) {
             api_set_error(rq, 400, err);
             return;
         }
     }
-    if (!api_dp_key(rq, rc))
+    redisContext *rc = api_site_redis(rq, ep == API_EP_SITES ? NULL : p.site_id);
+    if (!rc)
         return;
+    if (ep == API_EP_SITES && !(rc = api_redis(api))) { /* the registry's time zones */
+        api->metrics.redis_errors++;
+        api_set_error(rq, 503, "storage unavailable, try again");
+        return;
+    }
     switch (ep) {
     case API_EP_AGGREGATE: api_v1_aggregate(rq, &p, rc); break;
     case API_EP_TIMESERIES: api_v1_timeseries(rq, &p, rc); break;
@@ -429,8 +472,7 @@ static void api_free(struct stats_api *api)
         if (api->stop_pipe[i] >= 0)
             close(api->stop_pipe[i]);
     }
-    if (api->redis)
-        redisFree(api->redis);
+    rcluster_free(api->cluster); /* api->redis was borrowed from it */
     auth_free(api->auth);
     free(api->redis_addr);
     free(api->dashboard_dir);

@@ -20,6 +20,8 @@ Sections (BENCH_ONLY=a,b,... runs a subset, in this order):
              BENCH_SCALE_MAX=1e7) events, Redis command mix vs redis-benchmark,
              memory of one site-day
   lag        collector at full speed with the aggregator running: stream lag
+  cluster    routing overhead and WAIT cost: single Redis vs 1-node and 3-node
+             Redis Clusters, 3+3 with and without WAIT (bench/cluster.py)
 
 Everything runs from one temp dir: nginx, redis-server (unix socket), the
 daemons, wrk. Only 127.0.0.1 and unix sockets are used. Every process is
@@ -65,7 +67,7 @@ AGG_MAX_S = int(os.environ.get("BENCH_AGG_MAX_S", "150"))
 AGG_ARGS = os.environ.get("BENCH_AGG_ARGS", "").split()
 COLLECTOR_ARGS = os.environ.get("BENCH_COLLECTOR_ARGS", "").split()
 SECTIONS = ["nginx", "refs", "collector", "pair", "threads", "profile", "whatif", "scale",
-            "lag"]
+            "lag", "cluster"]
 PAIR_ROUNDS = int(os.environ.get("BENCH_PAIR_ROUNDS", "2" if QUICK else "6"))
 ONLY = [s for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s]
 SITE = "bench.veil.test"
@@ -1788,6 +1790,10 @@ def main():
                 f"every event counted {lag['catch_up_s']:.2f} s after the load stopped"
                 + (f" ({lag['left_after_60s']:,} still left after 60 s)"
                    if lag["left_after_60s"] else "") + ".")
+            out()
+        if "cluster" in ONLY:
+            import cluster as cluster_bench  # bench/cluster.py, beside this file
+            RESULTS["cluster"] = cluster_bench.section_cluster(out)
             out()
         load1 = os.getloadavg()
         out(f"Load average at the end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f}; "

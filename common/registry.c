@@ -9,32 +9,13 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "rcluster.h"
 #include "util.h"
 
 redisContext *registry_connect(const char *addr, int timeout_ms, char *err, size_t errlen)
 {
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    redisContext *rc;
-    if (strncmp(addr, "unix:", 5) == 0) {
-        rc = redisConnectUnixWithTimeout(addr + 5, tv);
-    } else {
-        char host[300];
-        int port;
-        if (!hostport_split(addr, host, sizeof host, &port)) {
-            str_format(err, errlen, "redis: expected host:port or unix:/path, not '%s'", addr);
-            return NULL;
-        }
-        rc = redisConnectWithTimeout(host, port, tv);
-    }
-    if (!rc || rc->err) {
-        str_format(err, errlen, "cannot connect to redis at %s: %s", addr,
-                   rc ? rc->errstr : "out of memory");
-        if (rc)
-            redisFree(rc);
-        return NULL;
-    }
-    redisSetTimeout(rc, tv);
-    return rc;
+    /* the registry's keys share the slot of {reg}: one node of a cluster */
+    return rcluster_connect_slot(addr, REG_PREFIX, timeout_ms, err, errlen);
 }
 
 long long registry_version(redisContext *rc)

@@ -18,6 +18,7 @@ const struct fuzz_target fuzz_targets[] = {
     {"httpd_parse", fuzz_httpd_parse},
     {"compat_umami", fuzz_compat_umami},
     {"compat_matomo", fuzz_compat_matomo},
+    {"rcluster", fuzz_rcluster},
     {NULL, NULL},
 };
 

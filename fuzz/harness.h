@@ -36,7 +36,10 @@
  *                    client sends over one connection.
  * compat_umami       the input is a POST /api/send body (Umami's tracker).
  * compat_matomo      byte 0 even: the rest is one Matomo request's
- *                    parameters; odd: a bulk body {"requests":[...]}. */
+ *                    parameters; odd: a bulk body {"requests":[...]}.
+ * rcluster           byte 0 picks the parser: the `redis` address list, a
+ *                    MOVED/ASK error, a CLUSTER SLOTS reply as RESP bytes;
+ *                    every input is also a key for rc_keyslot. */
 int fuzz_event_parse_json(const uint8_t *data, size_t size);
 int fuzz_event_parse_query(const uint8_t *data, size_t size);
 int fuzz_url(const uint8_t *data, size_t size);
@@ -47,6 +50,7 @@ int fuzz_anon(const uint8_t *data, size_t size);
 int fuzz_httpd_parse(const uint8_t *data, size_t size);
 int fuzz_compat_umami(const uint8_t *data, size_t size);
 int fuzz_compat_matomo(const uint8_t *data, size_t size);
+int fuzz_rcluster(const uint8_t *data, size_t size);
 
 /* Every target by name (the name of its corpus and regressions
  * directories); ends with a row whose name is NULL. */

@@ -42,8 +42,10 @@ struct reg_site {
     long long created;             /* unix seconds */
 };
 
-/* Connect to "host:port" or "unix:/path" with a timeout for connect and
- * each command. NULL with a reason in err. */
+/* Connect to "host:port", "host:port,host:port..." (Redis Cluster seeds)
+ * or "unix:/path" with a timeout for connect and each command: on a
+ * cluster, to the node owning the registry's slot ({reg}). NULL with a
+ * reason in err. */
 redisContext *registry_connect(const char *addr, int timeout_ms, char *err, size_t errlen);
 
 /* The registry's version (0 when never written), or -1 on a Redis error. */

@@ -29,6 +29,7 @@
 #include "../../fuzz/target_httpd.c"
 #include "../../fuzz/target_ua.c"
 #include "../../fuzz/target_url.c"
+#include "../../fuzz/target_rcluster.c"
 
 static const char *root_dir(void)
 {
@@ -111,6 +112,7 @@ Test(fuzz_regressions, event_parse_query) { replay("event_parse_query"); }
 Test(fuzz_regressions, url) { replay("url"); }
 Test(fuzz_regressions, ua, .timeout = 120) { replay("ua"); }
 Test(fuzz_regressions, config) { replay("config"); }
+Test(fuzz_regressions, rcluster) { replay("rcluster"); }
 Test(fuzz_regressions, event_codec) { replay("event_codec"); }
 Test(fuzz_regressions, anon) { replay("anon"); }
 Test(fuzz_regressions, httpd_parse) { replay("httpd_parse"); }
@@ -123,7 +125,8 @@ Test(fuzz_regressions, directories_name_targets)
 {
     static const char *const tested[] = {"event_parse_json", "event_parse_query", "url",
                                          "ua", "config", "event_codec", "anon",
-                                         "httpd_parse", "compat_umami", "compat_matomo"};
+                                         "httpd_parse", "compat_umami", "compat_matomo",
+                                         "rcluster"};
     size_t ntargets = 0;
     for (const struct fuzz_target *t = fuzz_targets; t->name; t++, ntargets++) {
         bool found = false;
