@@ -166,7 +166,8 @@ long long harness_stream_events(redisContext *rc, bool decode, struct harness_ev
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
-    qsort(refs, nrefs, sizeof *refs, by_id);
+    if (nrefs) /* qsort wants an array even for no elements */
+        qsort(refs, nrefs, sizeof *refs, by_id);
     struct event_record *ev = malloc(sizeof *ev);
     if (!ev)
         abort();
