@@ -449,7 +449,8 @@ static void order_rows(const struct api_v2_query *q, struct v2_row *rows, size_t
         return;
     sort_desc = q->order_desc;
     sort_by_label = q->order_metric < 0;
-    qsort(rows, n, sizeof *rows, cmp_qsort);
+    if (n > 1)
+        qsort(rows, n, sizeof *rows, cmp_qsort);
 }
 
 static void write_response(struct api_request *rq, const struct api_v2_query *q,

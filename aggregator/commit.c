@@ -173,7 +173,8 @@ static void sort_pfs(struct commit *c)
         c->counts[k] += c->counts[k - 1];
     for (size_t i = 0; i < pl->npfs; i++)
         c->sorted[c->counts[pl->pfs[i].key]++] = pl->pfs[i];
-    memcpy(pl->pfs, c->sorted, pl->npfs * sizeof *pl->pfs);
+    if (pl->npfs)
+        memcpy(pl->pfs, c->sorted, pl->npfs * sizeof *pl->pfs);
 }
 
 /* The stored form of rollup session i when the batch changed it. */
@@ -218,7 +219,8 @@ static void encode(struct commit *c, const struct shard_state *st,
     unsigned long long commands = 3 + (trim_minid[0] != '\0');
 
     /* counters: one group per key, one HINCRBY per distinct field */
-    qsort(pl->incs, pl->nincs, sizeof *pl->incs, inc_cmp);
+    if (pl->nincs > 1) /* (a batch of refused events has none: no array) */
+        qsort(pl->incs, pl->nincs, sizeof *pl->incs, inc_cmp);
     size_t ngroups = 0, last_counted = 0;
     for (size_t i = 0; i < pl->nincs; i++)
         if (pl->incs[i].delta != 0 &&

@@ -592,7 +592,8 @@ void rollup_finish(struct rollup *r)
     for (size_t i = 0; i < r->nhits; i++)
         r->order[i] = (uint32_t)i;
     sorting = r->hits;
-    qsort(r->order, r->nhits, sizeof *r->order, hit_cmp);
+    if (r->nhits > 1)
+        qsort(r->order, r->nhits, sizeof *r->order, hit_cmp);
     sorting = NULL;
     for (size_t i = 0; i < r->nhits; i++)
         r->sorted[i] = r->hits[r->order[i]];

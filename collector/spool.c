@@ -794,7 +794,8 @@ static uint64_t adopt_group(struct spool *sp, const char *group)
     }
     if (d)
         closedir(d);
-    qsort(seqs, n, sizeof *seqs, cmp_u64);
+    if (n > 1)
+        qsort(seqs, n, sizeof *seqs, cmp_u64);
     if (n > 0)
         seal(sp); /* adopted files queue behind this spool's own */
     uint64_t records = 0;
@@ -842,7 +843,8 @@ uint64_t spool_adopt(struct spool *sp)
         memcpy(groups[n++], g, SPOOL_GROUP_MAX);
     }
     closedir(d);
-    qsort(groups, n, sizeof *groups, cmp_group);
+    if (n > 1)
+        qsort(groups, n, sizeof *groups, cmp_group);
     uint64_t records = 0;
     for (size_t i = 0; i < n; i++)
         records += adopt_group(sp, groups[i]);

@@ -174,7 +174,8 @@ struct reg_hosts *registry_hosts_load(redisContext *rc, char *err, size_t errlen
         pairs[h->n++] = p;
     }
     freeReplyObject(r);
-    qsort(pairs, h->n, sizeof *pairs, host_cmp);
+    if (h->n > 1)
+        qsort(pairs, h->n, sizeof *pairs, host_cmp);
     h->host = pairs;
     h->site = xcalloc(h->n ? h->n : 1, sizeof *h->site);
     for (size_t i = 0; i < h->n; i++)
