@@ -29,6 +29,7 @@
 #include "lease.h"
 #include "rcluster.h"
 #include "log.h"
+#include "registry.h"
 #include "rollup.h"
 #include "site_zones.h"
 #include "shard.h"
@@ -545,7 +546,9 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
     const redisReply *first = NULL, *last = NULL;
     rollup_reset(c->rollup);
     rollup_set_prefix(c->rollup, st->prefix);
-    site_zones_refresh(c->zones, c->rc, started);
+    /* the registry's node (on a cluster not the shard's); node_at below
+     * points c->rc back at the shard's before the commit */
+    site_zones_refresh(c->zones, node_at(c, REG_PREFIX), started);
     c->nfw = c->fw_used = 0;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
@@ -869,14 +872,15 @@ static void recover(struct consumer *c, int stop_fd)
         log_warn("%s", err);
         disconnect(c);
     }
+    c->rc = NULL; /* borrowed, and the map may have been reloaded: node_at again */
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 /* Clean stop: give every lease back so another process takes over now. */
 static void leave(struct consumer *c)
 {
-    if (!c->cl || !c->rc || c->rc->err)
-        return;
+    if (!c->cl)
+        return; /* never connected: nothing owned */
     char err[256];
     for (size_t i = 0; i < c->nshards; i++) {
         if (!c->shards[i].owned)

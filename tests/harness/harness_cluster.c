@@ -63,6 +63,12 @@ static int cluster_port(const struct harness_cluster *c)
     return -1;
 }
 
+int harness_free_cluster_port(void)
+{
+    struct harness_cluster none = {0};
+    return cluster_port(&none);
+}
+
 static pid_t spawn_quiet(char *const argv[], const char *out_path)
 {
     pid_t pid = fork();

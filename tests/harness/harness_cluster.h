@@ -20,6 +20,10 @@ struct harness_cluster {
     char dir[256];
 };
 
+/* A free port in [11000, 29999] whose cluster bus port (+10000) is free
+ * too, for a lone cluster node a test starts itself; -1 when none. */
+int harness_free_cluster_port(void);
+
 /* Start `masters` masters with `replicas` replicas each (masters *
  * (1 + replicas) <= HARNESS_CLUSTER_NODES_MAX) under `dir`, node timeout
  * `node_timeout_ms` (failover speed), create the cluster and wait until

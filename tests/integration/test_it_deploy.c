@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_cluster.h"
 
 #define UA_FIREFOX "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
@@ -482,9 +483,8 @@ Test(deploy, redis_node_sample_starts_a_cluster_node, .fini = teardown, .timeout
      * redis-server and makes a cluster node with AOF on and noeviction. */
     dir = harness_tmpdir();
     cr_assert_not_null(dir);
-    int port = harness_free_port();
-    while (port + 10000 > 65535)
-        port = harness_free_port();
+    int port = harness_free_cluster_port(); /* its bus port (+10000) is free too */
+    cr_assert_gt(port, 0);
     char src[512];
     harness_root_path("deploy/redis-veil-node.conf", src, sizeof src);
     cr_assert_eq(sh("mkdir -p %s/node && sed -e 's|7000|%d|g' -e 's|^dir .*|dir %s/node|' %s > "
