@@ -100,6 +100,7 @@ struct sink {
     struct event *reset_ev;  /* close everything outside any callback */
     int backoff_ms;
     uint64_t conn_gen;       /* bumped when a connection becomes READY */
+    uint64_t lost_seen;      /* the routing's count of lost connections when READY */
     bool refused;            /* the last connection ended on a refused call */
     char sha[41];            /* the delivery script's SHA1, from SCRIPT LOAD */
     struct cmd_list queue;   /* not yet sent */
@@ -486,6 +487,14 @@ static void refill(struct sink *s)
 static size_t pump(struct sink *s)
 {
     size_t calls = 0;
+    if (s->state == SINK_READY) {
+        /* a connection closed since READY (even with no call on it, e.g. a
+         * Redis restart): start again, checking the shard count anew */
+        struct rcluster_stats st;
+        rcluster_async_get_stats(s->rca, &st);
+        if (st.lost != s->lost_seen)
+            sink_fail(s, false);
+    }
     while (s->state == SINK_READY && s->inflight < SINK_MAX_INFLIGHT &&
            s->ncalls < SINK_MAX_CALLS) {
         if (s->queue.n < SINK_BATCH_MAX)
@@ -511,6 +520,9 @@ static void load_cb(void *r, void *privdata)
     if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
         memcpy(s->sha, reply->str, 40);
         s->sha[40] = '\0';
+        struct rcluster_stats st;
+        rcluster_async_get_stats(s->rca, &st);
+        s->lost_seen = st.lost;
         sink_set_state(s, SINK_READY);
         log_info("redis connected%s (%zu events waiting)",
                  s->cluster ? " (a Redis Cluster)" : "", sink_pending(s));

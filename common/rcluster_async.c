@@ -99,6 +99,8 @@ struct rcluster_async *rcluster_async_new(struct event_base *base, const char *s
 static void conn_lost(struct rca_conn *conn)
 {
     conn->ac = NULL;
+    if (!conn->rca->closing)
+        conn->rca->stats.lost++;
     if (conn->rca->cluster && !conn->rca->closing)
         conn->rca->stale = true; /* perhaps a failover: find the new master */
 }

@@ -153,6 +153,7 @@ const struct rc_map *rcluster_map(const struct rcluster *rc);
 /* Counters since connect, for metrics and tests. */
 struct rcluster_stats {
     uint64_t moved, ask, tryagain, reconnects, refreshes;
+    uint64_t lost; /* event-loop face: connections that failed or closed */
 };
 void rcluster_get_stats(const struct rcluster *rc, struct rcluster_stats *out);
 
