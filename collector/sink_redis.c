@@ -61,7 +61,7 @@
 #define SINK_REFILL_BATCH 512       /* spool records moved into memory at a time */
 #define SINK_BACKOFF_MIN_MS 50
 #define SINK_BACKOFF_MAX_MS 2000
-#define SINK_DISCOVER_MS 1000       /* per seed, when (re)connecting; also TRYAGAIN's patience */
+#define SINK_DISCOVER_MS 300        /* per seed, when (re)connecting (blocks the thread); also TRYAGAIN's patience */
 #define SINK_SYNC_MS 100            /* spool_fsync=batch */
 #define SINK_ADOPT_MS 10000         /* look for files of processes that ended */
 #define SINK_SPOOL_SHARE_MIN (64 * 1024)
@@ -167,10 +167,9 @@ static void sink_set_state(struct sink *s, enum sink_state state)
         s->backoff_ms = s->backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS
                                                                : s->backoff_ms * 2;
     } else if (state == SINK_READY) {
-        /* After a refused call (OOM, ...) the backoff keeps growing until a
-         * call succeeds: reconnecting does not make Redis take it. */
-        if (!s->refused)
-            s->backoff_ms = SINK_BACKOFF_MIN_MS;
+        /* The backoff keeps growing until a call is delivered
+         * (call_delivered): reconnecting does not make Redis take calls,
+         * nor a cluster's dead master come back. */
         s->conn_gen++;
     }
 }
