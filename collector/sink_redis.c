@@ -1,8 +1,9 @@
-/* sink_redis.c - memory buffer, spool and delivery to Redis of one worker
- * thread (sink_redis.h, docs/DELIVERY.md); the records it holds are in
- * sink_events.c, the payload layout, the delivery script and the wire form
- * of a call in sink_wire.c, the routing to a Redis Cluster's nodes in
- * common/rcluster_async.c (one plain Redis is the cluster of one node).
+/* sink_redis.c - memory buffer, spool and connection to Redis of one
+ * worker thread (sink_redis.h, docs/DELIVERY.md); the delivery calls are in
+ * sink_calls.c, the records it holds in sink_events.c, the payload layout,
+ * the delivery script and the wire form of a call in sink_wire.c, the
+ * routing to a Redis Cluster's nodes in common/rcluster_async.c (one plain
+ * Redis is the cluster of one node).
  *
  * State: DISCONNECTED -> LOADING (shard count checked, SCRIPT LOAD sent)
  * -> READY -> CLOSING (after a failed call) -> DISCONNECTED, changed only
@@ -13,8 +14,8 @@
  * only when the spool has nothing unread, and the spool is read back into
  * the tail of `queue`.
  *
- * Calls: a delivery batch is a prefix of `queue`, grouped by (lane,
- * shard) in order; each group is one EVALSHA adding ONE entry to
+ * Calls (sink_calls.c): a delivery batch is a prefix of `queue`, grouped
+ * by (lane, shard) in order; each group is one EVALSHA adding ONE entry to
  * veil:{shard}:events, sent to the node owning that shard's slot (one slot
  * per call, never cross-slot). Each call is settled by its own callback,
  * whatever the order in which nodes answer; with wait_replicas, only after
@@ -47,74 +48,19 @@
 #include "shard.h"
 #include "shard_meta.h"
 #include "sink_events.h"
+#include "sink_state.h"
 #include "sink_wire.h"
 #include "spool.h"
 #include "util.h"
 
 /* The least memory a thread's buffer may use (max_buffered_bytes share). */
 #define SINK_MIN_BUFFER_BYTES (256 * 1024)
-#define SINK_MAX_INFLIGHT 4096      /* events sent and not yet answered */
-#define SINK_MAX_CALLS 4096         /* calls sent and not yet answered */
-#define SINK_BATCH_MAX 1024         /* events per delivery batch (all its calls together) */
-#define SINK_BATCH_BYTES (4 << 20)  /* payload bytes per delivery batch (one event always fits) */
-#define SINK_GROUPS_MAX 64          /* calls per delivery batch; the rest waits for the next */
 #define SINK_REFILL_BATCH 512       /* spool records moved into memory at a time */
-#define SINK_BACKOFF_MIN_MS 50
-#define SINK_BACKOFF_MAX_MS 2000
 #define SINK_DISCOVER_MS 300        /* per seed, when (re)connecting (blocks the thread); also TRYAGAIN's patience */
 #define SINK_SYNC_MS 100            /* spool_fsync=batch */
 #define SINK_ADOPT_MS 10000         /* look for files of processes that ended */
 #define SINK_SPOOL_SHARE_MIN (64 * 1024)
 #define SINK_META_SHARDS SHARD_META_KEY
-
-enum sink_state { SINK_DISCONNECTED, SINK_LOADING, SINK_READY, SINK_CLOSING };
-
-struct sink;
-
-/* One delivery call in flight: the events of one (lane, shard). */
-struct sink_call {
-    struct sink *s;
-    struct cmd_list cmds;
-    struct lane *lane;
-    unsigned shard;
-    uint64_t prev;  /* what the lane's mark must have reached (0: no check) */
-    bool reloaded;  /* sent again after NOSCRIPT once */
-    bool waiting;   /* the call was answered; its WAIT is in flight */
-};
-
-struct sink {
-    struct event_base *base;
-    char *redis;
-    unsigned nshards;
-    size_t max_buffered;
-    size_t max_bytes;        /* this thread's share of max_buffered_bytes */
-    size_t mem_bytes;        /* held by the events in memory (sink_cmd_bytes each) */
-    long batch_wait_us;      /* how long a queued event may wait for company */
-    int wait_replicas;       /* 0: no WAIT */
-    int wait_timeout_ms;
-    struct metrics *m;
-    enum sink_state state;
-    struct rcluster_async *rca; /* NULL while DISCONNECTED */
-    bool cluster;            /* the server is a Redis Cluster */
-    struct event *retry;     /* reconnect after backoff */
-    struct event *reset_ev;  /* close everything outside any callback */
-    int backoff_ms;
-    uint64_t conn_gen;       /* bumped when a connection becomes READY */
-    uint64_t lost_seen;      /* the routing's count of lost connections when READY */
-    bool refused;            /* the last connection ended on a refused call */
-    char sha[41];            /* the delivery script's SHA1, from SCRIPT LOAD */
-    struct cmd_list queue;   /* not yet sent */
-    struct cmd_list returned; /* to send again */
-    size_t inflight;         /* events in calls awaiting their answer */
-    size_t ncalls;           /* calls awaiting their answer */
-    struct event *flush_ev;  /* active once per loop iteration while events wait */
-    bool flush_pending;
-    struct wire_call wire;   /* one call in the Redis protocol, reused */
-    struct spool *spool;     /* NULL without spool_dir */
-    struct event *sync_ev, *adopt_ev;
-    struct lane_set lanes;
-    struct lane *own;
-};
 
 static size_t mem_pending(const struct sink *s)
 {
@@ -133,14 +79,7 @@ static void update_gauge(struct sink *s, int64_t delta)
     atomic_fetch_add_explicit(&s->m->buffered, delta, memory_order_relaxed);
 }
 
-static void count(struct sink *s, enum metric k, uint64_t n)
-{
-    if (n)
-        atomic_fetch_add_explicit(&s->m->c[k], n, memory_order_relaxed);
-}
-
-/* The event is acknowledged or given up. */
-static void cmd_done(struct sink *s, struct sink_cmd *c)
+void sink_cmd_done(struct sink *s, struct sink_cmd *c)
 {
     if (c->seg)
         spool_release(s->spool, c->seg);
@@ -174,10 +113,9 @@ static void sink_set_state(struct sink *s, enum sink_state state)
     }
 }
 
-/* Something failed (a lost node, a refused or unconfirmed call): close
- * every connection and start again after backoff. Safe inside callbacks:
- * the closing happens in reset_cb. */
-static void sink_fail(struct sink *s, bool refused)
+/* (a lost node, a refused or unconfirmed call; the closing happens in
+ * reset_cb) */
+void sink_fail(struct sink *s, bool refused)
 {
     if (refused)
         s->refused = true;
@@ -198,8 +136,8 @@ static void reset_cb(evutil_socket_t fd, short what, void *arg)
     sink_set_state(s, SINK_DISCONNECTED);
 }
 
-/* Send what waits at the end of this loop iteration (see flush_cb). */
-static void schedule_flush(struct sink *s)
+/* (see flush_cb) */
+void sink_schedule_flush(struct sink *s)
 {
     if (!s->flush_pending) {
         s->flush_pending = true;
@@ -214,7 +152,7 @@ static void schedule_flush(struct sink *s)
 static void schedule_batch(struct sink *s)
 {
     if (s->batch_wait_us <= 0) {
-        schedule_flush(s);
+        sink_schedule_flush(s);
     } else if (!s->flush_pending) {
         s->flush_pending = true;
         struct timeval tv = {s->batch_wait_us / 1000000, s->batch_wait_us % 1000000};
@@ -232,228 +170,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         rcluster_async_flush(s->rca); /* write now, not one loop iteration later */
 }
 
-/* ---- calls ---- */
-
-static void call_cb(void *r, void *privdata);
-
-static void ignore_cb(void *r, void *privdata)
-{
-    (void)r;
-    (void)privdata;
-}
-
-static void call_end(struct sink *s, struct sink_call *call, size_t n)
-{
-    s->inflight -= n;
-    s->ncalls--;
-    free(call);
-}
-
-/* The call's events are acknowledged (or given up). */
-static void call_settle(struct sink *s, struct sink_call *call)
-{
-    size_t n = call->cmds.n;
-    struct sink_cmd *c;
-    while ((c = cmds_pop(&call->cmds)))
-        cmd_done(s, c);
-    call_end(s, call, n);
-}
-
-/* The call's events are to be sent again. */
-static void call_return(struct sink *s, struct sink_call *call)
-{
-    size_t n = call->cmds.n;
-    cmds_append(&s->returned, &call->cmds);
-    call_end(s, call, n);
-}
-
-/* The call is delivered (and confirmed when wait_replicas asks for it). */
-static void call_delivered(struct sink *s, struct sink_call *call)
-{
-    call_settle(s, call);
-    s->refused = false;
-    s->backoff_ms = SINK_BACKOFF_MIN_MS;
-    if (s->state == SINK_READY && (s->queue.head || (s->spool && spool_unread(s->spool))))
-        schedule_flush(s); /* the window has room again */
-}
-
-/* Write the call in the Redis protocol and hand it to the routing for its
- * shard's node. Returns 0, or -1 when no node is reachable (nothing sent). */
-static int call_send(struct sink *s, struct sink_call *call)
-{
-    size_t bytes = 0;
-    for (struct sink_cmd *c = call->cmds.head; c; c = c->next)
-        bytes += c->packed_len + 3;
-    wire_call_begin(&s->wire, bytes);
-    for (struct sink_cmd *c = call->cmds.head; c; c = c->next)
-        wire_call_add(&s->wire, c->seq, (const char *)c->payload + c->len - c->packed_len,
-                      c->packed_len);
-    size_t len;
-    /* a lane of version 1 also reads veil:{0}:lane:<lane>, another slot:
-     * never on a cluster (docs/CLUSTER.md) */
-    const char *cmd = wire_call_end(&s->wire, s->sha, call->shard, call->lane->id,
-                                    call->lane->legacy && !s->cluster, call->prev, &len);
-    char prefix[SHARD_PREFIX_MAX];
-    size_t plen = shard_key_prefix(prefix, sizeof prefix, call->shard);
-    return rcluster_async_command(s->rca, prefix, plen, call_cb, call, cmd, len);
-}
-
-/* The answer to WAIT after a call: confirmed, or the call goes again. */
-static void wait_answer(struct sink *s, struct sink_call *call, const redisReply *reply)
-{
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= s->wait_replicas) {
-        call_delivered(s, call);
-        return;
-    }
-    metrics_inc(s->m, M_REDIS_UNCONFIRMED);
-    if (s->state == SINK_READY)
-        log_warn("redis: %lld of %d replicas confirmed a delivery call within %d ms; sending "
-                 "again from the oldest unconfirmed event after backoff (%d ms)",
-                 reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1LL, s->wait_replicas,
-                 s->wait_timeout_ms, s->backoff_ms);
-    call_return(s, call);
-    sink_fail(s, true);
-}
-
-/* The answer to one call (or to its WAIT), settling its own events. */
-static void call_cb(void *r, void *privdata)
-{
-    struct sink_call *call = privdata;
-    struct sink *s = call->s;
-    redisReply *reply = r;
-    if (!reply) {
-        /* The node's connection failed or everything is closing: send the
-         * call again (its lane mark makes a second add impossible if the
-         * first one happened). */
-        call_return(s, call);
-        sink_fail(s, false);
-        return;
-    }
-    if (call->waiting) {
-        wait_answer(s, call, reply);
-        return;
-    }
-    size_t n = call->cmds.n;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && !call->reloaded &&
-            s->state == SINK_READY) {
-            /* a node that has not seen the script (a promoted replica, a
-             * node that took the slot): load it there, then the call again */
-            char *load;
-            int len = redisFormatCommand(&load, "SCRIPT LOAD %s", sink_delivery_script);
-            call->reloaded = true;
-            if (len > 0 &&
-                rcluster_async_command_here(s->rca, ignore_cb, NULL, load, (size_t)len) == 0 &&
-                call_send(s, call) == 0) {
-                redisFreeCommand(load);
-                return;
-            }
-            if (len > 0)
-                redisFreeCommand(load);
-        }
-        metrics_inc(s->m, M_REDIS_ERRORS);
-        if (wire_error_transient(reply->str)) {
-            if (s->state == SINK_READY)
-                log_warn("redis answered %.*s; sending again from the oldest unacknowledged "
-                         "event after backoff (%d ms)",
-                         wire_error_code_len(reply->str), reply->str, s->backoff_ms);
-            call_return(s, call);
-            sink_fail(s, true);
-            return;
-        }
-        log_error("redis refused %zu event%s (not retried): %.120s", n, n == 1 ? "" : "s",
-                  reply->str);
-        call_settle(s, call);
-        return;
-    }
-    struct wire_outcome o;
-    wire_reply_outcome(reply, n, &o);
-    if (o.unexpected)
-        log_error("unexpected reply type %d to the delivery script", reply->type);
-    if (o.refused)
-        log_error("redis refused a stream entry of %zu events (not retried): %.120s", o.refused,
-                  o.why ? o.why : "no reason given");
-    count(s, M_REDIS_WRITTEN, o.written);
-    count(s, M_REDIS_DUPLICATES, o.cut);
-    count(s, M_REDIS_ERRORS, o.refused);
-    if (s->wait_replicas > 0) {
-        char *wait;
-        int len = redisFormatCommand(&wait, "WAIT %d %d", s->wait_replicas, s->wait_timeout_ms);
-        call->waiting = true;
-        int rc = len > 0 ? rcluster_async_command_here(s->rca, call_cb, call, wait, (size_t)len)
-                         : -1;
-        if (len > 0)
-            redisFreeCommand(wait);
-        if (rc != 0) {
-            call_return(s, call);
-            sink_fail(s, false);
-        }
-        return;
-    }
-    call_delivered(s, call);
-}
-
-/* One call of a delivery batch being formed. */
-struct group {
-    struct lane *lane;
-    unsigned shard;
-    struct cmd_list cmds;
-};
-
-/* Send one delivery batch: a prefix of `queue`, one call per (lane,
- * shard) in it (see the head comment). Returns the number of calls sent. */
-static size_t send_batch(struct sink *s)
-{
-    struct group groups[SINK_GROUPS_MAX];
-    size_t ngroups = 0, n = 0, bytes = 0;
-    /* take the prefix apart into groups, in order */
-    while (s->queue.head && n < SINK_BATCH_MAX && s->inflight + n < SINK_MAX_INFLIGHT) {
-        struct sink_cmd *c = s->queue.head;
-        if (n > 0 && bytes + c->len > SINK_BATCH_BYTES)
-            break;
-        size_t g = 0;
-        while (g < ngroups && (groups[g].lane != c->lane || groups[g].shard != c->shard))
-            g++;
-        if (g == ngroups) {
-            if (ngroups == SINK_GROUPS_MAX || s->ncalls + ngroups >= SINK_MAX_CALLS)
-                break;
-            groups[g] = (struct group){c->lane, c->shard, {NULL, NULL, 0}};
-            ngroups++;
-        }
-        cmds_push(&groups[g].cmds, cmds_pop(&s->queue));
-        bytes += c->len;
-        n++;
-    }
-    size_t sent = 0;
-    for (; sent < ngroups && s->state == SINK_READY; sent++) {
-        struct group *g = &groups[sent];
-        struct lane *lane = g->lane;
-        struct sink_call *call = xcalloc(1, sizeof *call);
-        call->s = s;
-        call->lane = lane;
-        call->shard = g->shard;
-        /* prev: what the mark must have reached for this call to be next */
-        call->prev = lane->sent_gen[g->shard] == s->conn_gen &&
-                             lane->sent_seq[g->shard] < g->cmds.head->seq
-                         ? lane->sent_seq[g->shard]
-                         : 0;
-        call->cmds = g->cmds;
-        if (call_send(s, call) != 0) {
-            free(call);
-            sink_fail(s, false); /* no node reachable */
-            break;
-        }
-        lane->sent_gen[g->shard] = s->conn_gen;
-        lane->sent_seq[g->shard] = g->cmds.tail->seq;
-        g->cmds = (struct cmd_list){NULL, NULL, 0};
-        s->inflight += call->cmds.n;
-        s->ncalls++;
-    }
-    /* calls not sent go back in front of the queue, each (lane, shard) in order */
-    for (size_t k = ngroups; k-- > sent;)
-        cmds_prepend(&s->queue, &groups[k].cmds);
-    return sent;
-}
 
 /* Move the oldest spool records to the tail of `queue` while memory has room. */
 static void refill(struct sink *s)
@@ -498,12 +214,18 @@ static size_t pump(struct sink *s)
            s->ncalls < SINK_MAX_CALLS) {
         if (s->queue.n < SINK_BATCH_MAX)
             refill(s);
-        size_t sent = s->queue.head ? send_batch(s) : 0;
+        size_t sent = s->queue.head ? sink_send_batch(s) : 0;
         if (sent == 0)
             break; /* nothing to send, or no node reachable */
         calls += sent;
     }
     return calls;
+}
+
+void sink_ignore_cb(void *r, void *privdata)
+{
+    (void)r;
+    (void)privdata;
 }
 
 static void load_cb(void *r, void *privdata)
@@ -602,7 +324,7 @@ static void sink_connect(struct sink *s)
     }
     s->cluster = rcluster_async_is_cluster(s->rca);
     sink_set_state(s, SINK_LOADING);
-    if (meta_node_command(s, ignore_cb, "SET " SINK_META_SHARDS " %u NX", s->nshards) != 0 ||
+    if (meta_node_command(s, sink_ignore_cb, "SET " SINK_META_SHARDS " %u NX", s->nshards) != 0 ||
         meta_node_command(s, meta_cb, "GET " SINK_META_SHARDS) != 0 ||
         meta_node_command(s, load_cb, "SCRIPT LOAD %s", sink_delivery_script) != 0)
         sink_fail(s, false);
@@ -737,7 +459,7 @@ int sink_push(struct sink *s, const struct event_record *ev)
     }
     free(c);
     if (rc == 0)
-        schedule_flush(s);
+        sink_schedule_flush(s);
     return rc;
 }
 
