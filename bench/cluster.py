@@ -12,7 +12,7 @@ routing module (bench/tools/cluster-route.c over include/rcluster.h) to
 and prints throughput and CPU per event (client + every redis-server) as
 ratios to `single` in the same run. Then the whole pipeline: wrk posting
 pageviews of 12 sites to veil-collector, which delivers to the servers,
-veil-aggregator rolling up, on `single`, `c1`, `c3` and `c3r+WAIT`
+veil-aggregator rolling up, on `single`, `c1`, `c3`, `c3r` and `c3r+WAIT`
 (wait_replicas=1): events/s from the first request until the aggregator
 has counted the last accepted event, and CPU per event of the collector,
 the aggregator and the redis-servers, again as ratios to `single`. On a
@@ -300,7 +300,7 @@ def section_pipeline(out=print):
     out("== cluster pipeline: wrk -> collector (1 thread) -> Redis -> aggregator, %d s of load, "
         "12 sites, %d shards" % (PIPE_SECONDS, SHARDS))
     res = {}
-    for kind in ("single", "c1", "c3", "c3r+WAIT"):
+    for kind in ("single", "c1", "c3", "c3r", "c3r+WAIT"):
         res[kind] = pipeline_measure(kind)
     ref = res["single"]
     ref_tp = ref["events"] / ref["e2e_s"]
