@@ -41,6 +41,8 @@ static void call_end(struct sink *s, struct sink_call *call, size_t n)
     s->inflight -= n;
     s->ncalls--;
     free(call);
+    if (s->state == SINK_CLOSING && s->ncalls == 0)
+        event_active(s->reset_ev, EV_TIMEOUT, 0); /* every call is answered: start over */
 }
 
 /* The call's events are acknowledged (or given up). */

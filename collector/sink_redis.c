@@ -23,8 +23,9 @@
  * (lane, shard) as long as nothing fails, and exactly-once (the lane marks
  * and `prev`, sink_wire.c) needs no more: a call that overtakes a failed
  * one is refused by the script (VEILGAP). Any failure (a lost node, a
- * refusal, an unconfirmed WAIT) closes every connection: all calls in
- * flight come back, `returned` is put in numbering order per lane again
+ * refusal, an unconfirmed WAIT) stops sending, lets the calls in flight
+ * be answered (bounded by SINK_DRAIN_MS), then closes every connection:
+ * what did not succeed is in `returned`, put in numbering order per lane
  * and sent first after backoff, on fresh connections and a fresh slot map
  * (how a promoted replica is found). MOVED, ASK and TRYAGAIN are followed
  * by the routing without failing a call. sink_push only queues and arms
@@ -57,6 +58,7 @@
 #define SINK_MIN_BUFFER_BYTES (256 * 1024)
 #define SINK_REFILL_BATCH 512       /* spool records moved into memory at a time */
 #define SINK_DISCOVER_MS 300        /* per seed, when (re)connecting (blocks the thread); also TRYAGAIN's patience */
+#define SINK_DRAIN_MS 1000          /* after a failure, the calls in flight get this long (+ wait_timeout_ms) */
 #define SINK_SYNC_MS 100            /* spool_fsync=batch */
 #define SINK_ADOPT_MS 10000         /* look for files of processes that ended */
 #define SINK_SPOOL_SHARE_MIN (64 * 1024)
@@ -121,7 +123,18 @@ void sink_fail(struct sink *s, bool refused)
         s->refused = true;
     if (s->state == SINK_LOADING || s->state == SINK_READY) {
         sink_set_state(s, SINK_CLOSING);
-        event_active(s->reset_ev, EV_TIMEOUT, 0);
+        /* Nothing new is sent; the calls in flight to nodes that work are
+         * answered and settled meanwhile (sink_calls.c activates reset_ev
+         * when the last one ends), so one failed node does not hold back
+         * what the others took. A node that never answers is closed when
+         * the drain time is up. */
+        if (s->ncalls == 0) {
+            event_active(s->reset_ev, EV_TIMEOUT, 0);
+        } else {
+            int ms = SINK_DRAIN_MS + s->wait_timeout_ms;
+            struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+            evtimer_add(s->reset_ev, &tv);
+        }
     }
 }
 
@@ -130,6 +143,9 @@ static void reset_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct sink *s = arg;
+    event_del(s->reset_ev); /* the drain timer, when the last call ended first */
+    if (s->state != SINK_CLOSING)
+        return;
     struct rcluster_async *rca = s->rca;
     s->rca = NULL;
     rcluster_async_free(rca); /* every call in flight comes back (NULL): `returned` */
@@ -374,7 +390,7 @@ struct sink *sink_new(struct event_base *base, const struct collector_config *co
     s->backoff_ms = SINK_BACKOFF_MIN_MS;
     s->retry = evtimer_new(base, retry_cb, s);
     s->flush_ev = event_new(base, -1, 0, flush_cb, s);
-    s->reset_ev = event_new(base, -1, 0, reset_cb, s);
+    s->reset_ev = evtimer_new(base, reset_cb, s);
     char lane[SPOOL_GROUP_MAX];
     if (conf->spool_dir[0]) {
         uint64_t share = (uint64_t)conf->spool_max_bytes / (uint64_t)(nworkers > 0 ? nworkers : 1);
