@@ -242,6 +242,10 @@ EXAMPLES       := deploy/nginx-veil.conf deploy/redis-veil.conf \
 INSTALL_SED    := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/veil|$(DATADIR)|g' \
                   -e 's|/usr/local/etc/veil|$(SYSCONFDIR)/veil|g' -e 's| /etc/veil/| $(SYSCONFDIR)/veil/|g'
 
+# Debian's iso-codes JSON (names for visit:country_name, visit:region_name),
+# compiled into paths.o as the iso_codes_dir default.
+ISO_CODES_DIR ?= /usr/share/iso-codes/json
+$(BUILD)/common/paths.o $(INSTALL_BUILD)/paths.o: CPPFLAGS += -DVEIL_ISO_CODES_DIR='"$(ISO_CODES_DIR)"'
 $(INSTALL_BUILD)/paths.o: common/paths.c include/paths.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DVEIL_INSTALLED_DATADIR='"$(DATADIR)"' -c $< -o $@

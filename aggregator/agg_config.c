@@ -103,6 +103,12 @@ const struct cfg_option agg_options[] = {
      "Directory of the static dashboard served by the stats API (an installed binary's "
      "default is its PREFIX/share/veil/dashboard).",
      NULL, false},
+    {"iso_codes_dir", CFG_STRING, OPT(iso_codes_dir), veil_default_iso_codes_dir, 0, 1024, NULL,
+     "Directory of Debian's iso-codes JSON (iso_3166-1.json, iso_3166-2.json): the names of "
+     "countries and regions for the stats API's visit:country_name and visit:region_name. "
+     "Read once at start when api_listen is set; a file that cannot be read stops the start. "
+     "Empty = no names (those dimensions and filters answer 400).",
+     "Public reference data; nothing about visitors is in it.", false},
     /* ---- both ---- */
     {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
      "Lowest level logged to stderr: debug, info, warn or error.",
