@@ -146,6 +146,17 @@ int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_act
         return -1;
     }
     /* What start-up would refuse, --check-config and SIGHUP refuse too. */
+    static const char *const iso_files[] = {"iso_3166-1.json", "iso_3166-2.json"};
+    for (size_t i = 0; conf->api_listen[0] && conf->iso_codes_dir[0] && i < 2; i++) {
+        char path[1100];
+        if (!str_format(path, sizeof path, "%s/%s", conf->iso_codes_dir, iso_files[i]) ||
+            access(path, R_OK) != 0) {
+            str_format(err, errlen, "iso_codes_dir: cannot read %.1000s (Debian package "
+                                    "iso-codes; empty = no country and region names)",
+                       path);
+            return -1;
+        }
+    }
     struct auth *grants = auth_new(NULL, &conf->api_tokens, err, errlen);
     if (!grants)
         return -1;

@@ -390,3 +390,38 @@ Test(aggregator_filter_ops, other_row_and_refusals, .timeout = 90)
     }
     agg_stop_ok(agg);
 }
+
+/* iso-codes missing: --check-config and a start refuse with the path named */
+Test(aggregator_filter_ops, missing_iso_codes_stops_the_start, .timeout = 30)
+{
+    char *dir = harness_tmpdir();
+    cr_assert_not_null(dir);
+    char arg[500], log[500];
+    str_format(arg, sizeof arg, "--iso_codes_dir=%s", dir);
+    for (int check = 0; check < 2; check++) {
+        str_format(log, sizeof log, "%s/out%d.log", dir, check);
+        char *argv[] = {"veil-aggregator", arg, "--redis=unix:/nonexistent.sock",
+                        check ? "--check-config" : "--log_level=info", NULL};
+        struct harness_proc p;
+        cr_assert_eq(harness_spawn(&p, argv, log), 0);
+        int status;
+        waitpid(p.pid, &status, 0);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2, "exit %d", status);
+        size_t len;
+        char *out = harness_read_file(log, &len);
+        char want[600];
+        str_format(want, sizeof want, "iso_codes_dir: cannot read %s/iso_3166-1.json", dir);
+        cr_expect(out && strstr(out, want), "%s", out ? out : "");
+        free(out);
+    }
+    /* empty: no names, and the start goes on (checked by --check-config) */
+    str_format(log, sizeof log, "%s/empty.log", dir);
+    char *argv[] = {"veil-aggregator", "--iso_codes_dir=", "--check-config", NULL};
+    struct harness_proc p;
+    cr_assert_eq(harness_spawn(&p, argv, log), 0);
+    int status;
+    waitpid(p.pid, &status, 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit %d", status);
+    harness_rmdir(dir);
+    free(dir);
+}
