@@ -111,7 +111,7 @@ bool api_filter_use_property(struct api_filter *f, const char *property, char *e
                    f->property, property);
         return false;
     }
-    if (strlen(property) >= sizeof f->property ||
+    if (strlen(property) >= sizeof f->property || !utf8_valid(property, strlen(property)) ||
         !api_property_dim(property, f->dim, sizeof f->dim, &f->dim_metrics, &f->dim_visitors)) {
         str_format(err, errlen, "filters: unknown property (expected one of the breakdown "
                                 "properties, e.g. visit:source, event:page, event:goal, "
@@ -192,8 +192,8 @@ bool api_filter_add_value(struct api_filter *f, int node, const char *v, size_t 
                                 "together)", API_FILTER_VALUES_MAX);
         return false;
     }
-    if (memchr(v, '\0', len)) {
-        str_format(err, errlen, "filters: a value cannot hold a NUL byte");
+    if (!utf8_valid(v, len)) {
+        str_format(err, errlen, "filters: a value is UTF-8 text without NUL bytes");
         return false;
     }
     if (n->op == AF_REGEX) {
