@@ -334,7 +334,7 @@ $(FUZZ_BUILD)/%.o: %.c
 # The aggregator's parsers of client input (filters) and what they link.
 FUZZ_AGG_SRC := aggregator/api_filter.c aggregator/api_filter_json.c aggregator/geo_names.c \
                 aggregator/schema.c aggregator/query.c aggregator/output.c aggregator/period.c \
-                aggregator/dp.c
+                aggregator/dp.c aggregator/strmap.c
 $(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) $(FUZZ_AGG_SRC) $(FUZZ_HARNESS)) \
             $(patsubst %.c,$(FUZZ_BUILD)/llhttp/llhttp_%.o,$(LLHTTP_SRC))
 	$(AR) rcs $@ $^

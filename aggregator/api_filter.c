@@ -13,6 +13,7 @@
 
 #include "geo_names.h"
 #include "schema.h"
+#include "strmap.h"
 #include "util.h"
 
 #define PROPS_PREFIX "event:props:"
@@ -322,6 +323,11 @@ struct api_filter_code {
     pcre2_code *re[API_FILTER_VALUES_MAX];
     pcre2_match_data *md;
     pcre2_match_context *mc;
+    /* each distinct value is matched once per request (timeseries buckets
+     * see the same values again), and at most API_FILTER_REGEX_VALUES */
+    struct smap memo;
+    struct arena_chunk *arena;
+    size_t matched;
 };
 
 void api_filter_code_free(struct api_filter_code *code)
@@ -332,6 +338,8 @@ void api_filter_code_free(struct api_filter_code *code)
         pcre2_code_free(code->re[i]);
     pcre2_match_data_free(code->md);
     pcre2_match_context_free(code->mc);
+    smap_free(&code->memo);
+    arena_free(&code->arena);
     free(code);
 }
 
@@ -484,14 +492,30 @@ static int eval_node(const struct api_filter *f, const struct api_filter_code *c
     return result;
 }
 
-int api_filter_eval(const struct api_filter *f, const struct api_filter_code *code,
+int api_filter_eval(const struct api_filter *f, struct api_filter_code *code,
                     const char *value, size_t len, char *err, size_t errlen)
 {
     if (!f->nnodes)
         return 1;
     size_t ll;
     const char *label = api_value_label(f->names, value, len, &ll);
-    return eval_node(f, code, 0, label, ll, err, errlen);
+    if (!code)
+        return eval_node(f, code, 0, label, ll, err, errlen);
+    uint32_t known;
+    if (smap_find(&code->memo, label, ll, &known))
+        return (int)known;
+    if (++code->matched > API_FILTER_REGEX_VALUES) {
+        str_format(err, errlen,
+                   "filters: matches on %s: more than %d distinct values in this range; "
+                   "narrow the range or use contains",
+                   f->property, API_FILTER_REGEX_VALUES);
+        return -1;
+    }
+    int r = eval_node(f, code, 0, label, ll, err, errlen);
+    bool created;
+    if (r >= 0)
+        smap_intern(&code->memo, &code->arena, label, ll, (uint32_t)r, &created, NULL);
+    return r;
 }
 
 bool api_filter_matches(const struct api_filter *f, const char *value, size_t len)
@@ -570,7 +594,7 @@ static bool is_other(const struct stats_row *r)
            memcmp(r->value, QUERY_OTHER, sizeof QUERY_OTHER - 1) == 0;
 }
 
-int api_filter_select(const struct api_filter *f, const struct api_filter_code *code,
+int api_filter_select(const struct api_filter *f, struct api_filter_code *code,
                       struct stats_rows *rows, char *err, size_t errlen)
 {
     /* (other) first, while every row is still there to look days up in */

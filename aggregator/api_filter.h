@@ -34,6 +34,7 @@
 #define API_FILTER_REGEX_MAX 256   /* bytes of one regular expression */
 #define API_FILTER_MATCH_LIMIT 10000  /* PCRE2 match limit per value (backtracking steps) */
 #define API_FILTER_HEAP_LIMIT_KIB 256 /* PCRE2 heap limit per match */
+#define API_FILTER_REGEX_VALUES 100000 /* distinct values matched per request */
 
 enum api_filter_op {
     AF_IS = 0,      /* equal to one of the values */
@@ -141,9 +142,11 @@ bool api_filter_compile(const struct api_filter *f, struct api_filter_code **cod
 void api_filter_code_free(struct api_filter_code *code);
 
 /* 1 when stored value value[0..len) passes f, 0 when not, -1 when a
- * regular expression hit its match limit (reason in err). code is from
- * api_filter_compile (NULL when f has no regular expression). */
-int api_filter_eval(const struct api_filter *f, const struct api_filter_code *code,
+ * regular expression hit its match limit or the request its
+ * API_FILTER_REGEX_VALUES (reason in err). code is from api_filter_compile
+ * (NULL when f has no regular expression); it remembers each distinct
+ * value's answer. */
+int api_filter_eval(const struct api_filter *f, struct api_filter_code *code,
                     const char *value, size_t len, char *err, size_t errlen);
 
 /* True when a stored value value[0..len) passes the filter (compiles
@@ -156,7 +159,7 @@ bool api_filter_matches(const struct api_filter *f, const char *value, size_t le
  * false. Returns 0; 1 with a "filters: ..." reason in err when the answer
  * could be wrong (f may be true for some folded values and not others)
  * or a regular expression hit its limit: the caller answers 400. */
-int api_filter_select(const struct api_filter *f, const struct api_filter_code *code,
+int api_filter_select(const struct api_filter *f, struct api_filter_code *code,
                       struct stats_rows *rows, char *err, size_t errlen);
 
 /* Totals of each bucket restricted by f: pageviews/visits/events summed

@@ -376,3 +376,22 @@ Test(api_filter, names_need_iso_codes)
     cr_expect(strstr(err, "iso_codes_dir: cannot read /nonexistent/iso_3166-1.json"), "%s", err);
     cr_expect(!geo_names_loaded());
 }
+
+Test(api_filter, regex_values_per_request_are_bounded_and_remembered)
+{
+    cr_assert(v2("[[\"matches\", \"event:page\", [\"7$\"]]]", &f), "%s", err);
+    struct api_filter_code *code;
+    cr_assert(api_filter_compile(&f, &code, err, sizeof err), "%s", err);
+    char value[32];
+    for (int i = 0; i < API_FILTER_REGEX_VALUES; i++) {
+        int n = snprintf(value, sizeof value, "/p%d", i);
+        cr_assert_eq(api_filter_eval(&f, code, value, (size_t)n, err, sizeof err),
+                     i % 10 == 7);
+    }
+    /* a value seen before is answered again; a new one is over the bound */
+    cr_expect_eq(api_filter_eval(&f, code, "/p17", 4, err, sizeof err), 1);
+    err[0] = '\0';
+    cr_expect_eq(api_filter_eval(&f, code, "/new", 4, err, sizeof err), -1);
+    cr_expect(strstr(err, "more than 100000 distinct values"), "%s", err);
+    api_filter_code_free(code);
+}
