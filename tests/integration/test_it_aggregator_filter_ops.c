@@ -303,6 +303,14 @@ Test(aggregator_filter_ops, name_variants_from_iso_codes, .timeout = 90)
     cr_expect_eq(num(cJSON_GetObjectItem(cJSON_GetObjectItem(d, "meta"), "filter_withheld"), "w"),
                  1);
     cJSON_Delete(d);
+    /* v1: a breakdown by the code filtered by the name (one property) */
+    d = get(port, Q "breakdown?" S "&property=visit:country&metrics=visitors"
+                    "&filters=visit:country_name!%3DGermany", 200);
+    rows = cJSON_GetObjectItem(d, "results");
+    cr_assert_eq(cJSON_GetArraySize(rows), 1, "FR; US (1 visitor) is below k");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "country")->valuestring,
+                     "FR");
+    cJSON_Delete(d);
     /* a breakdown by name filtered by its code property: the same rows */
     d = post(port,
              "{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": \"day\", "
