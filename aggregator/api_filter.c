@@ -533,13 +533,20 @@ bool api_filter_matches(const struct api_filter *f, const char *value, size_t le
 
 enum tri { TRI_FALSE = 0, TRI_TRUE = 1, TRI_UNKNOWN = 2 };
 
-/* Whether rows hold a row equal to v with counts on `day`. */
+static bool is_other(const struct stats_row *r)
+{
+    return r->value_len == sizeof QUERY_OTHER - 1 &&
+           memcmp(r->value, QUERY_OTHER, sizeof QUERY_OTHER - 1) == 0;
+}
+
+/* Whether rows hold a row equal to v with counts on `day` ("(other)" is
+ * not a value: a literal "(other)" may be anything folded). */
 static bool row_on_day(const struct stats_rows *rows, const char *v, period_day day)
 {
     size_t vl = strlen(v);
     for (size_t i = 0; i < rows->n; i++) {
         const struct stats_row *r = &rows->rows[i];
-        if (r->value_len != vl || memcmp(r->value, v, vl) != 0)
+        if (r->value_len != vl || memcmp(r->value, v, vl) != 0 || is_other(r))
             continue;
         for (size_t d = 0; d < r->ndays; d++)
             if (r->days[d] == day)
@@ -586,12 +593,6 @@ static enum tri tri_node(const struct api_filter *f, size_t i, const struct stat
         child += f->nodes[child].span;
     }
     return result;
-}
-
-static bool is_other(const struct stats_row *r)
-{
-    return r->value_len == sizeof QUERY_OTHER - 1 &&
-           memcmp(r->value, QUERY_OTHER, sizeof QUERY_OTHER - 1) == 0;
 }
 
 int api_filter_select(const struct api_filter *f, struct api_filter_code *code,

@@ -395,3 +395,11 @@ Test(api_filter, regex_values_per_request_are_bounded_and_remembered)
     cr_expect(strstr(err, "more than 100000 distinct values"), "%s", err);
     api_filter_code_free(code);
 }
+
+Test(api_filter, a_literal_other_is_never_known)
+{
+    struct stats_rows rows;
+    sample(&rows);
+    cr_expect_eq(select_rows("[[\"is_not\", \"visit:source\", [\"(other)\"]]]", &rows), 1);
+    query_rows_free(&rows);
+}
