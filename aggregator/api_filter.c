@@ -184,8 +184,11 @@ bool api_filter_add_value(struct api_filter *f, int node, const char *v, size_t 
                           size_t errlen)
 {
     struct api_filter_node *n = &f->nodes[node];
-    if (len == 0 || len >= API_FILTER_VALUE_MAX) {
-        str_format(err, errlen, "filters: a value has 1 to %d bytes", API_FILTER_VALUE_MAX - 1);
+    /* "" only for is / is_not: no stored value is empty (Plausible's
+     * ["is_not", "visit:country_name", [""]] is "has a country") */
+    if ((len == 0 && n->op != AF_IS) || len >= API_FILTER_VALUE_MAX) {
+        str_format(err, errlen, "filters: a value has 1 to %d bytes (\"\" only with is and "
+                                "is_not)", API_FILTER_VALUE_MAX - 1);
         return false;
     }
     if (f->nvalues == API_FILTER_VALUES_MAX) {
@@ -566,12 +569,15 @@ static enum tri tri_node(const struct api_filter *f, size_t i, const struct stat
 {
     const struct api_filter_node *n = &f->nodes[i];
     if (n->op == AF_IS || n->op == AF_MATCHES) {
-        if (f->names != AF_NAMES_NONE || n->caseless)
-            return TRI_UNKNOWN; /* several stored values may read the same */
-        for (size_t v = n->first; v < (size_t)n->first + n->n; v++)
+        for (size_t v = n->first; v < (size_t)n->first + n->n; v++) {
+            if (f->values[v][0] == '\0')
+                continue; /* empty values are never counted, not even in (other) */
+            if (f->names != AF_NAMES_NONE || n->caseless)
+                return TRI_UNKNOWN; /* several stored values may read the same */
             if ((n->op == AF_MATCHES && strchr(f->values[v], '*')) ||
                 !row_on_day(rows, f->values[v], day))
                 return TRI_UNKNOWN;
+        }
         return n->negate ? TRI_TRUE : TRI_FALSE;
     }
     if (n->op == AF_CONTAINS || n->op == AF_REGEX)

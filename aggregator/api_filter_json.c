@@ -109,8 +109,8 @@ static bool parse_condition(const cJSON *j, int depth, struct api_filter *f, cha
     f->nodes[node].caseless = caseless;
     const cJSON *v;
     cJSON_ArrayForEach(v, vals) {
-        if (!cJSON_IsString(v) || !v->valuestring[0])
-            return fail(err, errlen, "filters: values are non-empty strings");
+        if (!cJSON_IsString(v))
+            return fail(err, errlen, "filters: values are strings");
         if (!api_filter_add_value(f, node, v->valuestring, strlen(v->valuestring), err, errlen))
             return false;
     }

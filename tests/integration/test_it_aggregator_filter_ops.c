@@ -297,6 +297,9 @@ Test(aggregator_filter_ops, name_variants_from_iso_codes, .timeout = 90)
     expect_both(port, "visit:country_name!%3DGermany",
                 V2("[[\"is_not\", \"visit:country_name\", [\"Germany\"]]]"), 3, 4);
     expect_v2(port, V2("[[\"matches\", \"visit:region_name\", [\"^Île\"]]]"), 2, 2);
+    /* Plausible's own example: "has a country" (every visitor here has one) */
+    expect_both(port, "visit:country_name!%3D",
+                V2("[[\"is_not\", \"visit:country_name\", [\"\"]]]"), 5, 7);
     /* a cell below k: Bayern has one visitor, withheld and counted */
     d = post(port, V2("[[\"is\", \"visit:region_name\", [\"Bayern\"]]]"), 200);
     cr_expect_eq(v2_metric(d, 0, 0), 0);

@@ -173,7 +173,8 @@ Test(api_filter, v2_refusals_and_bounds)
         {"[[\"has_done\", \"event:goal\", [\"Signup\"]]]", "has_done and has_not_done"},
         {"[[\"starts_with\", \"event:page\", [\"/\"]]]", "unknown operator"},
         {"[[\"is\", \"event:page\", []]]", "1 to 16 values"},
-        {"[[\"is\", \"event:page\", [\"\"]]]", "non-empty strings"},
+        {"[[\"contains\", \"event:page\", [\"\"]]]", "only with is and is_not"},
+        {"[[\"is\", \"event:page\", [1]]]", "values are strings"},
         {"[[\"is\", \"event:page\", [\"/\"], {\"case_sensitive\": 1}]]", "case_sensitive"},
         {"[[\"and\", []]]", "expected [\"and\"|\"or\", [filters]]"},
         {"[[\"not\", [\"not\", [\"not\", [\"not\", [\"not\", [\"is\", \"event:page\", "
@@ -401,5 +402,24 @@ Test(api_filter, a_literal_other_is_never_known)
     struct stats_rows rows;
     sample(&rows);
     cr_expect_eq(select_rows("[[\"is_not\", \"visit:source\", [\"(other)\"]]]", &rows), 1);
+    query_rows_free(&rows);
+}
+
+/* Plausible's own example: ["is_not", "visit:country_name", [""]], "has a country" */
+Test(api_filter, empty_value_means_no_value)
+{
+    cr_assert(v2("[[\"is_not\", \"visit:country_name\", [\"\"]]]", &f), "%s", err);
+    cr_expect(m(&f, "DE") && m(&f, "QQ"));
+    cr_assert(v2("[[\"is\", \"visit:country\", [\"\"]]]", &f), "%s", err);
+    cr_expect(!m(&f, "DE"));
+    /* no value is folded into (other) empty: known, even for a name */
+    struct stats_rows rows;
+    static const period_day d[] = {3};
+    memset(&rows, 0, sizeof rows);
+    row(&rows, "DE", 9, d, 1);
+    row(&rows, QUERY_OTHER, 2, d, 1);
+    cr_expect_eq(select_rows("[[\"is_not\", \"visit:country_name\", [\"\"]]]", &rows), 0,
+                 "%s", err);
+    cr_expect_eq(rows.n, 2);
     query_rows_free(&rows);
 }
