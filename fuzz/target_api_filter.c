@@ -48,7 +48,7 @@ static int check_node(const char *t, const struct api_filter *f, size_t i, size_
     CHECK(t, n->first == *values && (size_t)n->first + n->n <= f->nvalues);
     for (size_t v = n->first; v < (size_t)n->first + n->n; v++) {
         size_t len = strnlen(f->values[v], API_FILTER_VALUE_MAX);
-        CHECK(t, (len > 0 || n->op == AF_IS) && len < API_FILTER_VALUE_MAX);
+        CHECK(t, (len > 0 || n->op == AF_IS || n->op == AF_MATCHES) && len < API_FILTER_VALUE_MAX);
         CHECK(t, n->op != AF_REGEX || len <= API_FILTER_REGEX_MAX);
     }
     *values += n->n;
