@@ -58,6 +58,9 @@ struct api_request {
     bool filtered;             /* answered under a filter (meta says how many cells were
                                   withheld by k-anonymity) */
     size_t k_withheld;
+    bool visit_rows_used;      /* answered with per-row bounces/durations or exit pages:
+                                  meta says on how many days they are missing */
+    long long visit_rows_missing;
 };
 
 /* Replace the body with {"error": reason} and set the status. */

@@ -2,6 +2,7 @@
  * parameters (see api_params.h). Never echoes a parameter value into an
  * error reason. */
 #include "api_params.h"
+#include "api_visit_rows.h"
 
 #include <string.h>
 #include <strings.h>
@@ -86,7 +87,8 @@ static bool metric_allowed(enum api_endpoint ep, enum api_metric m)
     if (ep != API_EP_BREAKDOWN)
         return true; /* conversion_rate: checked with the filters */
     return m == API_METRIC_VISITORS || m == API_METRIC_PAGEVIEWS || m == API_METRIC_VISITS ||
-           m == API_METRIC_EVENTS || m == API_METRIC_CONVERSION_RATE;
+           m == API_METRIC_EVENTS || m == API_METRIC_CONVERSION_RATE ||
+           m == API_METRIC_BOUNCE_RATE || m == API_METRIC_VISIT_DURATION; /* visit:* rows */
     /* views_per_visit: pageviews of a visit dimension's row count per event, its visits
        per visit (internal navigation is Direct): no exact ratio per row */
 }
@@ -113,7 +115,7 @@ static bool parse_metrics(enum api_endpoint ep, const char *v, struct api_params
         if (!metric_allowed(ep, (enum api_metric)found)) {
             str_format(err, errlen,
                        "metrics: %s is not available for breakdown (use visitors, pageviews, "
-                       "visits, events)",
+                       "visits, events; bounce_rate, visit_duration for visit:* properties)",
                        metric_names[found]);
             return false;
         }
@@ -267,6 +269,9 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
         }
         if (!parse_property(given[P_PROPERTY], out, err, errlen))
             goto done;
+        for (size_t i = 0; i < out->nmetrics; i++)
+            if (!api_visit_rows_metric_ok(out->dim, out->property, out->metrics[i], err, errlen))
+                goto done;
         for (size_t i = 0; i < out->nmetrics; i++)
             if (out->metrics[i] == API_METRIC_CONVERSION_RATE &&
                 strcmp(out->property, "event:goal") != 0) {
