@@ -84,6 +84,9 @@ long long api_totals_metric(const struct query_totals *t, enum api_metric m);
 struct output_cell api_totals_cell(const struct query_totals *t, enum api_metric m);
 /* A breakdown row's counter metric (visitors, pageviews, visits, events). */
 long long api_row_metric(const struct stats_row *r, enum api_metric m);
+/* ... as a cell: null for a per-row bounce rate or visit duration of a row
+ * without visits on the days that keep them (api_visit_rows.h). */
+struct output_cell api_row_cell(const struct stats_row *r, enum api_metric m);
 /* Noise on a breakdown row. */
 void api_publish_row(const struct stats_api *api, const char *site,
                      const struct period_range *range, struct stats_row *r);

@@ -88,7 +88,9 @@ static bool metric_allowed(enum api_endpoint ep, enum api_metric m)
         return true; /* conversion_rate: checked with the filters */
     return m == API_METRIC_VISITORS || m == API_METRIC_PAGEVIEWS || m == API_METRIC_VISITS ||
            m == API_METRIC_EVENTS || m == API_METRIC_CONVERSION_RATE ||
-           m == API_METRIC_BOUNCE_RATE || m == API_METRIC_VISIT_DURATION; /* visit:* rows */
+           /* judged per property once it is known (api_visit_rows_metric_ok) */
+           m == API_METRIC_BOUNCE_RATE || m == API_METRIC_VISIT_DURATION ||
+           m == API_METRIC_SCROLL_DEPTH || m == API_METRIC_VIEWS_PER_VISIT;
     /* views_per_visit: pageviews of a visit dimension's row count per event, its visits
        per visit (internal navigation is Direct): no exact ratio per row */
 }

@@ -175,13 +175,20 @@ long long api_row_metric(const struct stats_row *r, enum api_metric m)
     }
 }
 
+struct output_cell api_row_cell(const struct stats_row *r, enum api_metric m)
+{
+    if ((m == API_METRIC_BOUNCE_RATE || m == API_METRIC_VISIT_DURATION) && r->row_visits <= 0)
+        return output_null(); /* no visit of the row on a day that keeps them */
+    return output_num(api_row_metric(r, m));
+}
+
 /* A row's metric; conversion_rate in tenths of a percent of site_visitors
  * (one decimal, as Plausible answers it), at most 100. */
 static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
                                    long long site_visitors)
 {
     if (m != API_METRIC_CONVERSION_RATE)
-        return output_num(api_row_metric(r, m));
+        return api_row_cell(r, m);
     if (site_visitors <= 0)
         return output_tenths(0);
     long long t = (r->visitors * 1000 + site_visitors / 2) / site_visitors;

@@ -664,7 +664,7 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
                 out[r].cells[i] = output_tenths(v > 1000 ? 1000 : v);
             } else {
                 v = api_row_metric(row, m->m);
-                out[r].cells[i] = output_num(v);
+                out[r].cells[i] = api_row_cell(row, m->m);
             }
             if ((int)i == q->order_metric)
                 out[r].sort = (double)v;
