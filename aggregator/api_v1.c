@@ -109,6 +109,10 @@ bool api_load_totals(struct api_request *rq, const struct api_params *p, redisCo
             return false;
         }
     } else {
+        if (!api_visit_rows_filter_ok(&p->filter, err, sizeof err)) {
+            api_set_error(rq, 400, err);
+            return false;
+        }
         int s = api_filter_totals(rc, p->site_id, &p->filter, buckets, n, t, err, sizeof err);
         if (s < 0) {
             api_redis_error(rq, err);

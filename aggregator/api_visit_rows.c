@@ -63,6 +63,16 @@ bool api_visit_rows_load(struct api_request *rq, redisContext *rc, const char *s
     return true;
 }
 
+bool api_visit_rows_filter_ok(const struct api_filter *f, char *err, size_t errlen)
+{
+    if (!f->set || strcmp(f->dim, "exit_page") != 0)
+        return true;
+    str_format(err, errlen, "filters: totals filtered by visit:exit_page are not kept (a "
+                            "visit's exit moves between rows as it goes on, and an exit row's "
+                            "visitors are an upper bound); ask the visit:exit_page breakdown");
+    return false;
+}
+
 void api_visit_rows_other(const char *dim, struct stats_row *other)
 {
     if (strcmp(dim, "exit_page") == 0 && other->visitors > other->visits)

@@ -32,6 +32,13 @@ bool api_visit_rows_load(struct api_request *rq, redisContext *rc, const char *s
                          const struct period_range *range, const enum api_metric *metrics,
                          size_t nmetrics, struct stats_rows *rows);
 
+/* Whether totals (aggregate, timeseries) can be filtered by f's property:
+ * not by visit:exit_page (an exit row's visitors are an upper bound and its
+ * visits move between rows, so filtered totals would not be exact); a 400
+ * reason in err when not. */
+struct api_filter;
+bool api_visit_rows_filter_ok(const struct api_filter *f, char *err, size_t errlen);
+
 /* The folded "(other)" row of `dim` after its visitors were counted: an
  * exit page row's visitors are at most its visits. */
 void api_visit_rows_other(const char *dim, struct stats_row *other);

@@ -232,6 +232,17 @@ Test(aggregator_visit_rows, per_row_bounce_duration_and_exit_pages_across_a_rest
     cr_expect(cJSON_IsString(err) && strstr(err->valuestring, "visit_duration is kept per row"),
               "%s", cJSON_IsString(err) ? err->valuestring : "?");
     cJSON_Delete(doc);
+    /* an exit page filters its own breakdown, not the totals */
+    b = get(port, Q "&period=day&property=visit:exit_page&metrics=visitors,visits"
+                    "&filters=visit:exit_page%3D%3D/signup",
+            200);
+    expect_has(b, "[{\"exit_page\": \"/signup\", \"visitors\": 1, \"visits\": 1}]");
+    free(b);
+    b = get(port, "/api/v1/stats/aggregate?site_id=" SITE "&period=day&metrics=visitors"
+                  "&filters=visit:exit_page%3D%3D/signup",
+            400);
+    expect_has(b, "filters: totals filtered by visit:exit_page are not kept");
+    free(b);
     agg_stop_ok(agg);
 }
 
