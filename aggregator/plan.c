@@ -720,10 +720,15 @@ void plan_total(struct plan *p, uint32_t vday, const char *field, long long delt
     hincr_at(p, p->vdays[vday].base, "totals", field, delta, p->vdays[vday].exp);
 }
 
-const char *plan_visit_row(struct plan *p, const struct shard_state *st, uint32_t vday,
-                           const char *dim, const char *value)
+uint32_t plan_visit_pk(struct plan *p, uint32_t vday, const char *dim)
 {
-    return map_row(p, st, p->vdays[vday].base, dim, value, p->vdays[vday].exp);
+    return pk_index(p, p->vdays[vday].base, dim);
+}
+
+const char *plan_visit_row_pk(struct plan *p, const struct shard_state *st, uint32_t vday,
+                              uint32_t pk, const char *dim, const char *value)
+{
+    return map_row_pk(p, st, p->vdays[vday].base, pk, dim, value, p->vdays[vday].exp);
 }
 
 void plan_row_visitor(struct plan *p, uint32_t vday, const char *dim, const char *row,

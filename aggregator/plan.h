@@ -142,9 +142,11 @@ void plan_hincr_key(struct plan *p, uint32_t k, const char *field, long long del
 /* HINCRBY <base of vday>totals field. */
 void plan_total(struct plan *p, uint32_t vday, const char *field, long long delta);
 /* The row `value` is counted in for `dim` on vday (itself or "(other)",
- * admitted against breakdown_cap like every row). */
-const char *plan_visit_row(struct plan *p, const struct shard_state *st, uint32_t vday,
-                           const char *dim, const char *value);
+ * admitted against breakdown_cap like every row), with the primary hash
+ * of `dim` on vday found by plan_visit_pk (once per batch). */
+uint32_t plan_visit_pk(struct plan *p, uint32_t vday, const char *dim);
+const char *plan_visit_row_pk(struct plan *p, const struct shard_state *st, uint32_t vday,
+                              uint32_t pk, const char *dim, const char *value);
 /* PFADD visitor to <base of vday>u:<dim>:<row>. */
 void plan_row_visitor(struct plan *p, uint32_t vday, const char *dim, const char *row,
                       const char *visitor);

@@ -154,10 +154,14 @@ size_t shard_session_encode(const struct shard_session *s, char *buf, size_t cap
             return 0;
         memcpy(p, s->rows, s->rows_len);
         p += s->rows_len;
-        size_t n = visit_rows_put(s->exit, s->exit_len, p, cap - (size_t)(p - buf) - 1);
-        if (!n)
-            return 0;
-        p += n;
+        if (visit_rows_exit_is_entry(s->rows, s->rows_len, s->exit, s->exit_len)) {
+            *p++ = VISIT_ROWS_EXIT_IS_ENTRY; /* most visits: one page, or back to it */
+        } else {
+            size_t n = visit_rows_put(s->exit, s->exit_len, p, cap - (size_t)(p - buf) - 1);
+            if (!n)
+                return 0;
+            p += n;
+        }
     }
     *p = '\0';
     return (size_t)(p - buf);
@@ -177,13 +181,20 @@ static bool decode_rows(const char *value, size_t len, struct shard_session *s)
     size_t lens[VISIT_ROWS], used;
     const char *rows = value + sp + 1;
     size_t rows_room = len - sp - 1;
-    if (!visit_rows_scan(rows, rows_room, VISIT_ROWS, items, lens, &used) || used != rows_room)
+    if (!visit_rows_scan(rows, rows_room, ROLLUP_V_COUNT, items, lens, &used))
         return false;
     s->exit_ts = exit_ts;
     s->rows = rows;
-    s->rows_len = (size_t)(items[VISIT_ROW_EXIT] - rows) - visit_rows_prefix_len(lens[VISIT_ROW_EXIT]);
-    s->exit = items[VISIT_ROW_EXIT];
-    s->exit_len = lens[VISIT_ROW_EXIT];
+    s->rows_len = used;
+    if (used + 1 == rows_room && rows[used] == VISIT_ROWS_EXIT_IS_ENTRY) {
+        s->exit = items[ROLLUP_V_ENTRY_PAGE];
+        s->exit_len = lens[ROLLUP_V_ENTRY_PAGE];
+        return true;
+    }
+    size_t exit_used;
+    if (!visit_rows_scan(rows + used, rows_room - used, 1, &s->exit, &s->exit_len, &exit_used) ||
+        used + exit_used != rows_room)
+        return false;
     return true;
 }
 

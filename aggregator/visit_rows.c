@@ -38,11 +38,22 @@ size_t visit_rows_put(const char *s, size_t len, char *out, size_t cap)
     return need;
 }
 
+static bool slot_kept(size_t slot);
+
+bool visit_rows_exit_is_entry(const char *rows, size_t rows_len, const char *exit,
+                              size_t exit_len)
+{
+    const char *item;
+    size_t len, used;
+    return visit_rows_scan(rows, rows_len, 1, &item, &len, &used) && len == exit_len &&
+           memcmp(item, exit, len) == 0;
+}
+
 size_t visit_rows_encode(const char *const *rows, char *out, size_t cap)
 {
     size_t at = 0;
     for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
-        const char *row = rows[d] ? rows[d] : "";
+        const char *row = rows[d] && slot_kept(d) ? rows[d] : "";
         size_t len = strlen(row);
         if (len > (d == ROLLUP_V_ENTRY_PAGE ? (size_t)EV_PATH_MAX - 1 : VISIT_ROW_VALUE_MAX))
             return 0;
@@ -93,6 +104,8 @@ struct visit_rows_plan {
     size_t n, cap;
     uint32_t *keys;              /* (vday, slot, metric) -> key index, UINT32_MAX = not yet */
     size_t keys_cap;
+    uint32_t *exit_pk;           /* vday -> primary hash of exit_page, UINT32_MAX = not yet */
+    size_t exit_pk_cap;
 };
 
 enum { M_BNC = 0, M_DUR, M_VIS, M__COUNT };
@@ -128,6 +141,8 @@ void visit_rows_reset(struct plan *p)
     vr->n = 0;
     for (size_t i = 0; i < vr->keys_cap; i++)
         vr->keys[i] = UINT32_MAX;
+    for (size_t i = 0; i < vr->exit_pk_cap; i++)
+        vr->exit_pk[i] = UINT32_MAX;
 }
 
 void visit_rows_free(struct plan *p)
@@ -137,6 +152,7 @@ void visit_rows_free(struct plan *p)
         return;
     free(vr->v);
     free(vr->keys);
+    free(vr->exit_pk);
     free(vr);
     p->visit_rows = NULL;
 }
@@ -179,9 +195,19 @@ void visit_rows_collect(struct plan *p, const struct shard_state *st, const stru
             shard_session_find(st, sessions[i].key, strlen(sessions[i].key));
         if (!ss || !ss->exit)
             continue;
+        /* "<prefix>d:<site>:<day>:", without printf: once per visitor and batch */
         char base[KEY_MAX];
-        if (str_format(base, sizeof base, "%sd:%s:%s:", st->prefix, sessions[i].site, ss->day))
-            plan_collect_dim(p, base, EXIT_DIM);
+        size_t pl = strlen(st->prefix), sl = strlen(sessions[i].site);
+        if (pl + 2 + sl + 1 + 10 + 2 > sizeof base)
+            continue;
+        memcpy(base, st->prefix, pl);
+        memcpy(base + pl, "d:", 2);
+        memcpy(base + pl + 2, sessions[i].site, sl);
+        base[pl + 2 + sl] = ':';
+        memcpy(base + pl + 3 + sl, ss->day, 10);
+        base[pl + 13 + sl] = ':';
+        base[pl + 14 + sl] = '\0';
+        plan_collect_dim(p, base, EXIT_DIM);
     }
 }
 
@@ -245,13 +271,31 @@ static void flush(struct plan *p, struct vr_visit *v)
     v->pend_bnc = v->pend_dur = 0;
 }
 
+/* The row of page `page` in exit_page of vday (the primary hash found once
+ * per batch). */
+static const char *exit_map(struct plan *p, const struct shard_state *st, uint32_t vday,
+                            const char *page)
+{
+    struct visit_rows_plan *vr = vr_of(p);
+    if (vday >= vr->exit_pk_cap) {
+        size_t old = vr->exit_pk_cap;
+        vr->exit_pk_cap = (size_t)vday * 2 + 8;
+        vr->exit_pk = xrealloc(vr->exit_pk, vr->exit_pk_cap * sizeof *vr->exit_pk);
+        for (size_t i = old; i < vr->exit_pk_cap; i++)
+            vr->exit_pk[i] = UINT32_MAX;
+    }
+    if (vr->exit_pk[vday] == UINT32_MAX)
+        vr->exit_pk[vday] = plan_visit_pk(p, vday, EXIT_DIM);
+    return plan_visit_row_pk(p, st, vday, vr->exit_pk[vday], EXIT_DIM, page);
+}
+
 /* The exit row of a page view `page` on vday ("" none), its visitor added. */
 static const char *exit_row(struct plan *p, const struct shard_state *st, uint32_t vday,
                             const char *page, const char *visitor)
 {
     if (!page || !page[0])
         return "";
-    const char *row = plan_visit_row(p, st, vday, EXIT_DIM, page);
+    const char *row = exit_map(p, st, vday, page);
     plan_row_visitor(p, vday, EXIT_DIM, row, visitor);
     return row;
 }
@@ -297,8 +341,8 @@ void visit_rows_hit(struct plan *p, const struct shard_state *st, size_t i,
     v->pend_bnc += fx->bounces;
     v->pend_dur += fx->duration;
     if (fx->exit_move && page && page[0]) {
-        const char *row = plan_visit_row(p, st, v->day, EXIT_DIM, page);
-        if (strcmp(row, v->row[VISIT_ROW_EXIT]) != 0) {
+        const char *row = exit_map(p, st, v->day, page);
+        if (row != v->row[VISIT_ROW_EXIT] && strcmp(row, v->row[VISIT_ROW_EXIT]) != 0) {
             v->row[VISIT_ROW_EXIT] = row;
             plan_row_visitor(p, v->day, EXIT_DIM, row, visitor);
         }

@@ -36,6 +36,15 @@
 /* ... and its exit row: the most a checkpoint value adds for them. */
 #define VISIT_ROWS_CHECKPOINT_MAX (VISIT_ROWS_BLOB_MAX + (EV_PATH_MAX - 1) + 5)
 
+/* In a checkpoint value, this byte in place of the exit row item says
+ * "the same as the entry page row" (no item starts with it). */
+#define VISIT_ROWS_EXIT_IS_ENTRY '='
+
+/* Whether exit[0..exit_len) equals the entry page row of the encoded rows
+ * rows[0..rows_len). */
+bool visit_rows_exit_is_entry(const char *rows, size_t rows_len, const char *exit,
+                              size_t exit_len);
+
 /* "<len>:<bytes>" of s[0..len) into out (at most cap bytes, not
  * terminated); its length, 0 when it does not fit. */
 size_t visit_rows_put(const char *s, size_t len, char *out, size_t cap);
@@ -43,8 +52,9 @@ size_t visit_rows_put(const char *s, size_t len, char *out, size_t cap);
 /* The length of "<len>:" for an item of len bytes. */
 size_t visit_rows_prefix_len(size_t len);
 
-/* Encode rows[0..ROLLUP_V_COUNT) (NULL or "" = no row) into out (cap
- * bytes); its length, 0 when a row is longer than allowed
+/* Encode rows[0..ROLLUP_V_COUNT) (NULL or "" = no row; rows of
+ * dimensions without per-row counts, browser_version, are left out) into
+ * out (cap bytes); its length, 0 when a row is longer than allowed
  * (VISIT_ROW_VALUE_MAX, a path EV_PATH_MAX - 1) or cap is too small. */
 size_t visit_rows_encode(const char *const *rows, char *out, size_t cap);
 

@@ -398,6 +398,16 @@ Test(visit, rows_and_exit_survive_the_checkpoint_and_old_values_still_read)
     cr_assert_eq(st.sessions[0].rows, st.sessions[1].rows, "one copy of equal rows");
     cr_assert_str_eq(st.sessions[1].exit, "/pricing page");
     shard_state_free(&st);
+    /* an exit equal to the entry page is one byte, "=" */
+    s.exit = "/landing";
+    s.exit_len = 8;
+    len = shard_session_encode(&s, value, sizeof value);
+    cr_assert_gt(len, 0);
+    cr_assert_eq(value[len - 1], '=', "%s", value);
+    cr_assert(shard_session_decode(value, len, &back), "%s", value);
+    cr_assert_eq(back.exit_len, 8);
+    cr_assert_eq(memcmp(back.exit, "/landing", 8), 0);
+    cr_assert_eq(back.rows_len, blen);
     /* the value of the version before (no rows): rows unknown */
     cr_assert(shard_session_decode("2 1000 1090 99 2024-05-01 0 -1 3", 32, &back));
     cr_assert_null(back.rows);
@@ -405,7 +415,8 @@ Test(visit, rows_and_exit_survive_the_checkpoint_and_old_values_still_read)
     /* damaged tails are refused (the visit restarts, as any damaged value) */
     const char *bad[] = {"2 1000 1090 99 2024-05-01 0 -1 3 1090",
                          "2 1000 1090 99 2024-05-01 0 -1 3 1090 0:0:",
-                         "2 1000 1090 99 2024-05-01 0 -1 3 x 0:"};
+                         "2 1000 1090 99 2024-05-01 0 -1 3 x 0:",
+                         "2 1000 1090 99 2024-05-01 0 -1 3 1090 0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:=x"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_expect_not(shard_session_decode(bad[i], strlen(bad[i]), &back), "%s", bad[i]);
 }
