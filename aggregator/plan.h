@@ -135,7 +135,7 @@ bool plan_sweep_keep(void *arg, const struct shard_session *s);
 
 /* Register the primary hash of `dim` in the site-day `base` (step 1). */
 void plan_collect_dim(struct plan *p, const char *base, const char *dim);
-/* The key index of "<base of vday>b:<dim><metric>" (metric ":bnc", ...). */
+/* The key index of "<base of vday>b:<dim><metric>" (metric ":nbn", ...). */
 uint32_t plan_row_key(struct plan *p, uint32_t vday, const char *dim, const char *metric);
 /* HINCRBY field of the key indexed as k, combined over the batch. */
 void plan_hincr_key(struct plan *p, uint32_t k, const char *field, long long delta);

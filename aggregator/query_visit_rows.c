@@ -8,8 +8,8 @@
 #include "strmap.h"
 #include "util.h"
 
-enum { VR_VIS = 0, VR_BNC, VR_DUR, VR__COUNT };
-static const char *const vr_metric[VR__COUNT] = {"vis", "bnc", "dur"};
+enum { VR_VIS = 0, VR_NBN, VR_DUR, VR__COUNT };
+static const char *const vr_metric[VR__COUNT] = {"vis", "nbn", "dur"};
 
 static int fail(redisContext *rc, redisReply *r, const char *what, char *err, size_t errlen)
 {
@@ -73,7 +73,7 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
         free(complete);
         return status;
     }
-    /* 2: the rows' vis, bnc and dur of those days */
+    /* 2: the rows' vis, nbn (visits that are no bounce) and dur of those days */
     struct arena_chunk *arena = NULL;
     struct smap index = {0};
     for (size_t i = 0; i < rows->n; i++) {
@@ -118,7 +118,7 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
             struct stats_row *row = &rows->rows[i];
             switch (c % VR__COUNT) {
             case VR_VIS: row->row_visits += v; break;
-            case VR_BNC: row->bounces += v; break;
+            case VR_NBN: row->bounces -= v; break; /* + row_visits below */
             default: row->duration_s += v; break;
             }
         }
@@ -127,6 +127,8 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
     smap_free(&index);
     arena_free(&arena);
     free(complete);
+    for (size_t i = 0; status == 0 && i < rows->n; i++)
+        rows->rows[i].bounces += rows->rows[i].row_visits; /* bounces = vis - nbn */
     if (status != 0 || strcmp(dim, "exit_page") != 0)
         return status;
     /* exit pages: the exits of complete days; a row every visit left has none */

@@ -95,8 +95,8 @@ struct vr_visit {
     const char *blob;            /* row[0..ROLLUP_V_COUNT) encoded (the checkpoint's part) */
     size_t blob_len;
     const char *exit0;           /* the exit row its counts are on in Redis (NULL: none) */
-    long long b0, d0;            /* its bounce (0/1) and seconds counted on exit0 */
-    long long pend_bnc, pend_dur; /* changes of this batch not written yet */
+    long long n0, d0;            /* its non-bounce (0/1) and seconds counted on exit0 */
+    long long pend_nbn, pend_dur; /* changes of this batch not written yet */
 };
 
 struct visit_rows_plan {
@@ -108,8 +108,11 @@ struct visit_rows_plan {
     size_t exit_pk_cap;
 };
 
-enum { M_BNC = 0, M_DUR, M_VIS, M__COUNT };
-static const char *const metric_suffix[M__COUNT] = {":bnc", ":dur", ":vis"};
+/* nbn: visits that are no bounce (counted at their second interaction, so
+ * a visit that stays a bounce - most - costs no increment); the row's
+ * bounces are its vis minus its nbn */
+enum { M_NBN = 0, M_DUR, M_VIS, M__COUNT };
+static const char *const metric_suffix[M__COUNT] = {":nbn", ":dur", ":vis"};
 
 static const char *slot_dim(size_t slot)
 {
@@ -237,7 +240,7 @@ void visit_rows_load(struct plan *p, size_t i, size_t n, const struct shard_sess
     v->known = true;
     v->day = p->sessions[i].day;
     v->exit0 = v->row[VISIT_ROW_EXIT];
-    v->b0 = ss->pv <= 1;
+    v->n0 = ss->pv > 1;
     v->d0 = ss->last - ss->start;
 }
 
@@ -249,26 +252,26 @@ static void flush(struct plan *p, struct vr_visit *v)
     for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
         if (!slot_kept(d))
             continue;
-        add(p, v->day, d, M_BNC, v->row[d], v->pend_bnc);
+        add(p, v->day, d, M_NBN, v->row[d], v->pend_nbn);
         add(p, v->day, d, M_DUR, v->row[d], v->pend_dur);
     }
     const char *exit = v->row[VISIT_ROW_EXIT];
     if (v->exit0 == exit || (v->exit0 && strcmp(v->exit0, exit) == 0)) {
-        add(p, v->day, VISIT_ROW_EXIT, M_BNC, exit, v->pend_bnc);
+        add(p, v->day, VISIT_ROW_EXIT, M_NBN, exit, v->pend_nbn);
         add(p, v->day, VISIT_ROW_EXIT, M_DUR, exit, v->pend_dur);
     } else {
         /* the exit moved: the whole visit leaves its old exit row */
         add(p, v->day, VISIT_ROW_EXIT, M_VIS, v->exit0, -1);
-        add(p, v->day, VISIT_ROW_EXIT, M_BNC, v->exit0, -v->b0);
+        add(p, v->day, VISIT_ROW_EXIT, M_NBN, v->exit0, -v->n0);
         add(p, v->day, VISIT_ROW_EXIT, M_DUR, v->exit0, -v->d0);
         add(p, v->day, VISIT_ROW_EXIT, M_VIS, exit, 1);
-        add(p, v->day, VISIT_ROW_EXIT, M_BNC, exit, v->b0 + v->pend_bnc);
+        add(p, v->day, VISIT_ROW_EXIT, M_NBN, exit, v->n0 + v->pend_nbn);
         add(p, v->day, VISIT_ROW_EXIT, M_DUR, exit, v->d0 + v->pend_dur);
     }
     v->exit0 = exit;
-    v->b0 += v->pend_bnc;
+    v->n0 += v->pend_nbn;
     v->d0 += v->pend_dur;
-    v->pend_bnc = v->pend_dur = 0;
+    v->pend_nbn = v->pend_dur = 0;
 }
 
 /* The row of page `page` in exit_page of vday (the primary hash found once
@@ -309,13 +312,10 @@ void visit_rows_hit(struct plan *p, const struct shard_state *st, size_t i,
         return;
     struct vr_visit *v = &vr->v[i];
     if (fx->new_visit && fx->separate) {
-        /* an earlier visit arrived late: one page view, a bounce of 0 s */
-        for (size_t d = 0; d < ROLLUP_V_COUNT; d++)
-            if (slot_kept(d))
-                add(p, fx->day, d, M_BNC, rows[d], 1);
+        /* an earlier visit arrived late: one page view, a bounce of 0 s (its
+         * vis rows are counted; nothing more) */
         const char *exit = exit_row(p, st, fx->day, page, visitor);
         add(p, fx->day, VISIT_ROW_EXIT, M_VIS, exit, 1);
-        add(p, fx->day, VISIT_ROW_EXIT, M_BNC, exit, 1);
         plan_total(p, fx->day, "row_visits", 1);
         return;
     }
@@ -332,13 +332,13 @@ void visit_rows_hit(struct plan *p, const struct shard_state *st, size_t i,
         v->day = fx->day;
         v->row[VISIT_ROW_EXIT] = exit_row(p, st, fx->day, page, visitor);
         v->known = true;
-        v->pend_bnc = 1; /* a one-page visit so far */
+        /* a one-page visit so far: a bounce, nothing to add to nbn */
         plan_total(p, fx->day, "row_visits", 1);
         return;
     }
     if (!v->known)
         return;
-    v->pend_bnc += fx->bounces;
+    v->pend_nbn -= fx->bounces; /* -1 bounce: +1 non-bounce */
     v->pend_dur += fx->duration;
     if (fx->exit_move && page && page[0]) {
         const char *row = exit_map(p, st, v->day, page);

@@ -1,6 +1,7 @@
 /* visit_rows.h - a visit's breakdown rows while it is open: per-row
- * bounces and visit seconds (b:<dim>:bnc, b:<dim>:dur) and the exit page
- * (b:exit_page:vis|bnc|dur, u:exit_page:<row>), docs/AGGREGATOR.md
+ * bounces (as non-bounces, b:<dim>:nbn: bounces = vis - nbn) and visit
+ * seconds (b:<dim>:dur) and the exit page (b:exit_page:vis|nbn|dur,
+ * u:exit_page:<row>), docs/AGGREGATOR.md
  * "Per-row bounces, durations and exit pages".
  *
  * A visit is counted under one row per visit dimension when it starts (its
