@@ -300,10 +300,10 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
     }
     if (given[P_FILTERS]) {
         const char *names[API_METRIC__COUNT];
-        for (size_t i = 0; i < out->nmetrics; i++)
-            names[i] = metric_names[out->metrics[i]];
+        size_t nnames = api_visit_rows_filter_metrics(ep == API_EP_BREAKDOWN, out->metrics,
+                                                      out->nmetrics, names);
         if (!api_filter_parse_v1(given[P_FILTERS], ep == API_EP_BREAKDOWN ? out->property : NULL,
-                                 names, out->nmetrics, &out->filter, err, errlen))
+                                 names, nnames, &out->filter, err, errlen))
             goto done;
         if (out->compare) {
             str_format(err, errlen, "compare: not with filters yet");

@@ -264,9 +264,9 @@ static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *er
         return fail(err, errlen, "filters: the hourly counts are totals of the site, not kept "
                                  "per value; use time:day with this filter");
     const char *names[API_METRIC__COUNT];
-    for (size_t i = 0; i < q->p.nmetrics; i++)
-        names[i] = api_metric_name(q->p.metrics[i]);
-    return api_filter_check_metrics(af, names, q->p.nmetrics, err, errlen);
+    size_t nnames = api_visit_rows_filter_metrics(q->kind == V2_PROPERTY, q->p.metrics,
+                                                  q->p.nmetrics, names);
+    return api_filter_check_metrics(af, names, nnames, err, errlen);
 }
 
 /* Which metrics each kind of query offers. */

@@ -73,6 +73,17 @@ bool api_visit_rows_filter_ok(const struct api_filter *f, char *err, size_t errl
     return false;
 }
 
+size_t api_visit_rows_filter_metrics(bool breakdown, const enum api_metric *metrics, size_t n,
+                                     const char **names)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!breakdown ||
+            (metrics[i] != API_METRIC_BOUNCE_RATE && metrics[i] != API_METRIC_VISIT_DURATION))
+            names[k++] = api_metric_name(metrics[i]);
+    return k;
+}
+
 void api_visit_rows_other(const char *dim, struct stats_row *other)
 {
     if (strcmp(dim, "exit_page") == 0 && other->visitors > other->visits)

@@ -39,6 +39,13 @@ bool api_visit_rows_load(struct api_request *rq, redisContext *rc, const char *s
 struct api_filter;
 bool api_visit_rows_filter_ok(const struct api_filter *f, char *err, size_t errlen);
 
+/* The names of metrics[0..n) that a filter must find kept per value of
+ * its property, into names (n entries); their count. In a breakdown
+ * filtered by its own property (`breakdown`) the per-row bounce_rate and
+ * visit_duration are the kept rows' own, so they are left out. */
+size_t api_visit_rows_filter_metrics(bool breakdown, const enum api_metric *metrics, size_t n,
+                                     const char **names);
+
 /* The folded "(other)" row of `dim` after its visitors were counted: an
  * exit page row's visitors are at most its visits. */
 void api_visit_rows_other(const char *dim, struct stats_row *other);

@@ -232,6 +232,29 @@ Test(aggregator_visit_rows, per_row_bounce_duration_and_exit_pages_across_a_rest
     cr_expect(cJSON_IsString(err) && strstr(err->valuestring, "visit_duration is kept per row"),
               "%s", cJSON_IsString(err) ? err->valuestring : "?");
     cJSON_Delete(doc);
+    /* a breakdown filtered by its own property keeps its rows' own numbers */
+    b = get(port, Q "&period=day&property=visit:source" M "&filters=visit:source%3D%3Dnews.example",
+            200);
+    expect_has(b, "[{\"source\": \"news.example\", \"visitors\": 2, \"visits\": 2, "
+                  "\"bounce_rate\": 0, \"visit_duration\": 80}]");
+    free(b);
+    doc = post(port,
+               "{\"site_id\": \"" SITE "\", \"metrics\": [\"visits\", \"bounce_rate\", "
+               "\"visit_duration\"], \"date_range\": \"day\", \"dimensions\": "
+               "[\"visit:source\"], \"filters\": [[\"is\", \"visit:source\", "
+               "[\"Direct / None\"]]]}",
+               200);
+    const cJSON *only = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "results"), 0);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "results")), 1);
+    cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(only, "metrics"), 1)->valuedouble, 100);
+    cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(only, "metrics"), 2)->valuedouble, 15);
+    cJSON_Delete(doc);
+    /* totals under a filter still refuse them (not kept per filtered cell) */
+    b = get(port, "/api/v1/stats/aggregate?site_id=" SITE "&period=day&metrics=bounce_rate"
+                  "&filters=visit:source%3D%3Dnews.example",
+            400);
+    expect_has(b, "filters: bounce_rate is not kept per visit:source value");
+    free(b);
     /* an exit page filters its own breakdown, not the totals */
     b = get(port, Q "&period=day&property=visit:exit_page&metrics=visitors,visits"
                     "&filters=visit:exit_page%3D%3D/signup",
