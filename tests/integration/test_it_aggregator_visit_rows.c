@@ -5,7 +5,9 @@
  * v2 (which must agree), visits that go on across a restart of the
  * aggregator (the rows come back from the checkpoint), a visit restored
  * from a checkpoint value of the version before (its day's per-row numbers
- * are left out and said so), and the 400s for what is still not kept. */
+ * are left out and said so), "(other)" rows past breakdown_cap with their
+ * visits' bounces, seconds and exits, and the 400s for what is still not
+ * kept. */
 #include <criterion/criterion.h>
 #include <cjson/cJSON.h>
 
@@ -327,5 +329,37 @@ Test(aggregator_visit_rows, days_counted_before_per_row_counts_are_left_out, .ti
     b = get(port, path, 200);
     expect_has(b, "Direct / None,1,1,,\r\n");
     free(b);
+    agg_stop_ok(agg);
+}
+
+/* Past breakdown_cap a visit is counted under "(other)": its bounce and
+ * seconds, and its exit, go there too. */
+Test(aggregator_visit_rows, other_rows_get_their_visits_bounces_and_seconds, .timeout = 90)
+{
+    env_start(&env);
+    struct env *e = &env;
+    const int64_t t = e->now - 300;
+    /* A first: a.example and the exit / get the only rows (cap 1) */
+    event(e, e->day, "pageview", VA, "/", "a.example", NULL, t);
+    event(e, e->day, "pageview", VA, "/x", NULL, NULL, t + 50);
+    event(e, e->day, "pageview", VB, "/", "b.example", NULL, t + 10);
+    event(e, e->day, "pageview", VC, "/", "c.example", NULL, t + 20);
+    event(e, e->day, "engagement", VC, "/", NULL, NULL, t + 60);
+    int port = harness_free_port();
+    char listen[64];
+    str_format(listen, sizeof listen, "--api_listen=127.0.0.1:%d", port);
+    char *extra[] = {listen, "--api_token=" TOKEN, "--k_anonymity=1", "--breakdown_cap=1", NULL};
+    struct harness_proc *agg = agg_spawn(e, extra);
+    cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
+    wait_drained(e, 15000);
+    static const struct want sources[] = {{"a.example", 1, 1, 0, 50},
+                                          {"(other)", 2, 2, 100, 20}};
+    check_property(port, "day", "\"day\"", "visit:source", "source", sources, 2, 2);
+    /* A's exit moved from / (a row) to /x ((other)): B and C stay on / */
+    static const struct want exits[] = {{"/", 2, 2, 100, 20}, {"(other)", 1, 1, 0, 50}};
+    check_property(port, "day", "\"day\"", "visit:exit_page", "exit_page", exits, 2, 2);
+    cr_expect_eq(row_count(e, "exit_page", "vis", "/"), 2);
+    cr_expect_eq(row_count(e, "exit_page", "vis", "(other)"), 1);
+    cr_expect_eq(row_count(e, "source", "dur", "(other)"), 40);
     agg_stop_ok(agg);
 }
