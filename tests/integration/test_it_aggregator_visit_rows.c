@@ -362,4 +362,15 @@ Test(aggregator_visit_rows, other_rows_get_their_visits_bounces_and_seconds, .ti
     cr_expect_eq(row_count(e, "exit_page", "vis", "(other)"), 1);
     cr_expect_eq(row_count(e, "source", "dur", "(other)"), 40);
     agg_stop_ok(agg);
+
+    /* k-anonymity (k = 2) folds a.example's one visitor into "(other)":
+     * the folded row's bounce rate and duration are of all its visits */
+    port = harness_free_port();
+    str_format(listen, sizeof listen, "--api_listen=127.0.0.1:%d", port);
+    char *k2[] = {listen, "--api_token=" TOKEN, "--k_anonymity=2", "--breakdown_cap=1", NULL};
+    agg = agg_spawn(e, k2);
+    cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
+    static const struct want folded[] = {{"(other)", 3, 3, 67, 30}};
+    check_property(port, "day", "\"day\"", "visit:source", "source", folded, 1, 1);
+    agg_stop_ok(agg);
 }
