@@ -327,7 +327,11 @@ fuzz-clean:
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -Icollector $(FUZZ_CFLAGS) -c $< -o $@
-$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) $(FUZZ_HARNESS)) \
+# the aggregator's parsers of what it reads back from Redis (the checkpoint)
+FUZZ_AGG_SRC := aggregator/shard_state.c aggregator/visit_rows_codec.c aggregator/schema.c \
+                aggregator/strmap.c
+$(FUZZ_BUILD)/aggregator/%.o $(FUZZ_BUILD)/fuzz/target_checkpoint.o: CPPFLAGS += -Iaggregator
+$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) $(FUZZ_AGG_SRC) $(FUZZ_HARNESS)) \
             $(patsubst %.c,$(FUZZ_BUILD)/llhttp/llhttp_%.o,$(LLHTTP_SRC))
 	$(AR) rcs $@ $^
 $(FUZZ_BUILD)/llhttp/llhttp_%.o: $(LLHTTP_DIR)/%.c

@@ -37,6 +37,11 @@
 /* ... and its exit row: the most a checkpoint value adds for them. */
 #define VISIT_ROWS_CHECKPOINT_MAX (VISIT_ROWS_BLOB_MAX + (EV_PATH_MAX - 1) + 5)
 
+/* Whether rows of `slot` (a rollup_visit_dim, or VISIT_ROW_EXIT) are
+ * kept: the visit dimensions the stats API publishes (not
+ * browser_version) and the exit page. */
+bool visit_rows_slot_kept(size_t slot);
+
 /* In a checkpoint value, this byte in place of the exit row item says
  * "the same as the entry page row" (no item starts with it). */
 #define VISIT_ROWS_EXIT_IS_ENTRY '='
