@@ -81,13 +81,17 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
         smap_intern(&index, &arena, rows->rows[i].value, rows->rows[i].value_len, (uint32_t)i,
                     &created, NULL);
     }
+    /* every day complete: a row's visits of those days are its visits, read
+     * already; else read the vis rows of the complete days again */
+    int first = *missing_days == 0 ? VR_NBN : VR_VIS;
+    int per_day = VR__COUNT - first;
     size_t ncmds = 0;
     for (long d = 0; d < ndays; d++) {
         if (!complete[d])
             continue;
         char day[11];
         period_format_day(range->first + (period_day)d, day);
-        for (int m = 0; m < VR__COUNT; m++) {
+        for (int m = first; m < VR__COUNT; m++) {
             if (redisAppendCommand(rc, "HGETALL %sd:%s:%s:b:%s:%s", prefix, site, day, dim,
                                    vr_metric[m]) != REDIS_OK) {
                 status = fail(rc, NULL, "HGETALL", err, errlen);
@@ -116,7 +120,7 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
                 continue; /* a row with no visit on any day: nothing to add to */
             long long v = reply_ll(r->element[f + 1]);
             struct stats_row *row = &rows->rows[i];
-            switch (c % VR__COUNT) {
+            switch (first + (int)(c % (size_t)per_day)) {
             case VR_VIS: row->row_visits += v; break;
             case VR_NBN: row->bounces -= v; break; /* + row_visits below */
             default: row->duration_s += v; break;
@@ -127,8 +131,11 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
     smap_free(&index);
     arena_free(&arena);
     free(complete);
-    for (size_t i = 0; status == 0 && i < rows->n; i++)
+    for (size_t i = 0; status == 0 && i < rows->n; i++) {
+        if (first == VR_NBN)
+            rows->rows[i].row_visits = rows->rows[i].visits;
         rows->rows[i].bounces += rows->rows[i].row_visits; /* bounces = vis - nbn */
+    }
     if (status != 0 || strcmp(dim, "exit_page") != 0)
         return status;
     /* exit pages: the exits of complete days; a row every visit left has none */
