@@ -9,7 +9,8 @@
  * so the rows it was counted under are kept with the open visit: in the
  * shard's memory and in the checkpoint, encoded as "<len>:<bytes>" per
  * rollup_visit_dim in order (no separator), then its exit row the same
- * way. The plan part adds up a visit's changes over the batch and writes
+ * way or "=" when it is the entry page row (the codec: visit_rows_codec.c,
+ * fuzzed as fuzz target checkpoint). The plan part (visit_rows.c) adds up a visit's changes over the batch and writes
  * them once per visit and batch (visit_rows_finish), so the cost per event
  * is two additions; a page view that moves the exit to another row costs a
  * row lookup and a HyperLogLog argument.
