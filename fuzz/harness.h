@@ -41,7 +41,9 @@
  *                    MOVED/ASK error, a CLUSTER SLOTS reply as RESP bytes;
  *                    every input is also a key for rc_keyslot.
  * checkpoint         the input is a value of the checkpoint hash
- *                    veil:{s}:sessions (an open visit, with its rows). */
+ *                    veil:{s}:sessions (an open visit, with its rows).
+ * api_filter         byte 0 even: the rest is v1's `filters=` (decoded);
+ *                    odd: v2's JSON `filters` array. */
 int fuzz_event_parse_json(const uint8_t *data, size_t size);
 int fuzz_event_parse_query(const uint8_t *data, size_t size);
 int fuzz_url(const uint8_t *data, size_t size);
@@ -54,6 +56,7 @@ int fuzz_compat_umami(const uint8_t *data, size_t size);
 int fuzz_compat_matomo(const uint8_t *data, size_t size);
 int fuzz_rcluster(const uint8_t *data, size_t size);
 int fuzz_checkpoint(const uint8_t *data, size_t size);
+int fuzz_api_filter(const uint8_t *data, size_t size);
 
 /* Every target by name (the name of its corpus and regressions
  * directories); ends with a row whose name is NULL. */
