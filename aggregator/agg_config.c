@@ -69,6 +69,13 @@ const struct cfg_option agg_options[] = {
      "One budget bounds what clients can make Redis hold for properties, whatever the "
      "number of keys and values (docs/KEYS.md \"Memory bound\").",
      false},
+    {"month_rollups", CFG_BOOL, OPT(month_rollups), "on", 0, 0, NULL,
+     "Also add every count to the month keys of its local month (veil:{s}:m:...), and "
+     "answer ranges from whole months plus the remaining days (docs/AGGREGATOR.md \"Month "
+     "roll-ups\"); off writes and reads day keys only.",
+     "The month keys hold the same counts as the days they sum, for as long as the "
+     "month's last day is kept.",
+     false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",
      "An open visit (visitor hash, timestamps) is kept in memory and in the shard's "

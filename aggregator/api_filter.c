@@ -2,6 +2,7 @@
  * api_filter.h). It never logs a value. */
 #include "api_filter.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,6 +197,16 @@ bool api_filter_matches(const struct api_filter *f, const char *value, size_t le
     return false;
 }
 
+bool api_filter_keep(const char *value, size_t len, void *filter)
+{
+    return api_filter_matches(filter, value, len);
+}
+
+query_row_keep api_breakdown_keep(const struct api_filter *f, const char *dim)
+{
+    return f->set && strcmp(f->dim, dim) == 0 ? api_filter_keep : NULL;
+}
+
 int api_filter_totals(redisContext *rc, const char *site, const struct api_filter *f,
                       const struct period_range *buckets, size_t nbuckets,
                       struct query_totals *out, char *err, size_t errlen)
@@ -205,7 +216,8 @@ int api_filter_totals(redisContext *rc, const char *site, const struct api_filte
         if (buckets[b].first > buckets[b].last)
             continue;
         struct stats_rows rows = {0};
-        if (query_breakdown(rc, site, f->dim, &buckets[b], &rows, err, errlen) != 0)
+        if (query_breakdown_where(rc, site, f->dim, &buckets[b], api_filter_keep,
+                                  (void *)(uintptr_t)f, &rows, err, errlen) != 0)
             return -1;
         /* matching rows first, then the rest */
         size_t n = 0;

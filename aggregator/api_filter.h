@@ -59,6 +59,15 @@ bool api_filter_parse_v1(const char *s, const char *breakdown_property,
 /* True when a stored value value[0..len) passes the filter. */
 bool api_filter_matches(const struct api_filter *f, const char *value, size_t len);
 
+/* api_filter_matches as a query_row_keep (query.h): filter is the
+ * struct api_filter. */
+bool api_filter_keep(const char *value, size_t len, void *filter);
+
+/* The row filter of a breakdown of dim under filter f: api_filter_keep
+ * when f is set and on dim itself (the rows api_filter_rows keeps), else
+ * NULL (every row). */
+query_row_keep api_breakdown_keep(const struct api_filter *f, const char *dim);
+
 /* Totals of each bucket restricted by f: pageviews/visits/events summed
  * over the matching rows of f->dim, visitors their union. Returns 0; 1
  * with a reason in err when the answer could be wrong (a bucket has an

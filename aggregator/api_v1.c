@@ -378,7 +378,7 @@ bool api_filter_rows(struct api_request *rq, const struct api_params *p,
             rows->rows[n++] = *r;
         } else {
             free(r->value);
-            free(r->days);
+            free(r->units);
         }
     }
     rows->n = n;
@@ -398,7 +398,9 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
     char err[300];
     struct stats_rows rows = {0};
     if (p->range.first <= p->range.last &&
-        query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err, sizeof err) != 0) {
+        query_breakdown_where(rc, p->site_id, p->dim, &p->range,
+                              api_breakdown_keep(&p->filter, p->dim),
+                              (void *)(uintptr_t)&p->filter, &rows, err, sizeof err) != 0) {
         api_redis_error(rq, err);
         return;
     }

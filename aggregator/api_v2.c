@@ -597,7 +597,9 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     struct stats_rows rows = {0};
     struct v2_row *out = NULL;
     if (q->p.range.first <= q->p.range.last &&
-        query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err, sizeof err) != 0) {
+        query_breakdown_where(rc, q->p.site_id, q->p.dim, &q->p.range,
+                              api_breakdown_keep(&q->p.filter, q->p.dim),
+                              (void *)(uintptr_t)&q->p.filter, &rows, err, sizeof err) != 0) {
         api_redis_error(rq, err);
         return;
     }

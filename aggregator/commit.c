@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "argbuf.h"
+#include "months.h"
 #include "plan.h"
 #include "strmap.h"
 #include "util.h"
@@ -101,6 +102,13 @@ static long long load_rows(struct plan *p, struct shard_state *st, redisContext 
 
 /* ---- step 3: the function call ---- */
 
+/* The month twin of one written key (months.h): its name at
+ * twin_names + at, len 0 for none. */
+struct twin {
+    size_t at, len;
+    int64_t expire_at;
+};
+
 struct commit {
     struct argbuf args;
     struct plan plan;
@@ -109,6 +117,10 @@ struct commit {
     struct pfitem *sorted;
     size_t sorted_cap;
     struct smap site_map;
+    struct twin *twins;      /* per written key: its month twin (find_twins) */
+    size_t twins_cap;
+    char *twin_names;        /* the twins' names, NUL-terminated, one after another */
+    size_t twin_names_len, twin_names_cap;
     unsigned long long commands, reads;
     void (*hook)(void *arg);
     void *hook_arg;
@@ -143,6 +155,8 @@ void commit_free(struct commit *c)
     plan_free(&c->plan);
     free(c->counts);
     free(c->sorted);
+    free(c->twins);
+    free(c->twin_names);
     smap_free(&c->site_map);
     free(c);
 }
@@ -200,6 +214,45 @@ static long long expiry_arg(const struct plan *pl, const struct shard_state *st,
     return w->expire_at;
 }
 
+/* Step 3a: the month twin of every day key the plan writes, when month
+ * roll-ups are on (docs/AGGREGATOR.md "Month roll-ups"): encode sends each
+ * twin as one more group with the same fields or members, so the same
+ * function call adds the same to the day and to its month. */
+static void find_twins(struct commit *c, bool on)
+{
+    struct plan *pl = &c->plan;
+    if (pl->nkeys > c->twins_cap) {
+        c->twins_cap = pl->nkeys;
+        c->twins = xrealloc(c->twins, c->twins_cap * sizeof *c->twins);
+    }
+    c->twin_names_len = 0;
+    for (size_t k = 0; k < pl->nkeys; k++) {
+        const struct wkey *w = &pl->keys[k];
+        c->twins[k] = (struct twin){0, 0, 0};
+        if (!on || w->realtime)
+            continue;
+        char name[KEY_MAX];
+        period_day day;
+        size_t n = months_twin(w->name, w->len, name, sizeof name, &day);
+        if (!n)
+            continue;
+        if (c->twin_names_len + n + 1 > c->twin_names_cap) {
+            c->twin_names_cap = (c->twin_names_len + n + 1) * 2;
+            c->twin_names = xrealloc(c->twin_names, c->twin_names_cap);
+        }
+        memcpy(c->twin_names + c->twin_names_len, name, n + 1);
+        c->twins[k] = (struct twin){c->twin_names_len, n, months_expire_at(day, w->expire_at)};
+        c->twin_names_len += n + 1;
+    }
+}
+
+/* The expiry to send for the twin of key k (0: already set). */
+static long long twin_expiry_arg(const struct commit *c, const struct shard_state *st, uint32_t k)
+{
+    const struct twin *t = &c->twins[k];
+    return shard_expiry_set(st, c->twin_names + t->at, t->len) ? 0 : t->expire_at;
+}
+
 /* Fill c->args with FCALL's arguments (veil_functions.lua, veil_commit). */
 static void encode(struct commit *c, const struct shard_state *st,
                    const struct commit_params *p, const struct rollup *r,
@@ -225,7 +278,7 @@ static void encode(struct commit *c, const struct shard_state *st,
     for (size_t i = 0; i < pl->nincs; i++)
         if (pl->incs[i].delta != 0 &&
             (ngroups == 0 || pl->incs[i].key != pl->incs[last_counted].key)) {
-            ngroups++;
+            ngroups += 1 + (c->twins[pl->incs[i].key].len > 0);
             last_counted = i;
         }
     arg_ll(a, (long long)ngroups);
@@ -233,9 +286,14 @@ static void encode(struct commit *c, const struct shard_state *st,
         size_t end = i, nonzero = 0;
         for (; end < pl->nincs && pl->incs[end].key == pl->incs[i].key; end++)
             nonzero += pl->incs[end].delta != 0;
-        if (nonzero) {
-            long long exp = expiry_arg(pl, st, pl->incs[i].key);
-            arg_str(a, pl->keys[pl->incs[i].key].name);
+        const struct twin *tw = &c->twins[pl->incs[i].key];
+        for (int twin = 0; nonzero && twin <= (tw->len > 0); twin++) {
+            long long exp = twin ? twin_expiry_arg(c, st, pl->incs[i].key)
+                                 : expiry_arg(pl, st, pl->incs[i].key);
+            if (twin)
+                arg_add(a, c->twin_names + tw->at, tw->len);
+            else
+                arg_str(a, pl->keys[pl->incs[i].key].name);
             arg_ll(a, exp);
             arg_ll(a, (long long)nonzero);
             for (size_t j = i; j < end; j++) {
@@ -256,7 +314,7 @@ static void encode(struct commit *c, const struct shard_state *st,
         size_t end = i;
         while (end < pl->npfs && pl->pfs[end].key == pl->pfs[i].key)
             end++;
-        nhll++;
+        nhll += 1 + (c->twins[pl->pfs[i].key].len > 0);
         i = end;
     }
     arg_ll(a, (long long)nhll);
@@ -264,13 +322,20 @@ static void encode(struct commit *c, const struct shard_state *st,
         size_t end = i;
         while (end < pl->npfs && pl->pfs[end].key == pl->pfs[i].key)
             end++;
-        long long exp = expiry_arg(pl, st, pl->pfs[i].key);
-        arg_str(a, pl->keys[pl->pfs[i].key].name);
-        arg_ll(a, exp);
-        arg_ll(a, (long long)(end - i));
-        for (size_t j = i; j < end; j++)
-            arg_str(a, pl->pfs[j].member);
-        commands += 1 + (exp != 0);
+        const struct twin *tw = &c->twins[pl->pfs[i].key];
+        for (int twin = 0; twin <= (tw->len > 0); twin++) {
+            long long exp = twin ? twin_expiry_arg(c, st, pl->pfs[i].key)
+                                 : expiry_arg(pl, st, pl->pfs[i].key);
+            if (twin)
+                arg_add(a, c->twin_names + tw->at, tw->len);
+            else
+                arg_str(a, pl->keys[pl->pfs[i].key].name);
+            arg_ll(a, exp);
+            arg_ll(a, (long long)(end - i));
+            for (size_t j = i; j < end; j++)
+                arg_str(a, pl->pfs[j].member);
+            commands += 1 + (exp != 0);
+        }
         i = end;
     }
 
@@ -340,6 +405,9 @@ static void apply(struct commit *c, struct shard_state *st, const struct rollup 
     for (size_t i = 0; i < pl->nkeys; i++)
         if (!pl->keys[i].realtime)
             shard_expiry_mark(st, pl->keys[i].name, pl->keys[i].len);
+    for (size_t i = 0; i < pl->nkeys; i++)
+        if (c->twins[i].len)
+            shard_expiry_mark(st, c->twin_names + c->twins[i].at, c->twins[i].len);
     if (sweep)
         shard_session_filter(st, plan_sweep_keep, &cutoff);
     size_t nsessions;
@@ -386,6 +454,7 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     int64_t cutoff = watermark - p->session_timeout_s - p->future_skew_s;
     if (sweep)
         plan_sweep(pl, st, cutoff);
+    find_twins(c, p->month_rollups);
     encode(c, st, p, r, trim_minid, fw, nfw);
     if (c->hook)
         c->hook(c->hook_arg);

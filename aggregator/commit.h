@@ -32,6 +32,7 @@ struct commit_params {
     long long session_timeout_s;
     long long future_skew_s;    /* visits idle past timeout + skew of stream time close */
     int64_t now;                /* unix time: the realtime window */
+    bool month_rollups;         /* also add to each day key's month twin (months.h) */
 };
 
 /* A legacy entry whose site belongs to another shard: moved there by the

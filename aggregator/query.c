@@ -1,8 +1,10 @@
 /* query.c - reading daily counts back from Redis (see query.h and
- * docs/KEYS.md). Commands are pipelined in chunks; visitors are always
- * HyperLogLog unions over day keys. Never writes a count; the only write
- * is a short-lived query-scoped PFMERGE key for very large unions and the
- * one-time SET NX of the DP key. */
+ * docs/KEYS.md). A range is read as units (query_units): whole months from
+ * their month keys, the other days from their day keys. Commands are
+ * pipelined in chunks; visitors are always HyperLogLog unions over the
+ * units' keys. Never writes a count; the only write is a short-lived
+ * query-scoped PFMERGE key for very large unions and the one-time SET NX
+ * of the DP key. */
 #include "query.h"
 
 #include <stdint.h>
@@ -13,6 +15,7 @@
 #include <sodium.h>
 
 #include "dp.h"
+#include "months.h"
 #include "schema.h"
 #include "rcluster.h"
 #include "shard.h"
@@ -38,8 +41,15 @@ const char *query_counter_field(enum query_counter c)
 
 /* ---- keys ---- */
 
-/* Written once at start-up (query_set_shards), before any query thread. */
+/* Written once at start-up (query_set_shards, query_set_months), before
+ * any query thread. */
 static unsigned query_shards = SHARDS_DEFAULT;
+static bool query_months = true;
+
+void query_set_months(bool on)
+{
+    query_months = on;
+}
 
 void query_set_shards(unsigned shards)
 {
@@ -53,26 +63,26 @@ static size_t site_prefix(const char *site, char *buf)
                             shard_of_site(site, strlen(site), query_shards));
 }
 
-/* "veil:{s}:d:<site>:<day>:<tail><value>" in a malloc'd buffer. */
-static char *day_key(const char *site, period_day day, const char *tail, const char *value,
-                     size_t value_len, size_t *len_out)
+char *query_unit_key(const char *site, struct query_unit unit, const char *tail,
+                     const char *value, size_t value_len, size_t *len_out)
 {
     char dstr[11];
-    period_format_day(day, dstr);
+    period_format_day(unit.first, dstr);
+    size_t dlen = unit.month ? 7 : 10; /* "YYYY-MM" or "YYYY-MM-DD" */
     char prefix[SHARD_PREFIX_MAX];
     size_t prefix_len = site_prefix(site, prefix);
     size_t site_len = strlen(site), tail_len = strlen(tail);
-    size_t len = prefix_len + 2 + site_len + 1 + 10 + 1 + tail_len + value_len;
+    size_t len = prefix_len + 2 + site_len + 1 + dlen + 1 + tail_len + value_len;
     char *k = xmalloc(len + 1), *p = k;
     memcpy(p, prefix, prefix_len);
     p += prefix_len;
-    memcpy(p, "d:", 2);
+    memcpy(p, unit.month ? "m:" : "d:", 2);
     p += 2;
     memcpy(p, site, site_len);
     p += site_len;
     *p++ = ':';
-    memcpy(p, dstr, 10);
-    p += 10;
+    memcpy(p, dstr, dlen);
+    p += dlen;
     *p++ = ':';
     memcpy(p, tail, tail_len);
     p += tail_len;
@@ -126,13 +136,20 @@ static void cmd_free(struct cmd *c)
     free(c->argvlen);
 }
 
+/* Push the key "veil:{s}:<d|m>:<site>:<unit>:<tail><value>". */
+static void cmd_push_unit_key(struct cmd *c, const char *site, struct query_unit unit,
+                              const char *tail, const char *value, size_t value_len)
+{
+    size_t len;
+    char *key = query_unit_key(site, unit, tail, value, value_len, &len);
+    cmd_push(c, key, len);
+}
+
 /* Push the key "veil:{s}:d:<site>:<day>:<tail><value>". */
 static void cmd_push_day_key(struct cmd *c, const char *site, period_day day, const char *tail,
                              const char *value, size_t value_len)
 {
-    size_t len;
-    char *key = day_key(site, day, tail, value, value_len, &len);
-    cmd_push(c, key, len);
+    cmd_push_unit_key(c, site, (struct query_unit){day, false}, tail, value, value_len);
 }
 
 static int cmd_append(redisContext *rc, struct cmd *c)
@@ -204,13 +221,203 @@ static bool reply_integer(const redisReply *r, long long *out)
     return false;
 }
 
+/* ---- units: whole months and days ---- */
+
+/* Fields of one totals hash summed (a candidate month's own, or its days'). */
+#define SUM_FIELDS 32
+#define SUM_NAME 48
+struct field_sum {
+    size_t n;
+    bool overflow;      /* more or longer fields than kept: never equal */
+    char name[SUM_FIELDS][SUM_NAME];
+    long long v[SUM_FIELDS];
+};
+
+static void field_sum_add(struct field_sum *s, const redisReply *r)
+{
+    for (size_t f = 0; f + 1 < r->elements; f += 2) {
+        const redisReply *name = r->element[f];
+        long long v;
+        if (name->type != REDIS_REPLY_STRING || name->len >= SUM_NAME ||
+            !reply_integer(r->element[f + 1], &v)) {
+            s->overflow = true;
+            continue;
+        }
+        size_t i = 0;
+        while (i < s->n && !(strlen(s->name[i]) == name->len &&
+                             memcmp(s->name[i], name->str, name->len) == 0))
+            i++;
+        if (i == s->n) {
+            if (s->n == SUM_FIELDS) {
+                s->overflow = true;
+                continue;
+            }
+            memcpy(s->name[i], name->str, name->len);
+            s->name[i][name->len] = '\0';
+            s->v[i] = 0;
+            s->n++;
+        }
+        s->v[i] += v;
+    }
+}
+
+/* Same fields with the same sums (fields summing to 0 count as absent). */
+static bool field_sum_equal(const struct field_sum *a, const struct field_sum *b)
+{
+    if (a->overflow || b->overflow)
+        return false;
+    for (int pass = 0; pass < 2; pass++) {
+        const struct field_sum *x = pass ? b : a, *y = pass ? a : b;
+        for (size_t i = 0; i < x->n; i++) {
+            long long other = 0;
+            for (size_t j = 0; j < y->n; j++)
+                if (strcmp(x->name[i], y->name[j]) == 0)
+                    other = y->v[j];
+            if (other != x->v[i])
+                return false;
+        }
+    }
+    return true;
+}
+
+/* A month key considered for the days first..last of its month (all of
+ * them, or the part a range covers). */
+struct month_check {
+    period_day month;       /* the month's first day: its keys' name */
+    period_day first, last; /* the days it would stand for */
+    struct field_sum totals, days;
+};
+
+struct units_ctx {
+    const char *site;
+    struct month_check *months;
+    size_t *job_month;  /* command i: the month it checks */
+    bool *job_is_month; /* ... and whether it reads the month's totals */
+    period_day *job_day;
+    struct cmd cmd;
+};
+
+static int units_append_cb(redisContext *rc, size_t i, void *arg)
+{
+    struct units_ctx *u = arg;
+    const struct month_check *m = &u->months[u->job_month[i]];
+    cmd_push_str(&u->cmd, "HGETALL");
+    if (u->job_is_month[i])
+        cmd_push_unit_key(&u->cmd, u->site, (struct query_unit){m->month, true}, "totals", NULL, 0);
+    else
+        cmd_push_day_key(&u->cmd, u->site, u->job_day[i], "totals", NULL, 0);
+    return cmd_append(rc, &u->cmd);
+}
+
+static int units_reply_cb(const redisReply *r, size_t i, void *arg, char *err, size_t errlen)
+{
+    struct units_ctx *u = arg;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        str_format(err, errlen, "redis: HGETALL answered type %d", r->type);
+        return -1;
+    }
+    struct month_check *m = &u->months[u->job_month[i]];
+    field_sum_add(u->job_is_month[i] ? &m->totals : &m->days, r);
+    return 0;
+}
+
+static void units_push(struct query_units *q, size_t *cap, struct query_unit unit)
+{
+    if (q->n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        q->u = xrealloc(q->u, *cap * sizeof *q->u);
+    }
+    q->u[q->n++] = unit;
+}
+
+int query_units(redisContext *rc, const char *site, const struct period_range *ranges,
+                size_t nranges, struct query_units *out, char *err, size_t errlen)
+{
+    /* the candidates: the part of each month a range covers, when it is
+     * more than one day (distinct, in order) */
+    struct month_check *months = NULL;
+    size_t nmonths = 0, months_cap = 0, njobs = 0;
+    for (size_t r = 0; query_months && r < nranges; r++) {
+        for (period_day m = months_first(ranges[r].first); m <= ranges[r].last;
+             m = months_last(m) + 1) {
+            period_day a = m > ranges[r].first ? m : ranges[r].first;
+            period_day z = months_last(m) < ranges[r].last ? months_last(m) : ranges[r].last;
+            bool seen = z <= a; /* one day: a day unit is as good */
+            for (size_t k = 0; k < nmonths && !seen; k++)
+                seen = months[k].first == a && months[k].last == z;
+            if (seen)
+                continue;
+            if (nmonths == months_cap) {
+                months_cap = months_cap ? months_cap * 2 : 16;
+                months = xrealloc(months, months_cap * sizeof *months);
+            }
+            months[nmonths++] = (struct month_check){.month = m, .first = a, .last = z};
+            njobs += 1 + (size_t)(z - a + 1);
+        }
+    }
+    /* A month key stands for the days first..last when its totals equal
+     * the sum of theirs: every count of those days reached it, and its
+     * other days hold nothing (each counted event adds to a field that
+     * only grows, so days with data would make the sums differ). */
+    int status = 0;
+    if (nmonths) {
+        struct units_ctx u = {site, months, xcalloc(njobs, sizeof(size_t)),
+                              xcalloc(njobs, sizeof(bool)), xcalloc(njobs, sizeof(period_day)),
+                              {0}};
+        size_t j = 0;
+        for (size_t k = 0; k < nmonths; k++) {
+            u.job_month[j] = k;
+            u.job_is_month[j++] = true;
+            for (period_day d = months[k].first; d <= months[k].last; d++) {
+                u.job_month[j] = k;
+                u.job_day[j++] = d;
+            }
+        }
+        status = pipeline(rc, njobs, units_append_cb, units_reply_cb, &u, err, errlen);
+        cmd_free(&u.cmd);
+        free(u.job_month);
+        free(u.job_is_month);
+        free(u.job_day);
+    }
+    for (size_t r = 0; r < nranges; r++) {
+        out[r] = (struct query_units){NULL, 0};
+        size_t cap = 0;
+        for (period_day d = ranges[r].first; status == 0 && d <= ranges[r].last; d++) {
+            const struct month_check *m = NULL;
+            for (size_t k = 0; k < nmonths && !m; k++)
+                if (months[k].first == d && months[k].last <= ranges[r].last &&
+                    (months[k].last == ranges[r].last || months[k].last == months_last(d)) &&
+                    field_sum_equal(&months[k].totals, &months[k].days))
+                    m = &months[k];
+            if (m) {
+                units_push(&out[r], &cap, (struct query_unit){m->month, true});
+                d = m->last;
+            } else {
+                units_push(&out[r], &cap, (struct query_unit){d, false});
+            }
+        }
+    }
+    free(months);
+    if (status != 0)
+        query_units_free(out, nranges);
+    return status;
+}
+
+void query_units_free(struct query_units *units, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(units[i].u);
+        units[i] = (struct query_units){NULL, 0};
+    }
+}
+
 /* ---- HyperLogLog unions ---- */
 
 static void push_union_keys(struct cmd *c, const char *site, const struct stats_row *row,
                             const char *tail)
 {
-    for (size_t d = 0; d < row->ndays; d++)
-        cmd_push_day_key(c, site, row->days[d], tail, row->value, row->value_len);
+    for (size_t d = 0; d < row->nunits; d++)
+        cmd_push_unit_key(c, site, row->units[d], tail, row->value, row->value_len);
 }
 
 /* PFCOUNT of the keys in c->argv[1..]: one command when small enough,
@@ -285,13 +492,13 @@ static int pfcount_union(redisContext *rc, struct cmd *c, long long *out, char *
 
 struct totals_job {
     size_t bucket;
-    period_day day;    /* HGETALL totals of this day, or ... */
-    bool pfcount;      /* ... PFCOUNT over the bucket's day HLLs */
+    struct query_unit unit; /* HGETALL totals of this unit, or ... */
+    bool pfcount;           /* ... PFCOUNT over the bucket's units' HLLs */
 };
 
 struct totals_ctx {
     const char *site;
-    const struct period_range *buckets;
+    const struct query_units *units; /* of each bucket */
     struct query_totals *out;
     struct totals_job *jobs;
     struct cmd cmd;
@@ -302,13 +509,13 @@ static int totals_append_cb(redisContext *rc, size_t i, void *arg)
     struct totals_ctx *t = arg;
     const struct totals_job *job = &t->jobs[i];
     if (job->pfcount) {
-        const struct period_range *b = &t->buckets[job->bucket];
+        const struct query_units *b = &t->units[job->bucket];
         cmd_push_str(&t->cmd, "PFCOUNT");
-        for (period_day d = b->first; d <= b->last; d++)
-            cmd_push_day_key(&t->cmd, t->site, d, "visitors", NULL, 0);
+        for (size_t u = 0; u < b->n; u++)
+            cmd_push_unit_key(&t->cmd, t->site, b->u[u], "visitors", NULL, 0);
     } else {
         cmd_push_str(&t->cmd, "HGETALL");
-        cmd_push_day_key(&t->cmd, t->site, job->day, "totals", NULL, 0);
+        cmd_push_unit_key(&t->cmd, t->site, job->unit, "totals", NULL, 0);
     }
     return cmd_append(rc, &t->cmd);
 }
@@ -345,20 +552,27 @@ static int totals_reply_cb(const redisReply *r, size_t i, void *arg, char *err, 
 int query_totals(redisContext *rc, const char *site, const struct period_range *buckets,
                  size_t nbuckets, struct query_totals *out, char *err, size_t errlen)
 {
+    struct query_units *units = xcalloc(nbuckets ? nbuckets : 1, sizeof *units);
+    if (query_units(rc, site, buckets, nbuckets, units, err, errlen) != 0) {
+        free(units);
+        return -1;
+    }
     size_t njobs = 0;
     for (size_t b = 0; b < nbuckets; b++)
-        njobs += (size_t)period_range_days(&buckets[b]) + 1;
-    struct totals_ctx t = {site, buckets, out, xcalloc(njobs ? njobs : 1, sizeof *t.jobs), {0}};
+        njobs += units[b].n + 1;
+    struct totals_ctx t = {site, units, out, xcalloc(njobs ? njobs : 1, sizeof *t.jobs), {0}};
     size_t j = 0;
     for (size_t b = 0; b < nbuckets; b++) {
         memset(&out[b], 0, sizeof out[b]);
-        for (period_day d = buckets[b].first; d <= buckets[b].last; d++)
-            t.jobs[j++] = (struct totals_job){b, d, false};
-        t.jobs[j++] = (struct totals_job){b, 0, true};
+        for (size_t u = 0; u < units[b].n; u++)
+            t.jobs[j++] = (struct totals_job){b, units[b].u[u], false};
+        t.jobs[j++] = (struct totals_job){b, {0, false}, true};
     }
     int status = pipeline(rc, njobs, totals_append_cb, totals_reply_cb, &t, err, errlen);
     cmd_free(&t.cmd);
     free(t.jobs);
+    query_units_free(units, nbuckets);
+    free(units);
     return status;
 }
 
@@ -448,7 +662,7 @@ struct breakdown_ctx {
     const char *dim;
     unsigned metric[3];   /* the dim's metrics (schema.h), read for each day */
     size_t nmetrics;
-    period_day first;
+    const struct query_units *units; /* of the range */
     struct stats_rows *out;
     size_t rows_cap;
     uint32_t *index;      /* open addressing: row number + 1, 0 = empty */
@@ -504,15 +718,16 @@ static struct stats_row *row_find_or_add(struct breakdown_ctx *b, const char *va
     return r;
 }
 
-static void row_add_day(struct stats_row *r, period_day day)
+static void row_add_unit(struct stats_row *r, struct query_unit unit)
 {
-    if (r->ndays && r->days[r->ndays - 1] == day)
+    if (r->nunits && r->units[r->nunits - 1].first == unit.first &&
+        r->units[r->nunits - 1].month == unit.month)
         return;
-    if (r->ndays == r->days_cap) {
-        r->days_cap = r->days_cap ? r->days_cap * 2 : 4;
-        r->days = xrealloc(r->days, r->days_cap * sizeof *r->days);
+    if (r->nunits == r->units_cap) {
+        r->units_cap = r->units_cap ? r->units_cap * 2 : 4;
+        r->units = xrealloc(r->units, r->units_cap * sizeof *r->units);
     }
-    r->days[r->ndays++] = day;
+    r->units[r->nunits++] = unit;
 }
 
 static int rows_append_cb(redisContext *rc, size_t i, void *arg)
@@ -522,7 +737,7 @@ static int rows_append_cb(redisContext *rc, size_t i, void *arg)
     str_format(tail, sizeof tail, "b:%s:%s", b->dim,
                schema_metric_name(b->metric[i % b->nmetrics]));
     cmd_push_str(&b->cmd, "HGETALL");
-    cmd_push_day_key(&b->cmd, b->site, b->first + (period_day)(i / b->nmetrics), tail, NULL, 0);
+    cmd_push_unit_key(&b->cmd, b->site, b->units->u[i / b->nmetrics], tail, NULL, 0);
     return cmd_append(rc, &b->cmd);
 }
 
@@ -549,7 +764,7 @@ static int rows_reply_cb(const redisReply *r, size_t i, void *arg, char *err, si
         case SCHEMA_VIS: row->visits += v; break;
         default: row->events += v; break;
         }
-        row_add_day(row, b->first + (period_day)(i / b->nmetrics));
+        row_add_unit(row, b->units->u[i / b->nmetrics]);
     }
     return 0;
 }
@@ -574,12 +789,40 @@ static int visitors_reply_cb(const redisReply *r, size_t i, void *arg, char *err
     return 0;
 }
 
+/* Keep the rows keep() accepts, and "(other)"; free the rest. */
+static void rows_keep(struct stats_rows *rows, query_row_keep keep, void *arg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rows->n; i++) {
+        struct stats_row *r = &rows->rows[i];
+        bool other = r->value_len == strlen(QUERY_OTHER) &&
+                     memcmp(r->value, QUERY_OTHER, r->value_len) == 0;
+        if (other || keep(r->value, r->value_len, arg)) {
+            rows->rows[n++] = *r;
+        } else {
+            free(r->value);
+            free(r->units);
+        }
+    }
+    rows->n = n;
+}
+
 int query_breakdown(redisContext *rc, const char *site, const char *dim,
                     const struct period_range *range, struct stats_rows *out,
                     char *err, size_t errlen)
 {
+    return query_breakdown_where(rc, site, dim, range, NULL, NULL, out, err, errlen);
+}
+
+int query_breakdown_where(redisContext *rc, const char *site, const char *dim,
+                          const struct period_range *range, query_row_keep keep, void *arg,
+                          struct stats_rows *out, char *err, size_t errlen)
+{
     memset(out, 0, sizeof *out);
-    struct breakdown_ctx b = {site, dim, {0}, 0, range->first, out, 0, NULL, 64, {0}};
+    struct query_units units;
+    if (query_units(rc, site, range, 1, &units, err, errlen) != 0)
+        return -1;
+    struct breakdown_ctx b = {site, dim, {0}, 0, &units, out, 0, NULL, 64, {0}};
     /* only the hashes the dimension has (schema.h): pv, vis, ev in turn */
     const struct schema_dim *sd = schema_find(dim);
     unsigned metrics = sd ? sd->metrics : SCHEMA_PV | SCHEMA_EV | SCHEMA_VIS;
@@ -588,12 +831,15 @@ int query_breakdown(redisContext *rc, const char *site, const char *dim,
         if (metrics & order[m])
             b.metric[b.nmetrics++] = order[m];
     b.index = xcalloc(b.index_cap, sizeof *b.index);
-    size_t ncmds = (size_t)period_range_days(range) * b.nmetrics;
+    size_t ncmds = units.n * b.nmetrics;
     int status = pipeline(rc, ncmds, rows_append_cb, rows_reply_cb, &b, err, errlen);
+    if (status == 0 && keep)
+        rows_keep(out, keep, arg);
     if (status == 0)
         status = pipeline(rc, out->n, visitors_append_cb, visitors_reply_cb, &b, err, errlen);
     cmd_free(&b.cmd);
     free(b.index);
+    query_units_free(&units, 1);
     if (status != 0)
         query_rows_free(out);
     return status;
@@ -618,7 +864,7 @@ void query_rows_free(struct stats_rows *rows)
 {
     for (size_t i = 0; i < rows->n; i++) {
         free(rows->rows[i].value);
-        free(rows->rows[i].days);
+        free(rows->rows[i].units);
     }
     free(rows->rows);
     rows->rows = NULL;

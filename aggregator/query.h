@@ -43,6 +43,47 @@ struct query_totals {
                                API's conversion_rate); query_* leave it 0 */
 };
 
+/* A unit of stored counts: one local day, read from the day keys
+ * veil:{s}:d:<site>:<YYYY-MM-DD>:<tail>, or one whole local month, read
+ * from its month keys veil:{s}:m:<site>:<YYYY-MM>:<tail> (months.h). Every
+ * additive day key (hash summed, HyperLogLog unioned) has a month twin with
+ * the same tail, so a reader of a range sums or unions its tail over the
+ * range's units (query_units) exactly as it would over the range's days. */
+struct query_unit {
+    period_day first;   /* the day, or the month's first day */
+    bool month;
+};
+
+/* The units of one range. */
+struct query_units {
+    struct query_unit *u;  /* owned */
+    size_t n;
+};
+
+/* The units that cover each of ranges[0..nranges) exactly, in order:
+ * every calendar month wholly inside a range whose month keys are complete
+ * (its totals equal the sum of its days' totals, read here in one
+ * pipeline) is one unit, every other day of the range is a unit of its
+ * own. With month roll-ups off (query_set_months) or none complete, the
+ * units are the range's days. This is the one place a range becomes keys:
+ * a reader of a new day key only needs query_unit_key over these units.
+ * out[] has nranges entries (free with query_units_free). Returns 0, or -1
+ * with a reason in err. */
+int query_units(redisContext *rc, const char *site, const struct period_range *ranges,
+                size_t nranges, struct query_units *out, char *err, size_t errlen);
+
+void query_units_free(struct query_units *units, size_t n);
+
+/* The key "veil:{s}:d:<site>:<YYYY-MM-DD>:<tail><value>" of a day unit, or
+ * "veil:{s}:m:<site>:<YYYY-MM>:<tail><value>" of a month unit, malloc'd;
+ * its length in *len (value may hold any byte). */
+char *query_unit_key(const char *site, struct query_unit unit, const char *tail,
+                     const char *value, size_t value_len, size_t *len);
+
+/* Whether query_units may use month keys (the month_rollups directive);
+ * call once at start-up, before any query. On by default. */
+void query_set_months(bool on);
+
 /* One breakdown row merged over days. */
 struct stats_row {
     char *value;          /* owned, NUL-terminated, may hold any byte but NUL */
@@ -51,9 +92,10 @@ struct stats_row {
     long long pageviews;
     long long visits;
     long long events;
-    period_day *days;     /* owned: the days on which the row has counts */
-    size_t ndays;
-    size_t days_cap;
+    struct query_unit *units; /* owned: the units (days, months) on which the row has
+                                 counts; its visitors are the union of its u: keys there */
+    size_t nunits;
+    size_t units_cap;
 };
 
 struct stats_rows {
@@ -84,6 +126,17 @@ int query_hours(redisContext *rc, const char *site, const struct period_range *r
 int query_breakdown(redisContext *rc, const char *site, const char *dim,
                     const struct period_range *range, struct stats_rows *out,
                     char *err, size_t errlen);
+
+/* A row filter: true to keep the row with this value. */
+typedef bool (*query_row_keep)(const char *value, size_t len, void *arg);
+
+/* query_breakdown keeping only the rows keep(value, len, arg) accepts, and
+ * the "(other)" row (so a caller can tell that it may hide matches); the
+ * visitors of the others are never counted, which is what makes a
+ * filtered total cheap. keep NULL keeps every row. */
+int query_breakdown_where(redisContext *rc, const char *site, const char *dim,
+                          const struct period_range *range, query_row_keep keep, void *arg,
+                          struct stats_rows *out, char *err, size_t errlen);
 
 /* Visitors of the union of rows[0..n) (every row's day keys in one
  * HyperLogLog union): the visitors of a folded "(other)" row. Returns 0 and

@@ -1,0 +1,77 @@
+/* months.c - month twins of day keys (see months.h). Never touches Redis,
+ * never sees event content: only key names and day numbers. */
+#include "months.h"
+
+#include <string.h>
+
+bool months_tail_mirrored(const char *tail, size_t len)
+{
+    if (len == 5 && memcmp(tail, "hours", 5) == 0)
+        return false;
+    if (len == 4 && memcmp(tail, "rows", 4) == 0)
+        return false;
+    if (len >= 3 && memcmp(tail, "hv:", 3) == 0)
+        return false;
+    return len > 0;
+}
+
+static bool digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+size_t months_twin(const char *key, size_t len, char *out, size_t cap, period_day *day)
+{
+    /* "veil:{s}:" then "d:" */
+    const char *tag = memchr(key, '}', len);
+    if (!tag || (size_t)(tag - key) + 4 > len || tag[1] != ':' || tag[2] != 'd' || tag[3] != ':')
+        return 0;
+    size_t d = (size_t)(tag - key) + 2; /* the 'd' */
+    /* the first ":YYYY-MM-DD:" after the site (site ids hold no such run) */
+    for (size_t i = d + 2; i + 12 <= len; i++) {
+        const char *s = key + i;
+        if (s[0] != ':' || s[5] != '-' || s[8] != '-' || s[11] != ':' || !digits(s + 1, 4) ||
+            !digits(s + 6, 2) || !digits(s + 9, 2))
+            continue;
+        if (i == d + 2) /* an empty site */
+            return 0;
+        const char *tail = s + 12;
+        size_t tail_len = len - (i + 12);
+        char err[64];
+        period_day dd;
+        if (!months_tail_mirrored(tail, tail_len) || !period_parse_day(s + 1, 10, &dd, err, sizeof err))
+            return 0;
+        size_t n = len - 3; /* "-DD" dropped */
+        if (n + 1 > cap)
+            return 0;
+        memcpy(out, key, i + 8);           /* "<p>d:<site>:YYYY-MM" */
+        out[d] = 'm';
+        memcpy(out + i + 8, s + 11, tail_len + 1); /* ":<tail>" */
+        out[n] = '\0';
+        *day = dd;
+        return n;
+    }
+    return 0;
+}
+
+period_day months_first(period_day day)
+{
+    int y, m, md;
+    period_to_civil(day, &y, &m, &md);
+    return day - (md - 1);
+}
+
+period_day months_last(period_day day)
+{
+    int y, m, md;
+    period_to_civil(day, &y, &m, &md);
+    return day - md + period_days_in_month(y, m);
+}
+
+int64_t months_expire_at(period_day day, int64_t day_expire_at)
+{
+    return day_expire_at + (int64_t)(months_last(day) - day) * 86400;
+}
