@@ -16,7 +16,9 @@ salts).
 
 Every query runs BENCH_QUERY_REPS (20) times on each path, the two paths
 alternating; the reference stops early (at least 3 runs) once it has spent
-BENCH_QUERY_REF_S (8 s) on one query. Both answers must be byte-identical:
+BENCH_QUERY_REF_S (4 s) on one query. BENCH_QUERY_REF_BIN=<veil-aggregator>
+runs the reference with another build (without --month_rollups=off), e.g.
+the tree before month roll-ups, to record the baseline. Both answers must be byte-identical:
 a difference is reported as a failure of exactness.
 
 It never leaves anything behind: its Redis and daemons are the bench's
@@ -35,7 +37,10 @@ SITE = "year.veil.test"
 DAYS = int(os.environ.get("BENCH_QUERY_DAYS", "365"))
 VISITORS = int(os.environ.get("BENCH_QUERY_VISITORS", "1500"))
 REPS = int(os.environ.get("BENCH_QUERY_REPS", "20"))
-REF_BUDGET_S = float(os.environ.get("BENCH_QUERY_REF_S", "8"))
+REF_BUDGET_S = float(os.environ.get("BENCH_QUERY_REF_S", "4"))
+# The reference: this tree's aggregator with --month_rollups=off, or another
+# build's (e.g. the tree before month roll-ups) when BENCH_QUERY_REF_BIN is set.
+REF_BIN = os.environ.get("BENCH_QUERY_REF_BIN", "")
 PAGES, SOURCES, COUNTRIES = 1000, 200, 100
 TOKEN = "bench-query-token-0123456789"
 TARGET_MS = 100.0
@@ -217,8 +222,9 @@ def section_query(b):
     rcpu1 = b.redis_cpu(redis.r)
     b.log(f"  {nev:,} events in {secs:.0f} s ({nev / secs:,.0f}/s; aggregator "
           f"{1e6 * agg_cpu / nev:.2f} µs CPU/event, Redis {1e6 * (rcpu1 - rcpu0) / nev:.2f})")
-    ref = b.start("aggregator-query-ref", [b.AGGREGATOR, f"--api_listen=127.0.0.1:{api_off}",
-                                           "--consumer=bench-query-off", "--month_rollups=off"]
+    ref_argv = ([REF_BIN] if REF_BIN else [b.AGGREGATOR, "--month_rollups=off"])
+    ref = b.start("aggregator-query-ref", ref_argv + [f"--api_listen=127.0.0.1:{api_off}",
+                                                      "--consumer=bench-query-off"]
                   + common + b.AGG_ARGS, cpus=b.SERVER_CPU,
                   stderr=open(os.path.join(b.TMP, "aggregator-query-off.log"), "w"))
     b.wait_for(lambda: http(api_off, "/healthz")[1] == 200, 20, "the reference stats API")
@@ -264,8 +270,9 @@ def section_query(b):
           f"{mon_bytes / 1e6:.1f} MB (+{100 * mon_bytes / max(1, day_bytes):.0f}%), "
           f"used_memory {used / 1e6:.1f} MB. Load average during the queries "
           f"{load0[0]:.2f} → {load1[0]:.2f} (1 min). Each query {REPS} times through the stats "
-          f"API over HTTP (wall time at the client, one at a time); the reference is the same "
-          f"stats API with --month_rollups=off (day keys only) on the same Redis.")
+          f"API over HTTP (wall time at the client, one at a time); the reference is "
+          + (f"{REF_BIN}" if REF_BIN else "the same stats API with --month_rollups=off (day "
+             "keys only)") + " on the same Redis.")
     b.out()
     b.out("| query | p50 ms | p95 ms | ≤ 100 ms | reference p50 ms | reference p95 ms "
           "(runs) | same answer | HTTP |")

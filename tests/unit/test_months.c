@@ -1,0 +1,70 @@
+/* test_months.c - the month twin of a day key (aggregator/months.c): which
+ * tails have one, its name, and its expiry (the month's last day's). */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "months.h"
+
+static size_t twin(const char *key, char *out, size_t cap, period_day *day)
+{
+    return months_twin(key, strlen(key), out, cap, day);
+}
+
+Test(months, twin_of_day_keys)
+{
+    char out[256];
+    period_day day = 0, want;
+    char err[64];
+    cr_assert(period_parse_day("2026-02-28", 10, &want, err, sizeof err));
+    const char *cases[][2] = {
+        {"veil:{3}:d:example.com:2026-02-28:totals", "veil:{3}:m:example.com:2026-02:totals"},
+        {"veil:{3}:d:example.com:2026-02-28:visitors", "veil:{3}:m:example.com:2026-02:visitors"},
+        {"veil:{12}:d:a.b:2026-02-28:b:page:pv", "veil:{12}:m:a.b:2026-02:b:page:pv"},
+        {"veil:{3}:d:example.com:2026-02-28:u:page:/2026-01-01:x",
+         "veil:{3}:m:example.com:2026-02:u:page:/2026-01-01:x"},
+        {"veil:{3}:d:example.com:2026-02-28:scroll", "veil:{3}:m:example.com:2026-02:scroll"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = twin(cases[i][0], out, sizeof out, &day);
+        cr_expect_eq(n, strlen(cases[i][1]), "%s", cases[i][0]);
+        cr_expect_str_eq(out, cases[i][1]);
+        cr_expect_eq(day, want);
+    }
+}
+
+Test(months, day_only_and_foreign_keys_have_no_twin)
+{
+    char out[256];
+    period_day day;
+    const char *none[] = {
+        "veil:{3}:d:example.com:2026-02-28:hours",
+        "veil:{3}:d:example.com:2026-02-28:hv:07",
+        "veil:{3}:d:example.com:2026-02-28:rows",
+        "veil:{3}:d:example.com:2026-02-30:totals", /* no such day */
+        "veil:{3}:d::2026-02-28:totals",            /* no site */
+        "veil:{3}:rt:example.com:29000000",
+        "veil:{3}:sessions",
+        "veil:{3}:m:example.com:2026-02:totals",
+        "veil:{3}:d:example.com:2026-02-28:",
+    };
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+        cr_expect_eq(twin(none[i], out, sizeof out, &day), 0, "%s", none[i]);
+    /* too small a buffer: no twin rather than a cut name */
+    cr_expect_eq(twin("veil:{3}:d:example.com:2026-02-28:totals", out, 20, &day), 0);
+}
+
+Test(months, expiry_is_the_last_days)
+{
+    char err[64];
+    period_day feb10, feb28, leap, dec31;
+    cr_assert(period_parse_day("2026-02-10", 10, &feb10, err, sizeof err));
+    cr_assert(period_parse_day("2026-02-28", 10, &feb28, err, sizeof err));
+    cr_assert(period_parse_day("2028-02-03", 10, &leap, err, sizeof err));
+    cr_assert(period_parse_day("2026-12-31", 10, &dec31, err, sizeof err));
+    cr_expect_eq(months_first(feb28), feb10 - 9);
+    cr_expect_eq(months_last(feb10), feb28);
+    cr_expect_eq(months_last(leap), leap + 26); /* 2028-02-29 */
+    cr_expect_eq(months_last(dec31), dec31);
+    cr_expect_eq(months_expire_at(feb10, 1000), 1000 + 18 * 86400);
+    cr_expect_eq(months_expire_at(feb28, 1000), 1000);
+}
