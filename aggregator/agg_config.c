@@ -70,11 +70,18 @@ const struct cfg_option agg_options[] = {
      "number of keys and values (docs/KEYS.md \"Memory bound\").",
      false},
     {"month_rollups", CFG_BOOL, OPT(month_rollups), "on", 0, 0, NULL,
-     "Also add every count to the month keys of its local month (veil:{s}:m:...), and "
-     "answer ranges from whole months plus the remaining days (docs/AGGREGATOR.md \"Month "
-     "roll-ups\"); off writes and reads day keys only.",
+     "Also add every count to the keys of its local month (veil:{s}:m:...), and answer "
+     "ranges from months where they cover whole months (docs/AGGREGATOR.md \"Month and "
+     "week roll-ups\"); off writes and reads no month keys.",
      "The month keys hold the same counts as the days they sum, for as long as the "
      "month's last day is kept.",
+     false},
+    {"week_rollups", CFG_BOOL, OPT(week_rollups), "on", 0, 0, NULL,
+     "Also add every count to the keys of its ISO week (veil:{s}:w:..., Monday to Sunday), "
+     "and answer the parts of ranges that are not whole months from weeks where they cover "
+     "whole weeks; off writes and reads no week keys.",
+     "The week keys hold the same counts as the days they sum, for as long as the "
+     "week's last day is kept.",
      false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",

@@ -33,6 +33,7 @@ struct commit_params {
     long long future_skew_s;    /* visits idle past timeout + skew of stream time close */
     int64_t now;                /* unix time: the realtime window */
     bool month_rollups;         /* also add to each day key's month twin (months.h) */
+    bool week_rollups;          /* ... and to its week twin */
 };
 
 /* A legacy entry whose site belongs to another shard: moved there by the

@@ -1,5 +1,6 @@
-/* months.c - month twins of day keys (see months.h). Never touches Redis,
- * never sees event content: only key names and day numbers. */
+/* months.c - month and week twins of day keys (see months.h). Never
+ * touches Redis, never sees event content: only key names and day
+ * numbers. */
 #include "months.h"
 
 #include <string.h>
@@ -23,8 +24,11 @@ static bool digits(const char *s, size_t n)
     return true;
 }
 
-size_t months_twin(const char *key, size_t len, char *out, size_t cap, period_day *day)
+size_t months_twin(const char *key, size_t len, char kind, char *out, size_t cap,
+                   period_day *day)
 {
+    if (kind != MONTHS_MONTH && kind != MONTHS_WEEK)
+        return 0;
     /* "veil:{s}:" then "d:" */
     const char *tag = memchr(key, '}', len);
     if (!tag || (size_t)(tag - key) + 4 > len || tag[1] != ':' || tag[2] != 'd' || tag[3] != ':')
@@ -44,12 +48,19 @@ size_t months_twin(const char *key, size_t len, char *out, size_t cap, period_da
         period_day dd;
         if (!months_tail_mirrored(tail, tail_len) || !period_parse_day(s + 1, 10, &dd, err, sizeof err))
             return 0;
-        size_t n = len - 3; /* "-DD" dropped */
+        size_t n = kind == MONTHS_MONTH ? len - 3 : len; /* "-DD" dropped, or a Monday */
         if (n + 1 > cap)
             return 0;
-        memcpy(out, key, i + 8);           /* "<p>d:<site>:YYYY-MM" */
-        out[d] = 'm';
-        memcpy(out + i + 8, s + 11, tail_len + 1); /* ":<tail>" */
+        memcpy(out, key, i + 1); /* "<p>d:<site>:" */
+        out[d] = kind;
+        if (kind == MONTHS_MONTH) {
+            memcpy(out + i + 1, s + 1, 7); /* "YYYY-MM" */
+        } else {
+            char monday[11];
+            period_format_day(months_span_first(MONTHS_WEEK, dd), monday);
+            memcpy(out + i + 1, monday, 10);
+        }
+        memcpy(out + n - tail_len - 1, s + 11, tail_len + 1); /* ":<tail>" */
         out[n] = '\0';
         *day = dd;
         return n;
@@ -57,21 +68,35 @@ size_t months_twin(const char *key, size_t len, char *out, size_t cap, period_da
     return 0;
 }
 
-period_day months_first(period_day day)
+period_day months_span_first(char kind, period_day day)
 {
     int y, m, md;
-    period_to_civil(day, &y, &m, &md);
-    return day - (md - 1);
+    switch (kind) {
+    case MONTHS_MONTH:
+        period_to_civil(day, &y, &m, &md);
+        return day - (md - 1);
+    case MONTHS_WEEK: /* 1970-01-01, day 0, was a Thursday */
+        return day - (period_day)(((day % 7) + 7 + 3) % 7);
+    default:
+        return day;
+    }
 }
 
-period_day months_last(period_day day)
+period_day months_span_last(char kind, period_day day)
 {
     int y, m, md;
-    period_to_civil(day, &y, &m, &md);
-    return day - md + period_days_in_month(y, m);
+    switch (kind) {
+    case MONTHS_MONTH:
+        period_to_civil(day, &y, &m, &md);
+        return day - md + period_days_in_month(y, m);
+    case MONTHS_WEEK:
+        return months_span_first(MONTHS_WEEK, day) + 6;
+    default:
+        return day;
+    }
 }
 
-int64_t months_expire_at(period_day day, int64_t day_expire_at)
+int64_t months_expire_at(char kind, period_day day, int64_t day_expire_at)
 {
-    return day_expire_at + (int64_t)(months_last(day) - day) * 86400;
+    return day_expire_at + (int64_t)(months_span_last(kind, day) - day) * 86400;
 }

@@ -41,16 +41,8 @@ const char *query_counter_field(enum query_counter c)
 
 /* ---- keys ---- */
 
-/* Written once at start-up (query_set_shards, query_set_months), before
- * any query thread. */
+/* Written once at start-up (query_set_shards), before any query thread. */
 static unsigned query_shards = SHARDS_DEFAULT;
-static bool query_months = true;
-
-void query_set_months(bool on)
-{
-    query_months = on;
-}
-
 void query_set_shards(unsigned shards)
 {
     query_shards = shards ? shards : 1;
@@ -61,37 +53,6 @@ static size_t site_prefix(const char *site, char *buf)
 {
     return shard_key_prefix(buf, SHARD_PREFIX_MAX,
                             shard_of_site(site, strlen(site), query_shards));
-}
-
-char *query_unit_key(const char *site, struct query_unit unit, const char *tail,
-                     const char *value, size_t value_len, size_t *len_out)
-{
-    char dstr[11];
-    period_format_day(unit.first, dstr);
-    size_t dlen = unit.month ? 7 : 10; /* "YYYY-MM" or "YYYY-MM-DD" */
-    char prefix[SHARD_PREFIX_MAX];
-    size_t prefix_len = site_prefix(site, prefix);
-    size_t site_len = strlen(site), tail_len = strlen(tail);
-    size_t len = prefix_len + 2 + site_len + 1 + dlen + 1 + tail_len + value_len;
-    char *k = xmalloc(len + 1), *p = k;
-    memcpy(p, prefix, prefix_len);
-    p += prefix_len;
-    memcpy(p, unit.month ? "m:" : "d:", 2);
-    p += 2;
-    memcpy(p, site, site_len);
-    p += site_len;
-    *p++ = ':';
-    memcpy(p, dstr, dlen);
-    p += dlen;
-    *p++ = ':';
-    memcpy(p, tail, tail_len);
-    p += tail_len;
-    if (value_len)
-        memcpy(p, value, value_len);
-    p += value_len;
-    *p = '\0';
-    *len_out = len;
-    return k;
 }
 
 /* ---- a command under construction ---- */
@@ -136,7 +97,7 @@ static void cmd_free(struct cmd *c)
     free(c->argvlen);
 }
 
-/* Push the key "veil:{s}:<d|m>:<site>:<unit>:<tail><value>". */
+/* Push the key "veil:{s}:<d|w|m>:<site>:<unit>:<tail><value>". */
 static void cmd_push_unit_key(struct cmd *c, const char *site, struct query_unit unit,
                               const char *tail, const char *value, size_t value_len)
 {
@@ -149,7 +110,7 @@ static void cmd_push_unit_key(struct cmd *c, const char *site, struct query_unit
 static void cmd_push_day_key(struct cmd *c, const char *site, period_day day, const char *tail,
                              const char *value, size_t value_len)
 {
-    cmd_push_unit_key(c, site, (struct query_unit){day, false}, tail, value, value_len);
+    cmd_push_unit_key(c, site, (struct query_unit){day, MONTHS_DAY}, tail, value, value_len);
 }
 
 static int cmd_append(redisContext *rc, struct cmd *c)
@@ -219,196 +180,6 @@ static bool reply_integer(const redisReply *r, long long *out)
     if (r->type == REDIS_REPLY_STRING)
         return safe_strtoll_n(r->str, r->len, -(1LL << 62), 1LL << 62, out);
     return false;
-}
-
-/* ---- units: whole months and days ---- */
-
-/* Fields of one totals hash summed (a candidate month's own, or its days'). */
-#define SUM_FIELDS 32
-#define SUM_NAME 48
-struct field_sum {
-    size_t n;
-    bool overflow;      /* more or longer fields than kept: never equal */
-    char name[SUM_FIELDS][SUM_NAME];
-    long long v[SUM_FIELDS];
-};
-
-static void field_sum_add(struct field_sum *s, const redisReply *r)
-{
-    for (size_t f = 0; f + 1 < r->elements; f += 2) {
-        const redisReply *name = r->element[f];
-        long long v;
-        if (name->type != REDIS_REPLY_STRING || name->len >= SUM_NAME ||
-            !reply_integer(r->element[f + 1], &v)) {
-            s->overflow = true;
-            continue;
-        }
-        size_t i = 0;
-        while (i < s->n && !(strlen(s->name[i]) == name->len &&
-                             memcmp(s->name[i], name->str, name->len) == 0))
-            i++;
-        if (i == s->n) {
-            if (s->n == SUM_FIELDS) {
-                s->overflow = true;
-                continue;
-            }
-            memcpy(s->name[i], name->str, name->len);
-            s->name[i][name->len] = '\0';
-            s->v[i] = 0;
-            s->n++;
-        }
-        s->v[i] += v;
-    }
-}
-
-/* Same fields with the same sums (fields summing to 0 count as absent). */
-static bool field_sum_equal(const struct field_sum *a, const struct field_sum *b)
-{
-    if (a->overflow || b->overflow)
-        return false;
-    for (int pass = 0; pass < 2; pass++) {
-        const struct field_sum *x = pass ? b : a, *y = pass ? a : b;
-        for (size_t i = 0; i < x->n; i++) {
-            long long other = 0;
-            for (size_t j = 0; j < y->n; j++)
-                if (strcmp(x->name[i], y->name[j]) == 0)
-                    other = y->v[j];
-            if (other != x->v[i])
-                return false;
-        }
-    }
-    return true;
-}
-
-/* A month key considered for the days first..last of its month (all of
- * them, or the part a range covers). */
-struct month_check {
-    period_day month;       /* the month's first day: its keys' name */
-    period_day first, last; /* the days it would stand for */
-    struct field_sum totals, days;
-};
-
-struct units_ctx {
-    const char *site;
-    struct month_check *months;
-    size_t *job_month;  /* command i: the month it checks */
-    bool *job_is_month; /* ... and whether it reads the month's totals */
-    period_day *job_day;
-    struct cmd cmd;
-};
-
-static int units_append_cb(redisContext *rc, size_t i, void *arg)
-{
-    struct units_ctx *u = arg;
-    const struct month_check *m = &u->months[u->job_month[i]];
-    cmd_push_str(&u->cmd, "HGETALL");
-    if (u->job_is_month[i])
-        cmd_push_unit_key(&u->cmd, u->site, (struct query_unit){m->month, true}, "totals", NULL, 0);
-    else
-        cmd_push_day_key(&u->cmd, u->site, u->job_day[i], "totals", NULL, 0);
-    return cmd_append(rc, &u->cmd);
-}
-
-static int units_reply_cb(const redisReply *r, size_t i, void *arg, char *err, size_t errlen)
-{
-    struct units_ctx *u = arg;
-    if (r->type != REDIS_REPLY_ARRAY) {
-        str_format(err, errlen, "redis: HGETALL answered type %d", r->type);
-        return -1;
-    }
-    struct month_check *m = &u->months[u->job_month[i]];
-    field_sum_add(u->job_is_month[i] ? &m->totals : &m->days, r);
-    return 0;
-}
-
-static void units_push(struct query_units *q, size_t *cap, struct query_unit unit)
-{
-    if (q->n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        q->u = xrealloc(q->u, *cap * sizeof *q->u);
-    }
-    q->u[q->n++] = unit;
-}
-
-int query_units(redisContext *rc, const char *site, const struct period_range *ranges,
-                size_t nranges, struct query_units *out, char *err, size_t errlen)
-{
-    /* the candidates: the part of each month a range covers, when it is
-     * more than one day (distinct, in order) */
-    struct month_check *months = NULL;
-    size_t nmonths = 0, months_cap = 0, njobs = 0;
-    for (size_t r = 0; query_months && r < nranges; r++) {
-        for (period_day m = months_first(ranges[r].first); m <= ranges[r].last;
-             m = months_last(m) + 1) {
-            period_day a = m > ranges[r].first ? m : ranges[r].first;
-            period_day z = months_last(m) < ranges[r].last ? months_last(m) : ranges[r].last;
-            bool seen = z <= a; /* one day: a day unit is as good */
-            for (size_t k = 0; k < nmonths && !seen; k++)
-                seen = months[k].first == a && months[k].last == z;
-            if (seen)
-                continue;
-            if (nmonths == months_cap) {
-                months_cap = months_cap ? months_cap * 2 : 16;
-                months = xrealloc(months, months_cap * sizeof *months);
-            }
-            months[nmonths++] = (struct month_check){.month = m, .first = a, .last = z};
-            njobs += 1 + (size_t)(z - a + 1);
-        }
-    }
-    /* A month key stands for the days first..last when its totals equal
-     * the sum of theirs: every count of those days reached it, and its
-     * other days hold nothing (each counted event adds to a field that
-     * only grows, so days with data would make the sums differ). */
-    int status = 0;
-    if (nmonths) {
-        struct units_ctx u = {site, months, xcalloc(njobs, sizeof(size_t)),
-                              xcalloc(njobs, sizeof(bool)), xcalloc(njobs, sizeof(period_day)),
-                              {0}};
-        size_t j = 0;
-        for (size_t k = 0; k < nmonths; k++) {
-            u.job_month[j] = k;
-            u.job_is_month[j++] = true;
-            for (period_day d = months[k].first; d <= months[k].last; d++) {
-                u.job_month[j] = k;
-                u.job_day[j++] = d;
-            }
-        }
-        status = pipeline(rc, njobs, units_append_cb, units_reply_cb, &u, err, errlen);
-        cmd_free(&u.cmd);
-        free(u.job_month);
-        free(u.job_is_month);
-        free(u.job_day);
-    }
-    for (size_t r = 0; r < nranges; r++) {
-        out[r] = (struct query_units){NULL, 0};
-        size_t cap = 0;
-        for (period_day d = ranges[r].first; status == 0 && d <= ranges[r].last; d++) {
-            const struct month_check *m = NULL;
-            for (size_t k = 0; k < nmonths && !m; k++)
-                if (months[k].first == d && months[k].last <= ranges[r].last &&
-                    (months[k].last == ranges[r].last || months[k].last == months_last(d)) &&
-                    field_sum_equal(&months[k].totals, &months[k].days))
-                    m = &months[k];
-            if (m) {
-                units_push(&out[r], &cap, (struct query_unit){m->month, true});
-                d = m->last;
-            } else {
-                units_push(&out[r], &cap, (struct query_unit){d, false});
-            }
-        }
-    }
-    free(months);
-    if (status != 0)
-        query_units_free(out, nranges);
-    return status;
-}
-
-void query_units_free(struct query_units *units, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(units[i].u);
-        units[i] = (struct query_units){NULL, 0};
-    }
 }
 
 /* ---- HyperLogLog unions ---- */
@@ -566,7 +337,7 @@ int query_totals(redisContext *rc, const char *site, const struct period_range *
         memset(&out[b], 0, sizeof out[b]);
         for (size_t u = 0; u < units[b].n; u++)
             t.jobs[j++] = (struct totals_job){b, units[b].u[u], false};
-        t.jobs[j++] = (struct totals_job){b, {0, false}, true};
+        t.jobs[j++] = (struct totals_job){b, {0, MONTHS_DAY}, true};
     }
     int status = pipeline(rc, njobs, totals_append_cb, totals_reply_cb, &t, err, errlen);
     cmd_free(&t.cmd);
@@ -721,7 +492,7 @@ static struct stats_row *row_find_or_add(struct breakdown_ctx *b, const char *va
 static void row_add_unit(struct stats_row *r, struct query_unit unit)
 {
     if (r->nunits && r->units[r->nunits - 1].first == unit.first &&
-        r->units[r->nunits - 1].month == unit.month)
+        r->units[r->nunits - 1].kind == unit.kind)
         return;
     if (r->nunits == r->units_cap) {
         r->units_cap = r->units_cap ? r->units_cap * 2 : 4;

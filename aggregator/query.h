@@ -44,14 +44,15 @@ struct query_totals {
 };
 
 /* A unit of stored counts: one local day, read from the day keys
- * veil:{s}:d:<site>:<YYYY-MM-DD>:<tail>, or one whole local month, read
- * from its month keys veil:{s}:m:<site>:<YYYY-MM>:<tail> (months.h). Every
- * additive day key (hash summed, HyperLogLog unioned) has a month twin with
- * the same tail, so a reader of a range sums or unions its tail over the
- * range's units (query_units) exactly as it would over the range's days. */
+ * veil:{s}:d:<site>:<YYYY-MM-DD>:<tail>, or a local month or ISO week read
+ * from its twin keys veil:{s}:m:<site>:<YYYY-MM>:<tail> or
+ * veil:{s}:w:<site>:<Monday>:<tail> (months.h). Every additive day key
+ * (hash summed, HyperLogLog unioned) has twins with the same tail, so a
+ * reader of a range sums or unions its tail over the range's units
+ * (query_units) exactly as it would over the range's days. */
 struct query_unit {
-    period_day first;   /* the day, or the month's first day */
-    bool month;
+    period_day first;   /* the day, or the first day of the month or week (its key's name) */
+    char kind;          /* MONTHS_DAY 'd', MONTHS_WEEK 'w', MONTHS_MONTH 'm' (months.h) */
 };
 
 /* The units of one range. */
@@ -60,29 +61,32 @@ struct query_units {
     size_t n;
 };
 
-/* The units that cover each of ranges[0..nranges) exactly, in order:
- * every calendar month wholly inside a range whose month keys are complete
- * (its totals equal the sum of its days' totals, read here in one
- * pipeline) is one unit, every other day of the range is a unit of its
- * own. With month roll-ups off (query_set_months) or none complete, the
- * units are the range's days. This is the one place a range becomes keys:
- * a reader of a new day key only needs query_unit_key over these units.
- * out[] has nranges entries (free with query_units_free). Returns 0, or -1
- * with a reason in err. */
+/* The units that cover each of ranges[0..nranges) exactly, in order
+ * (query_units.c): the days of a month inside a range are one month unit
+ * when the month's totals equal the sum of those days' totals (so it holds
+ * all of their counts and nothing of its other days); in the months a
+ * range covers only in part, the days of a week (cut at the month) are one
+ * week unit under the same check; every other day is a day unit. The
+ * checks read totals hashes in one pipeline. With the roll-ups off
+ * (query_set_rollups) the units are the range's days. This is the one
+ * place a range becomes keys: a reader of a new additive day key only
+ * needs query_unit_key over these units. out[] has nranges entries (free
+ * with query_units_free). Returns 0, or -1 with a reason in err. */
 int query_units(redisContext *rc, const char *site, const struct period_range *ranges,
                 size_t nranges, struct query_units *out, char *err, size_t errlen);
 
 void query_units_free(struct query_units *units, size_t n);
 
-/* The key "veil:{s}:d:<site>:<YYYY-MM-DD>:<tail><value>" of a day unit, or
- * "veil:{s}:m:<site>:<YYYY-MM>:<tail><value>" of a month unit, malloc'd;
+/* The key "veil:{s}:<kind>:<site>:<unit>:<tail><value>" of a unit
+ * (<unit> YYYY-MM-DD for a day or week, YYYY-MM for a month), malloc'd;
  * its length in *len (value may hold any byte). */
 char *query_unit_key(const char *site, struct query_unit unit, const char *tail,
                      const char *value, size_t value_len, size_t *len);
 
-/* Whether query_units may use month keys (the month_rollups directive);
- * call once at start-up, before any query. On by default. */
-void query_set_months(bool on);
+/* Whether query_units may use month and week keys (the month_rollups and
+ * week_rollups directives); call once at start-up, before any query. Both
+ * on by default. */
+void query_set_rollups(bool months, bool weeks);
 
 /* One breakdown row merged over days. */
 struct stats_row {

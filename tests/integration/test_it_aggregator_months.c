@@ -2,17 +2,17 @@
  * roll-ups"): the real veil-aggregator counts three local months of a site
  * in New York (UTC-5/-4), events around its local midnight included, and
  * the stats API with month keys (--month_rollups=on, the default) answers
- * byte for byte what the same API on day keys only (--month_rollups=off)
- * answers: aggregates, timeseries by day, week and month, breakdowns and a
+ * byte for byte what the same API on day keys only (--month_rollups=off
+ * --week_rollups=off) answers: aggregates, timeseries by day, week and month, breakdowns and a
  * filter, over ranges that cross month boundaries and do not start on a
  * month's first day. Then:
- *  - the month path really reads month keys (a day key changed behind the
- *    aggregator's back changes the day path's answer only);
+ *  - the month path really reads month and week keys (a day key changed
+ *    behind the aggregator's back changes the day path's answer only);
  *  - a late event for a month already asked about reaches its month keys,
  *    and both paths agree again;
- *  - a month partly counted without month roll-ups (an upgrade) is read
- *    from its days, so the answers stay exact;
- *  - a month key expires with the last day of its month. */
+ *  - a month partly counted without roll-ups (an upgrade) is read from
+ *    its days, so the answers stay exact;
+ *  - month and week keys expire with the last day of their span. */
 #include <criterion/criterion.h>
 
 #include "aggregator_env.h"
@@ -142,7 +142,8 @@ static struct harness_proc *api_spawn(struct env *e, int port, bool months)
     char listen[64];
     str_format(listen, sizeof listen, "--api_listen=127.0.0.1:%d", port);
     char *extra[] = {listen, "--api_token=" TOKEN, "--k_anonymity=1",
-                     months ? "--month_rollups=on" : "--month_rollups=off", NULL};
+                     months ? "--month_rollups=on" : "--month_rollups=off",
+                     months ? "--week_rollups=on" : "--week_rollups=off", NULL};
     struct harness_proc *p = agg_spawn(e, extra);
     cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
     return p;
@@ -183,13 +184,14 @@ Test(aggregator_months, month_and_day_paths_agree, .timeout = 240)
     /* three local months: M2 (two months ago), M1 and this month up to
      * yesterday (UTC days a little wider: the zone moves some events to
      * the previous local day) */
-    period_day m0 = months_first(today), m1 = months_first(m0 - 1), m2 = months_first(m1 - 1);
+    period_day m0 = months_span_first(MONTHS_MONTH, today), m1 = months_span_first(MONTHS_MONTH, m0 - 1), m2 = months_span_first(MONTHS_MONTH, m1 - 1);
     period_day yesterday = (period_day)(e->now / 86400) - 1;
 
     /* an upgrade: the first ten days of M1 are counted without month
      * roll-ups, everything else with them */
     days_events(e, m1 + 1, m1 + 9); /* (m1's own evening events fall on M2's last day) */
-    struct harness_proc *old = agg_spawn(e, (char *[]){"--month_rollups=off", NULL});
+    struct harness_proc *old =
+        agg_spawn(e, (char *[]){"--month_rollups=off", "--week_rollups=off", NULL});
     wait_drained(e, 30000);
     agg_stop_ok(old);
     days_events(e, m2 - 2, m1);
@@ -200,9 +202,9 @@ Test(aggregator_months, month_and_day_paths_agree, .timeout = 240)
 
     /* M2 is complete in its month keys, M1 is not (its first days lack) */
     cr_assert_gt(month_field(e, m2, "pageviews"), 0);
-    cr_expect_eq(month_field(e, m2, "pageviews"), days_field(e, m2, months_last(m2), "pageviews"));
-    cr_expect_eq(month_field(e, m2, "visits"), days_field(e, m2, months_last(m2), "visits"));
-    cr_expect_lt(month_field(e, m1, "pageviews"), days_field(e, m1, months_last(m1), "pageviews"));
+    cr_expect_eq(month_field(e, m2, "pageviews"), days_field(e, m2, months_span_last(MONTHS_MONTH, m2), "pageviews"));
+    cr_expect_eq(month_field(e, m2, "visits"), days_field(e, m2, months_span_last(MONTHS_MONTH, m2), "visits"));
+    cr_expect_lt(month_field(e, m1, "pageviews"), days_field(e, m1, months_span_last(MONTHS_MONTH, m1), "pageviews"));
     cr_expect_gt(month_field(e, m1, "pageviews"), 0);
 
     int pd = harness_free_port();
@@ -216,7 +218,7 @@ Test(aggregator_months, month_and_day_paths_agree, .timeout = 240)
     day_str(m2 + 14, d);
     char a0[11], z0[11];
     day_str(m2, a0);
-    day_str(months_last(m2), z0);
+    day_str(months_span_last(MONTHS_MONTH, m2), z0);
     str_format(range, sizeof range, "period=custom&date=%s,%s", a0, z0);
     str_format(path, sizeof path,
                "/api/v1/stats/breakdown?site_id=" SITE "&%s&property=event:page&metrics=pageviews",
@@ -230,11 +232,32 @@ Test(aggregator_months, month_and_day_paths_agree, .timeout = 240)
     free(via_days);
     free(before);
     cmd_int(e->rc, "HDEL %sd:%s:%s:b:page:pv /zz", KP, SITE, d);
+    /* a range inside M2 reads its whole weeks from week keys */
+    period_day w = months_span_first(MONTHS_WEEK, m2 + 3);
+    if (w < m2 + 3)
+        w += 7;
+    day_str(w + 2, d);
+    day_str(m2 + 3, a0);
+    day_str(m2 + 25, z0);
+    str_format(path, sizeof path,
+               "/api/v1/stats/breakdown?site_id=" SITE
+               "&period=custom&date=%s,%s&property=event:page&metrics=pageviews",
+               a0, z0);
+    before = same(pm, pd, path);
+    cmd_int(e->rc, "HINCRBY %sd:%s:%s:b:page:pv /zz 7", KP, SITE, d);
+    via_months = get(pm, path);
+    via_days = get(pd, path);
+    cr_expect_str_eq(via_months, before, "the week path read day keys of a whole week");
+    cr_expect(strstr(via_days, "\"page\": \"/zz\", \"pageviews\": 7") != NULL, "%s", via_days);
+    free(via_months);
+    free(via_days);
+    free(before);
+    cmd_int(e->rc, "HDEL %sd:%s:%s:b:page:pv /zz", KP, SITE, d);
     /* ... and M1, incomplete in its month keys, from its days */
     day_str(m1 + 3, d);
     cmd_int(e->rc, "HINCRBY %sd:%s:%s:b:page:pv /zz 7", KP, SITE, d);
     day_str(m1, a0);
-    day_str(months_last(m1), z0);
+    day_str(months_span_last(MONTHS_MONTH, m1), z0);
     str_format(path, sizeof path,
                "/api/v1/stats/breakdown?site_id=" SITE
                "&period=custom&date=%s,%s&property=event:page&metrics=pageviews",
@@ -255,7 +278,7 @@ Test(aggregator_months, month_and_day_paths_agree, .timeout = 240)
     xadd_reply(e->rc);
     wait_drained(e, 30000);
     cr_expect_eq(month_field(e, m2, "pageviews"), pv + 1, "the late event reached M2's keys");
-    cr_expect_eq(month_field(e, m2, "pageviews"), days_field(e, m2, months_last(m2), "pageviews"));
+    cr_expect_eq(month_field(e, m2, "pageviews"), days_field(e, m2, months_span_last(MONTHS_MONTH, m2), "pageviews"));
     pd = harness_free_port();
     b = api_spawn(e, pd, false);
     char *new_answer = same(pm, pd, path);
@@ -269,12 +292,18 @@ Test(aggregator_months, month_and_day_paths_agree, .timeout = 240)
     char mk[11];
     day_str(m2, mk);
     mk[7] = '\0';
-    day_str(months_last(m2), d);
+    day_str(months_span_last(MONTHS_MONTH, m2), d);
     long long month_exp = cmd_int(e->rc, "EXPIRETIME %sm:%s:%s:totals", KP, SITE, mk);
     long long day_exp = cmd_int(e->rc, "EXPIRETIME %sd:%s:%s:totals", KP, SITE, d);
     cr_expect_eq(month_exp, day_exp, "month key expires at %lld, its last day at %lld", month_exp,
                  day_exp);
     cr_expect_gt(month_exp, 0);
+    char wk[11];
+    period_day sunday = months_span_last(MONTHS_WEEK, m2 + 10);
+    day_str(months_span_first(MONTHS_WEEK, m2 + 10), wk);
+    day_str(sunday, d);
+    cr_expect_eq(cmd_int(e->rc, "EXPIRETIME %sw:%s:%s:totals", KP, SITE, wk),
+                 cmd_int(e->rc, "EXPIRETIME %sd:%s:%s:totals", KP, SITE, d));
     agg_stop_ok(b);
     agg_stop_ok(a);
 }

@@ -1,5 +1,6 @@
 /* test_months.c - the month twin of a day key (aggregator/months.c): which
- * tails have one, its name, and its expiry (the month's last day's). */
+ * tails have one, its name, and its expiry (the month's last day's);
+ * the week twin, named by its Monday. */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -7,7 +8,7 @@
 
 static size_t twin(const char *key, char *out, size_t cap, period_day *day)
 {
-    return months_twin(key, strlen(key), out, cap, day);
+    return months_twin(key, strlen(key), MONTHS_MONTH, out, cap, day);
 }
 
 Test(months, twin_of_day_keys)
@@ -30,6 +31,35 @@ Test(months, twin_of_day_keys)
         cr_expect_str_eq(out, cases[i][1]);
         cr_expect_eq(day, want);
     }
+}
+
+Test(months, week_twin_is_named_by_its_monday)
+{
+    char out[256];
+    period_day day;
+    const char *cases[][2] = {
+        /* 2026-03-01 is a Sunday: its week began on Monday 2026-02-23 */
+        {"veil:{3}:d:example.com:2026-03-01:totals", "veil:{3}:w:example.com:2026-02-23:totals"},
+        {"veil:{3}:d:example.com:2026-02-23:u:page:/", "veil:{3}:w:example.com:2026-02-23:u:page:/"},
+        {"veil:{3}:d:example.com:2027-01-01:b:source:vis",
+         "veil:{3}:w:example.com:2026-12-28:b:source:vis"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = months_twin(cases[i][0], strlen(cases[i][0]), MONTHS_WEEK, out, sizeof out, &day);
+        cr_expect_eq(n, strlen(cases[i][1]), "%s", cases[i][0]);
+        cr_expect_str_eq(out, cases[i][1]);
+    }
+    cr_expect_eq(months_twin("veil:{3}:d:example.com:2026-03-01:hours", 39, MONTHS_WEEK, out,
+                             sizeof out, &day), 0);
+    char err[64];
+    period_day sun, mon;
+    cr_assert(period_parse_day("2026-03-01", 10, &sun, err, sizeof err));
+    cr_assert(period_parse_day("2026-02-23", 10, &mon, err, sizeof err));
+    cr_expect_eq(months_span_first(MONTHS_WEEK, sun), mon);
+    cr_expect_eq(months_span_last(MONTHS_WEEK, mon), sun);
+    cr_expect_eq(months_expire_at(MONTHS_WEEK, mon, 500), 500 + 6 * 86400);
+    for (period_day d = -10; d < 30; d++) /* Mondays, also before 1970 */
+        cr_expect_eq((months_span_first(MONTHS_WEEK, d) % 7 + 7) % 7, 4, "%d", (int)d);
 }
 
 Test(months, day_only_and_foreign_keys_have_no_twin)
@@ -61,10 +91,10 @@ Test(months, expiry_is_the_last_days)
     cr_assert(period_parse_day("2026-02-28", 10, &feb28, err, sizeof err));
     cr_assert(period_parse_day("2028-02-03", 10, &leap, err, sizeof err));
     cr_assert(period_parse_day("2026-12-31", 10, &dec31, err, sizeof err));
-    cr_expect_eq(months_first(feb28), feb10 - 9);
-    cr_expect_eq(months_last(feb10), feb28);
-    cr_expect_eq(months_last(leap), leap + 26); /* 2028-02-29 */
-    cr_expect_eq(months_last(dec31), dec31);
-    cr_expect_eq(months_expire_at(feb10, 1000), 1000 + 18 * 86400);
-    cr_expect_eq(months_expire_at(feb28, 1000), 1000);
+    cr_expect_eq(months_span_first(MONTHS_MONTH, feb28), feb10 - 9);
+    cr_expect_eq(months_span_last(MONTHS_MONTH, feb10), feb28);
+    cr_expect_eq(months_span_last(MONTHS_MONTH, leap), leap + 26); /* 2028-02-29 */
+    cr_expect_eq(months_span_last(MONTHS_MONTH, dec31), dec31);
+    cr_expect_eq(months_expire_at(MONTHS_MONTH, feb10, 1000), 1000 + 18 * 86400);
+    cr_expect_eq(months_expire_at(MONTHS_MONTH, feb28, 1000), 1000);
 }
