@@ -202,6 +202,23 @@ bool api_filter_keep(const char *value, size_t len, void *filter)
     return api_filter_matches(filter, value, len);
 }
 
+size_t api_filter_values(const struct api_filter *f, const char **values, size_t *lens)
+{
+    if (!f->set || f->op != AF_IS)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < f->nvalues && n < API_FILTER_VALUES_MAX; i++) {
+        size_t len = strlen(f->values[i]), k = 0;
+        while (k < n && !(lens[k] == len && memcmp(values[k], f->values[i], len) == 0))
+            k++;
+        if (k == n) {
+            values[n] = f->values[i];
+            lens[n++] = len;
+        }
+    }
+    return n;
+}
+
 query_row_keep api_breakdown_keep(const struct api_filter *f, const char *dim)
 {
     return f->set && strcmp(f->dim, dim) == 0 ? api_filter_keep : NULL;
@@ -216,8 +233,13 @@ int api_filter_totals(redisContext *rc, const char *site, const struct api_filte
         if (buckets[b].first > buckets[b].last)
             continue;
         struct stats_rows rows = {0};
-        if (query_breakdown_where(rc, site, f->dim, &buckets[b], api_filter_keep,
-                                  (void *)(uintptr_t)f, &rows, err, errlen) != 0)
+        const char *values[API_FILTER_VALUES_MAX];
+        size_t lens[API_FILTER_VALUES_MAX];
+        size_t nvalues = api_filter_values(f, values, lens);
+        if ((nvalues ? query_breakdown_values(rc, site, f->dim, &buckets[b], values, lens,
+                                              nvalues, &rows, err, errlen)
+                     : query_breakdown_where(rc, site, f->dim, &buckets[b], api_filter_keep,
+                                             (void *)(uintptr_t)f, &rows, err, errlen)) != 0)
             return -1;
         /* matching rows first, then the rest */
         size_t n = 0;

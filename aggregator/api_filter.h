@@ -63,6 +63,12 @@ bool api_filter_matches(const struct api_filter *f, const char *value, size_t le
  * struct api_filter. */
 bool api_filter_keep(const char *value, size_t len, void *filter);
 
+/* The values of an exact-value filter (`is`: one value or a set), without
+ * repeats, into values[] and lens[] (API_FILTER_VALUES_MAX each; they point
+ * into f); their number, or 0 when f is not such a filter. The rows they
+ * name are then read alone (query_breakdown_values). */
+size_t api_filter_values(const struct api_filter *f, const char **values, size_t *lens);
+
 /* The row filter of a breakdown of dim under filter f: api_filter_keep
  * when f is set and on dim itself (the rows api_filter_rows keeps), else
  * NULL (every row). */

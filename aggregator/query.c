@@ -438,6 +438,9 @@ struct breakdown_ctx {
     size_t rows_cap;
     uint32_t *index;      /* open addressing: row number + 1, 0 = empty */
     size_t index_cap;     /* power of two */
+    const char *const *values; /* when nvalues: only these rows (HMGET), and "(other)" */
+    const size_t *value_lens;
+    size_t nvalues;
     struct cmd cmd;
 };
 
@@ -507,8 +510,16 @@ static int rows_append_cb(redisContext *rc, size_t i, void *arg)
     char tail[300];
     str_format(tail, sizeof tail, "b:%s:%s", b->dim,
                schema_metric_name(b->metric[i % b->nmetrics]));
-    cmd_push_str(&b->cmd, "HGETALL");
+    cmd_push_str(&b->cmd, b->nvalues ? "HMGET" : "HGETALL");
     cmd_push_unit_key(&b->cmd, b->site, b->units->u[i / b->nmetrics], tail, NULL, 0);
+    for (size_t v = 0; b->nvalues && v <= b->nvalues; v++) {
+        const char *value = v < b->nvalues ? b->values[v] : QUERY_OTHER;
+        size_t len = v < b->nvalues ? b->value_lens[v] : strlen(QUERY_OTHER);
+        char *copy = xmalloc(len + 1);
+        memcpy(copy, value, len);
+        copy[len] = '\0';
+        cmd_push(&b->cmd, copy, len);
+    }
     return cmd_append(rc, &b->cmd);
 }
 
@@ -519,11 +530,19 @@ static int rows_reply_cb(const redisReply *r, size_t i, void *arg, char *err, si
         str_format(err, errlen, "redis: HGETALL answered type %d", r->type);
         return -1;
     }
-    for (size_t f = 0; f + 1 < r->elements; f += 2) {
+    /* HGETALL: name, count, ...; HMGET: the count of each asked name */
+    size_t step = b->nvalues ? 1 : 2, skip = b->nvalues ? 0 : 1;
+    for (size_t f = 0; f + skip < r->elements; f += step) {
+        redisReply asked = {.type = REDIS_REPLY_STRING};
         const redisReply *name = r->element[f];
+        if (b->nvalues) {
+            asked.str = (char *)(uintptr_t)(f < b->nvalues ? b->values[f] : QUERY_OTHER);
+            asked.len = f < b->nvalues ? b->value_lens[f] : strlen(QUERY_OTHER);
+            name = &asked;
+        }
         long long v;
-        if (name->type != REDIS_REPLY_STRING || !reply_integer(r->element[f + 1], &v) ||
-            memchr(name->str, '\0', name->len))
+        if (name->type != REDIS_REPLY_STRING || r->element[f + skip]->type == REDIS_REPLY_NIL ||
+            !reply_integer(r->element[f + skip], &v) || memchr(name->str, '\0', name->len))
             continue;
         if (b->out->n >= UINT32_MAX / 4) {
             str_format(err, errlen, "too many breakdown rows");
@@ -585,15 +604,42 @@ int query_breakdown(redisContext *rc, const char *site, const char *dim,
     return query_breakdown_where(rc, site, dim, range, NULL, NULL, out, err, errlen);
 }
 
+static int breakdown(redisContext *rc, const char *site, const char *dim,
+                     const struct period_range *range, query_row_keep keep, void *arg,
+                     const char *const *values, const size_t *value_lens, size_t nvalues,
+                     struct stats_rows *out, char *err, size_t errlen);
+
 int query_breakdown_where(redisContext *rc, const char *site, const char *dim,
                           const struct period_range *range, query_row_keep keep, void *arg,
                           struct stats_rows *out, char *err, size_t errlen)
+{
+    return breakdown(rc, site, dim, range, keep, arg, NULL, NULL, 0, out, err, errlen);
+}
+
+int query_breakdown_values(redisContext *rc, const char *site, const char *dim,
+                           const struct period_range *range, const char *const *values,
+                           const size_t *value_lens, size_t nvalues, struct stats_rows *out,
+                           char *err, size_t errlen)
+{
+    if (nvalues == 0) {
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
+    return breakdown(rc, site, dim, range, NULL, NULL, values, value_lens, nvalues, out, err,
+                     errlen);
+}
+
+static int breakdown(redisContext *rc, const char *site, const char *dim,
+                     const struct period_range *range, query_row_keep keep, void *arg,
+                     const char *const *values, const size_t *value_lens, size_t nvalues,
+                     struct stats_rows *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     struct query_units units;
     if (query_units(rc, site, range, 1, &units, err, errlen) != 0)
         return -1;
-    struct breakdown_ctx b = {site, dim, {0}, 0, &units, out, 0, NULL, 64, {0}};
+    struct breakdown_ctx b = {site,   dim,        {0},     0,  &units, out, 0, NULL, 64,
+                              values, value_lens, nvalues, {0}};
     /* only the hashes the dimension has (schema.h): pv, vis, ev in turn */
     const struct schema_dim *sd = schema_find(dim);
     unsigned metrics = sd ? sd->metrics : SCHEMA_PV | SCHEMA_EV | SCHEMA_VIS;

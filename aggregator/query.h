@@ -142,6 +142,15 @@ int query_breakdown_where(redisContext *rc, const char *site, const char *dim,
                           const struct period_range *range, query_row_keep keep, void *arg,
                           struct stats_rows *out, char *err, size_t errlen);
 
+/* query_breakdown of only the rows named values[0..n) (value_lens[i]
+ * bytes each), and "(other)": HMGET of those fields instead of HGETALL of
+ * every row, which makes an exact-value filter cheap on a dimension with
+ * many rows. A value with no counts in the range makes no row. */
+int query_breakdown_values(redisContext *rc, const char *site, const char *dim,
+                           const struct period_range *range, const char *const *values,
+                           const size_t *value_lens, size_t nvalues, struct stats_rows *out,
+                           char *err, size_t errlen);
+
 /* Visitors of the union of rows[0..n) (every row's day keys in one
  * HyperLogLog union): the visitors of a folded "(other)" row. Returns 0 and
  * writes *visitors, or -1 with a reason in err. */
