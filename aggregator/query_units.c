@@ -135,6 +135,7 @@ struct candidate {
     period_day span;        /* the span's first day: its keys' name */
     period_day first, last; /* the days it would stand for */
     struct field_sum twin, days;
+    bool others;            /* a day of the span outside first..last has counts */
     bool ok;
 };
 
@@ -154,9 +155,9 @@ static void candidate_add(struct candidates *cs, char kind, period_day first, pe
         cs->cap = cs->cap ? cs->cap * 2 : 16;
         cs->c = xrealloc(cs->c, cs->cap * sizeof *cs->c);
     }
-    cs->c[cs->n++] = (struct candidate){.kind = kind, .span = months_span_first(kind, first),
-                                        .first = first, .last = last};
-    cs->njobs += 1 + (size_t)(last - first + 1);
+    period_day span = months_span_first(kind, first);
+    cs->c[cs->n++] = (struct candidate){.kind = kind, .span = span, .first = first, .last = last};
+    cs->njobs += 1 + (size_t)(months_span_last(kind, span) - span + 1);
 }
 
 /* The candidates of one range: the part of each month it covers; in a
@@ -182,14 +183,16 @@ static void range_candidates(struct candidates *cs, const struct period_range *r
 static int check(redisContext *rc, const char *site, struct candidates *cs, char *err,
                  size_t errlen)
 {
-    /* job j: candidate job_c[j]; its twin (job_day < 0) or one day */
+    /* job j: candidate job_c[j]; its twin (job_twin) or the day job_day */
     size_t *job_c = xcalloc(cs->njobs ? cs->njobs : 1, sizeof *job_c);
     period_day *job_day = xcalloc(cs->njobs ? cs->njobs : 1, sizeof *job_day);
+    bool *job_twin = xcalloc(cs->njobs ? cs->njobs : 1, sizeof *job_twin);
     size_t j = 0;
     for (size_t k = 0; k < cs->n; k++) {
         job_c[j] = k;
-        job_day[j++] = -1;
-        for (period_day d = cs->c[k].first; d <= cs->c[k].last; d++) {
+        job_twin[j++] = true;
+        period_day last = months_span_last(cs->c[k].kind, cs->c[k].span);
+        for (period_day d = cs->c[k].span; d <= last; d++) {
             job_c[j] = k;
             job_day[j++] = d;
         }
@@ -199,7 +202,7 @@ static int check(redisContext *rc, const char *site, struct candidates *cs, char
         size_t end = base + UNITS_CHUNK < cs->njobs ? base + UNITS_CHUNK : cs->njobs;
         for (size_t i = base; i < end; i++) {
             const struct candidate *c = &cs->c[job_c[i]];
-            struct query_unit u = job_day[i] < 0 ? (struct query_unit){c->span, c->kind}
+            struct query_unit u = job_twin[i] ? (struct query_unit){c->span, c->kind}
                                                  : (struct query_unit){job_day[i], MONTHS_DAY};
             size_t len;
             char *key = query_unit_key(site, u, "totals", NULL, 0, &len);
@@ -222,18 +225,26 @@ static int check(redisContext *rc, const char *site, struct candidates *cs, char
                 break;
             }
             struct candidate *c = &cs->c[job_c[i]];
-            field_sum_add(job_day[i] < 0 ? &c->twin : &c->days, reply);
+            const redisReply *r = reply;
+            if (job_twin[i])
+                field_sum_add(&c->twin, r);
+            else if (job_day[i] >= c->first && job_day[i] <= c->last)
+                field_sum_add(&c->days, r);
+            else if (r->type != REDIS_REPLY_ARRAY || r->elements > 0)
+                c->others = true;
             freeReplyObject(reply);
         }
     }
     free(job_c);
     free(job_day);
-    /* A twin stands for the days first..last when its totals equal the sum
-     * of theirs: every count of those days reached it, and its other days
-     * hold nothing (each counted event adds to a field that only grows:
-     * pageviews, events, visits, engaged_n). */
+    free(job_twin);
+    /* A twin stands for the days first..last when the other days of its
+     * span hold nothing and its totals equal the sum of theirs: then every
+     * count of those days reached it (each counted event adds to a totals
+     * field that only grows on its own day, pageviews, events, visits or
+     * engaged_n, so a count the twin missed makes the sums differ). */
     for (size_t k = 0; k < cs->n; k++)
-        cs->c[k].ok = field_sum_equal(&cs->c[k].twin, &cs->c[k].days);
+        cs->c[k].ok = !cs->c[k].others && field_sum_equal(&cs->c[k].twin, &cs->c[k].days);
     return status;
 }
 
