@@ -76,6 +76,13 @@ const struct cfg_option agg_options[] = {
      "The month keys hold the same counts as the days they sum, for as long as the "
      "month's last day is kept.",
      false},
+    {"quarter_rollups", CFG_BOOL, OPT(quarter_rollups), "on", 0, 0, NULL,
+     "Also add every count to the keys of its local calendar quarter (veil:{s}:q:...), and "
+     "answer ranges from quarters where they cover whole quarters (12 months are 4 to 6 "
+     "units instead of 12); off writes and reads no quarter keys.",
+     "The quarter keys hold the same counts as the days they sum, for as long as the "
+     "quarter's last day is kept.",
+     false},
     {"week_rollups", CFG_BOOL, OPT(week_rollups), "on", 0, 0, NULL,
      "Also add every count to the keys of its ISO week (veil:{s}:w:..., Monday to Sunday), "
      "and answer the parts of ranges that are not whole months from weeks where they cover "

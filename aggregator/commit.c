@@ -103,9 +103,9 @@ static long long load_rows(struct plan *p, struct shard_state *st, redisContext 
 /* ---- step 3: the function call ---- */
 
 /* A twin of one written key (months.h): its name at twin_names + at, len
- * 0 for none. Key k has twins[k * TWINS + j]: its month (j 0) and its week
- * (j 1). */
-#define TWINS 2
+ * 0 for none. Key k has twins[k * TWINS + j]: its month (j 0), its week
+ * (j 1) and its quarter (j 2). */
+#define TWINS 3
 struct twin {
     size_t at, len;
     int64_t expire_at;
@@ -216,7 +216,7 @@ static long long expiry_arg(const struct plan *pl, const struct shard_state *st,
     return w->expire_at;
 }
 
-/* Step 3a: the month and week twins of every day key the plan writes,
+/* Step 3a: the month, week and quarter twins of every day key the plan writes,
  * for the roll-ups that are on (docs/AGGREGATOR.md "Month and week
  * roll-ups"): encode sends each twin as one more group with the same
  * fields or members, so the same function call adds the same to the day
@@ -228,8 +228,8 @@ static void find_twins(struct commit *c, const struct commit_params *p)
         c->twins_cap = pl->nkeys * TWINS;
         c->twins = xrealloc(c->twins, c->twins_cap * sizeof *c->twins);
     }
-    const char kinds[TWINS] = {MONTHS_MONTH, MONTHS_WEEK};
-    const bool on[TWINS] = {p->month_rollups, p->week_rollups};
+    const char kinds[TWINS] = {MONTHS_MONTH, MONTHS_WEEK, MONTHS_QUARTER};
+    const bool on[TWINS] = {p->month_rollups, p->week_rollups, p->quarter_rollups};
     c->twin_names_len = 0;
     for (size_t k = 0; k < pl->nkeys; k++) {
         const struct wkey *w = &pl->keys[k];

@@ -34,6 +34,7 @@ struct commit_params {
     int64_t now;                /* unix time: the realtime window */
     bool month_rollups;         /* also add to each day key's month twin (months.h) */
     bool week_rollups;          /* ... and to its week twin */
+    bool quarter_rollups;       /* ... and to its quarter twin */
 };
 
 /* A legacy entry whose site belongs to another shard: moved there by the

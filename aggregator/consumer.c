@@ -571,7 +571,7 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
                               c->cfg->breakdown_cap,     c->cfg->property_budget,
                               c->cfg->session_timeout_s, c->cfg->future_skew_s,
                               now,                       c->cfg->month_rollups,
-                              c->cfg->week_rollups};
+                              c->cfg->week_rollups,      c->cfg->quarter_rollups};
     bool sweep = started >= st->next_sweep_ms;
     char err[512];
     if (!node_at(c, st->stream_key)) {

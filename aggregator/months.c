@@ -1,4 +1,4 @@
-/* months.c - month and week twins of day keys (see months.h). Never
+/* months.c - quarter, month and week twins of day keys (see months.h). Never
  * touches Redis, never sees event content: only key names and day
  * numbers. */
 #include "months.h"
@@ -27,7 +27,7 @@ static bool digits(const char *s, size_t n)
 size_t months_twin(const char *key, size_t len, char kind, char *out, size_t cap,
                    period_day *day)
 {
-    if (kind != MONTHS_MONTH && kind != MONTHS_WEEK)
+    if (kind != MONTHS_MONTH && kind != MONTHS_QUARTER && kind != MONTHS_WEEK)
         return 0;
     /* "veil:{s}:" then "d:" */
     const char *tag = memchr(key, '}', len);
@@ -48,13 +48,17 @@ size_t months_twin(const char *key, size_t len, char kind, char *out, size_t cap
         period_day dd;
         if (!months_tail_mirrored(tail, tail_len) || !period_parse_day(s + 1, 10, &dd, err, sizeof err))
             return 0;
-        size_t n = kind == MONTHS_MONTH ? len - 3 : len; /* "-DD" dropped, or a Monday */
+        size_t n = kind == MONTHS_WEEK ? len : len - 3; /* a Monday, or "-DD" dropped */
         if (n + 1 > cap)
             return 0;
         memcpy(out, key, i + 1); /* "<p>d:<site>:" */
         out[d] = kind;
         if (kind == MONTHS_MONTH) {
             memcpy(out + i + 1, s + 1, 7); /* "YYYY-MM" */
+        } else if (kind == MONTHS_QUARTER) {
+            char first[11];
+            period_format_day(months_span_first(MONTHS_QUARTER, dd), first);
+            memcpy(out + i + 1, first, 7); /* "YYYY-MM" of its first month */
         } else {
             char monday[11];
             period_format_day(months_span_first(MONTHS_WEEK, dd), monday);
@@ -75,6 +79,9 @@ period_day months_span_first(char kind, period_day day)
     case MONTHS_MONTH:
         period_to_civil(day, &y, &m, &md);
         return day - (md - 1);
+    case MONTHS_QUARTER:
+        period_to_civil(day, &y, &m, &md);
+        return period_from_civil(y, (m - 1) / 3 * 3 + 1, 1);
     case MONTHS_WEEK: /* 1970-01-01, day 0, was a Thursday */
         return day - (period_day)(((day % 7) + 7 + 3) % 7);
     default:
@@ -89,6 +96,10 @@ period_day months_span_last(char kind, period_day day)
     case MONTHS_MONTH:
         period_to_civil(day, &y, &m, &md);
         return day - md + period_days_in_month(y, m);
+    case MONTHS_QUARTER:
+        period_to_civil(day, &y, &m, &md);
+        m = (m - 1) / 3 * 3 + 3;
+        return period_from_civil(y, m, period_days_in_month(y, m));
     case MONTHS_WEEK:
         return months_span_first(MONTHS_WEEK, day) + 6;
     default:

@@ -1,12 +1,13 @@
-/* months.h - coarser roll-ups: the month and week twins of a day key
+/* months.h - coarser roll-ups: the quarter, month and week twins of a day key
  * (docs/KEYS.md "Month and week keys", docs/AGGREGATOR.md "Month and week
  * roll-ups").
  *
  * Every commit that adds to a day key "veil:{s}:d:<site>:<YYYY-MM-DD>:<tail>"
  * adds the same (the same HINCRBY fields and deltas, the same PFADD members)
- * to its twins "veil:{s}:m:<site>:<YYYY-MM>:<tail>" (the local month) and
- * "veil:{s}:w:<site>:<YYYY-MM-DD of its Monday>:<tail>" (the ISO week), in
- * the same function call. A twin therefore holds exactly the sum (hashes)
+ * to its twins "veil:{s}:q:<site>:<YYYY-MM>:<tail>" (the local calendar
+ * quarter, named by its first month), "veil:{s}:m:<site>:<YYYY-MM>:<tail>"
+ * (the local month) and "veil:{s}:w:<site>:<YYYY-MM-DD of its Monday>:
+ * <tail>" (the ISO week), in the same function call. A twin therefore holds exactly the sum (hashes)
  * or the union (HyperLogLogs: the same registers) of the day keys of its
  * span counted while its roll-up was on; the stats API uses a twin for a
  * set of days only when its totals equal the sum of those days' totals
@@ -26,6 +27,7 @@
 #define MONTHS_DAY 'd'
 #define MONTHS_WEEK 'w'
 #define MONTHS_MONTH 'm'
+#define MONTHS_QUARTER 'q'
 
 /* True when day-key tail `tail` (len bytes, what follows
  * "<site>:<YYYY-MM-DD>:") has twins: every tail but the day-only ones
@@ -38,14 +40,16 @@ bool months_tail_mirrored(const char *tail, size_t len);
 
 /* If key[0..len) is a day key "<p>d:<site>:<YYYY-MM-DD>:<tail>" with a
  * mirrored tail, writes its twin of `kind` (MONTHS_MONTH: "<p>m:<site>:
- * <YYYY-MM>:<tail>", MONTHS_WEEK: "<p>w:<site>:<Monday>:<tail>"), NUL-
+ * <YYYY-MM>:<tail>", MONTHS_QUARTER: "<p>q:<site>:<YYYY-MM of the
+ * quarter's first month>:<tail>", MONTHS_WEEK: "<p>w:<site>:<Monday>:
+ * <tail>"), NUL-
  * terminated, into out (cap bytes) and the day into *day, and returns the
  * twin's length; else (not a day key, day-only tail, too long) 0. */
 size_t months_twin(const char *key, size_t len, char kind, char *out, size_t cap,
                    period_day *day);
 
 /* First and last day of the span of `kind` holding `day` (a week is
- * Monday to Sunday; a day is itself). */
+ * Monday to Sunday, a quarter January to March, ...; a day is itself). */
 period_day months_span_first(char kind, period_day day);
 period_day months_span_last(char kind, period_day day);
 

@@ -52,7 +52,8 @@ struct query_totals {
  * (query_units) exactly as it would over the range's days. */
 struct query_unit {
     period_day first;   /* the day, or the first day of the month or week (its key's name) */
-    char kind;          /* MONTHS_DAY 'd', MONTHS_WEEK 'w', MONTHS_MONTH 'm' (months.h) */
+    char kind;          /* MONTHS_DAY 'd', MONTHS_WEEK 'w', MONTHS_MONTH 'm',
+                           MONTHS_QUARTER 'q' (months.h) */
 };
 
 /* The units of one range. */
@@ -83,10 +84,10 @@ void query_units_free(struct query_units *units, size_t n);
 char *query_unit_key(const char *site, struct query_unit unit, const char *tail,
                      const char *value, size_t value_len, size_t *len);
 
-/* Whether query_units may use month and week keys (the month_rollups and
- * week_rollups directives); call once at start-up, before any query. Both
- * on by default. */
-void query_set_rollups(bool months, bool weeks);
+/* Whether query_units may use quarter, month and week keys (the
+ * quarter_rollups, month_rollups and week_rollups directives); call once
+ * at start-up, before any query. All on by default. */
+void query_set_rollups(bool quarters, bool months, bool weeks);
 
 /* One breakdown row merged over days. */
 struct stats_row {

@@ -1,5 +1,5 @@
-/* query_units.c - a range of days into the units query.c reads: months
- * and weeks from their twin keys where those hold exactly the range's
+/* query_units.c - a range of days into the units query.c reads:
+ * quarters, months and weeks from their twin keys where those hold exactly the range's
  * days, the other days from their day keys (see query.h, query_units,
  * and docs/AGGREGATOR.md "Month and week roll-ups").
  *
@@ -17,10 +17,11 @@
 #define UNITS_CHUNK 512
 
 /* Written once at start-up (query_set_rollups), before any query thread. */
-static bool use_months = true, use_weeks = true;
+static bool use_quarters = true, use_months = true, use_weeks = true;
 
-void query_set_rollups(bool months, bool weeks)
+void query_set_rollups(bool quarters, bool months, bool weeks)
 {
+    use_quarters = quarters;
     use_months = months;
     use_weeks = weeks;
 }
@@ -30,8 +31,12 @@ char *query_unit_key(const char *site, struct query_unit unit, const char *tail,
 {
     char dstr[11];
     period_format_day(unit.first, dstr);
-    char kind = unit.kind == MONTHS_MONTH || unit.kind == MONTHS_WEEK ? unit.kind : MONTHS_DAY;
-    size_t dlen = kind == MONTHS_MONTH ? 7 : 10; /* "YYYY-MM" or "YYYY-MM-DD" */
+    char kind = unit.kind == MONTHS_MONTH || unit.kind == MONTHS_QUARTER ||
+                        unit.kind == MONTHS_WEEK
+                    ? unit.kind
+                    : MONTHS_DAY;
+    /* "YYYY-MM" of a month or a quarter's first month, else "YYYY-MM-DD" */
+    size_t dlen = kind == MONTHS_MONTH || kind == MONTHS_QUARTER ? 7 : 10;
     char prefix[SHARD_PREFIX_MAX];
     size_t prefix_len = query_site_prefix(site, prefix);
     size_t site_len = strlen(site), tail_len = strlen(tail);
@@ -160,23 +165,33 @@ static void candidate_add(struct candidates *cs, char kind, period_day first, pe
     cs->njobs += 1 + (size_t)(months_span_last(kind, span) - span + 1);
 }
 
-/* The candidates of one range: the part of each month it covers; in a
- * month it covers only in part, the part of each week inside both. */
+/* The candidates of the days a..z (inside one span of the next larger
+ * kind): the part of each span of `kind` they cover; inside a span they
+ * cover only in part, the candidates of the next smaller kind. */
+static void span_candidates(struct candidates *cs, char kind, period_day a, period_day z)
+{
+    static const char smaller[] = {MONTHS_QUARTER, MONTHS_MONTH, MONTHS_WEEK, MONTHS_DAY};
+    bool on = kind == MONTHS_QUARTER ? use_quarters : kind == MONTHS_MONTH ? use_months
+                                                                           : use_weeks;
+    size_t k = 0;
+    while (smaller[k] != kind)
+        k++;
+    char next = smaller[k + 1];
+    for (period_day s = months_span_first(kind, a); s <= z; s = months_span_last(kind, s) + 1) {
+        period_day sl = months_span_last(kind, s);
+        period_day sa = s > a ? s : a, sz = sl < z ? sl : z;
+        if (on)
+            candidate_add(cs, kind, sa, sz);
+        if (next != MONTHS_DAY && !(on && sa == s && sz == sl))
+            span_candidates(cs, next, sa, sz);
+    }
+}
+
+/* The candidates of one range: quarters, months in the quarters it covers
+ * in part, weeks (cut at the month's end) in the months it covers in part. */
 static void range_candidates(struct candidates *cs, const struct period_range *r)
 {
-    for (period_day m = months_span_first(MONTHS_MONTH, r->first); m <= r->last;
-         m = months_span_last(MONTHS_MONTH, m) + 1) {
-        period_day ml = months_span_last(MONTHS_MONTH, m);
-        period_day a = m > r->first ? m : r->first, z = ml < r->last ? ml : r->last;
-        if (use_months)
-            candidate_add(cs, MONTHS_MONTH, a, z);
-        if (!use_weeks || (a == m && z == ml && use_months))
-            continue;
-        for (period_day w = months_span_first(MONTHS_WEEK, a); w <= z; w += 7) {
-            period_day wa = w > a ? w : a, wz = w + 6 < z ? w + 6 : z;
-            candidate_add(cs, MONTHS_WEEK, wa, wz);
-        }
-    }
+    span_candidates(cs, MONTHS_QUARTER, r->first, r->last);
 }
 
 /* Read every candidate's twin totals and its days' totals, and decide. */
@@ -255,7 +270,7 @@ static const struct candidate *usable(const struct candidates *cs, char kind, pe
 {
     period_day sl = months_span_last(kind, d);
     period_day want = sl < r->last ? sl : r->last;
-    if (kind == MONTHS_WEEK) { /* weeks are cut at the month's end */
+    if (kind == MONTHS_WEEK) { /* weeks are cut at the month's end (months never cross quarters) */
         period_day ml = months_span_last(MONTHS_MONTH, d);
         want = want < ml ? want : ml;
     }
@@ -279,7 +294,7 @@ int query_units(redisContext *rc, const char *site, const struct period_range *r
                 size_t nranges, struct query_units *out, char *err, size_t errlen)
 {
     struct candidates cs = {0};
-    for (size_t r = 0; r < nranges && (use_months || use_weeks); r++)
+    for (size_t r = 0; r < nranges && (use_quarters || use_months || use_weeks); r++)
         if (ranges[r].first <= ranges[r].last)
             range_candidates(&cs, &ranges[r]);
     int status = cs.n ? check(rc, site, &cs, err, errlen) : 0;
@@ -287,7 +302,9 @@ int query_units(redisContext *rc, const char *site, const struct period_range *r
         out[r] = (struct query_units){NULL, 0};
         size_t cap = 0;
         for (period_day d = ranges[r].first; status == 0 && d <= ranges[r].last; d++) {
-            const struct candidate *c = usable(&cs, MONTHS_MONTH, d, &ranges[r]);
+            const struct candidate *c = usable(&cs, MONTHS_QUARTER, d, &ranges[r]);
+            if (!c)
+                c = usable(&cs, MONTHS_MONTH, d, &ranges[r]);
             if (!c)
                 c = usable(&cs, MONTHS_WEEK, d, &ranges[r]);
             if (c) {

@@ -1,7 +1,8 @@
 """query.py - the `query` section of `make bench` (bench/bench.py): the
 dashboard's queries on a synthetic year, answered by the real stats API
-over HTTP, with month and week roll-ups (the default) and on the day keys only (the
-reference, `--month_rollups=off --week_rollups=off`), side by side in the same run on the
+over HTTP, with quarter, month and week roll-ups (the default) and on the day keys
+only (the reference, `--month_rollups=off --week_rollups=off
+--quarter_rollups=off`, or another build with BENCH_QUERY_REF_BIN), side by side in the same run on the
 same Redis.
 
 The year goes through the real aggregator: packed events (docs/KEYS.md
@@ -223,7 +224,7 @@ def section_query(b):
     b.log(f"  {nev:,} events in {secs:.0f} s ({nev / secs:,.0f}/s; aggregator "
           f"{1e6 * agg_cpu / nev:.2f} µs CPU/event, Redis {1e6 * (rcpu1 - rcpu0) / nev:.2f})")
     ref_argv = ([REF_BIN] if REF_BIN else [b.AGGREGATOR, "--month_rollups=off",
-                                           "--week_rollups=off"])
+                                           "--week_rollups=off", "--quarter_rollups=off"])
     ref = b.start("aggregator-query-ref", ref_argv + [f"--api_listen=127.0.0.1:{api_off}",
                                                       "--consumer=bench-query-off"]
                   + common + b.AGG_ARGS, cpus=b.SERVER_CPU,
@@ -233,10 +234,11 @@ def section_query(b):
     day_n, day_bytes = key_memory(redis.r, f"veil:{{{shard}}}:d:{SITE}:*")
     mon_n, mon_bytes = key_memory(redis.r, f"veil:{{{shard}}}:m:{SITE}:*")
     week_n, week_bytes = key_memory(redis.r, f"veil:{{{shard}}}:w:{SITE}:*")
+    q_n, q_bytes = key_memory(redis.r, f"veil:{{{shard}}}:q:{SITE}:*")
     used = int(redis.r.info("memory")["used_memory"])
     b.log(f"  day keys {day_n:,} = {day_bytes / 1e6:.1f} MB, month keys {mon_n:,} = "
           f"{mon_bytes / 1e6:.1f} MB, week keys {week_n:,} = {week_bytes / 1e6:.1f} MB, "
-          f"used_memory {used / 1e6:.1f} MB")
+          f"quarter keys {q_n:,} = {q_bytes / 1e6:.1f} MB, used_memory {used / 1e6:.1f} MB")
     load0 = os.getloadavg()
     rows = []
     for name, path in queries(today):
@@ -267,12 +269,14 @@ def section_query(b):
           f"day, {PAGES:,} pages, {SOURCES} sources and {COUNTRIES} countries with a row every "
           f"day; {nev:,} events counted by veil-aggregator in {secs:.0f} s "
           f"({nev / secs:,.0f} events/s, aggregator {1e6 * agg_cpu / nev:.2f} µs and Redis "
-          f"{1e6 * (rcpu1 - rcpu0) / nev:.2f} µs of CPU per event while fed by this script, month "
-          f"and week roll-ups on).")
+          f"{1e6 * (rcpu1 - rcpu0) / nev:.2f} µs of CPU per event while fed by this script, "
+          f"quarter, month and week roll-ups on).")
     b.out()
     b.out(f"Redis: day keys {day_n:,} = {day_bytes / 1e6:.1f} MB, month keys {mon_n:,} = "
           f"{mon_bytes / 1e6:.1f} MB (+{100 * mon_bytes / max(1, day_bytes):.0f}%), week keys "
           f"{week_n:,} = {week_bytes / 1e6:.1f} MB (+{100 * week_bytes / max(1, day_bytes):.0f}%), "
+          f"quarter keys {q_n:,} = {q_bytes / 1e6:.1f} MB "
+          f"(+{100 * q_bytes / max(1, day_bytes):.0f}%), "
           f"used_memory {used / 1e6:.1f} MB. Load average during the queries "
           f"{load0[0]:.2f} → {load1[0]:.2f} (1 min). Each query {REPS} times through the stats "
           f"API over HTTP (wall time at the client, one at a time); the reference is "
@@ -295,5 +299,6 @@ def section_query(b):
     b.out()
     return {"events": nev, "fill_s": secs, "day_keys": day_n, "day_bytes": day_bytes,
             "month_keys": mon_n, "month_bytes": mon_bytes, "week_keys": week_n,
-            "week_bytes": week_bytes, "used_memory": used,
+            "week_bytes": week_bytes, "quarter_keys": q_n, "quarter_bytes": q_bytes,
+            "used_memory": used,
             "load": [load0, load1], "queries": rows}

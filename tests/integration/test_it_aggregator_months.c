@@ -3,7 +3,7 @@
  * in New York (UTC-5/-4), events around its local midnight included, and
  * the stats API with month keys (--month_rollups=on, the default) answers
  * byte for byte what the same API on day keys only (--month_rollups=off
- * --week_rollups=off) answers: aggregates, timeseries by day, week and month, breakdowns and a
+ * --week_rollups=off --quarter_rollups=off) answers: aggregates, timeseries by day, week and month, breakdowns and a
  * filter, over ranges that cross month boundaries and do not start on a
  * month's first day. Then:
  *  - the month path really reads month and week keys (a day key changed
@@ -143,7 +143,8 @@ static struct harness_proc *api_spawn(struct env *e, int port, bool months)
     str_format(listen, sizeof listen, "--api_listen=127.0.0.1:%d", port);
     char *extra[] = {listen, "--api_token=" TOKEN, "--k_anonymity=1",
                      months ? "--month_rollups=on" : "--month_rollups=off",
-                     months ? "--week_rollups=on" : "--week_rollups=off", NULL};
+                     months ? "--week_rollups=on" : "--week_rollups=off",
+                     months ? "--quarter_rollups=on" : "--quarter_rollups=off", NULL};
     struct harness_proc *p = agg_spawn(e, extra);
     cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
     return p;
@@ -191,7 +192,8 @@ Test(aggregator_months, month_and_day_paths_agree, .timeout = 240)
      * roll-ups, everything else with them */
     days_events(e, m1 + 1, m1 + 9); /* (m1's own evening events fall on M2's last day) */
     struct harness_proc *old =
-        agg_spawn(e, (char *[]){"--month_rollups=off", "--week_rollups=off", NULL});
+        agg_spawn(e, (char *[]){"--month_rollups=off", "--week_rollups=off",
+                                "--quarter_rollups=off", NULL});
     wait_drained(e, 30000);
     agg_stop_ok(old);
     days_events(e, m2 - 2, m1);

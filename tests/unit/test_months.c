@@ -62,6 +62,33 @@ Test(months, week_twin_is_named_by_its_monday)
         cr_expect_eq((months_span_first(MONTHS_WEEK, d) % 7 + 7) % 7, 4, "%d", (int)d);
 }
 
+Test(months, quarter_twin_is_named_by_its_first_month)
+{
+    char out[256];
+    period_day day;
+    const char *cases[][2] = {
+        {"veil:{3}:d:example.com:2026-03-31:totals", "veil:{3}:q:example.com:2026-01:totals"},
+        {"veil:{3}:d:example.com:2026-04-01:u:page:/", "veil:{3}:q:example.com:2026-04:u:page:/"},
+        {"veil:{3}:d:example.com:2026-12-06:b:page:pv", "veil:{3}:q:example.com:2026-10:b:page:pv"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = months_twin(cases[i][0], strlen(cases[i][0]), MONTHS_QUARTER, out, sizeof out,
+                               &day);
+        cr_expect_eq(n, strlen(cases[i][1]), "%s", cases[i][0]);
+        cr_expect_str_eq(out, cases[i][1]);
+    }
+    char err[64];
+    period_day feb, jan1, mar31, dec31;
+    cr_assert(period_parse_day("2028-02-15", 10, &feb, err, sizeof err));
+    cr_assert(period_parse_day("2028-01-01", 10, &jan1, err, sizeof err));
+    cr_assert(period_parse_day("2028-03-31", 10, &mar31, err, sizeof err));
+    cr_assert(period_parse_day("2028-12-31", 10, &dec31, err, sizeof err));
+    cr_expect_eq(months_span_first(MONTHS_QUARTER, feb), jan1);
+    cr_expect_eq(months_span_last(MONTHS_QUARTER, feb), mar31);
+    cr_expect_eq(months_span_last(MONTHS_QUARTER, dec31 - 40), dec31);
+    cr_expect_eq(months_expire_at(MONTHS_QUARTER, jan1, 0), (int64_t)(mar31 - jan1) * 86400);
+}
+
 Test(months, day_only_and_foreign_keys_have_no_twin)
 {
     char out[256];
