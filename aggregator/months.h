@@ -10,8 +10,8 @@
  * <tail>" (the ISO week), in the same function call. A twin therefore holds exactly the sum (hashes)
  * or the union (HyperLogLogs: the same registers) of the day keys of its
  * span counted while its roll-up was on; the stats API uses a twin for a
- * set of days only when its totals equal the sum of those days' totals
- * (query_units.c).
+ * set of days only when the other days of its span hold nothing and its
+ * totals equal the sum of those days' totals (query_units.c).
  *
  * Pure string and calendar arithmetic: it never touches Redis. */
 #ifndef VEIL_MONTHS_H

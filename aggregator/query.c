@@ -1,6 +1,7 @@
 /* query.c - reading daily counts back from Redis (see query.h and
- * docs/KEYS.md). A range is read as units (query_units): whole months from
- * their month keys, the other days from their day keys. Commands are
+ * docs/KEYS.md). A range is read as units (query_units.c): quarters,
+ * months and weeks from their twin keys where those hold exactly the
+ * range's days, the other days from their day keys. Commands are
  * pipelined in chunks; visitors are always HyperLogLog unions over the
  * units' keys. Never writes a count; the only write is a short-lived
  * query-scoped PFMERGE key for very large unions and the one-time SET NX

@@ -44,9 +44,10 @@ struct query_totals {
 };
 
 /* A unit of stored counts: one local day, read from the day keys
- * veil:{s}:d:<site>:<YYYY-MM-DD>:<tail>, or a local month or ISO week read
- * from its twin keys veil:{s}:m:<site>:<YYYY-MM>:<tail> or
- * veil:{s}:w:<site>:<Monday>:<tail> (months.h). Every additive day key
+ * veil:{s}:d:<site>:<YYYY-MM-DD>:<tail>, or a local quarter, month or ISO
+ * week read from its twin keys veil:{s}:q:<site>:<YYYY-MM>:<tail>,
+ * veil:{s}:m:<site>:<YYYY-MM>:<tail> or veil:{s}:w:<site>:<Monday>:<tail>
+ * (months.h). Every additive day key
  * (hash summed, HyperLogLog unioned) has twins with the same tail, so a
  * reader of a range sums or unions its tail over the range's units
  * (query_units) exactly as it would over the range's days. */
@@ -63,12 +64,13 @@ struct query_units {
 };
 
 /* The units that cover each of ranges[0..nranges) exactly, in order
- * (query_units.c): the days of a month inside a range are one month unit
- * when the month's totals equal the sum of those days' totals (so it holds
- * all of their counts and nothing of its other days); in the months a
- * range covers only in part, the days of a week (cut at the month) are one
- * week unit under the same check; every other day is a day unit. The
- * checks read totals hashes in one pipeline. With the roll-ups off
+ * (query_units.c): the days of a quarter inside a range are one quarter
+ * unit when the other days of the quarter hold nothing and its totals
+ * equal the sum of those days' totals (so it holds exactly their counts);
+ * in the quarters a range covers only in part, months under the same
+ * check; in the months it covers only in part, weeks cut at the month's
+ * end; every other day is a day unit. The checks read totals hashes in one
+ * pipeline. With the roll-ups off
  * (query_set_rollups) the units are the range's days. This is the one
  * place a range becomes keys: a reader of a new additive day key only
  * needs query_unit_key over these units. out[] has nranges entries (free
