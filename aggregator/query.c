@@ -608,13 +608,20 @@ int query_breakdown(redisContext *rc, const char *site, const char *dim,
 static int breakdown(redisContext *rc, const char *site, const char *dim,
                      const struct period_range *range, query_row_keep keep, void *arg,
                      const char *const *values, const size_t *value_lens, size_t nvalues,
-                     struct stats_rows *out, char *err, size_t errlen);
+                     bool days_only, struct stats_rows *out, char *err, size_t errlen);
+
+int query_breakdown_days(redisContext *rc, const char *site, const char *dim,
+                         const struct period_range *range, struct stats_rows *out, char *err,
+                         size_t errlen)
+{
+    return breakdown(rc, site, dim, range, NULL, NULL, NULL, NULL, 0, true, out, err, errlen);
+}
 
 int query_breakdown_where(redisContext *rc, const char *site, const char *dim,
                           const struct period_range *range, query_row_keep keep, void *arg,
                           struct stats_rows *out, char *err, size_t errlen)
 {
-    return breakdown(rc, site, dim, range, keep, arg, NULL, NULL, 0, out, err, errlen);
+    return breakdown(rc, site, dim, range, keep, arg, NULL, NULL, 0, false, out, err, errlen);
 }
 
 int query_breakdown_values(redisContext *rc, const char *site, const char *dim,
@@ -626,18 +633,20 @@ int query_breakdown_values(redisContext *rc, const char *site, const char *dim,
         memset(out, 0, sizeof *out);
         return 0;
     }
-    return breakdown(rc, site, dim, range, NULL, NULL, values, value_lens, nvalues, out, err,
-                     errlen);
+    return breakdown(rc, site, dim, range, NULL, NULL, values, value_lens, nvalues, false, out,
+                     err, errlen);
 }
 
 static int breakdown(redisContext *rc, const char *site, const char *dim,
                      const struct period_range *range, query_row_keep keep, void *arg,
                      const char *const *values, const size_t *value_lens, size_t nvalues,
-                     struct stats_rows *out, char *err, size_t errlen)
+                     bool days_only, struct stats_rows *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     struct query_units units;
-    if (query_units(rc, site, range, 1, &units, err, errlen) != 0)
+    if (days_only)
+        query_units_days(range, &units);
+    else if (query_units(rc, site, range, 1, &units, err, errlen) != 0)
         return -1;
     struct breakdown_ctx b = {site,   dim,        {0},     0,  &units, out, 0, NULL, 64,
                               values, value_lens, nvalues, {0}};

@@ -80,6 +80,10 @@ int query_units(redisContext *rc, const char *site, const struct period_range *r
 
 void query_units_free(struct query_units *units, size_t n);
 
+/* The day units of range (no twins, no Redis): for readers that need each
+ * row's days, e.g. to reason about "(other)" day by day. */
+void query_units_days(const struct period_range *range, struct query_units *out);
+
 /* The key "veil:{s}:<kind>:<site>:<unit>:<tail><value>" of a unit
  * (<unit> YYYY-MM-DD for a day or week, YYYY-MM for a month), malloc'd;
  * its length in *len (value may hold any byte). */
@@ -144,6 +148,13 @@ typedef bool (*query_row_keep)(const char *value, size_t len, void *arg);
 int query_breakdown_where(redisContext *rc, const char *site, const char *dim,
                           const struct period_range *range, query_row_keep keep, void *arg,
                           struct stats_rows *out, char *err, size_t errlen);
+
+/* query_breakdown from day keys only: each row's units are the days it has
+ * counts on. Slower over long ranges; for callers whose logic is per day
+ * (a filter deciding, day by day, what "(other)" may hold). */
+int query_breakdown_days(redisContext *rc, const char *site, const char *dim,
+                         const struct period_range *range, struct stats_rows *out, char *err,
+                         size_t errlen);
 
 /* query_breakdown of only the rows named values[0..n) (value_lens[i]
  * bytes each), and "(other)": HMGET of those fields instead of HGETALL of

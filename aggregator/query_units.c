@@ -70,6 +70,23 @@ void query_units_free(struct query_units *units, size_t n)
     }
 }
 
+static void units_push(struct query_units *q, size_t *cap, struct query_unit unit)
+{
+    if (q->n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        q->u = xrealloc(q->u, *cap * sizeof *q->u);
+    }
+    q->u[q->n++] = unit;
+}
+
+void query_units_days(const struct period_range *range, struct query_units *out)
+{
+    *out = (struct query_units){NULL, 0};
+    size_t cap = 0;
+    for (period_day d = range->first; d <= range->last; d++)
+        units_push(out, &cap, (struct query_unit){d, MONTHS_DAY});
+}
+
 /* ---- the check: a twin's totals against the sum of its days' ---- */
 
 /* Fields of one totals hash summed (a twin's own, or its days'). */
@@ -279,15 +296,6 @@ static const struct candidate *usable(const struct candidates *cs, char kind, pe
             cs->c[k].last == want)
             return &cs->c[k];
     return NULL;
-}
-
-static void units_push(struct query_units *q, size_t *cap, struct query_unit unit)
-{
-    if (q->n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        q->u = xrealloc(q->u, *cap * sizeof *q->u);
-    }
-    q->u[q->n++] = unit;
 }
 
 int query_units(redisContext *rc, const char *site, const struct period_range *ranges,
