@@ -5,13 +5,23 @@
 
 #include <string.h>
 
+static bool is(const char *tail, size_t len, const char *name)
+{
+    return len == strlen(name) && memcmp(tail, name, len) == 0;
+}
+
+static bool starts(const char *tail, size_t len, const char *prefix)
+{
+    return len >= strlen(prefix) && memcmp(tail, prefix, strlen(prefix)) == 0;
+}
+
 bool months_tail_mirrored(const char *tail, size_t len)
 {
-    if (len == 5 && memcmp(tail, "hours", 5) == 0)
-        return false;
-    if (len == 4 && memcmp(tail, "rows", 4) == 0)
-        return false;
-    if (len >= 3 && memcmp(tail, "hv:", 3) == 0)
+    /* hourly keys (read for at most 31 days, per day), per-day budgets and
+     * marks, and pair counts (read per day, under their own budget) */
+    if (is(tail, len, "hours") || is(tail, len, "rows") || is(tail, len, "pairs") ||
+        starts(tail, len, "hv:") || starts(tail, len, "hb:") || starts(tail, len, "hu:") ||
+        starts(tail, len, "p:") || starts(tail, len, "pu:"))
         return false;
     return len > 0;
 }

@@ -30,12 +30,14 @@
 #define MONTHS_QUARTER 'q'
 
 /* True when day-key tail `tail` (len bytes, what follows
- * "<site>:<YYYY-MM-DD>:") has twins: every tail but the day-only ones
- * (`hours` and `hv:<HH>`, read for at most 31 days, and `rows`, the
- * property budget of one site-day). A new additive day key (a hash only
- * ever HINCRBY'd, a HyperLogLog only PFADD'ed) gets its twins without
- * changes here; a day key whose meaning is not a sum or a union over days
- * must be listed here as day-only. */
+ * "<site>:<YYYY-MM-DD>:") has twins: every tail but the day-only ones:
+ * `hours`, `hv:<HH>`, `hb:<dim>`, `hu:...` (hourly, read for at most 31
+ * days), `rows` and `pairs` (budgets and marks of one site-day), and the
+ * pair counts `p:...`, `pu:...` (read per day, under their own budget). A
+ * new additive day key (a hash only ever HINCRBY'd, a HyperLogLog only
+ * PFADD'ed) gets its twins without changes here; a day key whose meaning
+ * is not a sum or a union over days, or that no reader reads through
+ * query_units, should be listed here as day-only. */
 bool months_tail_mirrored(const char *tail, size_t len);
 
 /* If key[0..len) is a day key "<p>d:<site>:<YYYY-MM-DD>:<tail>" with a

@@ -97,6 +97,11 @@ Test(months, day_only_and_foreign_keys_have_no_twin)
         "veil:{3}:d:example.com:2026-02-28:hours",
         "veil:{3}:d:example.com:2026-02-28:hv:07",
         "veil:{3}:d:example.com:2026-02-28:rows",
+        "veil:{3}:d:example.com:2026-02-28:pairs",
+        "veil:{3}:d:example.com:2026-02-28:hb:page",
+        "veil:{3}:d:example.com:2026-02-28:hu:page:07:/",
+        "veil:{3}:d:example.com:2026-02-28:p:page:country:pv",
+        "veil:{3}:d:example.com:2026-02-28:pu:page:country:1:/DE",
         "veil:{3}:d:example.com:2026-02-30:totals", /* no such day */
         "veil:{3}:d::2026-02-28:totals",            /* no site */
         "veil:{3}:rt:example.com:29000000",
