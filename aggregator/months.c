@@ -3,6 +3,7 @@
  * numbers. */
 #include "months.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static bool is(const char *tail, size_t len, const char *name)
@@ -23,7 +24,19 @@ bool months_tail_mirrored(const char *tail, size_t len)
         starts(tail, len, "hv:") || starts(tail, len, "hb:") || starts(tail, len, "hu:") ||
         starts(tail, len, "p:") || starts(tail, len, "pu:"))
         return false;
+    /* custom properties: the most keys per event (up to property_budget
+     * rows a day), read as days (query.c) */
+    if (starts(tail, len, "b:prop:") || starts(tail, len, "u:prop:") ||
+        starts(tail, len, "b:prop_key:") || starts(tail, len, "u:prop_key:"))
+        return false;
     return len > 0;
+}
+
+bool months_dim_mirrored(const char *dim)
+{
+    char tail[256];
+    int n = snprintf(tail, sizeof tail, "b:%s:pv", dim);
+    return n > 0 && (size_t)n < sizeof tail && months_tail_mirrored(tail, (size_t)n);
 }
 
 static bool digits(const char *s, size_t n)

@@ -32,13 +32,20 @@
 /* True when day-key tail `tail` (len bytes, what follows
  * "<site>:<YYYY-MM-DD>:") has twins: every tail but the day-only ones:
  * `hours`, `hv:<HH>`, `hb:<dim>`, `hu:...` (hourly, read for at most 31
- * days), `rows` and `pairs` (budgets and marks of one site-day), and the
- * pair counts `p:...`, `pu:...` (read per day, under their own budget). A
+ * days), `rows` and `pairs` (budgets and marks of one site-day), the
+ * pair counts `p:...`, `pu:...` (read per day, under their own budget),
+ * and the custom-property breakdowns `b:prop:...`, `u:prop:...`,
+ * `b:prop_key:...`, `u:prop_key:...` (the most keys per event: their
+ * twins made a property flood's commit 4 times longer). A
  * new additive day key (a hash only ever HINCRBY'd, a HyperLogLog only
  * PFADD'ed) gets its twins without changes here; a day key whose meaning
  * is not a sum or a union over days, or that no reader reads through
  * query_units, should be listed here as day-only. */
 bool months_tail_mirrored(const char *tail, size_t len);
+
+/* True when the breakdown of dimension dim ("page", "prop:plan") has
+ * twins, so its ranges may be read from them (else: day keys only). */
+bool months_dim_mirrored(const char *dim);
 
 /* If key[0..len) is a day key "<p>d:<site>:<YYYY-MM-DD>:<tail>" with a
  * mirrored tail, writes its twin of `kind` (MONTHS_MONTH: "<p>m:<site>:

@@ -644,7 +644,7 @@ static int breakdown(redisContext *rc, const char *site, const char *dim,
 {
     memset(out, 0, sizeof *out);
     struct query_units units;
-    if (days_only)
+    if (days_only || !months_dim_mirrored(dim)) /* a dim without twins: its days */
         query_units_days(range, &units);
     else if (query_units(rc, site, range, 1, &units, err, errlen) != 0)
         return -1;

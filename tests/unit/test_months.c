@@ -98,6 +98,9 @@ Test(months, day_only_and_foreign_keys_have_no_twin)
         "veil:{3}:d:example.com:2026-02-28:hv:07",
         "veil:{3}:d:example.com:2026-02-28:rows",
         "veil:{3}:d:example.com:2026-02-28:pairs",
+        "veil:{3}:d:example.com:2026-02-28:b:prop:plan:ev",
+        "veil:{3}:d:example.com:2026-02-28:u:prop:plan:pro",
+        "veil:{3}:d:example.com:2026-02-28:b:prop_key:pv",
         "veil:{3}:d:example.com:2026-02-28:hb:page",
         "veil:{3}:d:example.com:2026-02-28:hu:page:07:/",
         "veil:{3}:d:example.com:2026-02-28:p:page:country:pv",
@@ -113,6 +116,15 @@ Test(months, day_only_and_foreign_keys_have_no_twin)
         cr_expect_eq(twin(none[i], out, sizeof out, &day), 0, "%s", none[i]);
     /* too small a buffer: no twin rather than a cut name */
     cr_expect_eq(twin("veil:{3}:d:example.com:2026-02-28:totals", out, 20, &day), 0);
+}
+
+Test(months, dims_with_twins)
+{
+    cr_expect(months_dim_mirrored("page"));
+    cr_expect(months_dim_mirrored("source"));
+    cr_expect(months_dim_mirrored("goal"));
+    cr_expect(!months_dim_mirrored("prop:plan"));
+    cr_expect(!months_dim_mirrored("prop_key"));
 }
 
 Test(months, expiry_is_the_last_days)
