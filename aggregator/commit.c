@@ -123,10 +123,18 @@ struct commit {
     size_t twins_cap;
     char *twin_names;        /* the twins' names, NUL-terminated, one after another */
     size_t twin_names_len, twin_names_cap;
+    bool rollups[3];         /* month, week, quarter twins on (commit_set_rollups) */
     unsigned long long commands, reads;
     void (*hook)(void *arg);
     void *hook_arg;
 };
+
+void commit_set_rollups(struct commit *c, bool quarters, bool months, bool weeks)
+{
+    c->rollups[0] = months;
+    c->rollups[1] = weeks;
+    c->rollups[2] = quarters;
+}
 
 void commit_set_hook(struct commit *c, void (*hook)(void *arg), void *arg)
 {
@@ -221,7 +229,7 @@ static long long expiry_arg(const struct plan *pl, const struct shard_state *st,
  * roll-ups"): encode sends each twin as one more group with the same
  * fields or members, so the same function call adds the same to the day
  * and to its month and week. */
-static void find_twins(struct commit *c, const struct commit_params *p)
+static void find_twins(struct commit *c)
 {
     struct plan *pl = &c->plan;
     if (pl->nkeys * TWINS > c->twins_cap) {
@@ -229,7 +237,7 @@ static void find_twins(struct commit *c, const struct commit_params *p)
         c->twins = xrealloc(c->twins, c->twins_cap * sizeof *c->twins);
     }
     const char kinds[TWINS] = {MONTHS_MONTH, MONTHS_WEEK, MONTHS_QUARTER};
-    const bool on[TWINS] = {p->month_rollups, p->week_rollups, p->quarter_rollups};
+    const bool *on = c->rollups;
     c->twin_names_len = 0;
     for (size_t k = 0; k < pl->nkeys; k++) {
         const struct wkey *w = &pl->keys[k];
@@ -484,7 +492,7 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     int64_t cutoff = watermark - p->session_timeout_s - p->future_skew_s;
     if (sweep)
         plan_sweep(pl, st, cutoff);
-    find_twins(c, p);
+    find_twins(c);
     encode(c, st, p, r, trim_minid, fw, nfw);
     if (c->hook)
         c->hook(c->hook_arg);

@@ -32,9 +32,6 @@ struct commit_params {
     long long session_timeout_s;
     long long future_skew_s;    /* visits idle past timeout + skew of stream time close */
     int64_t now;                /* unix time: the realtime window */
-    bool month_rollups;         /* also add to each day key's month twin (months.h) */
-    bool week_rollups;          /* ... and to its week twin */
-    bool quarter_rollups;       /* ... and to its quarter twin */
 };
 
 /* A legacy entry whose site belongs to another shard: moved there by the
@@ -73,6 +70,11 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
  * the breakdowns it had to read first (HKEYS). */
 unsigned long long commit_last_commands(const struct commit *c);
 unsigned long long commit_last_reads(const struct commit *c);
+
+/* Which twins of each day key (months.h) every commit also adds to: its
+ * quarter, month, week (docs/AGGREGATOR.md "Month, week and quarter
+ * roll-ups"). All off after commit_new. */
+void commit_set_rollups(struct commit *c, bool quarters, bool months, bool weeks);
 
 /* Tests only: `hook` runs right before the function call. */
 void commit_set_hook(struct commit *c, void (*hook)(void *arg), void *arg);

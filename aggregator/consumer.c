@@ -101,6 +101,7 @@ struct consumer *consumer_new(const struct agg_config *cfg)
     c->zones = site_zones_new();
     rollup_set_sites(c->rollup, site_zones_get, c->zones);
     c->commit = commit_new();
+    commit_set_rollups(c->commit, cfg->quarter_rollups, cfg->month_rollups, cfg->week_rollups);
     c->backoff_ms = BACKOFF_MIN_MS;
     pthread_mutex_init(&c->lock, NULL);
     return c;
@@ -570,8 +571,7 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
     struct commit_params p = {c->cfg->consumer,          c->cfg->lease_ms,
                               c->cfg->breakdown_cap,     c->cfg->property_budget,
                               c->cfg->session_timeout_s, c->cfg->future_skew_s,
-                              now,                       c->cfg->month_rollups,
-                              c->cfg->week_rollups,      c->cfg->quarter_rollups};
+                              now};
     bool sweep = started >= st->next_sweep_ms;
     char err[512];
     if (!node_at(c, st->stream_key)) {
