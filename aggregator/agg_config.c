@@ -38,7 +38,9 @@ const struct cfg_option agg_options[] = {
      NULL, false},
     {"batch_size", CFG_INT, OPT(batch_size), "50000", 1, 1000000, NULL,
      "Most events of one shard combined and committed together (one atomic function call "
-     "per batch); batches are smaller when less is waiting.",
+     "per batch); batches are smaller when less is waiting. Each roll-up that is on "
+     "(quarter_rollups, month_rollups, week_rollups) divides it, since it adds the day "
+     "keys' work to the commit again: by 4 with all three.",
      "Raw events stay in Redis until their batch commits; smaller batches trim them sooner.",
      false},
     {"block_ms", CFG_INT, OPT(block_ms), "200", 1, 10000, NULL,
