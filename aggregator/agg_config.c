@@ -38,7 +38,9 @@ const struct cfg_option agg_options[] = {
      NULL, false},
     {"batch_size", CFG_INT, OPT(batch_size), "50000", 1, 1000000, NULL,
      "Most events of one shard combined and committed together (one atomic function call "
-     "per batch); batches are smaller when less is waiting.",
+     "per batch); batches are smaller when less is waiting. Each roll-up that is on "
+     "(quarter_rollups, month_rollups, week_rollups) divides it, since it adds the day "
+     "keys' work to the commit again: by 4 with all three.",
      "Raw events stay in Redis until their batch commits; smaller batches trim them sooner.",
      false},
     {"block_ms", CFG_INT, OPT(block_ms), "200", 1, 10000, NULL,
@@ -68,6 +70,27 @@ const struct cfg_option agg_options[] = {
      "new values are counted under \"(other)\" of their key.",
      "One budget bounds what clients can make Redis hold for properties, whatever the "
      "number of keys and values (docs/KEYS.md \"Memory bound\").",
+     false},
+    {"month_rollups", CFG_BOOL, OPT(month_rollups), "on", 0, 0, NULL,
+     "Also add every count to the keys of its local month (veil:{s}:m:...), and answer "
+     "ranges from months where they cover whole months (docs/AGGREGATOR.md \"Month and "
+     "week roll-ups\"); off writes and reads no month keys.",
+     "The month keys hold the same counts as the days they sum, for as long as the "
+     "month's last day is kept.",
+     false},
+    {"quarter_rollups", CFG_BOOL, OPT(quarter_rollups), "on", 0, 0, NULL,
+     "Also add every count to the keys of its local calendar quarter (veil:{s}:q:...), and "
+     "answer ranges from quarters where they cover whole quarters (12 months are 4 to 6 "
+     "units instead of 12); off writes and reads no quarter keys.",
+     "The quarter keys hold the same counts as the days they sum, for as long as the "
+     "quarter's last day is kept.",
+     false},
+    {"week_rollups", CFG_BOOL, OPT(week_rollups), "on", 0, 0, NULL,
+     "Also add every count to the keys of its ISO week (veil:{s}:w:..., Monday to Sunday), "
+     "and answer the parts of ranges that are not whole months from weeks where they cover "
+     "whole weeks; off writes and reads no week keys.",
+     "The week keys hold the same counts as the days they sum, for as long as the "
+     "week's last day is kept.",
      false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",

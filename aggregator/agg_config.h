@@ -25,6 +25,9 @@ struct agg_config {
     long long breakdown_cap;     /* rows per dimension per site-day before "(other)" */
     long long property_budget;   /* rows of all prop:<key> dimensions per site-day */
     long long session_timeout_s; /* a visit ends after this much inactivity */
+    bool month_rollups;          /* write and read month keys (months.h) */
+    bool week_rollups;           /* write and read week keys (months.h) */
+    bool quarter_rollups;        /* write and read quarter keys (months.h) */
     char *referrer_db;           /* referrers.json: named sources and channels */
     /* stats API */
     char *api_listen;            /* "host:port"; "" = no stats API in this process */

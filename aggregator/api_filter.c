@@ -551,8 +551,8 @@ static bool row_on_day(const struct stats_rows *rows, const char *v, period_day 
         const struct stats_row *r = &rows->rows[i];
         if (r->value_len != vl || memcmp(r->value, v, vl) != 0 || is_other(r))
             continue;
-        for (size_t d = 0; d < r->ndays; d++)
-            if (r->days[d] == day)
+        for (size_t d = 0; d < r->nunits; d++)
+            if (r->units[d].first == day) /* day units (api_filter_breakdown) */
                 return true;
         return false;
     }
@@ -610,8 +610,8 @@ int api_filter_select(const struct api_filter *f, struct api_filter_code *code,
         const struct stats_row *r = &rows->rows[i];
         if (!is_other(r) || !(r->pageviews || r->visits || r->events || r->visitors))
             continue;
-        for (size_t d = 0; d < r->ndays; d++) {
-            enum tri t = f->nnodes ? tri_node(f, 0, rows, r->days[d]) : TRI_TRUE;
+        for (size_t d = 0; d < r->nunits; d++) {
+            enum tri t = f->nnodes ? tri_node(f, 0, rows, r->units[d].first) : TRI_TRUE;
             if (d > 0 && t != other)
                 t = TRI_UNKNOWN; /* true on some days, false on others */
             other = t;
@@ -640,11 +640,78 @@ int api_filter_select(const struct api_filter *f, struct api_filter_code *code,
             rows->rows[n++] = *r;
         } else {
             free(r->value);
-            free(r->days);
+            free(r->units);
         }
     }
     rows->n = n;
     return status;
+}
+
+/* The values of a filter that is one exact-value condition (`is`, case
+ * sensitive, on stored values), without repeats, into values[] and lens[]
+ * (pointing into f); their number, else 0. */
+static size_t exact_values(const struct api_filter *f, const char **values, size_t *lens)
+{
+    if (!f->set || f->nnodes != 1 || f->nodes[0].op != AF_IS || f->nodes[0].negate ||
+        f->nodes[0].caseless || f->names != AF_NAMES_NONE)
+        return 0;
+    size_t n = 0;
+    for (size_t i = f->nodes[0].first;
+         i < (size_t)f->nodes[0].first + f->nodes[0].n && i < f->nvalues &&
+         n < API_FILTER_VALUES_MAX;
+         i++) {
+        size_t len = strlen(f->values[i]), k = 0;
+        while (k < n && !(lens[k] == len && memcmp(values[k], f->values[i], len) == 0))
+            k++;
+        if (k == n) {
+            values[n] = f->values[i];
+            lens[n++] = len;
+        }
+    }
+    return n;
+}
+
+struct keep_arg {
+    const struct api_filter *f;
+    struct api_filter_code *code;
+};
+
+/* A row api_filter_select may keep (a match-limit hit too: select says why). */
+static bool keep_row(const char *value, size_t len, void *arg)
+{
+    const struct keep_arg *k = arg;
+    char err[8];
+    return api_filter_eval(k->f, k->code, value, len, err, sizeof err) != 0;
+}
+
+int api_filter_breakdown(redisContext *rc, const char *site, const struct api_filter *f,
+                         const struct period_range *range, struct stats_rows *out, char *err,
+                         size_t errlen)
+{
+    const char *values[API_FILTER_VALUES_MAX];
+    size_t lens[API_FILTER_VALUES_MAX];
+    size_t nvalues = exact_values(f, values, lens);
+    struct keep_arg k = {f, NULL};
+    if (!nvalues && !api_filter_compile(f, &k.code, err, errlen))
+        return query_breakdown_days(rc, site, f->dim, range, out, err, errlen);
+    int rv = nvalues ? query_breakdown_values(rc, site, f->dim, range, values, lens, nvalues,
+                                              out, err, errlen)
+                     : query_breakdown_where(rc, site, f->dim, range, keep_row, &k, out, err,
+                                             errlen);
+    api_filter_code_free(k.code);
+    if (rv != 0)
+        return rv;
+    /* "(other)" with counts: api_filter_select decides it day by day, with
+     * every row of each day (not only those f keeps), so read all rows
+     * again from the day keys */
+    for (size_t i = 0; i < out->n; i++) {
+        const struct stats_row *r = &out->rows[i];
+        if (!is_other(r) || !(r->pageviews || r->visits || r->events || r->visitors))
+            continue;
+        query_rows_free(out);
+        return query_breakdown_days(rc, site, f->dim, range, out, err, errlen);
+    }
+    return 0;
 }
 
 int api_filter_totals(redisContext *rc, const char *site, const struct api_filter *f,
@@ -660,7 +727,7 @@ int api_filter_totals(redisContext *rc, const char *site, const struct api_filte
         if (buckets[b].first > buckets[b].last)
             continue;
         struct stats_rows rows = {0};
-        if (query_breakdown(rc, site, f->dim, &buckets[b], &rows, err, errlen) != 0) {
+        if (api_filter_breakdown(rc, site, f, &buckets[b], &rows, err, errlen) != 0) {
             status = -1;
             break;
         }

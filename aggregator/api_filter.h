@@ -166,6 +166,16 @@ int api_filter_select(const struct api_filter *f, struct api_filter_code *code,
  * over the matching rows of f->dim, visitors their union. Returns 0; 1
  * with a reason in err when the answer could be wrong (api_filter_select:
  * the caller answers 400); -1 on a Redis error (reason in err). */
+/* The rows of f->dim over range that api_filter_select needs (query.h):
+ * read from month, week and quarter twins where they stand for the days,
+ * only the rows f may keep (an exact-value filter: only those rows, by
+ * HMGET), and "(other)"; when "(other)" has counts, every row of every day
+ * again from the day keys, since select decides it day by day. Returns 0,
+ * or -1 with a reason in err. */
+int api_filter_breakdown(redisContext *rc, const char *site, const struct api_filter *f,
+                         const struct period_range *range, struct stats_rows *out, char *err,
+                         size_t errlen);
+
 int api_filter_totals(redisContext *rc, const char *site, const struct api_filter *f,
                       const struct period_range *buckets, size_t nbuckets,
                       struct query_totals *out, char *err, size_t errlen);

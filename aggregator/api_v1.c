@@ -411,7 +411,10 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
     char err[300];
     struct stats_rows rows = {0};
     if (p->range.first <= p->range.last &&
-        query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err, sizeof err) != 0) {
+        (p->filter.set && strcmp(p->filter.dim, p->dim) == 0
+             ? api_filter_breakdown(rc, p->site_id, &p->filter, &p->range, &rows, err, sizeof err)
+             : query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err, sizeof err)) !=
+            0) {
         api_redis_error(rq, err);
         return;
     }

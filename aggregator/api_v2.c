@@ -554,7 +554,11 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     struct stats_rows rows = {0};
     struct v2_row *out = NULL;
     if (q->p.range.first <= q->p.range.last &&
-        query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err, sizeof err) != 0) {
+        (q->p.filter.set && strcmp(q->p.filter.dim, q->p.dim) == 0
+             ? api_filter_breakdown(rc, q->p.site_id, &q->p.filter, &q->p.range, &rows, err,
+                                    sizeof err)
+             : query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err,
+                               sizeof err)) != 0) {
         api_redis_error(rq, err);
         return;
     }

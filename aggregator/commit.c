@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "argbuf.h"
+#include "months.h"
 #include "plan.h"
 #include "strmap.h"
 #include "util.h"
@@ -101,6 +102,15 @@ static long long load_rows(struct plan *p, struct shard_state *st, redisContext 
 
 /* ---- step 3: the function call ---- */
 
+/* A twin of one written key (months.h): its name at twin_names + at, len
+ * 0 for none. Key k has twins[k * TWINS + j]: its month (j 0), its week
+ * (j 1) and its quarter (j 2). */
+#define TWINS 3
+struct twin {
+    size_t at, len;
+    int64_t expire_at;
+};
+
 struct commit {
     struct argbuf args;
     struct plan plan;
@@ -109,10 +119,22 @@ struct commit {
     struct pfitem *sorted;
     size_t sorted_cap;
     struct smap site_map;
+    struct twin *twins;      /* per written key: its TWINS twins (find_twins) */
+    size_t twins_cap;
+    char *twin_names;        /* the twins' names, NUL-terminated, one after another */
+    size_t twin_names_len, twin_names_cap;
+    bool rollups[3];         /* month, week, quarter twins on (commit_set_rollups) */
     unsigned long long commands, reads;
     void (*hook)(void *arg);
     void *hook_arg;
 };
+
+void commit_set_rollups(struct commit *c, bool quarters, bool months, bool weeks)
+{
+    c->rollups[0] = months;
+    c->rollups[1] = weeks;
+    c->rollups[2] = quarters;
+}
 
 void commit_set_hook(struct commit *c, void (*hook)(void *arg), void *arg)
 {
@@ -143,6 +165,8 @@ void commit_free(struct commit *c)
     plan_free(&c->plan);
     free(c->counts);
     free(c->sorted);
+    free(c->twins);
+    free(c->twin_names);
     smap_free(&c->site_map);
     free(c);
 }
@@ -202,6 +226,77 @@ static long long expiry_arg(const struct plan *pl, const struct shard_state *st,
     return w->expire_at;
 }
 
+/* Step 3a: the month, week and quarter twins of every day key the plan writes,
+ * for the roll-ups that are on (docs/AGGREGATOR.md "Month and week
+ * roll-ups"): encode sends each twin as one more group with the same
+ * fields or members, so the same function call adds the same to the day
+ * and to its month and week. */
+static void find_twins(struct commit *c)
+{
+    struct plan *pl = &c->plan;
+    if (pl->nkeys * TWINS > c->twins_cap) {
+        c->twins_cap = pl->nkeys * TWINS;
+        c->twins = xrealloc(c->twins, c->twins_cap * sizeof *c->twins);
+    }
+    const char kinds[TWINS] = {MONTHS_MONTH, MONTHS_WEEK, MONTHS_QUARTER};
+    const bool *on = c->rollups;
+    c->twin_names_len = 0;
+    for (size_t k = 0; k < pl->nkeys; k++) {
+        const struct wkey *w = &pl->keys[k];
+        for (size_t j = 0; j < TWINS; j++) {
+            struct twin *t = &c->twins[k * TWINS + j];
+            *t = (struct twin){0, 0, 0};
+            char name[KEY_MAX];
+            period_day day;
+            size_t n = on[j] && !w->realtime
+                           ? months_twin(w->name, w->len, kinds[j], name, sizeof name, &day)
+                           : 0;
+            if (!n)
+                continue;
+            if (c->twin_names_len + n + 1 > c->twin_names_cap) {
+                c->twin_names_cap = (c->twin_names_len + n + 1) * 2;
+                c->twin_names = xrealloc(c->twin_names, c->twin_names_cap);
+            }
+            memcpy(c->twin_names + c->twin_names_len, name, n + 1);
+            *t = (struct twin){c->twin_names_len, n, months_expire_at(kinds[j], day, w->expire_at)};
+            c->twin_names_len += n + 1;
+        }
+    }
+}
+
+/* Twins of key k. */
+static size_t twins_of(const struct commit *c, uint32_t k)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < TWINS; j++)
+        n += c->twins[k * TWINS + j].len > 0;
+    return n;
+}
+
+/* Group g of key k: the key itself (g 0), then its twins. Writes its name
+ * and returns the expiry to send (0: already set by this ownership). */
+static long long group_of(const struct commit *c, const struct shard_state *st, uint32_t k,
+                          size_t g, const char **name, size_t *len)
+{
+    const struct plan *pl = &c->plan;
+    if (g == 0) {
+        *name = pl->keys[k].name;
+        *len = pl->keys[k].len;
+        return expiry_arg(pl, st, k);
+    }
+    for (size_t j = 0; j < TWINS; j++) {
+        const struct twin *t = &c->twins[k * TWINS + j];
+        if (t->len && --g == 0) {
+            *name = c->twin_names + t->at;
+            *len = t->len;
+            return shard_expiry_set(st, *name, *len) ? 0 : t->expire_at;
+        }
+    }
+    *name = "";
+    *len = 0;
+    return 0;
+}
+
 /* Fill c->args with FCALL's arguments (veil_functions.lua, veil_commit). */
 static void encode(struct commit *c, const struct shard_state *st,
                    const struct commit_params *p, const struct rollup *r,
@@ -227,7 +322,7 @@ static void encode(struct commit *c, const struct shard_state *st,
     for (size_t i = 0; i < pl->nincs; i++)
         if (pl->incs[i].delta != 0 &&
             (ngroups == 0 || pl->incs[i].key != pl->incs[last_counted].key)) {
-            ngroups++;
+            ngroups += 1 + twins_of(c, pl->incs[i].key);
             last_counted = i;
         }
     arg_ll(a, (long long)ngroups);
@@ -235,9 +330,12 @@ static void encode(struct commit *c, const struct shard_state *st,
         size_t end = i, nonzero = 0;
         for (; end < pl->nincs && pl->incs[end].key == pl->incs[i].key; end++)
             nonzero += pl->incs[end].delta != 0;
-        if (nonzero) {
-            long long exp = expiry_arg(pl, st, pl->incs[i].key);
-            arg_str(a, pl->keys[pl->incs[i].key].name);
+        size_t ngroup = nonzero ? 1 + twins_of(c, pl->incs[i].key) : 0;
+        for (size_t g = 0; g < ngroup; g++) {
+            const char *name;
+            size_t len;
+            long long exp = group_of(c, st, pl->incs[i].key, g, &name, &len);
+            arg_add(a, name, len);
             arg_ll(a, exp);
             arg_ll(a, (long long)nonzero);
             for (size_t j = i; j < end; j++) {
@@ -258,7 +356,7 @@ static void encode(struct commit *c, const struct shard_state *st,
         size_t end = i;
         while (end < pl->npfs && pl->pfs[end].key == pl->pfs[i].key)
             end++;
-        nhll++;
+        nhll += 1 + twins_of(c, pl->pfs[i].key);
         i = end;
     }
     arg_ll(a, (long long)nhll);
@@ -266,13 +364,18 @@ static void encode(struct commit *c, const struct shard_state *st,
         size_t end = i;
         while (end < pl->npfs && pl->pfs[end].key == pl->pfs[i].key)
             end++;
-        long long exp = expiry_arg(pl, st, pl->pfs[i].key);
-        arg_str(a, pl->keys[pl->pfs[i].key].name);
-        arg_ll(a, exp);
-        arg_ll(a, (long long)(end - i));
-        for (size_t j = i; j < end; j++)
-            arg_str(a, pl->pfs[j].member);
-        commands += 1 + (exp != 0);
+        size_t ngroup = 1 + twins_of(c, pl->pfs[i].key);
+        for (size_t g = 0; g < ngroup; g++) {
+            const char *name;
+            size_t len;
+            long long exp = group_of(c, st, pl->pfs[i].key, g, &name, &len);
+            arg_add(a, name, len);
+            arg_ll(a, exp);
+            arg_ll(a, (long long)(end - i));
+            for (size_t j = i; j < end; j++)
+                arg_str(a, pl->pfs[j].member);
+            commands += 1 + (exp != 0);
+        }
         i = end;
     }
 
@@ -342,6 +445,9 @@ static void apply(struct commit *c, struct shard_state *st, const struct rollup 
     for (size_t i = 0; i < pl->nkeys; i++)
         if (!pl->keys[i].realtime)
             shard_expiry_mark(st, pl->keys[i].name, pl->keys[i].len);
+    for (size_t i = 0; i < pl->nkeys * TWINS; i++)
+        if (c->twins[i].len)
+            shard_expiry_mark(st, c->twin_names + c->twins[i].at, c->twins[i].len);
     if (sweep)
         shard_session_filter(st, plan_sweep_keep, &cutoff);
     size_t nsessions;
@@ -389,6 +495,7 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     int64_t cutoff = watermark - p->session_timeout_s - p->future_skew_s;
     if (sweep)
         plan_sweep(pl, st, cutoff);
+    find_twins(c);
     encode(c, st, p, r, trim_minid, fw, nfw);
     if (c->hook)
         c->hook(c->hook_arg);

@@ -71,6 +71,11 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
 unsigned long long commit_last_commands(const struct commit *c);
 unsigned long long commit_last_reads(const struct commit *c);
 
+/* Which twins of each day key (months.h) every commit also adds to: its
+ * quarter, month, week (docs/AGGREGATOR.md "Month, week and quarter
+ * roll-ups"). All off after commit_new. */
+void commit_set_rollups(struct commit *c, bool quarters, bool months, bool weeks);
+
 /* Tests only: `hook` runs right before the function call. */
 void commit_set_hook(struct commit *c, void (*hook)(void *arg), void *arg);
 

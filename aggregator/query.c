@@ -1,8 +1,11 @@
 /* query.c - reading daily counts back from Redis (see query.h and
- * docs/KEYS.md). Commands are pipelined in chunks; visitors are always
- * HyperLogLog unions over day keys. Never writes a count; the only write
- * is a short-lived query-scoped PFMERGE key for very large unions and the
- * one-time SET NX of the DP key. */
+ * docs/KEYS.md). A range is read as units (query_units.c): quarters,
+ * months and weeks from their twin keys where those hold exactly the
+ * range's days, the other days from their day keys. Commands are
+ * pipelined in chunks; visitors are always HyperLogLog unions over the
+ * units' keys. Never writes a count; the only write is a short-lived
+ * query-scoped PFMERGE key for very large unions and the one-time SET NX
+ * of the DP key. */
 #include "query.h"
 
 #include <stdint.h>
@@ -13,6 +16,7 @@
 #include <sodium.h>
 
 #include "dp.h"
+#include "months.h"
 #include "schema.h"
 #include "rcluster.h"
 #include "shard.h"
@@ -40,7 +44,6 @@ const char *query_counter_field(enum query_counter c)
 
 /* Written once at start-up (query_set_shards), before any query thread. */
 static unsigned query_shards = SHARDS_DEFAULT;
-
 void query_set_shards(unsigned shards)
 {
     query_shards = shards ? shards : 1;
@@ -51,37 +54,6 @@ static size_t site_prefix(const char *site, char *buf)
 {
     return shard_key_prefix(buf, SHARD_PREFIX_MAX,
                             shard_of_site(site, strlen(site), query_shards));
-}
-
-/* "veil:{s}:d:<site>:<day>:<tail><value>" in a malloc'd buffer. */
-static char *day_key(const char *site, period_day day, const char *tail, const char *value,
-                     size_t value_len, size_t *len_out)
-{
-    char dstr[11];
-    period_format_day(day, dstr);
-    char prefix[SHARD_PREFIX_MAX];
-    size_t prefix_len = site_prefix(site, prefix);
-    size_t site_len = strlen(site), tail_len = strlen(tail);
-    size_t len = prefix_len + 2 + site_len + 1 + 10 + 1 + tail_len + value_len;
-    char *k = xmalloc(len + 1), *p = k;
-    memcpy(p, prefix, prefix_len);
-    p += prefix_len;
-    memcpy(p, "d:", 2);
-    p += 2;
-    memcpy(p, site, site_len);
-    p += site_len;
-    *p++ = ':';
-    memcpy(p, dstr, 10);
-    p += 10;
-    *p++ = ':';
-    memcpy(p, tail, tail_len);
-    p += tail_len;
-    if (value_len)
-        memcpy(p, value, value_len);
-    p += value_len;
-    *p = '\0';
-    *len_out = len;
-    return k;
 }
 
 /* ---- a command under construction ---- */
@@ -126,13 +98,20 @@ static void cmd_free(struct cmd *c)
     free(c->argvlen);
 }
 
+/* Push the key "veil:{s}:<d|w|m>:<site>:<unit>:<tail><value>". */
+static void cmd_push_unit_key(struct cmd *c, const char *site, struct query_unit unit,
+                              const char *tail, const char *value, size_t value_len)
+{
+    size_t len;
+    char *key = query_unit_key(site, unit, tail, value, value_len, &len);
+    cmd_push(c, key, len);
+}
+
 /* Push the key "veil:{s}:d:<site>:<day>:<tail><value>". */
 static void cmd_push_day_key(struct cmd *c, const char *site, period_day day, const char *tail,
                              const char *value, size_t value_len)
 {
-    size_t len;
-    char *key = day_key(site, day, tail, value, value_len, &len);
-    cmd_push(c, key, len);
+    cmd_push_unit_key(c, site, (struct query_unit){day, MONTHS_DAY}, tail, value, value_len);
 }
 
 static int cmd_append(redisContext *rc, struct cmd *c)
@@ -209,8 +188,8 @@ static bool reply_integer(const redisReply *r, long long *out)
 static void push_union_keys(struct cmd *c, const char *site, const struct stats_row *row,
                             const char *tail)
 {
-    for (size_t d = 0; d < row->ndays; d++)
-        cmd_push_day_key(c, site, row->days[d], tail, row->value, row->value_len);
+    for (size_t d = 0; d < row->nunits; d++)
+        cmd_push_unit_key(c, site, row->units[d], tail, row->value, row->value_len);
 }
 
 /* PFCOUNT of the keys in c->argv[1..]: one command when small enough,
@@ -285,13 +264,13 @@ static int pfcount_union(redisContext *rc, struct cmd *c, long long *out, char *
 
 struct totals_job {
     size_t bucket;
-    period_day day;    /* HGETALL totals of this day, or ... */
-    bool pfcount;      /* ... PFCOUNT over the bucket's day HLLs */
+    struct query_unit unit; /* HGETALL totals of this unit, or ... */
+    bool pfcount;           /* ... PFCOUNT over the bucket's units' HLLs */
 };
 
 struct totals_ctx {
     const char *site;
-    const struct period_range *buckets;
+    const struct query_units *units; /* of each bucket */
     struct query_totals *out;
     struct totals_job *jobs;
     struct cmd cmd;
@@ -302,13 +281,13 @@ static int totals_append_cb(redisContext *rc, size_t i, void *arg)
     struct totals_ctx *t = arg;
     const struct totals_job *job = &t->jobs[i];
     if (job->pfcount) {
-        const struct period_range *b = &t->buckets[job->bucket];
+        const struct query_units *b = &t->units[job->bucket];
         cmd_push_str(&t->cmd, "PFCOUNT");
-        for (period_day d = b->first; d <= b->last; d++)
-            cmd_push_day_key(&t->cmd, t->site, d, "visitors", NULL, 0);
+        for (size_t u = 0; u < b->n; u++)
+            cmd_push_unit_key(&t->cmd, t->site, b->u[u], "visitors", NULL, 0);
     } else {
         cmd_push_str(&t->cmd, "HGETALL");
-        cmd_push_day_key(&t->cmd, t->site, job->day, "totals", NULL, 0);
+        cmd_push_unit_key(&t->cmd, t->site, job->unit, "totals", NULL, 0);
     }
     return cmd_append(rc, &t->cmd);
 }
@@ -345,20 +324,27 @@ static int totals_reply_cb(const redisReply *r, size_t i, void *arg, char *err, 
 int query_totals(redisContext *rc, const char *site, const struct period_range *buckets,
                  size_t nbuckets, struct query_totals *out, char *err, size_t errlen)
 {
+    struct query_units *units = xcalloc(nbuckets ? nbuckets : 1, sizeof *units);
+    if (query_units(rc, site, buckets, nbuckets, units, err, errlen) != 0) {
+        free(units);
+        return -1;
+    }
     size_t njobs = 0;
     for (size_t b = 0; b < nbuckets; b++)
-        njobs += (size_t)period_range_days(&buckets[b]) + 1;
-    struct totals_ctx t = {site, buckets, out, xcalloc(njobs ? njobs : 1, sizeof *t.jobs), {0}};
+        njobs += units[b].n + 1;
+    struct totals_ctx t = {site, units, out, xcalloc(njobs ? njobs : 1, sizeof *t.jobs), {0}};
     size_t j = 0;
     for (size_t b = 0; b < nbuckets; b++) {
         memset(&out[b], 0, sizeof out[b]);
-        for (period_day d = buckets[b].first; d <= buckets[b].last; d++)
-            t.jobs[j++] = (struct totals_job){b, d, false};
-        t.jobs[j++] = (struct totals_job){b, 0, true};
+        for (size_t u = 0; u < units[b].n; u++)
+            t.jobs[j++] = (struct totals_job){b, units[b].u[u], false};
+        t.jobs[j++] = (struct totals_job){b, {0, MONTHS_DAY}, true};
     }
     int status = pipeline(rc, njobs, totals_append_cb, totals_reply_cb, &t, err, errlen);
     cmd_free(&t.cmd);
     free(t.jobs);
+    query_units_free(units, nbuckets);
+    free(units);
     return status;
 }
 
@@ -448,11 +434,14 @@ struct breakdown_ctx {
     const char *dim;
     unsigned metric[3];   /* the dim's metrics (schema.h), read for each day */
     size_t nmetrics;
-    period_day first;
+    const struct query_units *units; /* of the range */
     struct stats_rows *out;
     size_t rows_cap;
     uint32_t *index;      /* open addressing: row number + 1, 0 = empty */
     size_t index_cap;     /* power of two */
+    const char *const *values; /* when nvalues: only these rows (HMGET), and "(other)" */
+    const size_t *value_lens;
+    size_t nvalues;
     struct cmd cmd;
 };
 
@@ -504,15 +493,16 @@ static struct stats_row *row_find_or_add(struct breakdown_ctx *b, const char *va
     return r;
 }
 
-static void row_add_day(struct stats_row *r, period_day day)
+static void row_add_unit(struct stats_row *r, struct query_unit unit)
 {
-    if (r->ndays && r->days[r->ndays - 1] == day)
+    if (r->nunits && r->units[r->nunits - 1].first == unit.first &&
+        r->units[r->nunits - 1].kind == unit.kind)
         return;
-    if (r->ndays == r->days_cap) {
-        r->days_cap = r->days_cap ? r->days_cap * 2 : 4;
-        r->days = xrealloc(r->days, r->days_cap * sizeof *r->days);
+    if (r->nunits == r->units_cap) {
+        r->units_cap = r->units_cap ? r->units_cap * 2 : 4;
+        r->units = xrealloc(r->units, r->units_cap * sizeof *r->units);
     }
-    r->days[r->ndays++] = day;
+    r->units[r->nunits++] = unit;
 }
 
 static int rows_append_cb(redisContext *rc, size_t i, void *arg)
@@ -521,8 +511,16 @@ static int rows_append_cb(redisContext *rc, size_t i, void *arg)
     char tail[300];
     str_format(tail, sizeof tail, "b:%s:%s", b->dim,
                schema_metric_name(b->metric[i % b->nmetrics]));
-    cmd_push_str(&b->cmd, "HGETALL");
-    cmd_push_day_key(&b->cmd, b->site, b->first + (period_day)(i / b->nmetrics), tail, NULL, 0);
+    cmd_push_str(&b->cmd, b->nvalues ? "HMGET" : "HGETALL");
+    cmd_push_unit_key(&b->cmd, b->site, b->units->u[i / b->nmetrics], tail, NULL, 0);
+    for (size_t v = 0; b->nvalues && v <= b->nvalues; v++) {
+        const char *value = v < b->nvalues ? b->values[v] : QUERY_OTHER;
+        size_t len = v < b->nvalues ? b->value_lens[v] : strlen(QUERY_OTHER);
+        char *copy = xmalloc(len + 1);
+        memcpy(copy, value, len);
+        copy[len] = '\0';
+        cmd_push(&b->cmd, copy, len);
+    }
     return cmd_append(rc, &b->cmd);
 }
 
@@ -533,11 +531,19 @@ static int rows_reply_cb(const redisReply *r, size_t i, void *arg, char *err, si
         str_format(err, errlen, "redis: HGETALL answered type %d", r->type);
         return -1;
     }
-    for (size_t f = 0; f + 1 < r->elements; f += 2) {
+    /* HGETALL: name, count, ...; HMGET: the count of each asked name */
+    size_t step = b->nvalues ? 1 : 2, skip = b->nvalues ? 0 : 1;
+    for (size_t f = 0; f + skip < r->elements; f += step) {
+        redisReply asked = {.type = REDIS_REPLY_STRING};
         const redisReply *name = r->element[f];
+        if (b->nvalues) {
+            asked.str = (char *)(uintptr_t)(f < b->nvalues ? b->values[f] : QUERY_OTHER);
+            asked.len = f < b->nvalues ? b->value_lens[f] : strlen(QUERY_OTHER);
+            name = &asked;
+        }
         long long v;
-        if (name->type != REDIS_REPLY_STRING || !reply_integer(r->element[f + 1], &v) ||
-            memchr(name->str, '\0', name->len))
+        if (name->type != REDIS_REPLY_STRING || r->element[f + skip]->type == REDIS_REPLY_NIL ||
+            !reply_integer(r->element[f + skip], &v) || memchr(name->str, '\0', name->len))
             continue;
         if (b->out->n >= UINT32_MAX / 4) {
             str_format(err, errlen, "too many breakdown rows");
@@ -549,7 +555,7 @@ static int rows_reply_cb(const redisReply *r, size_t i, void *arg, char *err, si
         case SCHEMA_VIS: row->visits += v; break;
         default: row->events += v; break;
         }
-        row_add_day(row, b->first + (period_day)(i / b->nmetrics));
+        row_add_unit(row, b->units->u[i / b->nmetrics]);
     }
     return 0;
 }
@@ -574,12 +580,76 @@ static int visitors_reply_cb(const redisReply *r, size_t i, void *arg, char *err
     return 0;
 }
 
+/* Keep the rows keep() accepts, and "(other)"; free the rest. */
+static void rows_keep(struct stats_rows *rows, query_row_keep keep, void *arg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rows->n; i++) {
+        struct stats_row *r = &rows->rows[i];
+        bool other = r->value_len == strlen(QUERY_OTHER) &&
+                     memcmp(r->value, QUERY_OTHER, r->value_len) == 0;
+        if (other || keep(r->value, r->value_len, arg)) {
+            rows->rows[n++] = *r;
+        } else {
+            free(r->value);
+            free(r->units);
+        }
+    }
+    rows->n = n;
+}
+
 int query_breakdown(redisContext *rc, const char *site, const char *dim,
                     const struct period_range *range, struct stats_rows *out,
                     char *err, size_t errlen)
 {
+    return query_breakdown_where(rc, site, dim, range, NULL, NULL, out, err, errlen);
+}
+
+static int breakdown(redisContext *rc, const char *site, const char *dim,
+                     const struct period_range *range, query_row_keep keep, void *arg,
+                     const char *const *values, const size_t *value_lens, size_t nvalues,
+                     bool days_only, struct stats_rows *out, char *err, size_t errlen);
+
+int query_breakdown_days(redisContext *rc, const char *site, const char *dim,
+                         const struct period_range *range, struct stats_rows *out, char *err,
+                         size_t errlen)
+{
+    return breakdown(rc, site, dim, range, NULL, NULL, NULL, NULL, 0, true, out, err, errlen);
+}
+
+int query_breakdown_where(redisContext *rc, const char *site, const char *dim,
+                          const struct period_range *range, query_row_keep keep, void *arg,
+                          struct stats_rows *out, char *err, size_t errlen)
+{
+    return breakdown(rc, site, dim, range, keep, arg, NULL, NULL, 0, false, out, err, errlen);
+}
+
+int query_breakdown_values(redisContext *rc, const char *site, const char *dim,
+                           const struct period_range *range, const char *const *values,
+                           const size_t *value_lens, size_t nvalues, struct stats_rows *out,
+                           char *err, size_t errlen)
+{
+    if (nvalues == 0) {
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
+    return breakdown(rc, site, dim, range, NULL, NULL, values, value_lens, nvalues, false, out,
+                     err, errlen);
+}
+
+static int breakdown(redisContext *rc, const char *site, const char *dim,
+                     const struct period_range *range, query_row_keep keep, void *arg,
+                     const char *const *values, const size_t *value_lens, size_t nvalues,
+                     bool days_only, struct stats_rows *out, char *err, size_t errlen)
+{
     memset(out, 0, sizeof *out);
-    struct breakdown_ctx b = {site, dim, {0}, 0, range->first, out, 0, NULL, 64, {0}};
+    struct query_units units;
+    if (days_only || !months_dim_mirrored(dim)) /* a dim without twins: its days */
+        query_units_days(range, &units);
+    else if (query_units(rc, site, range, 1, &units, err, errlen) != 0)
+        return -1;
+    struct breakdown_ctx b = {site,   dim,        {0},     0,  &units, out, 0, NULL, 64,
+                              values, value_lens, nvalues, {0}};
     /* only the hashes the dimension has (schema.h): pv, vis, ev in turn */
     const struct schema_dim *sd = schema_find(dim);
     unsigned metrics = sd ? sd->metrics : SCHEMA_PV | SCHEMA_EV | SCHEMA_VIS;
@@ -588,12 +658,15 @@ int query_breakdown(redisContext *rc, const char *site, const char *dim,
         if (metrics & order[m])
             b.metric[b.nmetrics++] = order[m];
     b.index = xcalloc(b.index_cap, sizeof *b.index);
-    size_t ncmds = (size_t)period_range_days(range) * b.nmetrics;
+    size_t ncmds = units.n * b.nmetrics;
     int status = pipeline(rc, ncmds, rows_append_cb, rows_reply_cb, &b, err, errlen);
+    if (status == 0 && keep)
+        rows_keep(out, keep, arg);
     if (status == 0)
         status = pipeline(rc, out->n, visitors_append_cb, visitors_reply_cb, &b, err, errlen);
     cmd_free(&b.cmd);
     free(b.index);
+    query_units_free(&units, 1);
     if (status != 0)
         query_rows_free(out);
     return status;
@@ -618,7 +691,7 @@ void query_rows_free(struct stats_rows *rows)
 {
     for (size_t i = 0; i < rows->n; i++) {
         free(rows->rows[i].value);
-        free(rows->rows[i].days);
+        free(rows->rows[i].units);
     }
     free(rows->rows);
     rows->rows = NULL;

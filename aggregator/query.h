@@ -43,6 +43,58 @@ struct query_totals {
                                API's conversion_rate); query_* leave it 0 */
 };
 
+/* A unit of stored counts: one local day, read from the day keys
+ * veil:{s}:d:<site>:<YYYY-MM-DD>:<tail>, or a local quarter, month or ISO
+ * week read from its twin keys veil:{s}:q:<site>:<YYYY-MM>:<tail>,
+ * veil:{s}:m:<site>:<YYYY-MM>:<tail> or veil:{s}:w:<site>:<Monday>:<tail>
+ * (months.h). Every additive day key
+ * (hash summed, HyperLogLog unioned) has twins with the same tail, so a
+ * reader of a range sums or unions its tail over the range's units
+ * (query_units) exactly as it would over the range's days. */
+struct query_unit {
+    period_day first;   /* the day, or the first day of the month or week (its key's name) */
+    char kind;          /* MONTHS_DAY 'd', MONTHS_WEEK 'w', MONTHS_MONTH 'm',
+                           MONTHS_QUARTER 'q' (months.h) */
+};
+
+/* The units of one range. */
+struct query_units {
+    struct query_unit *u;  /* owned */
+    size_t n;
+};
+
+/* The units that cover each of ranges[0..nranges) exactly, in order
+ * (query_units.c): the days of a quarter inside a range are one quarter
+ * unit when the other days of the quarter hold nothing and its totals
+ * equal the sum of those days' totals (so it holds exactly their counts);
+ * in the quarters a range covers only in part, months under the same
+ * check; in the months it covers only in part, weeks cut at the month's
+ * end; every other day is a day unit. The checks read totals hashes in one
+ * pipeline. With the roll-ups off
+ * (query_set_rollups) the units are the range's days. This is the one
+ * place a range becomes keys: a reader of a new additive day key only
+ * needs query_unit_key over these units. out[] has nranges entries (free
+ * with query_units_free). Returns 0, or -1 with a reason in err. */
+int query_units(redisContext *rc, const char *site, const struct period_range *ranges,
+                size_t nranges, struct query_units *out, char *err, size_t errlen);
+
+void query_units_free(struct query_units *units, size_t n);
+
+/* The day units of range (no twins, no Redis): for readers that need each
+ * row's days, e.g. to reason about "(other)" day by day. */
+void query_units_days(const struct period_range *range, struct query_units *out);
+
+/* The key "veil:{s}:<kind>:<site>:<unit>:<tail><value>" of a unit
+ * (<unit> YYYY-MM-DD for a day or week, YYYY-MM for a month), malloc'd;
+ * its length in *len (value may hold any byte). */
+char *query_unit_key(const char *site, struct query_unit unit, const char *tail,
+                     const char *value, size_t value_len, size_t *len);
+
+/* Whether query_units may use quarter, month and week keys (the
+ * quarter_rollups, month_rollups and week_rollups directives); call once
+ * at start-up, before any query. All on by default. */
+void query_set_rollups(bool quarters, bool months, bool weeks);
+
 /* One breakdown row merged over days. */
 struct stats_row {
     char *value;          /* owned, NUL-terminated, may hold any byte but NUL */
@@ -55,9 +107,10 @@ struct stats_row {
                              over the days that have them (query_visit_rows.h) */
     long long duration_s;
     long long row_visits;
-    period_day *days;     /* owned: the days on which the row has counts */
-    size_t ndays;
-    size_t days_cap;
+    struct query_unit *units; /* owned: the units (days, months) on which the row has
+                                 counts; its visitors are the union of its u: keys there */
+    size_t nunits;
+    size_t units_cap;
 };
 
 struct stats_rows {
@@ -88,6 +141,33 @@ int query_hours(redisContext *rc, const char *site, const struct period_range *r
 int query_breakdown(redisContext *rc, const char *site, const char *dim,
                     const struct period_range *range, struct stats_rows *out,
                     char *err, size_t errlen);
+
+/* A row filter: true to keep the row with this value. */
+typedef bool (*query_row_keep)(const char *value, size_t len, void *arg);
+
+/* query_breakdown keeping only the rows keep(value, len, arg) accepts, and
+ * the "(other)" row (so a caller can tell that it may hide matches); the
+ * visitors of the others are never counted, which is what makes a
+ * filtered total cheap. keep NULL keeps every row. */
+int query_breakdown_where(redisContext *rc, const char *site, const char *dim,
+                          const struct period_range *range, query_row_keep keep, void *arg,
+                          struct stats_rows *out, char *err, size_t errlen);
+
+/* query_breakdown from day keys only: each row's units are the days it has
+ * counts on. Slower over long ranges; for callers whose logic is per day
+ * (a filter deciding, day by day, what "(other)" may hold). */
+int query_breakdown_days(redisContext *rc, const char *site, const char *dim,
+                         const struct period_range *range, struct stats_rows *out, char *err,
+                         size_t errlen);
+
+/* query_breakdown of only the rows named values[0..n) (value_lens[i]
+ * bytes each), and "(other)": HMGET of those fields instead of HGETALL of
+ * every row, which makes an exact-value filter cheap on a dimension with
+ * many rows. A value with no counts in the range makes no row. */
+int query_breakdown_values(redisContext *rc, const char *site, const char *dim,
+                           const struct period_range *range, const char *const *values,
+                           const size_t *value_lens, size_t nvalues, struct stats_rows *out,
+                           char *err, size_t errlen);
 
 /* Visitors of the union of rows[0..n) (every row's day keys in one
  * HyperLogLog union): the visitors of a folded "(other)" row. Returns 0 and

@@ -32,44 +32,62 @@ static long long reply_ll(const redisReply *r)
     return v;
 }
 
-int query_visit_rows(redisContext *rc, const char *site, const char *dim,
-                     const struct period_range *range, struct stats_rows *rows,
-                     long long *missing_days, char *err, size_t errlen)
+/* Which units of u counted every visit with its rows (complete[i]); the
+ * number of incomplete units with visits in *missing. */
+static int check_units(redisContext *rc, const char *site, const struct query_units *u,
+                       bool *complete, long long *missing, char *err, size_t errlen)
 {
-    *missing_days = 0;
-    long ndays = period_range_days(range);
-    if (ndays <= 0)
-        return 0;
-    char prefix[SHARD_PREFIX_MAX];
-    query_site_prefix(site, prefix);
-    /* 1: which days counted every visit with its rows */
-    for (long d = 0; d < ndays; d++) {
-        char day[11];
-        period_format_day(range->first + (period_day)d, day);
-        if (redisAppendCommand(rc, "HMGET %sd:%s:%s:totals visits row_visits", prefix, site,
-                               day) != REDIS_OK)
+    *missing = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        size_t len;
+        char *key = query_unit_key(site, u->u[i], "totals", NULL, 0, &len);
+        int rc_append = redisAppendCommand(rc, "HMGET %b visits row_visits", key, len);
+        free(key);
+        if (rc_append != REDIS_OK)
             return fail(rc, NULL, "HMGET", err, errlen);
     }
-    bool *complete = xcalloc((size_t)ndays, sizeof *complete);
     int status = 0;
-    for (long d = 0; d < ndays; d++) {
+    for (size_t i = 0; i < u->n; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
-            free(complete);
+        if (redisGetReply(rc, (void **)&r) != REDIS_OK)
             return fail(rc, NULL, "HMGET", err, errlen);
-        }
         if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != 2)) {
             status = fail(rc, r, "HMGET", err, errlen);
             continue;
         }
         if (status == 0) {
             long long visits = reply_ll(r->element[0]), counted = reply_ll(r->element[1]);
-            complete[d] = visits == counted;
-            *missing_days += visits != counted;
+            complete[i] = visits == counted;
+            *missing += visits != counted;
         }
         freeReplyObject(r);
     }
+    return status;
+}
+
+int query_visit_rows(redisContext *rc, const char *site, const char *dim,
+                     const struct period_range *range, struct stats_rows *rows,
+                     long long *missing_days, char *err, size_t errlen)
+{
+    *missing_days = 0;
+    if (period_range_days(range) <= 0)
+        return 0;
+    /* 1: which units counted every visit with its rows: the range's units
+     * (months, weeks...) when all did, else its days, each on its own */
+    struct query_units units;
+    if (query_units(rc, site, range, 1, &units, err, errlen) != 0)
+        return -1;
+    bool *complete = xcalloc(units.n ? units.n : 1, sizeof *complete);
+    int status = check_units(rc, site, &units, complete, missing_days, err, errlen);
+    if (status == 0 && *missing_days) {
+        query_units_free(&units, 1);
+        query_units_days(range, &units);
+        free(complete);
+        complete = xcalloc(units.n ? units.n : 1, sizeof *complete);
+        status = check_units(rc, site, &units, complete, missing_days, err, errlen);
+    }
     if (status != 0) {
+        query_units_free(&units, 1);
         free(complete);
         return status;
     }
@@ -86,14 +104,17 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
     int first = *missing_days == 0 ? VR_NBN : VR_VIS;
     int per_day = VR__COUNT - first;
     size_t ncmds = 0;
-    for (long d = 0; d < ndays; d++) {
+    for (size_t d = 0; d < units.n; d++) {
         if (!complete[d])
             continue;
-        char day[11];
-        period_format_day(range->first + (period_day)d, day);
         for (int m = first; m < VR__COUNT; m++) {
-            if (redisAppendCommand(rc, "HGETALL %sd:%s:%s:b:%s:%s", prefix, site, day, dim,
-                                   vr_metric[m]) != REDIS_OK) {
+            char tail[128];
+            str_format(tail, sizeof tail, "b:%s:%s", dim, vr_metric[m]);
+            size_t len;
+            char *key = query_unit_key(site, units.u[d], tail, NULL, 0, &len);
+            int rc_append = redisAppendCommand(rc, "HGETALL %b", key, len);
+            free(key);
+            if (rc_append != REDIS_OK) {
                 status = fail(rc, NULL, "HGETALL", err, errlen);
                 break;
             }
@@ -131,6 +152,7 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
     smap_free(&index);
     arena_free(&arena);
     free(complete);
+    query_units_free(&units, 1);
     for (size_t i = 0; status == 0 && i < rows->n; i++) {
         if (first == VR_NBN)
             rows->rows[i].row_visits = rows->rows[i].visits;
@@ -149,7 +171,7 @@ int query_visit_rows(redisContext *rc, const char *site, const char *dim,
             rows->rows[kept++] = *row;
         } else {
             free(row->value);
-            free(row->days);
+            free(row->units);
         }
     }
     rows->n = kept;

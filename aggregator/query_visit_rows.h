@@ -1,7 +1,9 @@
 /* query_visit_rows.h - per-row bounces, visit seconds and exit pages read
  * back for a breakdown of a visit dimension (docs/API.md "Bounce rate and
- * visit duration per row"): b:<dim>:vis|nbn|dur of the days whose visits
- * were all counted with their rows (totals `row_visits` equals `visits`).
+ * visit duration per row"): b:<dim>:vis|nbn|dur of the range's units
+ * (query_units: days, or month, week and quarter twins) when every one
+ * counted all its visits with their rows (totals `row_visits` equals
+ * `visits`), else of the range's days that did.
  * Days counted before per-row counts existed, or by an older aggregator
  * during an upgrade, are left out and counted in *missing_days, never
  * mixed in.

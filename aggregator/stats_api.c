@@ -492,6 +492,7 @@ struct stats_api *stats_api_start(const struct agg_config *cfg, char *err, size_
     api->dp_epsilon = cfg->dp_epsilon;
     api->retention_days = cfg->retention_days;
     query_set_shards((unsigned)cfg->shards);
+    query_set_rollups(cfg->quarter_rollups, cfg->month_rollups, cfg->week_rollups);
 
     api->auth = auth_new(cfg->api_token, &cfg->api_tokens, err, errlen);
     if (!api->auth)

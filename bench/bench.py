@@ -20,6 +20,8 @@ Sections (BENCH_ONLY=a,b,... runs a subset, in this order):
              BENCH_SCALE_MAX=1e7) events, Redis command mix vs redis-benchmark,
              memory of one site-day
   lag        collector at full speed with the aggregator running: stream lag
+  query      the dashboard's queries (stats API over HTTP) on a synthetic year counted by
+             the aggregator, with month roll-ups and on day keys only (bench/query.py)
   cluster    routing overhead and WAIT cost: single Redis vs 1-node and 3-node
              Redis Clusters, 3+3 with and without WAIT (bench/cluster.py); then
              the whole pipeline (collector -> Redis -> aggregator) on the same
@@ -69,7 +71,7 @@ AGG_MAX_S = int(os.environ.get("BENCH_AGG_MAX_S", "150"))
 AGG_ARGS = os.environ.get("BENCH_AGG_ARGS", "").split()
 COLLECTOR_ARGS = os.environ.get("BENCH_COLLECTOR_ARGS", "").split()
 SECTIONS = ["nginx", "refs", "collector", "pair", "threads", "profile", "whatif", "scale",
-            "lag", "cluster"]
+            "lag", "query", "cluster"]
 PAIR_ROUNDS = int(os.environ.get("BENCH_PAIR_ROUNDS", "2" if QUICK else "6"))
 ONLY = [s for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s]
 SITE = "bench.veil.test"
@@ -1793,6 +1795,9 @@ def main():
                 + (f" ({lag['left_after_60s']:,} still left after 60 s)"
                    if lag["left_after_60s"] else "") + ".")
             out()
+        if "query" in ONLY:
+            import query as query_bench  # bench/query.py, beside this file
+            RESULTS["query"] = query_bench.section_query(sys.modules[__name__])
         if "cluster" in ONLY:
             import cluster as cluster_bench  # bench/cluster.py, beside this file
             RESULTS["cluster"] = cluster_bench.section_cluster(out)

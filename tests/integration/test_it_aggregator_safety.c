@@ -19,6 +19,8 @@
 #include <string.h>
 
 #include "aggregator_env.h"
+#include "months.h"
+#include "period.h"
 #include "event.h"
 #include "harness.h"
 #include "util.h"
@@ -170,8 +172,35 @@ static long long site_total(struct env *e, int site, const char *field)
     return v;
 }
 
+/* field of the quarter, month or week twin of the day's totals (months.h) */
+static long long twin_total(struct env *e, int site, char kind, const char *field)
+{
+    char name[64], prefix[SHARD_PREFIX_MAX], span[11], err[64];
+    period_day day;
+    cr_assert(period_parse_day(e->day, 10, &day, err, sizeof err));
+    period_format_day(months_span_first(kind, day), span);
+    if (kind != MONTHS_WEEK)
+        span[7] = '\0'; /* YYYY-MM */
+    crash_site(site, name, sizeof name);
+    shard_key_prefix(prefix, sizeof prefix, shard_of_site(name, strlen(name), SHARDS));
+    char k[2] = {kind, '\0'};
+    redisReply *r = cmd(e->rc, "HGET %s%s:%s:%s:totals %s", prefix, k, name, span, field);
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    return v;
+}
+
 static void check_sites(struct env *e, const struct site_expect *want)
 {
+    /* the twins went with every commit, exactly once too (all events are
+     * on one day, so each twin holds that day's totals) */
+    const char kinds[] = {MONTHS_MONTH, MONTHS_WEEK, MONTHS_QUARTER};
+    const char *fields[] = {"pageviews", "events", "visits", "bounces", "visit_duration_s"};
+    for (int s = 0; s < CRASH_SITES; s++)
+        for (size_t k = 0; k < sizeof kinds; k++)
+            for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+                cr_expect_eq(twin_total(e, s, kinds[k], fields[f]), site_total(e, s, fields[f]),
+                             "site %d, %c twin, %s", s, kinds[k], fields[f]);
     for (int s = 0; s < CRASH_SITES; s++) {
         cr_expect_eq(site_total(e, s, "pageviews"), want[s].pageviews, "site %d pageviews", s);
         cr_expect_eq(site_total(e, s, "events"), want[s].events, "site %d events", s);

@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 
 #include "api_filter.h"
+#include "months.h"
 #include "geo_names.h"
 #include "paths.h"
 
@@ -239,9 +240,10 @@ static void row(struct stats_rows *rows, const char *value, long long visitors,
     r->value_len = strlen(value);
     r->visitors = visitors;
     r->pageviews = visitors;
-    r->days = calloc(ndays, sizeof *r->days);
-    memcpy(r->days, days, ndays * sizeof *days);
-    r->ndays = r->days_cap = ndays;
+    r->units = calloc(ndays, sizeof *r->units); /* day units (query.h) */
+    for (size_t d = 0; d < ndays; d++)
+        r->units[d] = (struct query_unit){days[d], MONTHS_DAY};
+    r->nunits = r->units_cap = ndays;
 }
 
 static bool has(const struct stats_rows *rows, const char *value)
