@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plan_hours.h"
 #include "schema.h"
 #include "util.h"
 
@@ -467,6 +468,7 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
         memcpy(values, h->visit, sizeof values);
         values[ROLLUP_V_VISITOR_TYPE] = fx.returning ? "returning" : "new";
         visit(p, st, fx.day, visitor, values);
+        plan_hours_visit(p, st, fx.day, fx.hour, visitor, values);
         hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_VISITS), 1, vd->exp);
         hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_BOUNCES), 1, vd->exp);
     }
@@ -648,8 +650,30 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
             pfadd_at(p, k, rollup_visitor(r, row->visitors[v]));
         }
     }
+    plan_hours_rows(p, st, r);
     for (size_t i = 0; i < nhits; i++)
         hit(p, st, r, &hits[i], now);
+}
+
+const char *plan_row(struct plan *p, const struct shard_state *st, const char *base,
+                     const char *dim, const char *value, int64_t expire_at)
+{
+    return map_row(p, st, base, dim, value, expire_at);
+}
+
+uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at)
+{
+    return wkey_index(p, key, len, expire_at, false);
+}
+
+void plan_hincr(struct plan *p, uint32_t key, const char *field, long long delta)
+{
+    hincr_k(p, key, field, delta);
+}
+
+void plan_pfadd(struct plan *p, uint32_t key, const char *member)
+{
+    pfadd_at(p, key, member);
 }
 
 /* The sweep: visits of the shard idle past the timeout (plus the skew an

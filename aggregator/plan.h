@@ -130,4 +130,18 @@ void plan_seen_commit(const struct plan *p, struct shard_state *st, const struct
 void plan_sweep(struct plan *p, const struct shard_state *st, int64_t cutoff);
 bool plan_sweep_keep(void *arg, const struct shard_session *s);
 
+/* ---- for plan_hours.c (hourly rows, plan_hours.h) ---- */
+
+/* The row `value` of breakdown `dim` of site-day `base` is counted in
+ * (itself or "(other)", decided once per batch, as for the daily rows). */
+const char *plan_row(struct plan *p, const struct shard_state *st, const char *base,
+                     const char *dim, const char *value, int64_t expire_at);
+
+/* The index of key[0..len) among the keys the plan writes (expiring at
+ * expire_at); HINCRBY a field of it; PFADD a member (both copied or kept
+ * as pointers valid for the batch: member must live until the commit). */
+uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at);
+void plan_hincr(struct plan *p, uint32_t key, const char *field, long long delta);
+void plan_pfadd(struct plan *p, uint32_t key, const char *member);
+
 #endif
