@@ -59,7 +59,12 @@ const char *hourly_properties(void)
 
 bool hourly_hash_suffix(char *out, size_t outlen, const char *dim)
 {
-    return str_format(out, outlen, "hb:%s", dim);
+    size_t dl = strlen(dim); /* no printf: this runs per row and visit */
+    if (3 + dl + 1 > outlen)
+        return false;
+    memcpy(out, "hb:", 3);
+    memcpy(out + 3, dim, dl + 1);
+    return true;
 }
 
 void hourly_field_prefix(char out[9], unsigned hour, const char *metric)
@@ -77,5 +82,15 @@ void hourly_field_prefix(char out[9], unsigned hour, const char *metric)
 
 bool hourly_visitors_prefix(char *out, size_t outlen, const char *dim, unsigned hour)
 {
-    return str_format(out, outlen, "hu:%s:%02u:", dim, hour % 24);
+    size_t dl = strlen(dim);
+    if (3 + dl + 4 + 1 > outlen)
+        return false;
+    memcpy(out, "hu:", 3);
+    memcpy(out + 3, dim, dl);
+    out[3 + dl] = ':';
+    out[4 + dl] = (char)('0' + hour % 24 / 10);
+    out[5 + dl] = (char)('0' + hour % 24 % 10);
+    out[6 + dl] = ':';
+    out[7 + dl] = '\0';
+    return true;
 }

@@ -38,6 +38,7 @@ void plan_free(struct plan *p)
     free(p->day_vday);
     free(p->vis_pk);
     free(p->vis_key);
+    free(p->hours_key);
     free(p->seen);
     free(p->seen_day);
     free(p->seen_added);
@@ -659,6 +660,12 @@ const char *plan_row(struct plan *p, const struct shard_state *st, const char *b
                      const char *dim, const char *value, int64_t expire_at)
 {
     return map_row(p, st, base, dim, value, expire_at);
+}
+
+const char *plan_row_pk(struct plan *p, const struct shard_state *st, const char *base,
+                        uint32_t pk, const char *dim, const char *value, int64_t expire_at)
+{
+    return map_row_pk(p, st, base, pk, dim, value, expire_at);
 }
 
 uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at)

@@ -100,6 +100,9 @@ struct plan {
     /* per (vday, visit dimension): primary hash and b:<dim>:vis key index */
     uint32_t *vis_pk, *vis_key;
     size_t vis_cap;
+    /* per (vday, schema dimension): its hb:<dim> key index (plan_hours.c) */
+    uint32_t *hours_key;
+    size_t hours_key_cap;
 };
 
 /* Forget the last plan (keeps the buffers) / free everything. */
@@ -136,6 +139,9 @@ bool plan_sweep_keep(void *arg, const struct shard_session *s);
  * (itself or "(other)", decided once per batch, as for the daily rows). */
 const char *plan_row(struct plan *p, const struct shard_state *st, const char *base,
                      const char *dim, const char *value, int64_t expire_at);
+/* The same with the primary hash's index pk (pk_index) known. */
+const char *plan_row_pk(struct plan *p, const struct shard_state *st, const char *base,
+                        uint32_t pk, const char *dim, const char *value, int64_t expire_at);
 
 /* The index of key[0..len) among the keys the plan writes (expiring at
  * expire_at); HINCRBY a field of it; PFADD a member (both copied or kept

@@ -10,8 +10,8 @@
 #include "util.h"
 
 /* "<base>hb:<dim>": the day's hash of hourly rows of dim, indexed. */
-static bool hash_key(struct plan *p, const char *base, const char *dim, int64_t exp,
-                     uint32_t *k)
+static bool hash_key_make(struct plan *p, const char *base, const char *dim, int64_t exp,
+                          uint32_t *k)
 {
     char key[KEY_MAX], suffix[160];
     size_t bl = strlen(base);
@@ -23,6 +23,25 @@ static bool hash_key(struct plan *p, const char *base, const char *dim, int64_t 
     memcpy(key, base, bl);
     memcpy(key + bl, suffix, sl + 1);
     *k = plan_key(p, key, bl + sl, exp);
+    return true;
+}
+
+/* hash_key_make, found once per (vday, dimension) of the plan */
+static bool hash_key(struct plan *p, uint32_t vdi, const struct schema_dim *sd, int64_t exp,
+                     uint32_t *k)
+{
+    size_t need = p->nvdays * SD__COUNT, id = (size_t)(sd - schema_dim(SD_PAGE));
+    if (need > p->hours_key_cap) {
+        size_t old = p->hours_key_cap;
+        p->hours_key_cap = need * 2;
+        p->hours_key = xrealloc(p->hours_key, p->hours_key_cap * sizeof *p->hours_key);
+        for (size_t i = old; i < p->hours_key_cap; i++)
+            p->hours_key[i] = UINT32_MAX;
+    }
+    uint32_t *slot = &p->hours_key[vdi * SD__COUNT + id];
+    if (*slot == UINT32_MAX && !hash_key_make(p, p->vdays[vdi].base, sd->name, exp, slot))
+        return false;
+    *k = *slot;
     return true;
 }
 
@@ -64,6 +83,8 @@ void plan_hours_rows(struct plan *p, const struct shard_state *st, const struct 
     const struct rollup_day *days = rollup_days(r, &ndays);
     const struct rollup_row *rows = rollup_rows(r, &nrows);
     const struct rollup_hour_row *hrs = rollup_hour_rows(r, &nhr);
+    for (size_t i = 0; i < p->hours_key_cap; i++) /* a new plan: key indexes are new */
+        p->hours_key[i] = UINT32_MAX;
     /* which events of each hour have hourly rows: all of them from now on */
     for (size_t i = 0; i < ndays; i++) {
         const struct rollup_day *d = &days[i];
@@ -93,7 +114,7 @@ void plan_hours_rows(struct plan *p, const struct shard_state *st, const struct 
             continue;
         const char *target = plan_row(p, st, d->base, row->dim, row->value, d->expire_at);
         uint32_t k;
-        if (!hash_key(p, d->base, row->dim, d->expire_at, &k))
+        if (!hash_key(p, p->day_vday[row->day], sd, d->expire_at, &k))
             continue;
         if ((sd->metrics & SCHEMA_PV) && hr->pv > 0)
             count(p, k, hr->hour, "pv", target, hr->pv);
@@ -115,9 +136,14 @@ void plan_hours_visit(struct plan *p, const struct shard_state *st, uint32_t vdi
         const struct schema_dim *sd = schema_visit_dim((int)d);
         if (!values[d][0] || !sd || !hourly_dim((enum schema_dim_id)(sd - schema_dim(SD_PAGE))))
             continue;
-        const char *row = plan_row(p, st, vd->base, sd->name, values[d], vd->exp);
+        /* visit() has just mapped the value: its cell is found, not decided */
+        size_t at = (size_t)vdi * ROLLUP_V_COUNT + d;
+        uint32_t pk = at < p->vis_cap ? p->vis_pk[at] : UINT32_MAX;
+        const char *row = pk != UINT32_MAX
+                              ? plan_row_pk(p, st, vd->base, pk, sd->name, values[d], vd->exp)
+                              : plan_row(p, st, vd->base, sd->name, values[d], vd->exp);
         uint32_t k;
-        if (!hash_key(p, vd->base, sd->name, vd->exp, &k))
+        if (!hash_key(p, vdi, sd, vd->exp, &k))
             continue;
         count(p, k, hour, "vis", row, 1);
         if (sd->visitors == SCHEMA_U_PER_VISIT &&

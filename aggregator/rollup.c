@@ -340,8 +340,9 @@ count:;
     if (pageview)
         row->pv++;
     if (hourly_dim(id))
-        rollup_hours_count(&r->hours, idx, r->hour, pageview,
-                           visitors == SCHEMA_U_PER_VISIT ? ROLLUP_NO_VISITOR : visitor);
+        rollup_hours_count(&r->hours, idx, day, r->hour, pageview,
+                           visitors == SCHEMA_U_PER_VISIT ? ROLLUP_NO_VISITOR : visitor,
+                           visitors == SCHEMA_U_PER_VISITOR ? 1u << id : 0);
     if (visitors == SCHEMA_U_PER_VISITOR && visitor != ROLLUP_NO_VISITOR) {
         /* one row per visitor and day: a mask per visitor instead of the
          * pair set (most of the batch's pairs are of these dims) */

@@ -39,8 +39,36 @@ static bool seen_add(struct rollup_hours *h, uint32_t hr, uint32_t visitor)
     }
 }
 
-void rollup_hours_count(struct rollup_hours *h, uint32_t row, unsigned hour, bool pageview,
-                        uint32_t visitor)
+/* Whether visitor joins the row of bit `bit` in (day, hour) for the first
+ * time. A visitor whose events of the batch alternate between hours may
+ * be listed twice: a repeated PFADD member, never a missing one. */
+static bool mask_add(struct rollup_hours *h, uint32_t visitor, uint32_t day, unsigned hour,
+                     uint32_t bit)
+{
+    if (visitor >= h->masks_cap) {
+        size_t cap = h->masks_cap ? h->masks_cap : 1024;
+        while (cap <= visitor)
+            cap *= 2;
+        h->masks = xrealloc(h->masks, cap * sizeof *h->masks);
+        memset(h->masks + h->masks_cap, 0, (cap - h->masks_cap) * sizeof *h->masks);
+        h->masks_cap = cap;
+    }
+    if (visitor >= h->masks_used)
+        h->masks_used = (size_t)visitor + 1;
+    struct rollup_hours_mask *m = &h->masks[visitor];
+    uint32_t owner = day * 24 + (hour % 24) + 1;
+    if (m->owner != owner) {
+        m->owner = owner;
+        m->dims = 0;
+    }
+    if (m->dims & bit)
+        return false;
+    m->dims |= bit;
+    return true;
+}
+
+void rollup_hours_count(struct rollup_hours *h, uint32_t row, uint32_t day, unsigned hour,
+                        bool pageview, uint32_t visitor, uint32_t visitor_bit)
 {
     size_t s = (size_t)row * 24 + (hour % 24);
     if (s >= h->slot_cap) {
@@ -63,7 +91,8 @@ void rollup_hours_count(struct rollup_hours *h, uint32_t row, unsigned hour, boo
     r->ev++;
     if (pageview)
         r->pv++;
-    if (visitor != ROLLUP_NO_VISITOR && seen_add(h, hr, visitor)) {
+    if (visitor != ROLLUP_NO_VISITOR && (visitor_bit ? mask_add(h, visitor, day, hour, visitor_bit)
+                                                      : seen_add(h, hr, visitor))) {
         GROW(r->visitors, r->nvisitors, r->visitors_cap);
         r->visitors[r->nvisitors++] = visitor;
     }
@@ -80,6 +109,9 @@ void rollup_hours_reset(struct rollup_hours *h)
     if (h->seen_n)
         memset(h->seen, 0, h->seen_cap * sizeof *h->seen);
     h->seen_n = 0;
+    if (h->masks_used)
+        memset(h->masks, 0, h->masks_used * sizeof *h->masks);
+    h->masks_used = 0;
 }
 
 void rollup_hours_free(struct rollup_hours *h)
@@ -88,5 +120,6 @@ void rollup_hours_free(struct rollup_hours *h)
     free(h->slot);
     free(h->rows);
     free(h->seen);
+    free(h->masks);
     memset(h, 0, sizeof *h);
 }

@@ -30,13 +30,21 @@ struct rollup_hours {
     size_t n, cap;
     uint64_t *seen;        /* (hour row, visitor) pairs, open addressing, 0 = empty */
     size_t seen_cap, seen_n;
+    struct rollup_hours_mask {
+        uint32_t owner;    /* day * 24 + hour + 1 of the bits, 0 = none */
+        uint32_t dims;     /* per-visitor dims the visitor joined in that hour */
+    } *masks;              /* per visitor id */
+    size_t masks_cap, masks_used;
 };
 
-/* Count one event of row `row` (rollup_rows index) in local hour `hour`;
- * `visitor` joins the row-hour's visitors unless it is ROLLUP_NO_VISITOR
- * (no hash, or a dimension whose visitors are added per visit). */
-void rollup_hours_count(struct rollup_hours *h, uint32_t row, unsigned hour, bool pageview,
-                        uint32_t visitor);
+/* Count one event of row `row` (rollup_rows index) of day `day` in local
+ * hour `hour`; `visitor` joins the row-hour's visitors unless it is
+ * ROLLUP_NO_VISITOR (no hash, or a dimension whose visitors are added per
+ * visit). `visitor_bit` is the dimension's bit for a dimension whose value
+ * is the same for all events of a visitor (schema.h SCHEMA_U_PER_VISITOR):
+ * a mask per visitor and hour instead of the pair set; 0 otherwise. */
+void rollup_hours_count(struct rollup_hours *h, uint32_t row, uint32_t day, unsigned hour,
+                        bool pageview, uint32_t visitor, uint32_t visitor_bit);
 
 /* Forget the batch (keeps the buffers) / free everything. */
 void rollup_hours_reset(struct rollup_hours *h);
