@@ -44,8 +44,15 @@ bool api_load_hours(struct api_request *rq, const struct api_params *p, redisCon
         api_set_error(rq, 400, err);
         return false;
     }
+    /* one value or a set: read just those fields */
+    const char *values[API_FILTER_VALUES_MAX];
+    size_t nvalues = 0;
+    bool exact = p->filter.op == AF_IS;
+    for (size_t i = 0; exact && i < p->filter.nvalues && i < API_FILTER_VALUES_MAX; i++)
+        values[nvalues++] = p->filter.values[i];
     int s = query_hours_rows(rc, p->site_id, p->filter.dim, p->filter.property, &p->range,
-                             filter_match, (void *)(uintptr_t)&p->filter, t, err, sizeof err);
+                             exact ? values : NULL, nvalues, filter_match,
+                             (void *)(uintptr_t)&p->filter, t, err, sizeof err);
     if (s != 0) {
         if (s > 0)
             api_set_error(rq, 400, err);

@@ -99,53 +99,64 @@ static void keys_push(struct hour_keys *k, const char *s, size_t len)
     k->argvlen[k->argc++] = len;
 }
 
-/* One day: counters of the matching rows into out[0..24), visitors by
- * one PFCOUNT per hour. */
-static int one_day(redisContext *rc, const char *site, const char *dim, const char *property,
-                   period_day day, query_row_match_fn match, void *arg,
-                   struct query_totals *out, char *err, size_t errlen)
-{
-    const struct schema_dim *sd = schema_find(dim);
-    /* the metric listed once per (hour, row) that has visitors */
-    const char *key_metric = sd && sd->visitors == SCHEMA_U_PER_VISIT ? "vis" : "ev";
-    char base[1024], hours_key[1100], hb_key[1200];
-    size_t bl = day_base(base, sizeof base, site, day);
-    if (!bl || !str_format(hours_key, sizeof hours_key, "%shours", base) ||
-        !str_format(hb_key, sizeof hb_key, "%shb:%s", base, dim)) {
-        str_format(err, errlen, "site: too long");
-        return -1;
-    }
-    if (redisAppendCommand(rc, "HGETALL %s", hours_key) != REDIS_OK ||
-        redisAppendCommand(rc, "HGETALL %s", hb_key) != REDIS_OK)
-        return redis_error(rc, NULL, err, errlen);
-    redisReply *replies[2] = {NULL, NULL};
-    int status = 0;
-    for (int i = 0; i < 2; i++) {
-        void *rep = NULL;
-        if (redisGetReply(rc, &rep) != REDIS_OK || !rep) {
-            status = redis_error(rc, NULL, err, errlen);
-            break;
-        }
-        replies[i] = rep;
-        if (status == 0 && replies[i]->type != REDIS_REPLY_ARRAY)
-            status = redis_error(rc, replies[i], err, errlen);
-    }
+/* What one day's reading collects. */
+struct day_ctx {
+    const char *dim, *property, *key_metric;
+    const char *base;
+    size_t bl;
     char dstr[11];
-    period_format_day(day, dstr);
-    int bad;
-    if (status == 0 && !hours_covered(replies[0], &bad)) {
-        str_format(err, errlen,
-                   "filters: %s %02d:00 was counted before hourly rows were kept (its hours "
-                   "are totals of the site only), so %s cannot be filtered by the hour there; "
-                   "ask interval=day (time:day) with this filter",
-                   dstr, bad, property);
-        status = 1;
+    query_row_match_fn match;
+    void *arg;
+    struct query_totals *out;  /* 24 hours */
+    struct hour_keys keys[24]; /* the matching rows' "<base>hu:<dim>:<HH>:<row>" */
+    char *err;
+    size_t errlen;
+};
+
+/* One field "<HH>:<metric>:<row>" = v of hb:<dim>. 0, or 1 with a reason
+ * (an "(other)" row with counts). */
+static int take(struct day_ctx *c, int h, const char *metric, size_t ml, const char *row,
+                size_t rl, long long v)
+{
+    if (rl == strlen(QUERY_OTHER) && memcmp(row, QUERY_OTHER, rl) == 0) {
+        if (!v)
+            return 0;
+        str_format(c->err, c->errlen,
+                   "filters: on %s values of %s past breakdown_cap were counted together as "
+                   "(other), and the filter may match some of them: it cannot be answered "
+                   "exactly",
+                   c->dstr, c->property);
+        return 1;
     }
-    /* the keys of each hour: "<base>hu:<dim>:<HH>:<row>" */
-    struct hour_keys keys[24];
-    memset(keys, 0, sizeof keys);
-    const redisReply *hb = replies[1];
-    for (size_t f = 0; status == 0 && f + 1 < hb->elements; f += 2) {
+    if (!v || !c->match(c->arg, row, rl))
+        return 0;
+    struct query_totals *t = &c->out[h];
+    if (ml == 2 && memcmp(metric, "pv", 2) == 0)
+        t->c[QC_PAGEVIEWS] += v;
+    else if (ml == 2 && memcmp(metric, "ev", 2) == 0)
+        t->c[QC_EVENTS] += v;
+    else if (ml == 3 && memcmp(metric, "vis", 3) == 0)
+        t->c[QC_VISITS] += v;
+    char prefix[300];
+    if (ml != strlen(c->key_metric) || memcmp(metric, c->key_metric, ml) != 0 ||
+        !hourly_visitors_prefix(prefix, sizeof prefix, c->dim, (unsigned)h))
+        return 0;
+    size_t pl = strlen(prefix), kl = c->bl + pl + rl;
+    char *k = xmalloc(kl + 1);
+    memcpy(k, c->base, c->bl);
+    memcpy(k + c->bl, prefix, pl);
+    memcpy(k + c->bl + pl, row, rl);
+    k[kl] = '\0';
+    if (c->keys[h].argc == 0)
+        keys_push(&c->keys[h], "PFCOUNT", 7);
+    keys_push(&c->keys[h], k, kl);
+    return 0;
+}
+
+/* The fields of the hb:<dim> hash (HGETALL). */
+static int take_all(struct day_ctx *c, const redisReply *hb)
+{
+    for (size_t f = 0; f + 1 < hb->elements; f += 2) {
         const redisReply *name = hb->element[f];
         long long v;
         int h;
@@ -157,53 +168,137 @@ static int one_day(redisContext *rc, const char *site, const char *dim, const ch
         if (!colon)
             continue;
         size_t ml = (size_t)(colon - metric);
-        const char *row = colon + 1;
-        size_t rl = name->len - 3 - ml - 1;
-        if (rl == strlen(QUERY_OTHER) && memcmp(row, QUERY_OTHER, rl) == 0) {
-            if (v) {
-                str_format(err, errlen,
-                           "filters: on %s values of %s past breakdown_cap were counted "
-                           "together as (other), and the filter may match some of them: it "
-                           "cannot be answered exactly",
-                           dstr, property);
-                status = 1;
-            }
-            continue;
-        }
-        if (!match(arg, row, rl))
-            continue;
-        struct query_totals *t = &out[h];
-        if (ml == 2 && memcmp(metric, "pv", 2) == 0)
-            t->c[QC_PAGEVIEWS] += v;
-        else if (ml == 2 && memcmp(metric, "ev", 2) == 0)
-            t->c[QC_EVENTS] += v;
-        else if (ml == 3 && memcmp(metric, "vis", 3) == 0)
-            t->c[QC_VISITS] += v;
-        if (ml != strlen(key_metric) || memcmp(metric, key_metric, ml) != 0)
-            continue;
-        char prefix[300];
-        if (!hourly_visitors_prefix(prefix, sizeof prefix, dim, (unsigned)h))
-            continue;
-        size_t pl = strlen(prefix), kl = bl + pl + rl;
-        char *k = xmalloc(kl + 1);
-        memcpy(k, base, bl);
-        memcpy(k + bl, prefix, pl);
-        memcpy(k + bl + pl, row, rl);
-        k[kl] = '\0';
-        if (keys[h].argc == 0)
-            keys_push(&keys[h], "PFCOUNT", 7);
-        keys_push(&keys[h], k, kl);
+        if (take(c, h, metric, ml, colon + 1, name->len - 3 - ml - 1, v) != 0)
+            return 1;
     }
+    return 0;
+}
+
+/* The metrics the dim keeps (schema.h), as field names. */
+static size_t dim_metrics(const struct schema_dim *sd, const char *names[3])
+{
+    size_t n = 0;
+    if (sd->metrics & SCHEMA_PV)
+        names[n++] = "pv";
+    if (sd->metrics & SCHEMA_EV)
+        names[n++] = "ev";
+    if (sd->metrics & SCHEMA_VIS)
+        names[n++] = "vis";
+    return n;
+}
+
+/* The HMGET of exact values: fields "<HH>:<metric>:<value>" of every hour,
+ * metric and value, and of "(other)". */
+static void exact_fields(const struct schema_dim *sd, const char *const *values,
+                         size_t nvalues, struct hour_keys *fields)
+{
+    const char *metrics[3];
+    size_t nm = dim_metrics(sd, metrics);
+    for (unsigned h = 0; h < 24; h++) {
+        for (size_t m = 0; m < nm; m++) {
+            for (size_t i = 0; i <= nvalues; i++) {
+                const char *v = i < nvalues ? values[i] : QUERY_OTHER;
+                char prefix[9];
+                hourly_field_prefix(prefix, h, metrics[m]);
+                size_t pl = strlen(prefix), vl = strlen(v);
+                char *f = xmalloc(pl + vl + 1);
+                memcpy(f, prefix, pl);
+                memcpy(f + pl, v, vl + 1);
+                keys_push(fields, f, pl + vl);
+            }
+        }
+    }
+}
+
+/* The HMGET's answers, field i of fields (argv[2..]) to reply element i. */
+static int take_exact(struct day_ctx *c, const struct hour_keys *fields, const redisReply *r)
+{
+    for (size_t i = 0; i < r->elements && i + 2 < fields->argc; i++) {
+        long long v;
+        const char *f = fields->argv[i + 2];
+        size_t fl = fields->argvlen[i + 2];
+        if (r->element[i]->type != REDIS_REPLY_STRING || !reply_ll(r->element[i], &v))
+            continue;
+        const char *colon = memchr(f + 3, ':', fl - 3);
+        size_t ml = (size_t)(colon - (f + 3));
+        if (take(c, field_hour(f, fl), f + 3, ml, colon + 1, fl - 3 - ml - 1, v) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* One day: counters of the matching rows into out[0..24), visitors by
+ * one PFCOUNT per hour. `values` (nvalues of them), when not NULL, are the
+ * exact values the filter matches: their fields are read with HMGET
+ * instead of the whole hash. */
+static int one_day(redisContext *rc, struct day_ctx *c, const char *site, period_day day,
+                   const char *const *values, size_t nvalues)
+{
+    const struct schema_dim *sd = schema_find(c->dim);
+    if (!sd) {
+        str_format(c->err, c->errlen, "filters: unknown dimension");
+        return -1;
+    }
+    /* the metric listed once per (hour, row) that has visitors */
+    c->key_metric = sd->visitors == SCHEMA_U_PER_VISIT ? "vis" : "ev";
+    char base[1024], hours_key[1100], hb_key[1200];
+    size_t bl = day_base(base, sizeof base, site, day);
+    if (!bl || !str_format(hours_key, sizeof hours_key, "%shours", base) ||
+        !str_format(hb_key, sizeof hb_key, "%shb:%s", base, c->dim)) {
+        str_format(c->err, c->errlen, "site: too long");
+        return -1;
+    }
+    c->base = base;
+    c->bl = bl;
+    period_format_day(day, c->dstr);
+    memset(c->keys, 0, sizeof c->keys);
+    struct hour_keys fields = {0};
+    keys_push(&fields, "HMGET", 5);
+    keys_push(&fields, hb_key, strlen(hb_key));
+    if (values)
+        exact_fields(sd, values, nvalues, &fields);
+    int status = 0;
+    if (redisAppendCommand(rc, "HGETALL %s", hours_key) != REDIS_OK ||
+        (values ? redisAppendCommandArgv(rc, (int)fields.argc, fields.argv, fields.argvlen)
+                : redisAppendCommand(rc, "HGETALL %s", hb_key)) != REDIS_OK)
+        status = redis_error(rc, NULL, c->err, c->errlen);
+    redisReply *replies[2] = {NULL, NULL};
+    for (int i = 0; status == 0 && i < 2; i++) {
+        void *rep = NULL;
+        if (redisGetReply(rc, &rep) != REDIS_OK || !rep) {
+            status = redis_error(rc, NULL, c->err, c->errlen);
+            break;
+        }
+        replies[i] = rep;
+    }
+    for (int i = 0; status == 0 && i < 2; i++)
+        if (replies[i]->type != REDIS_REPLY_ARRAY)
+            status = redis_error(rc, replies[i], c->err, c->errlen);
+    int bad;
+    if (status == 0 && !hours_covered(replies[0], &bad)) {
+        str_format(c->err, c->errlen,
+                   "filters: %s %02d:00 was counted before hourly rows were kept (its hours "
+                   "are totals of the site only), so %s cannot be filtered by the hour there; "
+                   "ask interval=day (time:day) with this filter",
+                   c->dstr, bad, c->property);
+        status = 1;
+    }
+    if (status == 0)
+        status = values ? take_exact(c, &fields, replies[1]) : take_all(c, replies[1]);
     freeReplyObject(replies[0]);
     freeReplyObject(replies[1]);
+    for (size_t i = 2; i < fields.argc; i++)
+        free((char *)(uintptr_t)fields.argv[i]);
+    free(fields.argv);
+    free(fields.argvlen);
     size_t sent = 0;
     int pending[24];
     for (int h = 0; status == 0 && h < 24; h++) {
-        if (keys[h].argc < 2)
+        if (c->keys[h].argc < 2)
             continue;
-        if (redisAppendCommandArgv(rc, (int)keys[h].argc, keys[h].argv, keys[h].argvlen) !=
-            REDIS_OK) {
-            status = redis_error(rc, NULL, err, errlen);
+        if (redisAppendCommandArgv(rc, (int)c->keys[h].argc, c->keys[h].argv,
+                                   c->keys[h].argvlen) != REDIS_OK) {
+            status = redis_error(rc, NULL, c->err, c->errlen);
             break;
         }
         pending[sent++] = h;
@@ -212,25 +307,26 @@ static int one_day(redisContext *rc, const char *site, const char *dim, const ch
     for (size_t i = 0; i < sent; i++) {
         void *rep = NULL;
         if (redisGetReply(rc, &rep) != REDIS_OK || !rep) {
-            status = redis_error(rc, NULL, err, errlen);
+            status = redis_error(rc, NULL, c->err, c->errlen);
             break;
         }
         redisReply *r = rep;
-        if (status == 0 && !reply_ll(r, &out[pending[i]].visitors))
-            status = redis_error(rc, r, err, errlen);
+        if (status == 0 && !reply_ll(r, &c->out[pending[i]].visitors))
+            status = redis_error(rc, r, c->err, c->errlen);
         freeReplyObject(r);
     }
     for (int h = 0; h < 24; h++) {
-        for (size_t i = 1; i < keys[h].argc; i++)
-            free((char *)(uintptr_t)keys[h].argv[i]);
-        free(keys[h].argv);
-        free(keys[h].argvlen);
+        for (size_t i = 1; i < c->keys[h].argc; i++)
+            free((char *)(uintptr_t)c->keys[h].argv[i]);
+        free(c->keys[h].argv);
+        free(c->keys[h].argvlen);
     }
     return status;
 }
 
 int query_hours_rows(redisContext *rc, const char *site, const char *dim, const char *property,
-                     const struct period_range *range, query_row_match_fn match, void *arg,
+                     const struct period_range *range, const char *const *values,
+                     size_t nvalues, query_row_match_fn match, void *arg,
                      struct query_totals *out, char *err, size_t errlen)
 {
     long days = period_range_days(range);
@@ -241,11 +337,14 @@ int query_hours_rows(redisContext *rc, const char *site, const char *dim, const 
         return -1;
     }
     memset(out, 0, (size_t)days * 24 * sizeof *out);
-    for (long d = 0; d < days; d++) {
-        int s = one_day(rc, site, dim, property, range->first + (period_day)d, match, arg,
-                        out + d * 24, err, errlen);
-        if (s != 0)
-            return s;
+    struct day_ctx *c = xcalloc(1, sizeof *c);
+    *c = (struct day_ctx){.dim = dim, .property = property, .match = match, .arg = arg,
+                          .err = err, .errlen = errlen};
+    int s = 0;
+    for (long d = 0; s == 0 && d < days; d++) {
+        c->out = out + d * 24;
+        s = one_day(rc, c, site, range->first + (period_day)d, values, nvalues);
     }
-    return 0;
+    free(c);
+    return s;
 }

@@ -162,6 +162,16 @@ Test(aggregator_hourly, filtered_hours_around_local_midnight, .timeout = 90)
                d1);
     expect_has(b, path);
     free(b);
+    /* a glob over the stored values (the whole hash is read, not one value) */
+    str_format(path, sizeof path,
+               "/api/v1/stats/timeseries?site_id=" SITE "&period=day&date=%s&interval=hour"
+               "&metrics=visitors,pageviews&filters=event:page%%3D%%3D/*",
+               d1);
+    b = api(port, path, 200);
+    str_format(path, sizeof path, "{\"date\": \"%s 00:00:00\", \"visitors\": 4, \"pageviews\": 4}",
+               d1);
+    expect_has(b, path);
+    free(b);
     b = hourly(port, d1, "visit:source%3D%3DGoogle%7CBing", 200);
     expect_hour(b, d1, 0, 3, 3, 3);
     free(b);
