@@ -286,3 +286,65 @@ Test(aggregator_hourly, other_row_is_refused, .timeout = 60)
     free(b);
     agg_stop_ok(agg);
 }
+
+/* A goal filter by the hour: the goal's visitors of each hour, and their
+ * share of all the hour's visitors (conversion_rate), v1 and v2. */
+Test(aggregator_hourly, goal_conversion_rate_by_the_hour, .timeout = 60)
+{
+    env_start(&env);
+    struct env *e = &env;
+    char redis[400], log[400];
+    str_format(redis, sizeof redis, "--redis=unix:%s", e->redis.socket);
+    str_format(log, sizeof log, "%s/admin.out", e->dir);
+    char *argv[] = {"veil-admin", redis, "site", "add", SITE, "--goal", "event:Signup", NULL};
+    struct harness_proc adm;
+    cr_assert_eq(harness_spawn(&adm, argv, log), 0);
+    int status;
+    waitpid(adm.pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "veil-admin site add failed");
+    /* all in one UTC hour, well inside it */
+    const int64_t t = (e->now - 3600) / 3600 * 3600 + 600;
+    const int hour = (int)(t % 86400 / 3600);
+    char day[11];
+    period_format_day((period_day)(t / 86400), day);
+    const char *visitors[] = {VA, VB, VC, VD};
+    for (int i = 0; i < 4; i++)
+        pageview(e, visitors[i], "/", NULL, NULL, t + i);
+    struct event_record ev;
+    event_base(&ev, e, "Signup", "/", VA, t + 60);
+    period_format_day((period_day)(t / 86400), ev.day);
+    xadd(e->rc, &ev);
+    int port = harness_free_port();
+    char listen[64];
+    str_format(listen, sizeof listen, "--api_listen=127.0.0.1:%d", port);
+    char *extra[] = {listen, "--api_token=" TOKEN, "--k_anonymity=1", NULL};
+    struct harness_proc *agg = agg_spawn(e, extra);
+    cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
+    wait_drained(e, 15000);
+
+    char path[400], want[200];
+    str_format(path, sizeof path,
+               "/api/v1/stats/timeseries?site_id=" SITE "&period=day&date=%s&interval=hour"
+               "&metrics=visitors,events,conversion_rate&filters=event:goal%%3D%%3DSignup",
+               day);
+    char *b = api(port, path, 200);
+    str_format(want, sizeof want,
+               "{\"date\": \"%s %02d:00:00\", \"visitors\": 1, \"events\": 1, "
+               "\"conversion_rate\": 25.0}",
+               day, hour);
+    expect_has(b, want);
+    free(b);
+    char body[500];
+    str_format(body, sizeof body,
+               "{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\", \"conversion_rate\"], "
+               "\"date_range\": [\"%s\", \"%s\"], \"dimensions\": [\"time:hour\"], "
+               "\"filters\": [[\"is\", \"event:goal\", [\"Signup\"]]]}",
+               day, day);
+    cJSON *doc = v2(port, body);
+    const cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "results"), hour);
+    const cJSON *m = cJSON_GetObjectItem(row, "metrics");
+    cr_expect_eq(cJSON_GetArrayItem(m, 0)->valuedouble, 1);
+    cr_expect_eq(cJSON_GetArrayItem(m, 1)->valuedouble, 25.0);
+    cJSON_Delete(doc);
+    agg_stop_ok(agg);
+}
