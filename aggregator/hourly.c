@@ -11,7 +11,13 @@
  * where visits come from, and who the visitors are (country and device
  * class, browser, OS), and goals. Left out, each keeps daily rows only:
  * region, city, screen, referrer, utm_term, utm_content, event names,
- * custom properties and visitor_type (docs/API.md "Hourly rows"). */
+ * custom properties and visitor_type (docs/API.md "Hourly rows").
+ *
+ * Adding a dimension here needs a new coverage field too (hourly.h
+ * HOURLY_COVER_FIELD, e.g. "hourly_rows2", written from then on, and the
+ * new dimension checked against it only): hours counted before would
+ * otherwise pass the check with no rows of the new dimension, and a filter
+ * on it would read zeros there instead of being refused. */
 static const bool hourly[SD__COUNT] = {
     [SD_PAGE] = true,       [SD_ENTRY_PAGE] = true, [SD_SOURCE] = true,
     [SD_CHANNEL] = true,    [SD_UTM_SOURCE] = true, [SD_UTM_MEDIUM] = true,
