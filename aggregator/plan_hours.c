@@ -116,10 +116,14 @@ void plan_hours_rows(struct plan *p, const struct shard_state *st, const struct 
         uint32_t k;
         if (!hash_key(p, p->day_vday[row->day], sd, d->expire_at, &k))
             continue;
-        if ((sd->metrics & SCHEMA_PV) && hr->pv > 0)
+        /* events as page views plus "oe", the others: most rows have no
+         * other events, so one counter instead of two */
+        bool pv = sd->metrics & SCHEMA_PV;
+        if (pv && hr->pv > 0)
             count(p, k, hr->hour, "pv", target, hr->pv);
-        if (sd->metrics & SCHEMA_EV)
-            count(p, k, hr->hour, "ev", target, hr->ev);
+        long long other = pv ? hr->ev - hr->pv : hr->ev;
+        if ((sd->metrics & SCHEMA_EV) && other > 0)
+            count(p, k, hr->hour, pv ? "oe" : "ev", target, other);
         if (hr->nvisitors == 0 ||
             !visitors_key(p, d->base, row->dim, hr->hour, target, d->expire_at, &k))
             continue;

@@ -101,7 +101,8 @@ static void keys_push(struct hour_keys *k, const char *s, size_t len)
 
 /* What one day's reading collects. */
 struct day_ctx {
-    const char *dim, *property, *key_metric;
+    const char *dim, *property;
+    bool per_visit;            /* the dim's visitors are added per visit */
     const char *base;
     size_t bl;
     char dstr[11];
@@ -131,15 +132,19 @@ static int take(struct day_ctx *c, int h, const char *metric, size_t ml, const c
     if (!v || !c->match(c->arg, row, rl))
         return 0;
     struct query_totals *t = &c->out[h];
-    if (ml == 2 && memcmp(metric, "pv", 2) == 0)
+    bool vis = ml == 3 && memcmp(metric, "vis", 3) == 0;
+    if (ml == 2 && memcmp(metric, "pv", 2) == 0) {
         t->c[QC_PAGEVIEWS] += v;
-    else if (ml == 2 && memcmp(metric, "ev", 2) == 0)
+        t->c[QC_EVENTS] += v; /* events are page views plus "oe" */
+    } else if (ml == 2 && (memcmp(metric, "oe", 2) == 0 || memcmp(metric, "ev", 2) == 0)) {
         t->c[QC_EVENTS] += v;
-    else if (ml == 3 && memcmp(metric, "vis", 3) == 0)
+    } else if (vis) {
         t->c[QC_VISITS] += v;
+    }
+    /* the row's visitors of the hour: per visit, or per event (listed once
+     * per counter of events, so maybe twice: PFCOUNT does not mind) */
     char prefix[300];
-    if (ml != strlen(c->key_metric) || memcmp(metric, c->key_metric, ml) != 0 ||
-        !hourly_visitors_prefix(prefix, sizeof prefix, c->dim, (unsigned)h))
+    if (c->per_visit != vis || !hourly_visitors_prefix(prefix, sizeof prefix, c->dim, (unsigned)h))
         return 0;
     size_t pl = strlen(prefix), kl = c->bl + pl + rl;
     char *k = xmalloc(kl + 1);
@@ -181,7 +186,7 @@ static size_t dim_metrics(const struct schema_dim *sd, const char *names[3])
     if (sd->metrics & SCHEMA_PV)
         names[n++] = "pv";
     if (sd->metrics & SCHEMA_EV)
-        names[n++] = "ev";
+        names[n++] = sd->metrics & SCHEMA_PV ? "oe" : "ev";
     if (sd->metrics & SCHEMA_VIS)
         names[n++] = "vis";
     return n;
@@ -239,8 +244,7 @@ static int one_day(redisContext *rc, struct day_ctx *c, const char *site, period
         str_format(c->err, c->errlen, "filters: unknown dimension");
         return -1;
     }
-    /* the metric listed once per (hour, row) that has visitors */
-    c->key_metric = sd->visitors == SCHEMA_U_PER_VISIT ? "vis" : "ev";
+    c->per_visit = sd->visitors == SCHEMA_U_PER_VISIT;
     char base[1024], hours_key[1100], hb_key[1200];
     size_t bl = day_base(base, sizeof base, site, day);
     if (!bl || !str_format(hours_key, sizeof hours_key, "%shours", base) ||

@@ -342,8 +342,10 @@ export async function writeDataSet(r) {
     await r.command('PFADD', key(SITE, day, `u:${dim}:${value}`), ...visitors.map(vh));
     if (!HOURLY_DIMS.includes(dim)) continue;
     for (const [i, hh] of HOURS.entries()) {
-      for (const [metric, n] of Object.entries(counts)) {
-        if (hourSplit(n)[i]) await r.command('HINCRBY', key(SITE, day, `hb:${dim}`), `${hh}:${metric}:${value}`, hourSplit(n)[i]);
+      /* events are kept as page views plus `oe`, the other events */
+      const part2 = { pv: hourSplit(counts.pv || 0)[i], oe: hourSplit(counts.ev || 0)[i] - hourSplit(counts.pv || 0)[i], vis: hourSplit(counts.vis || 0)[i] };
+      for (const [metric, n] of Object.entries(part2)) {
+        if (n > 0) await r.command('HINCRBY', key(SITE, day, `hb:${dim}`), `${hh}:${metric}:${value}`, n);
       }
       const part = hourSplit(visitors)[i];
       if (part.length) await r.command('PFADD', key(SITE, day, `hu:${dim}:${hh}:${value}`), ...part.map(vh));
