@@ -22,9 +22,22 @@ bool api_hourly_filter_ok(const struct api_filter *f, char *err, size_t errlen)
     return false;
 }
 
+/* The filter's expression on stored values, its regular expressions
+ * compiled once; a match-limit hit is remembered (the answer is a 400). */
+struct hour_match {
+    const struct api_filter *f;
+    struct api_filter_code *code;
+    bool failed;
+    char err[300];
+};
+
 static bool filter_match(void *arg, const char *value, size_t len)
 {
-    return api_filter_matches(arg, value, len);
+    struct hour_match *m = arg;
+    int r = api_filter_eval(m->f, m->code, value, len, m->err, sizeof m->err);
+    if (r < 0)
+        m->failed = true;
+    return r > 0;
 }
 
 bool api_load_hours(struct api_request *rq, const struct api_params *p, redisContext *rc,
@@ -44,15 +57,31 @@ bool api_load_hours(struct api_request *rq, const struct api_params *p, redisCon
         api_set_error(rq, 400, err);
         return false;
     }
-    /* one value or a set: read just those fields */
+    /* `is` one value or a set (of stored values, not names): read just
+     * those fields */
+    const struct api_filter *f = &p->filter;
+    const struct api_filter_node *root = &f->nodes[0];
     const char *values[API_FILTER_VALUES_MAX];
     size_t nvalues = 0;
-    bool exact = p->filter.op == AF_IS;
-    for (size_t i = 0; exact && i < p->filter.nvalues && i < API_FILTER_VALUES_MAX; i++)
-        values[nvalues++] = p->filter.values[i];
-    int s = query_hours_rows(rc, p->site_id, p->filter.dim, p->filter.property, &p->range,
-                             exact ? values : NULL, nvalues, filter_match,
-                             (void *)(uintptr_t)&p->filter, t, err, sizeof err);
+    bool exact = f->nnodes == 1 && root->op == AF_IS && !root->negate && !root->caseless &&
+                 f->names == AF_NAMES_NONE;
+    for (size_t i = root->first; exact && i < (size_t)root->first + root->n &&
+                                 i < API_FILTER_VALUES_MAX;
+         i++)
+        values[nvalues++] = f->values[i];
+    struct hour_match m = {.f = f};
+    if (!api_filter_compile(f, &m.code, err, sizeof err)) {
+        api_set_error(rq, 400, err);
+        return false;
+    }
+    int s = query_hours_rows(rc, p->site_id, f->dim, f->property, &p->range,
+                             exact ? values : NULL, nvalues, filter_match, &m, t, err,
+                             sizeof err);
+    api_filter_code_free(m.code);
+    if (s == 0 && m.failed) {
+        str_copy(err, sizeof err, m.err, strlen(m.err));
+        s = 1;
+    }
     if (s != 0) {
         if (s > 0)
             api_set_error(rq, 400, err);

@@ -14,6 +14,7 @@
 #include "api_filter.h"
 #include "api_internal.h"
 #include "api_hourly.h"
+#include "geo_names.h"
 #include "kanon.h"
 #include "output.h"
 #include "util.h"
@@ -194,66 +195,25 @@ static bool parse_dimensions(struct api_v2_query *q, const cJSON *dims, char *er
     bool visitors;
     if (!api_property_dim(q->dimension, q->p.dim, sizeof q->p.dim, &metrics, &visitors))
         return fail(err, errlen, "dimensions: unknown dimension");
+    if (api_property_names(q->dimension) != AF_NAMES_NONE && !geo_names_loaded())
+        return fail(err, errlen, "dimensions: the _name variants need the names of iso-codes, "
+                                 "and this server runs without them (iso_codes_dir is empty)");
     q->kind = V2_PROPERTY;
     str_copy(q->p.property, sizeof q->p.property, q->dimension, strlen(q->dimension));
     return true;
 }
 
-/* filters: [] or one ["is"|"contains"|"matches", dimension, [values]]. */
+/* filters: one property's expression (api_filter_parse_v2), on the
+ * breakdown's own property when there is one. */
 static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *err,
                           size_t errlen)
 {
-    if (!filters || (cJSON_IsArray(filters) && cJSON_GetArraySize(filters) == 0))
-        return true;
-    if (!cJSON_IsArray(filters))
-        return fail(err, errlen, "filters: expected an array");
-    if (cJSON_GetArraySize(filters) > 1)
-        return fail(err, errlen, "filters: only one filter can be answered exactly from the "
-                                 "daily counts (two at once need counts per combination of "
-                                 "values, which Veil does not keep)");
-    const cJSON *f = cJSON_GetArrayItem(filters, 0);
-    const cJSON *op = cJSON_GetArrayItem(f, 0), *dim = cJSON_GetArrayItem(f, 1),
-                *vals = cJSON_GetArrayItem(f, 2);
-    if (!cJSON_IsArray(f) || !cJSON_IsString(op))
-        return fail(err, errlen, "filters: expected [operator, dimension, [values]]");
-    const char *o = op->valuestring;
-    if (!strcmp(o, "and") || !strcmp(o, "or") || !strcmp(o, "not"))
-        return fail(err, errlen, "filters: and/or/not combine filters, and only one filter "
-                                 "can be answered exactly from the daily counts");
-    if (!strcmp(o, "is_not") || !strcmp(o, "contains_not") || !strcmp(o, "matches_not"))
-        return fail(err, errlen, "filters: is_not, contains_not and matches_not cannot be "
-                                 "answered exactly (visitors of all values but some is not a "
-                                 "HyperLogLog union)");
     struct api_filter *af = &q->p.filter;
-    if (!strcmp(o, "is"))
-        af->op = AF_IS;
-    else if (!strcmp(o, "contains"))
-        af->op = AF_CONTAINS;
-    else if (!strcmp(o, "matches"))
-        return fail(err, errlen, "filters: matches (regular expressions) is not offered; use "
-                                 "contains");
-    else
-        return fail(err, errlen, "filters: unknown operator");
-    if (!cJSON_IsString(dim) || strlen(dim->valuestring) >= sizeof af->property ||
-        !cJSON_IsArray(vals) || cJSON_GetArraySize(vals) < 1 ||
-        cJSON_GetArraySize(vals) > API_FILTER_VALUES_MAX)
-        return fail(err, errlen, "filters: expected [operator, dimension, [1 to 16 values]]");
-    str_copy(af->property, sizeof af->property, dim->valuestring, strlen(dim->valuestring));
-    if (!api_property_dim(af->property, af->dim, sizeof af->dim, &af->dim_metrics,
-                          &af->dim_visitors))
-        return fail(err, errlen, "filters: unknown dimension (time and event:hostname "
-                                 "cannot be filtered)");
-    const cJSON *v;
-    cJSON_ArrayForEach(v, vals) {
-        if (!cJSON_IsString(v) || !v->valuestring[0] ||
-            strlen(v->valuestring) >= API_FILTER_VALUE_MAX)
-            return fail(err, errlen, "filters: values are non-empty strings");
-        str_copy(af->values[af->nvalues], API_FILTER_VALUE_MAX, v->valuestring,
-                 strlen(v->valuestring));
-        af->nvalues++;
-    }
-    af->set = true;
-    if (q->kind == V2_PROPERTY && strcmp(q->p.property, af->property) != 0) {
+    if (!api_filter_parse_v2(filters, af, err, errlen))
+        return false;
+    if (!af->set)
+        return true;
+    if (q->kind == V2_PROPERTY && strcmp(q->p.dim, af->dim) != 0) {
         str_format(err, errlen,
                    "filters: a breakdown by %.40s filtered by %.40s needs counts per pair of "
                    "values (two-dimensional counts), which Veil does not keep yet",
@@ -504,20 +464,9 @@ static void write_response(struct api_request *rq, const struct api_v2_query *q,
                         last);
     if (q->dimension[0])
         output_json_string(b, q->dimension, strlen(q->dimension));
-    evbuffer_add_printf(b, "], \"filters\": [");
-    if (q->p.filter.set) {
-        const struct api_filter *f = &q->p.filter;
-        evbuffer_add_printf(b, "[\"%s\", ", f->op == AF_CONTAINS ? "contains" : "is");
-        output_json_string(b, f->property, strlen(f->property));
-        evbuffer_add(b, ", [", 3);
-        for (size_t i = 0; i < f->nvalues; i++) {
-            if (i)
-                evbuffer_add(b, ", ", 2);
-            output_json_string(b, f->values[i], strlen(f->values[i]));
-        }
-        evbuffer_add(b, "]]", 2);
-    }
-    evbuffer_add_printf(b, "], \"pagination\": {\"limit\": %lld, \"offset\": %lld}}}\n",
+    evbuffer_add_printf(b, "], \"filters\": ");
+    api_filter_write_v2(b, &q->p.filter);
+    evbuffer_add_printf(b, ", \"pagination\": {\"limit\": %lld, \"offset\": %lld}}}\n",
                         q->limit, q->offset);
 }
 
@@ -630,12 +579,12 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
         break;
     }
     size_t n = kept + (have_other ? 1 : 0);
+    enum api_value_names names = api_property_names(q->dimension); /* _name variants */
     out = xcalloc(n ? n : 1, sizeof *out);
     for (size_t r = 0; r < n; r++) {
         struct stats_row *row = r < kept ? &rows.rows[r] : &other;
         api_publish_row(api, q->p.site_id, &q->p.range, row);
-        out[r].label = row->value;
-        out[r].label_len = row->value_len;
+        out[r].label = api_value_label(names, row->value, row->value_len, &out[r].label_len);
         for (size_t i = 0; i < q->nmetrics; i++) {
             const struct v2_metric *m = &q->metrics[i];
             long long v;

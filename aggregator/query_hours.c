@@ -215,9 +215,29 @@ static void exact_fields(const struct schema_dim *sd, const char *const *values,
     }
 }
 
-/* The HMGET's answers, field i of fields (argv[2..]) to reply element i. */
-static int take_exact(struct day_ctx *c, const struct hour_keys *fields, const redisReply *r)
+/* The HMGET's answers, field i of fields (argv[2..]) to reply element i.
+ * A value with its own row on the day is never in that day's "(other)"
+ * (a value past the cap goes to "(other)" for the whole day), so
+ * "(other)" only matters when some asked value has no row of its own. */
+static int take_exact(struct day_ctx *c, const struct hour_keys *fields, const redisReply *r,
+                      const char *const *values, size_t nvalues)
 {
+    size_t ol = strlen(QUERY_OTHER);
+    bool all_rows = true;
+    for (size_t v = 0; v < nvalues && all_rows; v++) {
+        size_t vl = strlen(values[v]);
+        bool row = false;
+        for (size_t i = 0; i < r->elements && i + 2 < fields->argc && !row; i++) {
+            const char *f = fields->argv[i + 2];
+            size_t fl = fields->argvlen[i + 2];
+            const char *colon = memchr(f + 3, ':', fl - 3);
+            long long n;
+            row = colon && (size_t)(f + fl - (colon + 1)) == vl &&
+                  memcmp(colon + 1, values[v], vl) == 0 && !(vl == ol && !memcmp(values[v], QUERY_OTHER, ol)) &&
+                  r->element[i]->type == REDIS_REPLY_STRING && reply_ll(r->element[i], &n) && n;
+        }
+        all_rows = row;
+    }
     for (size_t i = 0; i < r->elements && i + 2 < fields->argc; i++) {
         long long v;
         const char *f = fields->argv[i + 2];
@@ -225,8 +245,10 @@ static int take_exact(struct day_ctx *c, const struct hour_keys *fields, const r
         if (r->element[i]->type != REDIS_REPLY_STRING || !reply_ll(r->element[i], &v))
             continue;
         const char *colon = memchr(f + 3, ':', fl - 3);
-        size_t ml = (size_t)(colon - (f + 3));
-        if (take(c, field_hour(f, fl), f + 3, ml, colon + 1, fl - 3 - ml - 1, v) != 0)
+        size_t ml = (size_t)(colon - (f + 3)), rl = fl - 3 - ml - 1;
+        if (all_rows && rl == ol && memcmp(colon + 1, QUERY_OTHER, ol) == 0)
+            continue;
+        if (take(c, field_hour(f, fl), f + 3, ml, colon + 1, rl, v) != 0)
             return 1;
     }
     return 0;
@@ -288,7 +310,8 @@ static int one_day(redisContext *rc, struct day_ctx *c, const char *site, period
         status = 1;
     }
     if (status == 0)
-        status = values ? take_exact(c, &fields, replies[1]) : take_all(c, replies[1]);
+        status = values ? take_exact(c, &fields, replies[1], values, nvalues)
+                        : take_all(c, replies[1]);
     freeReplyObject(replies[0]);
     freeReplyObject(replies[1]);
     for (size_t i = 2; i < fields.argc; i++)

@@ -255,7 +255,8 @@ Test(aggregator_hourly, filtered_hours_around_local_midnight, .timeout = 90)
 }
 
 /* Past breakdown_cap a value's hours are "(other)" like its day: a filter
- * that may match it is refused, not answered short. */
+ * that may match it is refused, not answered short; a value with its own
+ * row is answered. */
 Test(aggregator_hourly, other_row_is_refused, .timeout = 60)
 {
     env_start(&env);
@@ -283,6 +284,17 @@ Test(aggregator_hourly, other_row_is_refused, .timeout = 60)
                day);
     char *b = api(port, path, 400);
     expect_has(b, "past breakdown_cap were counted together as (other)");
+    free(b);
+    /* a value with its own row that day is never in its (other): answered */
+    str_format(path, sizeof path,
+               "/api/v1/stats/timeseries?site_id=" SITE "&period=day&date=%s&interval=hour"
+               "&metrics=visitors,pageviews&filters=event:page%%3D%%3D/a",
+               day);
+    b = api(port, path, 200);
+    char want[120];
+    str_format(want, sizeof want, "{\"date\": \"%s %02d:00:00\", \"visitors\": 1, \"pageviews\": 1}",
+               day, (int)(t % 86400 / 3600));
+    expect_has(b, want);
     free(b);
     agg_stop_ok(agg);
 }
