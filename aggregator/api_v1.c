@@ -11,6 +11,7 @@
 #include "api_filter.h"
 #include "api_internal.h"
 #include "api_visit_rows.h"
+#include "api_hourly.h"
 #include "kanon.h"
 #include "log.h"
 #include "output.h"
@@ -299,17 +300,10 @@ void api_v1_aggregate(struct api_request *rq, const struct api_params *p, redisC
  * (the site's local hours). */
 static void handle_hourly(struct api_request *rq, const struct api_params *p, redisContext *rc)
 {
-    char err[300];
-    if (p->filter.set) {
-        api_set_error(rq, 400, "filters: the hourly counts are totals of the site, not kept per "
-                               "value; ask interval=day with this filter");
-        return;
-    }
     long days = period_range_days(&p->range);
     size_t n = days > 0 ? (size_t)days * 24 : 0;
     struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
-    if (n && query_hours(rc, p->site_id, &p->range, t, err, sizeof err) != 0) {
-        api_redis_error(rq, err);
+    if (!api_load_hours(rq, p, rc, t, n)) { /* under a filter: api_hourly.c */
         free(t);
         return;
     }

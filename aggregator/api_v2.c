@@ -14,6 +14,7 @@
 #include "api_filter.h"
 #include "api_internal.h"
 #include "api_visit_rows.h"
+#include "api_hourly.h"
 #include "geo_names.h"
 #include "kanon.h"
 #include "output.h"
@@ -220,9 +221,9 @@ static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *er
                    q->p.property, af->property);
         return false;
     }
-    if (q->kind == V2_TIME && q->p.interval == PERIOD_INTERVAL_HOUR)
-        return fail(err, errlen, "filters: the hourly counts are totals of the site, not kept "
-                                 "per value; use time:day with this filter");
+    if (q->kind == V2_TIME && q->p.interval == PERIOD_INTERVAL_HOUR &&
+        !api_hourly_filter_ok(af, err, errlen))
+        return false;
     const char *names[API_METRIC__COUNT];
     size_t nnames = api_visit_rows_filter_metrics(q->kind == V2_PROPERTY, q->p.metrics,
                                                   q->p.nmetrics, names);
@@ -496,13 +497,9 @@ static void run_totals(struct api_request *rq, const struct api_v2_query *q, red
     struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
     struct v2_row *rows = xcalloc(n ? n : 1, sizeof *rows);
     char (*labels)[20] = xcalloc(n ? n : 1, sizeof *labels);
-    char err[300];
     bool ok = true;
     if (q->kind == V2_TIME && q->p.interval == PERIOD_INTERVAL_HOUR) {
-        if (n && query_hours(rc, q->p.site_id, &q->p.range, t, err, sizeof err) != 0) {
-            api_redis_error(rq, err);
-            ok = false;
-        }
+        ok = api_load_hours(rq, &q->p, rc, t, n); /* under a filter: api_hourly.c */
         for (size_t b = 0; ok && b < n; b++) {
             struct period_range one = {q->p.range.first + (period_day)(b / 24),
                                        q->p.range.first + (period_day)(b / 24)};

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plan_hours.h"
 #include "schema.h"
 #include "util.h"
 #include "visit_rows.h"
@@ -40,6 +41,7 @@ void plan_free(struct plan *p)
     free(p->vis_pk);
     free(p->vis_key);
     visit_rows_free(p);
+    free(p->hours_key);
     free(p->seen);
     free(p->seen_day);
     free(p->seen_added);
@@ -478,6 +480,7 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
         memcpy(values, h->visit, sizeof values);
         values[ROLLUP_V_VISITOR_TYPE] = fx.returning ? "returning" : "new";
         visit(p, st, fx.day, visitor, values, rows);
+        plan_hours_visit(p, st, fx.day, fx.hour, visitor, values);
         hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_VISITS), 1, vd->exp);
         hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_BOUNCES), 1, vd->exp);
     }
@@ -661,9 +664,37 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
             pfadd_at(p, k, rollup_visitor(r, row->visitors[v]));
         }
     }
+    plan_hours_rows(p, st, r);
     for (size_t i = 0; i < nhits; i++)
         hit(p, st, r, &hits[i], now);
     visit_rows_finish(p, st);
+}
+
+const char *plan_row(struct plan *p, const struct shard_state *st, const char *base,
+                     const char *dim, const char *value, int64_t expire_at)
+{
+    return map_row(p, st, base, dim, value, expire_at);
+}
+
+const char *plan_row_pk(struct plan *p, const struct shard_state *st, const char *base,
+                        uint32_t pk, const char *dim, const char *value, int64_t expire_at)
+{
+    return map_row_pk(p, st, base, pk, dim, value, expire_at);
+}
+
+uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at)
+{
+    return wkey_index(p, key, len, expire_at, false);
+}
+
+void plan_hincr(struct plan *p, uint32_t key, const char *field, long long delta)
+{
+    hincr_k(p, key, field, delta);
+}
+
+void plan_pfadd(struct plan *p, uint32_t key, const char *member)
+{
+    pfadd_at(p, key, member);
 }
 
 /* The sweep: visits of the shard idle past the timeout (plus the skew an

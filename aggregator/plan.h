@@ -101,6 +101,9 @@ struct plan {
     uint32_t *vis_pk, *vis_key;
     size_t vis_cap;
     struct visit_rows_plan *visit_rows; /* visit_rows.c: each visit's rows */
+    /* per (vday, schema dimension): its hb:<dim> key index (plan_hours.c) */
+    uint32_t *hours_key;
+    size_t hours_key_cap;
 };
 
 /* Forget the last plan (keeps the buffers) / free everything. */
@@ -150,5 +153,21 @@ const char *plan_visit_row_pk(struct plan *p, const struct shard_state *st, uint
 /* PFADD visitor to <base of vday>u:<dim>:<row>. */
 void plan_row_visitor(struct plan *p, uint32_t vday, const char *dim, const char *row,
                       const char *visitor);
+/* ---- for plan_hours.c (hourly rows, plan_hours.h) ---- */
+
+/* The row `value` of breakdown `dim` of site-day `base` is counted in
+ * (itself or "(other)", decided once per batch, as for the daily rows). */
+const char *plan_row(struct plan *p, const struct shard_state *st, const char *base,
+                     const char *dim, const char *value, int64_t expire_at);
+/* The same with the primary hash's index pk (pk_index) known. */
+const char *plan_row_pk(struct plan *p, const struct shard_state *st, const char *base,
+                        uint32_t pk, const char *dim, const char *value, int64_t expire_at);
+
+/* The index of key[0..len) among the keys the plan writes (expiring at
+ * expire_at); HINCRBY a field of it; PFADD a member (both copied or kept
+ * as pointers valid for the batch: member must live until the commit). */
+uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at);
+void plan_hincr(struct plan *p, uint32_t key, const char *field, long long delta);
+void plan_pfadd(struct plan *p, uint32_t key, const char *member);
 
 #endif

@@ -15,6 +15,8 @@
 #include "strmap.h"
 #include "period.h"
 #include "referrers.h"
+#include "hourly.h"
+#include "rollup_hours.h"
 #include "registry.h"
 #include "tzfile.h"
 #include "util.h"
@@ -107,6 +109,8 @@ struct rollup {
     const struct referrers *referrers; /* named sources, NULL: hosts */
     rollup_site_fn site_fn;    /* the site's zone and goals, or NULL: UTC, none */
     void *site_arg;
+    struct rollup_hours hours; /* rows of the hourly dims by local hour (hourly.h) */
+    unsigned hour;             /* the local hour of the event being added */
 };
 
 static const char *const total_fields[ROLLUP_T_COUNT] = {
@@ -165,6 +169,7 @@ void rollup_reset(struct rollup *r)
     if (r->seen.slots)
         memset(r->seen.slots, 0, r->seen.cap * sizeof *r->seen.slots);
     r->seen.n = 0;
+    rollup_hours_reset(&r->hours);
     arena_free(&r->arena);
 }
 
@@ -186,6 +191,7 @@ void rollup_free(struct rollup *r)
     smap_free(&r->session_map);
     smap_free(&r->visitor_map);
     free(r->seen.slots);
+    rollup_hours_free(&r->hours);
     free(r->prefix);
     free(r);
 }
@@ -333,6 +339,10 @@ count:;
     row->ev++;
     if (pageview)
         row->pv++;
+    if (hourly_dim(id))
+        rollup_hours_count(&r->hours, idx, day, r->hour, pageview,
+                           visitors == SCHEMA_U_PER_VISIT ? ROLLUP_NO_VISITOR : visitor,
+                           visitors == SCHEMA_U_PER_VISITOR ? 1u << id : 0);
     if (visitors == SCHEMA_U_PER_VISITOR && visitor != ROLLUP_NO_VISITOR) {
         /* one row per visitor and day: a mask per visitor instead of the
          * pair set (most of the batch's pairs are of these dims) */
@@ -445,6 +455,7 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
     int32_t local;
     int hour;
     tz_local(zone, ev->ts, &local, &hour);
+    r->hour = (unsigned)hour;
     char zoned_day[11];
     const char *day = ev->day;
     if (zone) {
@@ -627,6 +638,12 @@ const struct rollup_hit *rollup_hits(const struct rollup *r, size_t *n)
 {
     *n = r->nhits;
     return r->hits;
+}
+
+const struct rollup_hour_row *rollup_hour_rows(const struct rollup *r, size_t *n)
+{
+    *n = r->hours.n;
+    return r->hours.rows;
 }
 
 size_t rollup_nvisitors(const struct rollup *r)

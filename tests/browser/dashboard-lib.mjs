@@ -170,6 +170,23 @@ export function expectedHours(day) {
   });
 }
 
+/* Breakdowns with hourly rows (aggregator/hourly.c; docs/KEYS.md `hb:`,
+ * `hu:`): each of their rows falls into the same two hours, split as
+ * hourSplit says (counts and visitors). */
+export const HOURLY_DIMS = ['page', 'entry_page', 'source', 'channel', 'utm_source', 'utm_medium', 'utm_campaign', 'country', 'device', 'browser', 'os', 'goal'];
+
+/* The 24 hourly buckets of `dim` == `value` on a day: [{hour, visitors, pageviews, visits}]. */
+export function expectedHourRows(dim, value, day) {
+  const row = ROWS.find(([d, v, dd]) => d === dim && v === value && dd === day);
+  return Array.from({ length: 24 }, (_, h) => {
+    const hh = String(h).padStart(2, '0');
+    const i = HOURS.indexOf(hh);
+    if (i < 0 || !row) return { hour: hh, visitors: 0, pageviews: 0, visits: 0 };
+    const [, , , counts, visitors] = row;
+    return { hour: hh, visitors: hourSplit(visitors)[i].length, pageviews: hourSplit(counts.pv || 0)[i], visits: hourSplit(counts.vis || 0)[i] };
+  });
+}
+
 /* What the data set says, computed from the tables above. */
 export function expectedTotals(days) {
   const sum = (f) => days.reduce((a, d) => a + (TOTALS[d]?.[f] || 0), 0);
@@ -346,12 +363,24 @@ export async function writeDataSet(r) {
       for (const [i, hh] of HOURS.entries()) await r.command('HINCRBY', key(SITE, day, 'hours'), `${hh}:${field}`, hourSplit(n)[i]);
     }
     for (const [i, hh] of HOURS.entries()) await r.command('PFADD', key(SITE, day, `hv:${hh}`), ...hourSplit(DAY_VISITORS[day]).at(i).map(vh));
+    /* every event of the hour has its hourly rows (`<HH>:hourly_rows`) */
+    for (const [i, hh] of HOURS.entries()) await r.command('HINCRBY', key(SITE, day, 'hours'), `${hh}:hourly_rows`, hourSplit(totals.events)[i]);
   }
   for (const [dim, value, day, counts, visitors] of ROWS) {
     for (const [metric, n] of Object.entries(counts)) {
       if (n) await r.command('HINCRBY', key(SITE, day, `b:${dim}:${metric}`), value, n);
     }
     await r.command('PFADD', key(SITE, day, `u:${dim}:${value}`), ...visitors.map(vh));
+    if (!HOURLY_DIMS.includes(dim)) continue;
+    for (const [i, hh] of HOURS.entries()) {
+      /* events are kept as page views plus `oe`, the other events */
+      const part2 = { pv: hourSplit(counts.pv || 0)[i], oe: hourSplit(counts.ev || 0)[i] - hourSplit(counts.pv || 0)[i], vis: hourSplit(counts.vis || 0)[i] };
+      for (const [metric, n] of Object.entries(part2)) {
+        if (n > 0) await r.command('HINCRBY', key(SITE, day, `hb:${dim}`), `${hh}:${metric}:${value}`, n);
+      }
+      const part = hourSplit(visitors)[i];
+      if (part.length) await r.command('PFADD', key(SITE, day, `hu:${dim}:${hh}:${value}`), ...part.map(vh));
+    }
   }
   const nowS = Math.floor(NOW / 1000);
   /* realtime visitors: one HyperLogLog per minute */

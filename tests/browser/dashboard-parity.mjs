@@ -154,6 +154,31 @@ test('hourly Today and Yesterday: 24 hours as the API answers, or its reason and
   await waitLoaded(main);
 });
 
+test('Today with a filter: an hourly chart from the hourly rows, no fallback note', async () => {
+  const page = await openRecordingPage();
+  const filters = 'visit:source==news.example';
+  await openView(page, `site=${SITE}&period=day&f=${encodeURIComponent(filters)}`);
+  await page.waitForSelector('#filters .pill[data-property="visit:source"]');
+  await page.waitForFunction(() => document.getElementById('chart').dataset.interval);
+  const chart = await page.$eval('#chart', (c) => ({ ...c.dataset }));
+  const api = await apiGet('stats/timeseries', { site_id: SITE, period: 'day', date: D0, metrics: 'visitors,pageviews', interval: 'hour', filters });
+  checkEqual(chart.interval, 'hour', 'filtered Today chart interval');
+  checkEqual(chart.dates.split(','), api.results.map((r) => r.date), 'filtered hours vs API');
+  checkEqual(chart.visitors.split(',').map(Number), api.results.map((r) => r.visitors), 'filtered hourly visitors vs API');
+  checkEqual(chart.pageviews.split(',').map(Number), api.results.map((r) => r.pageviews), 'filtered hourly pageviews vs API');
+  const hours = lib.expectedHourRows('source', 'news.example', D0);
+  checkEqual(chart.visitors.split(',').map(Number), hours.map((h) => h.visitors), 'filtered hourly visitors vs data set');
+  check(hours.some((h) => h.visitors > 0), 'the data set has filtered hours');
+  const note = (await page.textContent('#chart-note')) || '';
+  check(!/Hourly buckets are not available/.test(note), `a fallback note under a filter: ${note}`);
+  /* the other panels' refusals under this filter are theirs (and shown); none is about hours */
+  check(!page.refusals.some((r) => /hour/i.test(r)), `an hourly refusal: ${page.refusals}`);
+  await checkRefusalsShown(page);
+  await shot(page, 'today-filter');
+  checkNoConsoleErrors(page);
+  await page.close();
+});
+
 test('date picker: a custom range answers the API and the data set; one day is hourly', async () => {
   await main.selectOption('#period', 'custom');
   await main.fill('#from', D2);

@@ -114,8 +114,8 @@ Test(aggregator_filters, filters_compare_and_views_per_visit, .timeout = 60)
          "needs counts per pair of values"},
         {Q "aggregate?" S "&metrics=bounce_rate&filters=visit:source%3D%3DGoogle",
          "bounce_rate is not kept per visit:source value"},
-        {Q "timeseries?" S "&interval=hour&filters=visit:source%3D%3DGoogle",
-         "hourly counts are totals of the site"},
+        {Q "timeseries?" S "&interval=hour&filters=visit:city%3D%3DBerlin",
+         "visit:city has daily counts only, not hourly ones"},
         {Q "aggregate?" S "&filters=visit:nothing%3D%3Dx", "unknown property"},
         {Q "aggregate?" S "&compare=yesterday", "compare: expected previous_period"},
     };
