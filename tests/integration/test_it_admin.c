@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "tzfile.h"
 #include "util.h"
 
 #define UA_FIREFOX "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -234,9 +235,13 @@ Test(admin, registry_tokens_export_purge_audit_end_to_end, .timeout = 180)
               "sites: %s", body ? body : "");
     free(body);
 
-    /* export: the day's real counts */
+    /* export: the day's real counts, on the site's local day (Europe/Paris:
+     * from 23:00 UTC already the next day) */
     char today[11];
-    utc_day((int64_t)time(NULL), today);
+    const struct tz_zone *paris = tz_get("Europe/Paris");
+    cr_assert(paris, "the system's zone data has Europe/Paris");
+    int64_t now = (int64_t)time(NULL);
+    utc_day(now + tz_offset(paris, now), today);
     cr_expect_eq(admin(&s, &out, "export", "new.example", "--from", today, "--to", today, NULL),
                  0);
     char want[64];
