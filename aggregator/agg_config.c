@@ -69,6 +69,15 @@ const struct cfg_option agg_options[] = {
      "One budget bounds what clients can make Redis hold for properties, whatever the "
      "number of keys and values (docs/KEYS.md \"Memory bound\").",
      false},
+    {"pair_budget", CFG_INT, OPT(pair_budget), "20000", 0, 10000000, NULL,
+     "Two-dimensional cells (a value of one property with a value of another: a page with "
+     "a source, a goal with a country, a source with a country...) kept per site and day, "
+     "which answer a breakdown filtered by another property and two filters at once; "
+     "later new pairs are counted under \"(other)\" of their pair of properties, and a "
+     "filter that may match them is refused. 0 = no pair counts (such queries are refused).",
+     "Bounds what traffic diversity can make Redis hold for pairs (docs/KEYS.md \"Memory "
+     "bound\"); every published pair cell passes k-anonymity like any other row.",
+     false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",
      "An open visit (visitor hash, timestamps) is kept in memory and in the shard's "

@@ -24,6 +24,7 @@ struct agg_config {
     long long retention_days;    /* daily keys expire at end of day + this */
     long long breakdown_cap;     /* rows per dimension per site-day before "(other)" */
     long long property_budget;   /* rows of all prop:<key> dimensions per site-day */
+    long long pair_budget;       /* two-dimensional cells per site-day (plan_pairs.h) */
     long long session_timeout_s; /* a visit ends after this much inactivity */
     char *referrer_db;           /* referrers.json: named sources and channels */
     /* stats API */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plan_pairs.h"
 #include "schema.h"
 #include "util.h"
 
@@ -21,6 +22,8 @@ void plan_reset(struct plan *p)
     arena_free(&p->arena);
     for (size_t i = 0; i < p->vis_cap; i++)
         p->vis_pk[i] = p->vis_key[i] = UINT32_MAX;
+    if (p->pair_cache_cap)
+        memset(p->pair_cache, 0, p->pair_cache_cap * sizeof *p->pair_cache);
     p->npks = p->ncells = p->nkeys = p->nincs = p->npfs = p->nclosed = p->nvdays = 0;
 }
 
@@ -37,6 +40,7 @@ void plan_free(struct plan *p)
     free(p->day_vday);
     free(p->vis_pk);
     free(p->vis_key);
+    free(p->pair_cache);
     free(p->seen);
     free(p->seen_day);
     free(p->seen_added);
@@ -160,6 +164,7 @@ void plan_collect(struct plan *p, const struct rollup *r)
         if (days[i].totals[ROLLUP_T_PAGEVIEWS] > 0)
             for (size_t d = 0; d < ROLLUP_V_COUNT; d++)
                 pk_index(p, days[i].base, rollup_visit_dim_name((enum rollup_visit_dim)d));
+    plan_pairs_collect(p, r);
 }
 
 /* The vday of (base, exp, day), registered when new. */
@@ -407,6 +412,7 @@ static void visit(struct plan *p, const struct shard_state *st, uint32_t vdi,
         if (visit_dim_has_visitors(d))
             count_row_visitor(p, base, dim, row, visitor, expire_at);
     }
+    plan_pairs_visit(p, st, vdi, visitor, values);
 }
 
 /* The visitor in the realtime HyperLogLog of the minute of ts, when that
@@ -461,6 +467,7 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
     const struct visit_hit vh = {h->ts, h->pageview, h->interactive, h->page, h->scroll,
                                  h->hour};
     visit_apply(&p->sessions[h->session], &vh, p->day_vday[h->day], p->timeout, &fx);
+    plan_pairs_hit(p, st, h, visitor);
     const struct vday *vd = &p->vdays[fx.day];
     if (fx.new_visit) {
         const char *values[ROLLUP_V_COUNT];
@@ -574,6 +581,7 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
     const struct rollup_row *rows = rollup_rows(r, &nrows);
     const struct rollup_hit *hits = rollup_hits(r, &nhits);
     load_seen(p, st, r);
+    plan_pairs_mark(p, r);
     for (size_t i = 0; i < ndays; i++) {
         const struct rollup_day *d = &days[i];
         for (size_t t = 0; t < ROLLUP_T_COUNT; t++)
@@ -650,6 +658,40 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
     }
     for (size_t i = 0; i < nhits; i++)
         hit(p, st, r, &hits[i], now);
+}
+
+/* ---- for plan_pairs.c ---- */
+
+uint32_t plan_pk(struct plan *p, const char *key, size_t len, const char *budget_field)
+{
+    uint32_t i = pk_intern(p, key, len, budget_field != NULL);
+    if (budget_field)
+        p->pks[i].budget_field = budget_field;
+    return i;
+}
+
+uint32_t plan_cell(struct plan *p, uint32_t pk, const char *value, size_t len)
+{
+    /* value is the caller's buffer (NUL-terminated): a new cell keeps a copy */
+    uint32_t i = cell_index(p, pk, value);
+    if (p->cells[i].value == value)
+        p->cells[i].value = arena_dup(&p->arena, value, len);
+    return i;
+}
+
+uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at)
+{
+    return wkey_index(p, key, len, expire_at, false);
+}
+
+void plan_hincr(struct plan *p, uint32_t k, const char *field, long long delta)
+{
+    hincr_k(p, k, field, delta);
+}
+
+void plan_pfadd(struct plan *p, uint32_t k, const char *member)
+{
+    pfadd_at(p, k, member);
 }
 
 /* The sweep: visits of the shard idle past the timeout (plus the skew an

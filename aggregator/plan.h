@@ -31,6 +31,7 @@ struct pk {
     uint32_t spk;         /* its index in the shard's memory */
     long long rows;       /* rows other than "(other)": known, plus admitted */
     bool budget;          /* the site-day's property budget (<base>rows), not a hash of rows */
+    const char *budget_field; /* the budget's field: NULL = "prop" (plan_pairs.c: "cells") */
 };
 
 /* One value of one breakdown the batch touches. */
@@ -39,6 +40,7 @@ struct cell {
     const char *value;
     bool exists;          /* already a row */
     const char *row;      /* planned row (value or "(other)"), NULL = not yet */
+    uint32_t aux;         /* plan_pairs.c: its visitor HyperLogLog's key index + 1 */
 };
 
 /* A day a visit of the batch counts in: a day of the batch, or the day an
@@ -100,6 +102,11 @@ struct plan {
     /* per (vday, visit dimension): primary hash and b:<dim>:vis key index */
     uint32_t *vis_pk, *vis_key;
     size_t vis_cap;
+    /* two-dimensional counts (plan_pairs.c): the budget, and per (vday,
+     * pair class) its primary hash and metric keys' indexes + 1 */
+    long long pair_budget;
+    uint32_t (*pair_cache)[4];
+    size_t pair_cache_cap;
 };
 
 /* Forget the last plan (keeps the buffers) / free everything. */
@@ -123,6 +130,19 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
 /* After a successful commit: record in the shard's memory which
  * per-visitor HyperLogLogs now hold which visitors. */
 void plan_seen_commit(const struct plan *p, struct shard_state *st, const struct rollup *r);
+
+/* ---- for plan_pairs.c (plan_pairs.h), which adds the pair counts ---- */
+
+/* The index of primary hash (or, with budget_field, budget) `key`. */
+uint32_t plan_pk(struct plan *p, const char *key, size_t len, const char *budget_field);
+/* The cell of `value` (copied when new) in primary hash pk. */
+uint32_t plan_cell(struct plan *p, uint32_t pk, const char *value, size_t len);
+/* The index of written key `key` (copied when new). */
+uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at);
+/* HINCRBY field (stable until reset) of key k by delta. */
+void plan_hincr(struct plan *p, uint32_t k, const char *field, long long delta);
+/* PFADD member (stable until reset) to key k. */
+void plan_pfadd(struct plan *p, uint32_t k, const char *member);
 
 /* The sweep: the checkpoint fields of the shard's visits whose last event
  * is before `cutoff` (stream time) go into p->closed; plan_sweep_keep

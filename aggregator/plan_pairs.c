@@ -1,0 +1,241 @@
+/* plan_pairs.c - the two-dimensional counts of one batch (see
+ * plan_pairs.h). Pure C: no Redis, no clock, never logs. */
+#include "plan_pairs.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "pairs.h"
+#include "schema.h"
+#include "util.h"
+
+#define SLOT_BUDGET PAIRS_CLASSES /* the per-vday cache entry of the budget */
+#define CACHE_STRIDE (PAIRS_CLASSES + 1)
+
+/* The classes, once. */
+static struct pair_class page_class[ROLLUP_V_COUNT], goal_class[ROLLUP_V_COUNT],
+    visit_class[ROLLUP_V_COUNT][ROLLUP_V_COUNT];
+static bool page_ok[ROLLUP_V_COUNT], goal_ok[ROLLUP_V_COUNT],
+    visit_ok[ROLLUP_V_COUNT][ROLLUP_V_COUNT];
+static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
+
+static void classes_init(void)
+{
+    for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
+        page_ok[d] = pairs_page_class(d, &page_class[d]);
+        goal_ok[d] = pairs_goal_class(d, &goal_class[d]);
+        for (size_t e = 0; e < ROLLUP_V_COUNT; e++)
+            visit_ok[d][e] = d < e && pairs_visit_class(d, e, &visit_class[d][e]);
+    }
+}
+
+/* "<base><a><b><c><d>" into buf (KEY_MAX); its length, 0 when too long. */
+static size_t key_of(char *buf, const char *base, const char *a, const char *b, const char *c,
+                     const char *d)
+{
+    const char *parts[] = {base, a, b, c, d};
+    size_t n = 0;
+    for (size_t i = 0; i < ARRAY_LEN(parts); i++) {
+        size_t l = strlen(parts[i]);
+        if (n + l >= KEY_MAX)
+            return 0;
+        memcpy(buf + n, parts[i], l);
+        n += l;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+static const char *metric_tail(unsigned m)
+{
+    return m == SCHEMA_PV ? ":pv" : m == SCHEMA_EV ? ":ev" : ":vis";
+}
+
+void plan_pairs_collect(struct plan *p, const struct rollup *r)
+{
+    if (p->pair_budget <= 0)
+        return;
+    pthread_once(&classes_once, classes_init);
+    size_t ndays;
+    const struct rollup_day *days = rollup_days(r, &ndays);
+    char key[KEY_MAX];
+    for (size_t i = 0; i < ndays; i++) {
+        const char *base = days[i].base;
+        if (!days[i].totals[ROLLUP_T_EVENTS] && !days[i].totals[ROLLUP_T_PAGEVIEWS])
+            continue;
+        size_t len = key_of(key, base, PAIRS_KEY, "", "", "");
+        if (!len)
+            continue;
+        plan_pk(p, key, len, "cells");
+        for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
+            const struct pair_class *cs[2] = {page_ok[d] ? &page_class[d] : NULL,
+                                              goal_ok[d] ? &goal_class[d] : NULL};
+            for (size_t k = 0; k < 2; k++)
+                if (cs[k] && (len = key_of(key, base, "p:", cs[k]->first, ":", cs[k]->second)) &&
+                    len + 4 < KEY_MAX) {
+                    strcpy(key + len, metric_tail(cs[k]->primary));
+                    plan_pk(p, key, strlen(key), NULL);
+                }
+            for (size_t e = d + 1; e < ROLLUP_V_COUNT; e++) {
+                const struct pair_class *c = &visit_class[d][e];
+                if (visit_ok[d][e] && (len = key_of(key, base, "p:", c->first, ":", c->second)) &&
+                    len + 4 < KEY_MAX) {
+                    strcpy(key + len, metric_tail(c->primary));
+                    plan_pk(p, key, strlen(key), NULL);
+                }
+            }
+        }
+    }
+}
+
+/* The cache entry of (vday, class id). */
+static uint32_t *cache(struct plan *p, uint32_t vdi, unsigned id)
+{
+    return p->pair_cache[(size_t)vdi * CACHE_STRIDE + id];
+}
+
+void plan_pairs_mark(struct plan *p, const struct rollup *r)
+{
+    size_t need = p->nvdays * CACHE_STRIDE;
+    if (p->pair_budget > 0 && need > p->pair_cache_cap) {
+        p->pair_cache_cap = need * 2;
+        p->pair_cache = xrealloc(p->pair_cache, p->pair_cache_cap * sizeof *p->pair_cache);
+        memset(p->pair_cache, 0, p->pair_cache_cap * sizeof *p->pair_cache);
+    }
+    size_t ndays;
+    const struct rollup_day *days = rollup_days(r, &ndays);
+    char key[KEY_MAX];
+    for (size_t i = 0; i < ndays; i++) {
+        if (!days[i].totals[ROLLUP_T_EVENTS] && !days[i].totals[ROLLUP_T_PAGEVIEWS])
+            continue;
+        size_t len = key_of(key, days[i].base, PAIRS_KEY, "", "", "");
+        if (len)
+            plan_hincr(p, plan_key(p, key, len, days[i].expire_at),
+                       p->pair_budget > 0 ? "batches" : "off", 1);
+    }
+}
+
+/* The budget of vday vdi: its primary-hash index in p->pks. */
+static uint32_t budget_pk(struct plan *p, uint32_t vdi, uint32_t *key_index)
+{
+    uint32_t *slot = cache(p, vdi, SLOT_BUDGET);
+    if (!slot[0]) {
+        char key[KEY_MAX];
+        size_t len = key_of(key, p->vdays[vdi].base, PAIRS_KEY, "", "", "");
+        slot[0] = plan_pk(p, key, len, "cells") + 1;
+        slot[1] = plan_key(p, key, len, p->vdays[vdi].exp) + 1;
+    }
+    *key_index = slot[1] - 1;
+    return slot[0] - 1;
+}
+
+/* The row a new cell is counted in: itself while the site-day's budget
+ * lasts (or when it is a cell already), else "(other)". */
+static const char *admit(struct plan *p, const struct shard_state *st, uint32_t vdi,
+                         uint32_t ci)
+{
+    struct cell *cell = &p->cells[ci];
+    struct pk *k = &p->pks[cell->pk];
+    cell->exists = k->spk != UINT32_MAX && shard_row_exists(st, &st->pks[k->spk], cell->value);
+    if (cell->exists)
+        return cell->row = cell->value;
+    uint32_t bkey;
+    uint32_t bi = budget_pk(p, vdi, &bkey);
+    cell = &p->cells[ci];
+    k = &p->pks[cell->pk];
+    struct pk *budget = &p->pks[bi];
+    if (k->spk == UINT32_MAX || budget->spk == UINT32_MAX || budget->rows >= p->pair_budget)
+        return cell->row = ROLLUP_OTHER; /* not loaded: (other), never a wrong cell */
+    k->rows++;
+    budget->rows++;
+    plan_hincr(p, bkey, "cells", 1);
+    return cell->row = cell->value;
+}
+
+/* Count visitor (and `metrics`, one each) into the cell (a, b) of class c
+ * on vday vdi. */
+static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vdi,
+                       const struct pair_class *c, const char *a, const char *b,
+                       const char *visitor, unsigned metrics)
+{
+    uint32_t *slot = cache(p, vdi, c->id);
+    const struct vday *vd = &p->vdays[vdi];
+    char key[KEY_MAX];
+    size_t len;
+    if (!slot[0]) {
+        if (!(len = key_of(key, vd->base, "p:", c->first, ":", c->second)) || len + 4 >= KEY_MAX)
+            return;
+        strcpy(key + len, metric_tail(c->primary));
+        slot[0] = plan_pk(p, key, strlen(key), NULL) + 1;
+    }
+    size_t flen = pairs_field(key, sizeof key, a, strlen(a), b, strlen(b));
+    if (!flen)
+        return;
+    uint32_t ci = plan_cell(p, slot[0] - 1, key, flen);
+    const char *row = p->cells[ci].row ? p->cells[ci].row : admit(p, st, vdi, ci);
+    static const unsigned order[3] = {SCHEMA_PV, SCHEMA_EV, SCHEMA_VIS};
+    for (size_t m = 0; m < 3; m++) {
+        if (!(metrics & order[m]))
+            continue;
+        uint32_t *k = &slot[1 + m];
+        if (!*k) {
+            if (!(len = key_of(key, vd->base, "p:", c->first, ":", c->second)) ||
+                len + 4 >= KEY_MAX)
+                return;
+            strcpy(key + len, metric_tail(order[m]));
+            *k = plan_key(p, key, strlen(key), vd->exp) + 1;
+        }
+        plan_hincr(p, *k - 1, row, 1);
+    }
+    struct cell *cell = &p->cells[ci];
+    if (!cell->aux) {
+        if (!(len = key_of(key, vd->base, "pu:", c->first, ":", c->second)) ||
+            len + 1 + strlen(row) >= KEY_MAX)
+            return;
+        key[len] = ':';
+        strcpy(key + len + 1, row);
+        p->cells[ci].aux = plan_key(p, key, strlen(key), vd->exp) + 1;
+    }
+    plan_pfadd(p, p->cells[ci].aux - 1, visitor);
+}
+
+void plan_pairs_hit(struct plan *p, const struct shard_state *st, const struct rollup_hit *h,
+                    const char *visitor)
+{
+    if (p->pair_budget <= 0)
+        return;
+    uint32_t vdi = p->day_vday[h->day];
+    const char *page = h->visit[ROLLUP_V_ENTRY_PAGE]; /* the event's own path */
+    bool pages = h->pageview && page[0];
+    if (!pages && !h->ngoals)
+        return;
+    for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
+        const char *v = h->visit[d];
+        if (!v[0] || !page_ok[d])
+            continue;
+        if (pages)
+            count_cell(p, st, vdi, &page_class[d], page, v, visitor, SCHEMA_PV);
+        for (size_t g = 0; g < h->ngoals; g++)
+            count_cell(p, st, vdi, &goal_class[d], h->goals[g], v, visitor,
+                       h->pageview ? SCHEMA_PV | SCHEMA_EV : SCHEMA_EV);
+    }
+}
+
+void plan_pairs_visit(struct plan *p, const struct shard_state *st, uint32_t vdi,
+                      const char *visitor, const char *const *values)
+{
+    if (p->pair_budget <= 0)
+        return;
+    for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
+        if (!values[d][0])
+            continue;
+        for (size_t e = d + 1; e < ROLLUP_V_COUNT; e++) {
+            if (!values[e][0] || !visit_ok[d][e])
+                continue;
+            const struct pair_class *c = &visit_class[d][e];
+            bool d_first = strcmp(c->first, rollup_visit_dim_name((enum rollup_visit_dim)d)) == 0;
+            count_cell(p, st, vdi, c, d_first ? values[d] : values[e],
+                       d_first ? values[e] : values[d], visitor, SCHEMA_VIS);
+        }
+    }
+}
