@@ -2,6 +2,7 @@
  * parameters (see api_params.h). Never echoes a parameter value into an
  * error reason. */
 #include "api_params.h"
+#include "api_pairs.h"
 
 #include <string.h>
 #include <strings.h>
@@ -295,8 +296,8 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
         const char *names[API_METRIC__COUNT];
         for (size_t i = 0; i < out->nmetrics; i++)
             names[i] = metric_names[out->metrics[i]];
-        if (!api_filter_parse_v1(given[P_FILTERS], ep == API_EP_BREAKDOWN ? out->property : NULL,
-                                 names, out->nmetrics, &out->filter, err, errlen))
+        if (!api_pairs_parse_v1(given[P_FILTERS], ep == API_EP_BREAKDOWN ? out->property : NULL,
+                                names, out->nmetrics, &out->filter, &out->filter2, err, errlen))
             goto done;
         if (out->compare) {
             str_format(err, errlen, "compare: not with filters yet");

@@ -13,6 +13,7 @@
 
 #include "api_filter.h"
 #include "api_internal.h"
+#include "api_pairs.h"
 #include "kanon.h"
 #include "output.h"
 #include "util.h"
@@ -198,32 +199,22 @@ static bool parse_dimensions(struct api_v2_query *q, const cJSON *dims, char *er
     return true;
 }
 
-/* filters: [] or one ["is"|"contains"|"matches", dimension, [values]]. */
-static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *err,
-                          size_t errlen)
+/* One condition ["is"|"contains", dimension, [values]] into *af. */
+static bool parse_filter_one(const cJSON *f, struct api_filter *af, char *err, size_t errlen)
 {
-    if (!filters || (cJSON_IsArray(filters) && cJSON_GetArraySize(filters) == 0))
-        return true;
-    if (!cJSON_IsArray(filters))
-        return fail(err, errlen, "filters: expected an array");
-    if (cJSON_GetArraySize(filters) > 1)
-        return fail(err, errlen, "filters: only one filter can be answered exactly from the "
-                                 "daily counts (two at once need counts per combination of "
-                                 "values, which Veil does not keep)");
-    const cJSON *f = cJSON_GetArrayItem(filters, 0);
     const cJSON *op = cJSON_GetArrayItem(f, 0), *dim = cJSON_GetArrayItem(f, 1),
                 *vals = cJSON_GetArrayItem(f, 2);
     if (!cJSON_IsArray(f) || !cJSON_IsString(op))
         return fail(err, errlen, "filters: expected [operator, dimension, [values]]");
     const char *o = op->valuestring;
-    if (!strcmp(o, "and") || !strcmp(o, "or") || !strcmp(o, "not"))
-        return fail(err, errlen, "filters: and/or/not combine filters, and only one filter "
-                                 "can be answered exactly from the daily counts");
+    if (!strcmp(o, "or") || !strcmp(o, "not"))
+        return fail(err, errlen, "filters: or/not combine filters, and only conditions on "
+                                 "at most two properties joined by and can be answered "
+                                 "exactly from the daily counts");
     if (!strcmp(o, "is_not") || !strcmp(o, "contains_not") || !strcmp(o, "matches_not"))
         return fail(err, errlen, "filters: is_not, contains_not and matches_not cannot be "
                                  "answered exactly (visitors of all values but some is not a "
                                  "HyperLogLog union)");
-    struct api_filter *af = &q->p.filter;
     if (!strcmp(o, "is"))
         af->op = AF_IS;
     else if (!strcmp(o, "contains"))
@@ -252,20 +243,53 @@ static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *er
         af->nvalues++;
     }
     af->set = true;
-    if (q->kind == V2_PROPERTY && strcmp(q->p.property, af->property) != 0) {
-        str_format(err, errlen,
-                   "filters: a breakdown by %.40s filtered by %.40s needs counts per pair of "
-                   "values (two-dimensional counts), which Veil does not keep yet",
-                   q->p.property, af->property);
-        return false;
+    return true;
+}
+
+/* filters: [] or conditions (a list, or ["and", [...]]) on at most two
+ * properties, one condition each (api_pairs.h for two). */
+static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *err,
+                          size_t errlen)
+{
+    if (!filters || (cJSON_IsArray(filters) && cJSON_GetArraySize(filters) == 0))
+        return true;
+    if (!cJSON_IsArray(filters))
+        return fail(err, errlen, "filters: expected an array");
+    const cJSON *list = filters, *head = cJSON_GetArrayItem(filters, 0);
+    const cJSON *op = cJSON_IsArray(head) ? cJSON_GetArrayItem(head, 0) : NULL;
+    if (cJSON_GetArraySize(filters) == 1 && cJSON_IsString(op) &&
+        !strcmp(op->valuestring, "and")) { /* [["and", [f1, f2]]] */
+        list = cJSON_GetArrayItem(head, 1);
+        if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) < 1)
+            return fail(err, errlen, "filters: and takes a list of filters");
     }
+    if (cJSON_GetArraySize(list) > 2)
+        return fail(err, errlen, "filters: filters on three or more properties at once need "
+                                 "counts per combination of three values, which Veil does not "
+                                 "keep: the two-dimensional counts answer at most two "
+                                 "properties at once");
+    struct api_filter *out[2] = {&q->p.filter, &q->p.filter2};
+    for (int i = 0; i < cJSON_GetArraySize(list); i++)
+        if (!parse_filter_one(cJSON_GetArrayItem(list, i), out[i], err, errlen))
+            return false;
+    if (q->p.filter2.set && !strcmp(q->p.filter.property, q->p.filter2.property))
+        return fail(err, errlen, "filters: two conditions on one property at once are not "
+                                 "offered; give one condition with several values");
     if (q->kind == V2_TIME && q->p.interval == PERIOD_INTERVAL_HOUR)
         return fail(err, errlen, "filters: the hourly counts are totals of the site, not kept "
                                  "per value; use time:day with this filter");
     const char *names[API_METRIC__COUNT];
     for (size_t i = 0; i < q->p.nmetrics; i++)
         names[i] = api_metric_name(q->p.metrics[i]);
-    return api_filter_check_metrics(af, names, q->p.nmetrics, err, errlen);
+    for (size_t i = 0; i < 2; i++)
+        if (out[i]->set && !api_filter_check_metrics(out[i], names, q->p.nmetrics, err, errlen))
+            return false;
+    const char *bdim = q->kind == V2_PROPERTY ? q->p.dim : NULL;
+    if (!api_pairs_needed(&q->p.filter, &q->p.filter2, bdim))
+        return true;
+    return api_pairs_check(&q->p.filter, &q->p.filter2, bdim,
+                           q->kind == V2_PROPERTY ? q->p.property : NULL, names,
+                           q->p.nmetrics, err, errlen);
 }
 
 /* Which metrics each kind of query offers. */
@@ -504,8 +528,12 @@ static void write_response(struct api_request *rq, const struct api_v2_query *q,
     if (q->dimension[0])
         output_json_string(b, q->dimension, strlen(q->dimension));
     evbuffer_add_printf(b, "], \"filters\": [");
-    if (q->p.filter.set) {
-        const struct api_filter *f = &q->p.filter;
+    for (size_t k = 0; k < 2; k++) {
+        const struct api_filter *f = k ? &q->p.filter2 : &q->p.filter;
+        if (!f->set)
+            continue;
+        if (k)
+            evbuffer_add(b, ", ", 2);
         evbuffer_add_printf(b, "[\"%s\", ", f->op == AF_CONTAINS ? "contains" : "is");
         output_json_string(b, f->property, strlen(f->property));
         evbuffer_add(b, ", [", 3);
@@ -596,13 +624,18 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     char err[300];
     struct stats_rows rows = {0};
     struct v2_row *out = NULL;
-    if (q->p.range.first <= q->p.range.last &&
-        query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err, sizeof err) != 0) {
+    struct api_pair_cells *pairs = NULL;
+    if (api_pairs_needed(&q->p.filter, &q->p.filter2, q->p.dim)) {
+        if (!api_pairs_rows(rq, &q->p, rc, &rows, &pairs))
+            return;
+    } else if (q->p.range.first <= q->p.range.last &&
+               query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err,
+                               sizeof err) != 0) {
         api_redis_error(rq, err);
         return;
-    }
-    if (q->p.filter.set && !api_filter_rows(rq, &q->p, &rows))
+    } else if (q->p.filter.set && !api_filter_rows(rq, &q->p, &rows)) {
         goto done;
+    }
     size_t folded = 0;
     size_t kept = kanon_partition(rows.rows, rows.n, api->k_anonymity, &folded);
     char other_name[] = QUERY_OTHER;
@@ -610,8 +643,11 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     bool have_other = kept < rows.n;
     if (have_other) {
         kanon_sum(rows.rows + kept, rows.n - kept, &other);
-        if (query_rows_union_visitors(rc, q->p.site_id, q->p.dim, rows.rows + kept,
-                                      rows.n - kept, &other.visitors, err, sizeof err) != 0) {
+        if ((pairs ? api_pairs_union(rc, q->p.site_id, pairs, rows.rows + kept, rows.n - kept,
+                                     &other.visitors, err, sizeof err)
+                   : query_rows_union_visitors(rc, q->p.site_id, q->p.dim, rows.rows + kept,
+                                               rows.n - kept, &other.visitors, err,
+                                               sizeof err)) != 0) {
             api_redis_error(rq, err);
             goto done;
         }
@@ -659,6 +695,7 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
 done:
     free(out);
     query_rows_free(&rows);
+    api_pairs_free(pairs);
 }
 
 void api_v2_run(struct api_request *rq, const struct api_v2_query *q, redisContext *rc)
