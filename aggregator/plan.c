@@ -679,6 +679,14 @@ uint32_t plan_cell(struct plan *p, uint32_t pk, const char *value, size_t len)
     return i;
 }
 
+bool plan_cell_find(struct plan *p, uint32_t pk, const char *value, uint32_t *cell)
+{
+    char buf[4 + KEY_MAX];
+    const char *k;
+    size_t klen = plan_indexed_key(p, &buf, pk, value, &k);
+    return smap_find(&p->cell_map, k, klen, cell);
+}
+
 uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at)
 {
     return wkey_index(p, key, len, expire_at, false);

@@ -137,6 +137,8 @@ void plan_seen_commit(const struct plan *p, struct shard_state *st, const struct
 uint32_t plan_pk(struct plan *p, const char *key, size_t len, const char *budget_field);
 /* The cell of `value` (copied when new) in primary hash pk. */
 uint32_t plan_cell(struct plan *p, uint32_t pk, const char *value, size_t len);
+/* Whether primary hash pk has a cell `value` in this plan (*cell). */
+bool plan_cell_find(struct plan *p, uint32_t pk, const char *value, uint32_t *cell);
 /* The index of written key `key` (copied when new). */
 uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at);
 /* HINCRBY field (stable until reset) of key k by delta. */

@@ -152,6 +152,19 @@ static const char *admit(struct plan *p, const struct shard_state *st, uint32_t 
     return cell->row = cell->value;
 }
 
+/* Whether a cell `field` of primary hash pk, new to this plan, would go
+ * to "(other)": the site-day's budget is spent and it is not a cell yet. */
+static bool budget_spent(struct plan *p, const struct shard_state *st, uint32_t vdi, uint32_t pk,
+                         const char *field)
+{
+    uint32_t bkey;
+    const struct pk *budget = &p->pks[budget_pk(p, vdi, &bkey)];
+    if (budget->spk != UINT32_MAX && budget->rows < p->pair_budget)
+        return false;
+    const struct pk *k = &p->pks[pk];
+    return k->spk == UINT32_MAX || !shard_row_exists(st, &st->pks[k->spk], field);
+}
+
 /* Count visitor (and `metrics`, one each) into the cell (a, b) of class c
  * on vday vdi. */
 static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vdi,
@@ -171,8 +184,17 @@ static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vd
     size_t flen = pairs_field(key, sizeof key, a, strlen(a), b, strlen(b));
     if (!flen)
         return;
-    uint32_t ci = plan_cell(p, slot[0] - 1, key, flen);
-    const char *row = p->cells[ci].row ? p->cells[ci].row : admit(p, st, vdi, ci);
+    uint32_t ci;
+    const char *row;
+    if (plan_cell_find(p, slot[0] - 1, key, &ci)) {
+        row = p->cells[ci].row;
+    } else if (budget_spent(p, st, vdi, slot[0] - 1, key)) {
+        row = ROLLUP_OTHER; /* the common case once the budget is spent: nothing kept */
+        ci = UINT32_MAX;
+    } else {
+        ci = plan_cell(p, slot[0] - 1, key, flen);
+        row = admit(p, st, vdi, ci);
+    }
     static const unsigned order[3] = {SCHEMA_PV, SCHEMA_EV, SCHEMA_VIS};
     for (size_t m = 0; m < 3; m++) {
         if (!(metrics & order[m]))
@@ -187,6 +209,8 @@ static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vd
         }
         plan_hincr(p, *k - 1, row, 1);
     }
+    if (strcmp(row, ROLLUP_OTHER) == 0)
+        return; /* "(other)" is never published: counters only, to be seen */
     struct cell *cell = &p->cells[ci];
     if (!cell->aux) {
         if (!(len = key_of(key, vd->base, "pu:", c->first, ":", c->second)) ||
