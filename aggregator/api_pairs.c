@@ -190,7 +190,9 @@ struct api_pair_cells {
     size_t n, cap;
     uint32_t *index;          /* open addressing: group + 1, 0 = empty */
     size_t index_cap;         /* a power of two, at least twice n */
-    bool other;               /* a "(other)" cell with counts */
+    long long other;          /* counts in "(other)" cells */
+    long long marks;          /* overflow marks seen */
+    bool refused;             /* a mark matches a filter, or "*" */
 };
 
 static int metric_slot(unsigned m)
@@ -239,17 +241,37 @@ static struct cell_group *group_get(struct api_pair_cells *c, const char *v, siz
     return g;
 }
 
+/* A field of the overflow marks (plan_pairs.c mark_folded): "1:<a>",
+ * "2:<b>" or "*". */
+static void mark_cb(struct api_pair_cells *c, const char *field, size_t flen)
+{
+    c->marks++;
+    if (flen == 1 && field[0] == PAIRS_MARK_ALL[0]) {
+        c->refused = true;
+        return;
+    }
+    if (flen < 2 || (field[0] != '1' && field[0] != '2') || field[1] != ':')
+        return;
+    const struct api_filter *f = c->q.cond[field[0] - '1'];
+    if (f && api_filter_matches(f, field + 2, flen - 2))
+        c->refused = true;
+}
+
 static int cell_cb(void *arg, period_day day, size_t tail, const char *field, size_t flen,
                    long long value, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
     struct api_pair_cells *c = arg;
+    if (tail == 3) {
+        mark_cb(c, field, flen);
+        return 0;
+    }
     const char *v[2];
     size_t vlen[2];
     if (!pairs_field_split(field, flen, &v[0], &vlen[0], &v[1], &vlen[1])) {
-        if (flen == sizeof ROLLUP_OTHER - 1 && memcmp(field, ROLLUP_OTHER, flen) == 0 && value)
-            c->other = true;
+        if (flen == sizeof ROLLUP_OTHER - 1 && memcmp(field, ROLLUP_OTHER, flen) == 0)
+            c->other += value;
         return 0;
     }
     for (size_t s = 0; s < 2; s++)
@@ -334,20 +356,22 @@ static int load_cells(redisContext *rc, const char *site, const struct pair_quer
     int status = check_days(rc, site, q, range, err, errlen);
     if (status != 0)
         return status;
-    char tails[3][200];
-    const char *tp[3];
-    for (size_t t = 0; t < 3; t++) {
+    /* the three metrics' hashes, then the overflow marks */
+    char tails[4][200];
+    const char *tp[4];
+    for (size_t t = 0; t < 4; t++) {
         str_format(tails[t], sizeof tails[t], "p:%s:%s:%s", q->c.first, q->c.second,
-                   schema_metric_name(metric_of_tail[t]));
+                   t < 3 ? schema_metric_name(metric_of_tail[t]) : "o");
         tp[t] = tails[t];
     }
-    if (query_day_fields(rc, site, range, tp, 3, cell_cb, c, err, errlen) != 0)
+    if (query_day_fields(rc, site, range, tp, 4, cell_cb, c, err, errlen) != 0)
         return -1;
-    if (c->other) {
+    /* an "(other)" without marks (never written so): refused all the same */
+    if (c->refused || (c->other && !c->marks)) {
         str_format(err, errlen,
                    "filters: on some days of this range pairs of %s and %s values past "
-                   "pair_budget were counted together as (other), and the filter may match "
-                   "some of them: it cannot be answered exactly",
+                   "pair_budget were counted together as (other), and the filter matches "
+                   "values that have pairs there: it cannot be answered exactly",
                    q->c.first, q->c.second);
         return 1;
     }

@@ -25,6 +25,8 @@
 
 #define PAIRS_KEY "pairs" /* <base>pairs: "cells" admitted, "batches" counted with pairs,
                              "off" counted without (pair_budget 0) */
+#define PAIRS_MARKS_MAX 100 /* values with folded cells named per pair and site-day */
+#define PAIRS_MARK_ALL "*"   /* ... past that: any value may have folded cells */
 #define PAIRS_CLASSES (2 * ROLLUP_V_COUNT + ROLLUP_V_COUNT * ROLLUP_V_COUNT)
 
 enum pair_kind { PAIR_PAGE = 0, PAIR_GOAL, PAIR_VISIT };

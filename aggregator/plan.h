@@ -103,9 +103,10 @@ struct plan {
     uint32_t *vis_pk, *vis_key;
     size_t vis_cap;
     /* two-dimensional counts (plan_pairs.c): the budget, and per (vday,
-     * pair class) its primary hash and metric keys' indexes + 1 */
+     * pair class) the indexes + 1 of its primary hash, metric keys, and
+     * overflow marks' hash and key */
     long long pair_budget;
-    uint32_t (*pair_cache)[4];
+    uint32_t (*pair_cache)[6];
     size_t pair_cache_cap;
 };
 

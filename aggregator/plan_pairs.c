@@ -51,6 +51,19 @@ static const char *metric_tail(unsigned m)
     return m == SCHEMA_PV ? ":pv" : m == SCHEMA_EV ? ":ev" : ":vis";
 }
 
+/* The primary hash and the overflow marks of class c on the day `base`. */
+static void collect_class(struct plan *p, const char *base, const struct pair_class *c)
+{
+    char key[KEY_MAX];
+    size_t len = key_of(key, base, "p:", c->first, ":", c->second);
+    if (!len || len + 4 >= KEY_MAX)
+        return;
+    strcpy(key + len, metric_tail(c->primary));
+    plan_pk(p, key, strlen(key), NULL);
+    strcpy(key + len, ":o");
+    plan_pk(p, key, len + 2, NULL);
+}
+
 void plan_pairs_collect(struct plan *p, const struct rollup *r)
 {
     if (p->pair_budget <= 0)
@@ -71,19 +84,11 @@ void plan_pairs_collect(struct plan *p, const struct rollup *r)
             const struct pair_class *cs[2] = {page_ok[d] ? &page_class[d] : NULL,
                                               goal_ok[d] ? &goal_class[d] : NULL};
             for (size_t k = 0; k < 2; k++)
-                if (cs[k] && (len = key_of(key, base, "p:", cs[k]->first, ":", cs[k]->second)) &&
-                    len + 4 < KEY_MAX) {
-                    strcpy(key + len, metric_tail(cs[k]->primary));
-                    plan_pk(p, key, strlen(key), NULL);
-                }
-            for (size_t e = d + 1; e < ROLLUP_V_COUNT; e++) {
-                const struct pair_class *c = &visit_class[d][e];
-                if (visit_ok[d][e] && (len = key_of(key, base, "p:", c->first, ":", c->second)) &&
-                    len + 4 < KEY_MAX) {
-                    strcpy(key + len, metric_tail(c->primary));
-                    plan_pk(p, key, strlen(key), NULL);
-                }
-            }
+                if (cs[k])
+                    collect_class(p, base, cs[k]);
+            for (size_t e = d + 1; e < ROLLUP_V_COUNT; e++)
+                if (visit_ok[d][e])
+                    collect_class(p, base, &visit_class[d][e]);
         }
     }
 }
@@ -152,17 +157,49 @@ static const char *admit(struct plan *p, const struct shard_state *st, uint32_t 
     return cell->row = cell->value;
 }
 
-/* Whether a cell `field` of primary hash pk, new to this plan, would go
- * to "(other)": the site-day's budget is spent and it is not a cell yet. */
-static bool budget_spent(struct plan *p, const struct shard_state *st, uint32_t vdi, uint32_t pk,
-                         const char *field)
+/* A new cell (a, b) of class c went to "(other)": name its two values in
+ * the class's marks (`p:<A>:<B>:o`, fields "1:<a>" and "2:<b>", at most
+ * PAIRS_MARKS_MAX, then "*"), so that a query refuses only filters that
+ * may match a folded cell. */
+static void mark_folded(struct plan *p, const struct shard_state *st, uint32_t vdi,
+                        const struct pair_class *c, const char *a, const char *b)
 {
-    uint32_t bkey;
-    const struct pk *budget = &p->pks[budget_pk(p, vdi, &bkey)];
-    if (budget->spk != UINT32_MAX && budget->rows < p->pair_budget)
-        return false;
-    const struct pk *k = &p->pks[pk];
-    return k->spk == UINT32_MAX || !shard_row_exists(st, &st->pks[k->spk], field);
+    uint32_t *slot = cache(p, vdi, c->id);
+    const struct vday *vd = &p->vdays[vdi];
+    char field[KEY_MAX];
+    if (!slot[4]) {
+        size_t len = key_of(field, vd->base, "p:", c->first, ":", c->second);
+        if (!len || len + 3 >= KEY_MAX)
+            return;
+        strcpy(field + len, ":o");
+        slot[4] = plan_pk(p, field, len + 2, NULL) + 1;
+        slot[5] = plan_key(p, field, len + 2, vd->exp) + 1;
+    }
+    const char *values[2] = {a, b};
+    for (size_t side = 0; side < 2; side++) {
+        size_t vlen = strlen(values[side]);
+        if (vlen + 3 > sizeof field)
+            continue;
+        field[0] = side ? '2' : '1';
+        field[1] = ':';
+        memcpy(field + 2, values[side], vlen + 1);
+        uint32_t mi;
+        if (!plan_cell_find(p, slot[4] - 1, field, &mi)) {
+            mi = plan_cell(p, slot[4] - 1, field, vlen + 2);
+            struct cell *m = &p->cells[mi];
+            struct pk *k = &p->pks[m->pk];
+            m->exists = k->spk != UINT32_MAX && shard_row_exists(st, &st->pks[k->spk], m->value);
+            if (m->exists) {
+                m->row = m->value;
+            } else if (k->spk != UINT32_MAX && k->rows < PAIRS_MARKS_MAX) {
+                k->rows++;
+                m->row = m->value;
+            } else {
+                m->row = PAIRS_MARK_ALL;
+            }
+        }
+        plan_hincr(p, slot[5] - 1, p->cells[mi].row, 1);
+    }
 }
 
 /* Count visitor (and `metrics`, one each) into the cell (a, b) of class c
@@ -185,16 +222,12 @@ static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vd
     if (!flen)
         return;
     uint32_t ci;
-    const char *row;
-    if (plan_cell_find(p, slot[0] - 1, key, &ci)) {
-        row = p->cells[ci].row;
-    } else if (budget_spent(p, st, vdi, slot[0] - 1, key)) {
-        row = ROLLUP_OTHER; /* the common case once the budget is spent: nothing kept */
-        ci = UINT32_MAX;
-    } else {
+    if (!plan_cell_find(p, slot[0] - 1, key, &ci)) {
         ci = plan_cell(p, slot[0] - 1, key, flen);
-        row = admit(p, st, vdi, ci);
+        if (strcmp(admit(p, st, vdi, ci), ROLLUP_OTHER) == 0)
+            mark_folded(p, st, vdi, c, a, b);
     }
+    const char *row = p->cells[ci].row;
     static const unsigned order[3] = {SCHEMA_PV, SCHEMA_EV, SCHEMA_VIS};
     for (size_t m = 0; m < 3; m++) {
         if (!(metrics & order[m]))
@@ -210,7 +243,7 @@ static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vd
         plan_hincr(p, *k - 1, row, 1);
     }
     if (strcmp(row, ROLLUP_OTHER) == 0)
-        return; /* "(other)" is never published: counters only, to be seen */
+        return; /* "(other)" is never published: its counters only say what it holds */
     struct cell *cell = &p->cells[ci];
     if (!cell->aux) {
         if (!(len = key_of(key, vd->base, "pu:", c->first, ":", c->second)) ||

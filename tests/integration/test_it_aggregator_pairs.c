@@ -330,8 +330,8 @@ Test(aggregator_pairs, k_anonymity_on_filtered_cells, .timeout = 60)
 #define FLOOD_VISITORS 3000
 #define FLOOD_PROPS 20
 #define PAIR_BUDGET 2000
-/* docs/KEYS.md "Pair counts": pair keys of a site-day <= pair_budget +
- * 348 (the `pairs` hash, 181 pair hashes, 166 "(other)" HyperLogLogs) */
+/* docs/KEYS.md "Memory bound": pair keys of a site-day <= pair_budget +
+ * 348 (the `pairs` hash, 181 pair hashes, 166 overflow marks) */
 #define PAIR_KEYS_FIXED 348
 
 /* Keys of the site-day matching "<base><pattern>": count and bytes. */
@@ -433,7 +433,7 @@ Test(aggregator_pairs, pair_budget_bounds_a_property_and_page_flood, .timeout = 
                 "bytes); site-day %lld keys, %lld bytes",
                 pkeys, pbytes, ukeys, ubytes, keys, bytes);
     cr_expect_leq(pkeys + ukeys + 1, PAIR_BUDGET + PAIR_KEYS_FIXED, "the written key bound");
-    cr_expect_leq(ukeys, PAIR_BUDGET + 166);
+    cr_expect_leq(ukeys, PAIR_BUDGET, "one HyperLogLog per admitted cell, none for (other)");
     /* a cell costs its fields and a sparse HyperLogLog: about 300 bytes
      * here; at most 1 KB each plus the hashes */
     cr_expect_leq(pbytes + ubytes, (long long)(PAIR_BUDGET + PAIR_KEYS_FIXED) * 1024,
@@ -443,7 +443,51 @@ Test(aggregator_pairs, pair_budget_bounds_a_property_and_page_flood, .timeout = 
     char *b = api(port, Q "breakdown?" S "&property=event:page&filters=visit:country" EQ "DE",
                   400);
     expect_has(b, "pairs of page and country values past pair_budget were counted together "
-                  "as (other)");
+                  "as (other), and the filter matches values that have pairs there");
+    free(b);
+    agg_stop_ok(agg);
+}
+
+/* Past the budget only the values with folded cells are refused: a cell
+ * admitted before keeps counting and answers exactly. */
+Test(aggregator_pairs, past_the_budget_only_filters_on_folded_values_are_refused, .timeout = 90)
+{
+    env_start(&env);
+    struct env *e = &env;
+    const int64_t t = e->now - 600;
+    hit(e, "pageview", VA, "/", "google.com", "DE", "Firefox", t);
+    int port;
+    struct harness_proc *agg = start(e, &port, "1");
+    agg_stop_ok(agg);
+    /* again, with the budget the first visit used up */
+    long long used = hget(e, "pairs", "cells");
+    cr_assert_gt(used, 10);
+    hit(e, "pageview", VB, "/", "google.de", "FR", "Chrome", t + 10); /* ("/", Google) exists */
+    hit(e, "pageview", VC, "/x", "bing.com", "DE", "Firefox", t + 20);
+    port = harness_free_port();
+    char listen[64], budget[64], refs[512], refs_path[400];
+    str_format(listen, sizeof listen, "--api_listen=127.0.0.1:%d", port);
+    str_format(budget, sizeof budget, "--pair_budget=%lld", used);
+    str_format(refs, sizeof refs, "--referrer_db=%s",
+               harness_build_path("data/referrers.json", refs_path, sizeof refs_path));
+    char *extra[] = {listen, "--api_token=" TOKEN, "--k_anonymity=1", budget, refs, NULL};
+    agg = agg_spawn(e, extra);
+    cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
+    wait_drained(e, 15000);
+    cr_expect_eq(hget(e, "pairs", "cells"), used, "no cell past the budget");
+
+    /* Google's cell was admitted: exact, though the pair has (other) */
+    cr_expect_gt(hget(e, "p:page:source:pv", "(other)"), 0);
+    char *b = api(port, Q "breakdown?" S "&property=event:page&metrics=visitors,pageviews"
+                          "&filters=visit:source" EQ "Google", 200);
+    expect_has(b, "\"results\": [{\"page\": \"/\", \"visitors\": 2, \"pageviews\": 2}]");
+    free(b);
+    /* Bing's cell was folded: refused; so is a page with a folded cell */
+    b = api(port, Q "breakdown?" S "&property=event:page&filters=visit:source" EQ "Bing", 400);
+    expect_has(b, "pairs of page and source values past pair_budget");
+    free(b);
+    b = api(port, Q "breakdown?" S "&property=visit:country&filters=event:page" EQ "/", 400);
+    expect_has(b, "pairs of page and country values past pair_budget");
     free(b);
     agg_stop_ok(agg);
 }
