@@ -11,6 +11,9 @@
 #include "util.h"
 
 #define V1_PARTS_MAX 16 /* conditions in one v1 filters string */
+/* Matching cell-days one query may gather (each a HyperLogLog key of a
+ * union): bounds the stats API's memory and time per query. */
+#define PAIRS_QUERY_CELLS_MAX 2000000
 
 /* ---- which pair answers a query ---- */
 
@@ -193,6 +196,8 @@ struct api_pair_cells {
     long long other;          /* counts in "(other)" cells */
     long long marks;          /* overflow marks seen */
     bool refused;             /* a mark matches a filter, or "*" */
+    size_t nkeys;             /* cell-days gathered, at most PAIRS_QUERY_CELLS_MAX */
+    bool too_many;
 };
 
 static int metric_slot(unsigned m)
@@ -283,6 +288,11 @@ static int cell_cb(void *arg, period_day day, size_t tail, const char *field, si
     unsigned m = metric_of_tail[tail];
     g->count[metric_slot(m)] += value;
     if (m == c->q.c.primary) {
+        if (c->nkeys == PAIRS_QUERY_CELLS_MAX) {
+            c->too_many = true;
+            return 0;
+        }
+        c->nkeys++;
         GROW(g->keys, g->nkeys, g->keys_cap);
         char *f = xmalloc(flen + 1);
         memcpy(f, field, flen);
@@ -366,6 +376,13 @@ static int load_cells(redisContext *rc, const char *site, const struct pair_quer
     }
     if (query_day_fields(rc, site, range, tp, 4, cell_cb, c, err, errlen) != 0)
         return -1;
+    if (c->too_many) {
+        str_format(err, errlen,
+                   "filters: this range holds more than %d matching pairs of %s and %s values "
+                   "(cells per day), more than one query reads; ask a shorter range",
+                   PAIRS_QUERY_CELLS_MAX, q->c.first, q->c.second);
+        return 1;
+    }
     /* an "(other)" without marks (never written so): refused all the same */
     if (c->refused || (c->other && !c->marks)) {
         str_format(err, errlen,

@@ -104,9 +104,9 @@ struct plan {
     size_t vis_cap;
     /* two-dimensional counts (plan_pairs.c): the budget, and per (vday,
      * pair class) the indexes + 1 of its primary hash, metric keys, and
-     * overflow marks' hash and key */
+     * overflow marks' hash and key, and whether "*" is marked */
     long long pair_budget;
-    uint32_t (*pair_cache)[6];
+    uint32_t (*pair_cache)[7];
     size_t pair_cache_cap;
 };
 

@@ -198,8 +198,27 @@ static void mark_folded(struct plan *p, const struct shard_state *st, uint32_t v
                 m->row = PAIRS_MARK_ALL;
             }
         }
+        if (strcmp(p->cells[mi].row, PAIRS_MARK_ALL) == 0)
+            slot[6] = 1; /* from now on: no value is named, nothing is kept */
         plan_hincr(p, slot[5] - 1, p->cells[mi].row, 1);
     }
+}
+
+/* Whether a cell `field` of primary hash pk, new to this plan, goes to
+ * "(other)" without a trace: the pair's marks say "*" already, the
+ * site-day's budget is spent and it is not a cell yet. The common case of
+ * a busy site-day: then nothing of it is kept in the plan. */
+static bool fold_quietly(struct plan *p, const struct shard_state *st, uint32_t vdi,
+                         const uint32_t *slot, const char *field)
+{
+    if (!slot[6])
+        return false;
+    uint32_t bkey;
+    const struct pk *budget = &p->pks[budget_pk(p, vdi, &bkey)];
+    if (budget->spk != UINT32_MAX && budget->rows < p->pair_budget)
+        return false;
+    const struct pk *k = &p->pks[slot[0] - 1];
+    return k->spk == UINT32_MAX || !shard_row_exists(st, &st->pks[k->spk], field);
 }
 
 /* Count visitor (and `metrics`, one each) into the cell (a, b) of class c
@@ -221,13 +240,18 @@ static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vd
     size_t flen = pairs_field(key, sizeof key, a, strlen(a), b, strlen(b));
     if (!flen)
         return;
-    uint32_t ci;
-    if (!plan_cell_find(p, slot[0] - 1, key, &ci)) {
+    uint32_t ci = UINT32_MAX;
+    const char *row;
+    if (plan_cell_find(p, slot[0] - 1, key, &ci)) {
+        row = p->cells[ci].row;
+    } else if (fold_quietly(p, st, vdi, slot, key)) {
+        row = ROLLUP_OTHER;
+    } else {
         ci = plan_cell(p, slot[0] - 1, key, flen);
-        if (strcmp(admit(p, st, vdi, ci), ROLLUP_OTHER) == 0)
+        row = admit(p, st, vdi, ci);
+        if (strcmp(row, ROLLUP_OTHER) == 0)
             mark_folded(p, st, vdi, c, a, b);
     }
-    const char *row = p->cells[ci].row;
     static const unsigned order[3] = {SCHEMA_PV, SCHEMA_EV, SCHEMA_VIS};
     for (size_t m = 0; m < 3; m++) {
         if (!(metrics & order[m]))
