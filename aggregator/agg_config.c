@@ -14,6 +14,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "pairs.h"
 #include "paths.h"
 #include "shard.h"
 #include "util.h"
@@ -78,6 +79,12 @@ const struct cfg_option agg_options[] = {
      "Bounds what traffic diversity can make Redis hold for pairs (docs/KEYS.md \"Memory "
      "bound\"); every published pair cell passes k-anonymity like any other row.",
      false},
+    {"pair_dims", CFG_LIST, OPT(pair_dims),
+     "source,channel,referrer,utm_source,utm_medium,utm_campaign,utm_term,utm_content,entry_page,country,region,city,browser,os,device,screen,visitor_type", 0, 32, NULL,
+     "Visit dimensions of the pair counts: each is paired with pages, goals and the other "
+     "listed ones. Fewer cost less per event (docs/BENCHMARKS.md \"Pair counts\"); a "
+     "filter or breakdown on one left out is refused with any other property.",
+     NULL, false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",
      "An open visit (visitor hash, timestamps) is kept in memory and in the shard's "
@@ -148,6 +155,8 @@ int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_act
         str_format(err, errlen, "log_level: expected debug, info, warn or error");
         return -1;
     }
+    if (!pairs_dims_parse(&conf->pair_dims, &conf->pair_dim_mask, err, errlen))
+        return -1;
     /* What start-up would refuse, --check-config and SIGHUP refuse too. */
     struct auth *grants = auth_new(NULL, &conf->api_tokens, err, errlen);
     if (!grants)

@@ -307,6 +307,8 @@ static int cell_cb(void *arg, period_day day, size_t tail, const char *field, si
 struct marks {
     period_day first;
     unsigned char *state;     /* per day: bit 1 traffic, 2 counted with pairs, 4 without */
+    long long (*batches)[3];  /* per day: batches with pairs, of them pairing first, second */
+    char dfield[2][40];       /* "d:<first>", "d:<second>" ("" for page and goal) */
 };
 
 static int marks_cb(void *arg, period_day day, size_t tail, const char *field, size_t flen,
@@ -320,8 +322,14 @@ static int marks_cb(void *arg, period_day day, size_t tail, const char *field, s
         ((flen == 6 && memcmp(field, "events", 6) == 0) ||
          (flen == 9 && memcmp(field, "pageviews", 9) == 0)))
         *s |= 1;
-    else if (tail == 0 && value > 0 && flen == 7 && memcmp(field, "batches", 7) == 0)
+    else if (tail == 0 && value > 0 && flen == 7 && memcmp(field, "batches", 7) == 0) {
         *s |= 2;
+        m->batches[day - m->first][0] = value;
+    } else if (tail == 0 && flen > 2 && field[0] == 'd' && field[1] == ':') {
+        for (size_t k = 0; k < 2; k++)
+            if (strlen(m->dfield[k]) == flen && memcmp(m->dfield[k], field, flen) == 0)
+                m->batches[day - m->first][1 + k] = value;
+    }
     else if (tail == 0 && value > 0 && flen == 3 && memcmp(field, "off", 3) == 0)
         *s |= 4;
     return 0;
@@ -335,13 +343,20 @@ static int check_days(redisContext *rc, const char *site, const struct pair_quer
     long days = period_range_days(range);
     if (days <= 0)
         return 0;
-    struct marks m = {range->first, xcalloc((size_t)days, 1)};
+    struct marks m = {range->first, xcalloc((size_t)days, 1),
+                      xcalloc((size_t)days, sizeof *m.batches), {"", ""}};
+    const char *names[2] = {q->c.first, q->c.second};
+    for (size_t k = 0; k < 2; k++)
+        if (strcmp(names[k], "page") != 0 && strcmp(names[k], "goal") != 0)
+            str_format(m.dfield[k], sizeof m.dfield[k], "d:%s", names[k]);
     static const char *const tails[2] = {PAIRS_KEY, "totals"};
     int status = query_day_fields(rc, site, range, tails, 2, marks_cb, &m, err, errlen);
     for (long d = 0; status == 0 && d < days; d++) {
-        if ((m.state[d] & 1) && (!(m.state[d] & 2) || (m.state[d] & 4))) {
-            char day[11];
-            period_format_day(range->first + (period_day)d, day);
+        if (!(m.state[d] & 1))
+            continue;
+        char day[11];
+        period_format_day(range->first + (period_day)d, day);
+        if (!(m.state[d] & 2) || (m.state[d] & 4)) {
             str_format(err, errlen,
                        "filters: %s was counted without two-dimensional counts (before they "
                        "existed, or with pair_budget 0), so %s with %s cannot be answered "
@@ -349,8 +364,19 @@ static int check_days(redisContext *rc, const char *site, const struct pair_quer
                        day, q->c.first, q->c.second);
             status = 1;
         }
+        for (size_t k = 0; status == 0 && k < 2; k++) {
+            if (m.dfield[k][0] && m.batches[d][1 + k] != m.batches[d][0]) {
+                str_format(err, errlen,
+                           "filters: on %s %s was not among pair_dims (the visit dimensions "
+                           "the aggregator pairs), so %s with %s cannot be answered exactly "
+                           "for a range that includes it",
+                           day, names[k], q->c.first, q->c.second);
+                status = 1;
+            }
+        }
     }
     free(m.state);
+    free(m.batches);
     return status;
 }
 

@@ -370,6 +370,7 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     pl->timeout = p->session_timeout_s;
     pl->prop_budget = p->property_budget;
     pl->pair_budget = p->pair_budget;
+    pl->pair_dims = p->pair_dims;
     c->commands = c->reads = 0;
     plan_collect(pl, r);
     long long nread = load_rows(pl, st, rc, err, errlen);

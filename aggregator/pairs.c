@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "config.h"
 #include "schema.h"
 #include "util.h"
 
@@ -16,6 +17,28 @@ bool pairs_visit_slot(size_t d)
 bool pairs_event_slot(size_t d)
 {
     return pairs_visit_slot(d) && d != ROLLUP_V_ENTRY_PAGE && d != ROLLUP_V_VISITOR_TYPE;
+}
+
+bool pairs_dims_parse(const struct cfg_list *dims, uint32_t *mask, char *err, size_t errlen)
+{
+    *mask = 0;
+    for (size_t i = 0; i < dims->n; i++) {
+        size_t d = 0;
+        while (d < ROLLUP_V_COUNT && !(pairs_visit_slot(d) &&
+                                       strcmp(dims->items[i], schema_visit_dim((int)d)->name) == 0))
+            d++;
+        if (d == ROLLUP_V_COUNT) {
+            str_format(err, errlen,
+                       "pair_dims: %.60s is not a visit dimension of the stats API (source, "
+                       "channel, referrer, utm_source, utm_medium, utm_campaign, utm_term, "
+                       "utm_content, entry_page, country, region, city, browser, os, device, "
+                       "screen, visitor_type)",
+                       dims->items[i]);
+            return false;
+        }
+        *mask |= 1u << d;
+    }
+    return true;
 }
 
 bool pairs_page_class(size_t d, struct pair_class *out)

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "rollup.h"
 
@@ -45,6 +46,11 @@ struct pair_class {
  * but entry_page and visitor_type, which only a visit has). */
 bool pairs_visit_slot(size_t d);
 bool pairs_event_slot(size_t d);
+
+/* Parse the pair_dims directive (visit dimension names) into a mask of
+ * visit slots (bit d = slot d). False with "pair_dims: <reason>" in err. */
+struct cfg_list;
+bool pairs_dims_parse(const struct cfg_list *dims, uint32_t *mask, char *err, size_t errlen);
 
 /* The class of page x slot d, goal x slot d, or slots d1 x d2 (any
  * order); false when that pair is not counted. */

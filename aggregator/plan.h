@@ -106,6 +106,7 @@ struct plan {
      * pair class) the indexes + 1 of its primary hash, metric keys, and
      * overflow marks' hash and key, and whether "*" is marked */
     long long pair_budget;
+    uint32_t pair_dims;       /* visit slots paired (bit d = slot d) */
     uint32_t (*pair_cache)[7];
     size_t pair_cache_cap;
 };

@@ -17,10 +17,14 @@ static struct pair_class page_class[ROLLUP_V_COUNT], goal_class[ROLLUP_V_COUNT],
     visit_class[ROLLUP_V_COUNT][ROLLUP_V_COUNT];
 static bool page_ok[ROLLUP_V_COUNT], goal_ok[ROLLUP_V_COUNT],
     visit_ok[ROLLUP_V_COUNT][ROLLUP_V_COUNT];
+static char dim_field[ROLLUP_V_COUNT][40]; /* "d:<dim>" of <base>pairs */
 static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
 
 static void classes_init(void)
 {
+    for (size_t d = 0; d < ROLLUP_V_COUNT; d++)
+        str_format(dim_field[d], sizeof dim_field[d], "d:%s",
+                   rollup_visit_dim_name((enum rollup_visit_dim)d));
     for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
         page_ok[d] = pairs_page_class(d, &page_class[d]);
         goal_ok[d] = pairs_goal_class(d, &goal_class[d]);
@@ -49,6 +53,12 @@ static size_t key_of(char *buf, const char *base, const char *a, const char *b, 
 static const char *metric_tail(unsigned m)
 {
     return m == SCHEMA_PV ? ":pv" : m == SCHEMA_EV ? ":ev" : ":vis";
+}
+
+/* Whether visit slot d is one of pair_dims. */
+static bool paired(const struct plan *p, size_t d)
+{
+    return (p->pair_dims >> d) & 1u;
 }
 
 /* The primary hash and the overflow marks of class c on the day `base`. */
@@ -81,13 +91,15 @@ void plan_pairs_collect(struct plan *p, const struct rollup *r)
             continue;
         plan_pk(p, key, len, "cells");
         for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
+            if (!paired(p, d))
+                continue;
             const struct pair_class *cs[2] = {page_ok[d] ? &page_class[d] : NULL,
                                               goal_ok[d] ? &goal_class[d] : NULL};
             for (size_t k = 0; k < 2; k++)
                 if (cs[k])
                     collect_class(p, base, cs[k]);
             for (size_t e = d + 1; e < ROLLUP_V_COUNT; e++)
-                if (visit_ok[d][e])
+                if (visit_ok[d][e] && paired(p, e))
                     collect_class(p, base, &visit_class[d][e]);
         }
     }
@@ -114,9 +126,15 @@ void plan_pairs_mark(struct plan *p, const struct rollup *r)
         if (!days[i].totals[ROLLUP_T_EVENTS] && !days[i].totals[ROLLUP_T_PAGEVIEWS])
             continue;
         size_t len = key_of(key, days[i].base, PAIRS_KEY, "", "", "");
-        if (len)
-            plan_hincr(p, plan_key(p, key, len, days[i].expire_at),
-                       p->pair_budget > 0 ? "batches" : "off", 1);
+        if (!len)
+            continue;
+        uint32_t k = plan_key(p, key, len, days[i].expire_at);
+        plan_hincr(p, k, p->pair_budget > 0 ? "batches" : "off", 1);
+        /* and which visit dimensions this batch paired */
+        pthread_once(&classes_once, classes_init);
+        for (size_t d = 0; d < ROLLUP_V_COUNT && p->pair_budget > 0; d++)
+            if (paired(p, d) && pairs_visit_slot(d))
+                plan_hincr(p, k, dim_field[d], 1);
     }
 }
 
@@ -292,7 +310,7 @@ void plan_pairs_hit(struct plan *p, const struct shard_state *st, const struct r
         return;
     for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
         const char *v = h->visit[d];
-        if (!v[0] || !page_ok[d])
+        if (!v[0] || !page_ok[d] || !paired(p, d))
             continue;
         if (pages)
             count_cell(p, st, vdi, &page_class[d], page, v, visitor, SCHEMA_PV);
@@ -308,10 +326,10 @@ void plan_pairs_visit(struct plan *p, const struct shard_state *st, uint32_t vdi
     if (p->pair_budget <= 0)
         return;
     for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
-        if (!values[d][0])
+        if (!values[d][0] || !paired(p, d))
             continue;
         for (size_t e = d + 1; e < ROLLUP_V_COUNT; e++) {
-            if (!values[e][0] || !visit_ok[d][e])
+            if (!values[e][0] || !visit_ok[d][e] || !paired(p, e))
                 continue;
             const struct pair_class *c = &visit_class[d][e];
             bool d_first = strcmp(c->first, rollup_visit_dim_name((enum rollup_visit_dim)d)) == 0;

@@ -491,3 +491,53 @@ Test(aggregator_pairs, past_the_budget_only_filters_on_folded_values_are_refused
     free(b);
     agg_stop_ok(agg);
 }
+
+/* pair_dims: fewer visit dimensions paired; a query on one left out is
+ * refused for the days counted so, the others answered. */
+Test(aggregator_pairs, pair_dims_limits_the_pairs_and_says_so, .timeout = 60)
+{
+    env_start(&env);
+    struct env *e = &env;
+    known_events(e);
+    int port = harness_free_port();
+    char listen[64], refs[512], refs_path[400];
+    str_format(listen, sizeof listen, "--api_listen=127.0.0.1:%d", port);
+    str_format(refs, sizeof refs, "--referrer_db=%s",
+               harness_build_path("data/referrers.json", refs_path, sizeof refs_path));
+    char *extra[] = {listen, "--api_token=" TOKEN, "--k_anonymity=1", refs,
+                     "--pair_dims=source,country", NULL};
+    struct harness_proc *agg = agg_spawn(e, extra);
+    cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
+    wait_drained(e, 15000);
+    char *b = api(port, Q "breakdown?" S "&property=visit:country&metrics=visitors,visits"
+                          "&filters=visit:source" EQ "Google", 200);
+    expect_has(b, "{\"country\": \"DE\", \"visitors\": 1, \"visits\": 1}");
+    free(b);
+    b = api(port, Q "breakdown?" S "&property=event:page&metrics=visitors"
+                    "&filters=visit:country" EQ "FR", 200);
+    expect_has(b, "\"results\": [{\"page\": \"/\", \"visitors\": 1}]");
+    free(b);
+    b = api(port, Q "breakdown?" S "&property=visit:browser&filters=visit:country" EQ "DE", 400);
+    expect_has(b, "browser was not among pair_dims");
+    free(b);
+    cr_expect_eq(cmd_int(e->rc, "EXISTS %sd:%s:%s:p:country:browser:vis", KP, SITE, e->day), 0,
+                 "no pair of a dimension left out");
+    agg_stop_ok(agg);
+
+    /* a directive naming something else is refused at start */
+    char bad_log[400];
+    str_format(bad_log, sizeof bad_log, "%s/bad.log", e->dir);
+    char redis[400];
+    str_format(redis, sizeof redis, "--redis=unix:%s", e->redis.socket);
+    char *argv[] = {"veil-aggregator", redis, "--pair_dims=source,planet", "--check-config", NULL};
+    struct harness_proc bad;
+    cr_assert_eq(harness_spawn(&bad, argv, bad_log), 0);
+    int status;
+    waitpid(bad.pid, &status, 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0, "a bad pair_dims was accepted");
+    size_t len;
+    char *log = harness_read_file(bad_log, &len);
+    cr_expect(log && strstr(log, "pair_dims: planet is not a visit dimension"), "%s",
+              log ? log : "(no log)");
+    free(log);
+}

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api_pairs.h"
+#include "config.h"
 #include "pairs.h"
 #include "schema.h"
 
@@ -102,4 +103,19 @@ Test(pairs, v1_filters_one_condition_per_property)
     cr_expect_not(api_pairs_parse_v1("visit:source==G", "visit:country", pv, 2, &f1, &f2, err,
                                      sizeof err));
     cr_expect(strstr(err, "pageviews is not kept per pair of source and country"), "%s", err);
+}
+
+Test(pairs, pair_dims_directive)
+{
+    char *good[] = {"source", "country", "visitor_type"};
+    struct cfg_list l = {3, good};
+    uint32_t mask;
+    char err[300];
+    cr_assert(pairs_dims_parse(&l, &mask, err, sizeof err), "%s", err);
+    cr_expect_eq(mask, (1u << ROLLUP_V_SOURCE) | (1u << ROLLUP_V_COUNTRY) |
+                           (1u << ROLLUP_V_VISITOR_TYPE));
+    char *bad[] = {"source", "browser_version"};
+    struct cfg_list b = {2, bad};
+    cr_expect_not(pairs_dims_parse(&b, &mask, err, sizeof err), "no property: not paired");
+    cr_expect(strstr(err, "pair_dims: browser_version is not a visit dimension"), "%s", err);
 }
