@@ -248,7 +248,7 @@ async function askDropping(base, metrics, err) {
   const reasons = [];
   for (;;) {
     const m = isRefusal(err) && metrics.length > 1 ? metrics.find((x) => new RegExp(`^filters: ${x} is not kept\\b`).test(err.message)) : null;
-    if (!m) return { err };
+    if (!m) return { err, reasons };
     reasons.push(err.message);
     metrics = metrics.filter((x) => x !== m);
     try {
@@ -265,6 +265,7 @@ async function askDropping(base, metrics, err) {
 function shownDropped(p, retry) {
   if (!retry.data) {
     fail(p, retry.err);
+    for (const reason of retry.reasons || []) note(p, 'note metric-dropped', `Not available with these filters: ${reason}.`);
     return false;
   }
   p.droppedReasons = retry.reasons;

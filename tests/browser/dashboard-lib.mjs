@@ -144,6 +144,8 @@ export const PAIRS = [
   ['source', 'country', 'news.example', 'DE', D1, { vis: 5 }, range(6, 8)],
   ['source', 'country', 'news.example', 'FR', D0, { vis: 4 }, range(11, 12)],
 ];
+/* The visit dimensions the aggregator pairs by default (pair_dims). */
+const PAIR_DIMS = ['source', 'channel', 'referrer', 'utm_source', 'utm_medium', 'utm_campaign', 'utm_term', 'utm_content', 'entry_page', 'country', 'region', 'city', 'browser', 'os', 'device', 'screen', 'visitor_type'];
 /* The hash field of a pair of values: "<byte length of a>:<a><b>". */
 export const pairField = (a, b) => `${Buffer.byteLength(a)}:${a}${b}`;
 
@@ -338,7 +340,10 @@ export async function writeDataSet(r) {
     }
     await r.command('PFADD', key(SITE, day, `u:${dim}:${value}`), ...visitors.map(vh));
   }
-  for (const day of Object.keys(TOTALS)) await r.command('HINCRBY', key(SITE, day, 'pairs'), 'batches', 1);
+  for (const day of Object.keys(TOTALS)) {
+    await r.command('HINCRBY', key(SITE, day, 'pairs'), 'batches', 1);
+    for (const dim of PAIR_DIMS) await r.command('HINCRBY', key(SITE, day, 'pairs'), `d:${dim}`, 1);
+  }
   for (const [A, B, a, b, day, counts, visitors] of PAIRS) {
     for (const [metric, n] of Object.entries(counts)) await r.command('HINCRBY', key(SITE, day, `p:${A}:${B}:${metric}`), pairField(a, b), n);
     await r.command('PFADD', key(SITE, day, `pu:${A}:${B}:${pairField(a, b)}`), ...visitors.map(vh));
