@@ -47,10 +47,9 @@ static bool pair_query_make(const struct api_filter *f1, const struct api_filter
     }
     if (n == 3) {
         str_format(err, errlen,
-                   "filters: a breakdown by %.60s under filters on %.60s and %.60s needs counts "
-                   "per combination of three values, which Veil does not keep: the "
-                   "two-dimensional counts answer two properties at once (two filters, or one "
-                   "filter and a breakdown by another property)",
+                   "filters: a breakdown by %.40s under filters on %.40s and %.40s needs counts "
+                   "per combination of three values, which Veil does not keep (pair counts "
+                   "answer two properties at once)",
                    props[2], props[0], props[1]);
         return false;
     }
@@ -86,11 +85,12 @@ bool api_pairs_check(const struct api_filter *f1, const struct api_filter *f2,
             (strcmp(m, "visits") == 0 && (q.c.metrics & SCHEMA_VIS)))
             continue;
         str_format(err, errlen,
-                   "filters: %s is not kept per pair of %s and %s values (the two-dimensional "
-                   "counts keep visitors and pageviews for a page with a visit dimension, "
-                   "visitors, pageviews and events for a goal with one, visitors and visits for "
-                   "two visit dimensions), so it cannot be answered exactly",
-                   m, q.c.first, q.c.second);
+                   "filters: %s is not kept per pair of %s and %s values (a pair keeps "
+                   "visitors and %s), so it cannot be answered exactly",
+                   m, q.c.first, q.c.second,
+                   q.c.kind == PAIR_PAGE   ? "pageviews"
+                   : q.c.kind == PAIR_GOAL ? "pageviews and events"
+                                           : "visits");
         return false;
     }
     return true;

@@ -108,11 +108,9 @@ bool pairs_class_of(const char *a, const char *b, struct pair_class *out, bool *
         return true;
     }
     str_format(why, whylen,
-               "%.60s and %.60s are not counted per pair of values: the two-dimensional counts "
-               "pair a page or a goal with a visit dimension an event carries (source, "
-               "channel, referrer, utm_*, country, region, city, browser, os, device, "
-               "screen), and two visit dimensions (entry_page and visitor_type too) with "
-               "each other (docs/KEYS.md \"Pair counts\")",
+               "%.60s and %.60s are not counted per pair of values (pairs are a page or a "
+               "goal with a visit dimension, or two visit dimensions: docs/KEYS.md \"Pair "
+               "counts\")",
                a, b);
     return false;
 }
