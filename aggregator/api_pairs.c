@@ -13,7 +13,7 @@
 #define V1_PARTS_MAX 16 /* conditions in one v1 filters string */
 /* Matching cell-days one query may gather (each a HyperLogLog key of a
  * union): bounds the stats API's memory and time per query. */
-#define PAIRS_QUERY_CELLS_MAX 2000000
+#define PAIRS_QUERY_CELLS_MAX 500000
 
 /* ---- which pair answers a query ---- */
 
