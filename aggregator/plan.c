@@ -24,6 +24,10 @@ void plan_reset(struct plan *p)
         p->vis_pk[i] = p->vis_key[i] = UINT32_MAX;
     if (p->pair_cache_cap)
         memset(p->pair_cache, 0, p->pair_cache_cap * sizeof *p->pair_cache);
+    if (p->pair_incs_cap)
+        memset(p->pair_incs, 0,
+               (p->ncells < p->pair_incs_cap ? p->ncells : p->pair_incs_cap) *
+                   sizeof *p->pair_incs);
     p->npks = p->ncells = p->nkeys = p->nincs = p->npfs = p->nclosed = p->nvdays = 0;
 }
 
@@ -41,6 +45,7 @@ void plan_free(struct plan *p)
     free(p->vis_pk);
     free(p->vis_key);
     free(p->pair_cache);
+    free(p->pair_incs);
     free(p->seen);
     free(p->seen_day);
     free(p->seen_added);
@@ -241,7 +246,7 @@ static uint32_t wkey_index(struct plan *p, const char *key, size_t len, int64_t 
     return i;
 }
 
-static void hincr_k(struct plan *p, uint32_t k, const char *field, long long delta);
+static uint32_t hincr_k(struct plan *p, uint32_t k, const char *field, long long delta);
 
 static void hincr(struct plan *p, const char *key, size_t klen, const char *field,
                   long long delta, int64_t expire_at)
@@ -249,8 +254,8 @@ static void hincr(struct plan *p, const char *key, size_t klen, const char *fiel
     hincr_k(p, wkey_index(p, key, klen, expire_at, false), field, delta);
 }
 
-/* HINCRBY field of the key indexed as k. */
-static void hincr_k(struct plan *p, uint32_t k, const char *field, long long delta)
+/* HINCRBY field of the key indexed as k; the index of its increment. */
+static uint32_t hincr_k(struct plan *p, uint32_t k, const char *field, long long delta)
 {
     char buf[4 + KEY_MAX];
     const char *ik;
@@ -264,6 +269,7 @@ static void hincr_k(struct plan *p, uint32_t k, const char *field, long long del
         p->incs[p->nincs++] = (struct inc){k, stored + 4, 0};
     }
     p->incs[i].delta += delta;
+    return i;
 }
 
 static void hincr_at(struct plan *p, const char *base, const char *suffix, const char *field,
@@ -692,9 +698,9 @@ uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at
     return wkey_index(p, key, len, expire_at, false);
 }
 
-void plan_hincr(struct plan *p, uint32_t k, const char *field, long long delta)
+uint32_t plan_hincr(struct plan *p, uint32_t k, const char *field, long long delta)
 {
-    hincr_k(p, k, field, delta);
+    return hincr_k(p, k, field, delta);
 }
 
 void plan_pfadd(struct plan *p, uint32_t k, const char *member)

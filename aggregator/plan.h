@@ -104,11 +104,14 @@ struct plan {
     size_t vis_cap;
     /* two-dimensional counts (plan_pairs.c): the budget, and per (vday,
      * pair class) the indexes + 1 of its primary hash, metric keys, and
-     * overflow marks' hash and key, and whether "*" is marked */
+     * overflow marks' hash and key, whether "*" is marked, and the
+     * increments of its "(other)" per metric; per cell, its increments */
     long long pair_budget;
     uint32_t pair_dims;       /* visit slots paired (bit d = slot d) */
-    uint32_t (*pair_cache)[7];
+    uint32_t (*pair_cache)[10];
     size_t pair_cache_cap;
+    uint32_t (*pair_incs)[3]; /* per cell (p->cells index): inc index + 1 per metric */
+    size_t pair_incs_cap;
 };
 
 /* Forget the last plan (keeps the buffers) / free everything. */
@@ -143,8 +146,9 @@ uint32_t plan_cell(struct plan *p, uint32_t pk, const char *value, size_t len);
 bool plan_cell_find(struct plan *p, uint32_t pk, const char *value, uint32_t *cell);
 /* The index of written key `key` (copied when new). */
 uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at);
-/* HINCRBY field (stable until reset) of key k by delta. */
-void plan_hincr(struct plan *p, uint32_t k, const char *field, long long delta);
+/* HINCRBY field (stable until reset) of key k by delta; the index of the
+ * increment in p->incs (add to its delta for the same key and field). */
+uint32_t plan_hincr(struct plan *p, uint32_t k, const char *field, long long delta);
 /* PFADD member (stable until reset) to key k. */
 void plan_pfadd(struct plan *p, uint32_t k, const char *member);
 

@@ -270,10 +270,23 @@ static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vd
         if (strcmp(row, ROLLUP_OTHER) == 0)
             mark_folded(p, st, vdi, c, a, b);
     }
+    bool other = strcmp(row, ROLLUP_OTHER) == 0;
+    if (!other && ci >= p->pair_incs_cap) {
+        size_t old = p->pair_incs_cap;
+        p->pair_incs_cap = (size_t)ci * 2 + 64;
+        p->pair_incs = xrealloc(p->pair_incs, p->pair_incs_cap * sizeof *p->pair_incs);
+        memset(p->pair_incs + old, 0, (p->pair_incs_cap - old) * sizeof *p->pair_incs);
+    }
     static const unsigned order[3] = {SCHEMA_PV, SCHEMA_EV, SCHEMA_VIS};
     for (size_t m = 0; m < 3; m++) {
         if (!(metrics & order[m]))
             continue;
+        /* the increment of this cell (or of the pair's "(other)") once known */
+        uint32_t *inc = other ? &slot[7 + m] : &p->pair_incs[ci][m];
+        if (*inc) {
+            p->incs[*inc - 1].delta++;
+            continue;
+        }
         uint32_t *k = &slot[1 + m];
         if (!*k) {
             if (!(len = key_of(key, vd->base, "p:", c->first, ":", c->second)) ||
@@ -282,9 +295,9 @@ static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vd
             strcpy(key + len, metric_tail(order[m]));
             *k = plan_key(p, key, strlen(key), vd->exp) + 1;
         }
-        plan_hincr(p, *k - 1, row, 1);
+        *inc = plan_hincr(p, *k - 1, row, 1) + 1;
     }
-    if (strcmp(row, ROLLUP_OTHER) == 0)
+    if (other)
         return; /* "(other)" is never published: its counters only say what it holds */
     struct cell *cell = &p->cells[ci];
     if (!cell->aux) {
