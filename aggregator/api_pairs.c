@@ -198,6 +198,7 @@ struct api_pair_cells {
     bool refused;             /* a mark matches a filter, or "*" */
     size_t nkeys;             /* cell-days gathered, at most PAIRS_QUERY_CELLS_MAX */
     bool too_many;
+    unsigned tail_metric[4];  /* the metric of each hash read per day, 0: the marks */
 };
 
 static int metric_slot(unsigned m)
@@ -268,7 +269,8 @@ static int cell_cb(void *arg, period_day day, size_t tail, const char *field, si
     (void)err;
     (void)errlen;
     struct api_pair_cells *c = arg;
-    if (tail == 3) {
+    unsigned m = c->tail_metric[tail];
+    if (!m) {
         mark_cb(c, field, flen);
         return 0;
     }
@@ -285,7 +287,6 @@ static int cell_cb(void *arg, period_day day, size_t tail, const char *field, si
     const char *gv = c->q.group < 0 ? "" : v[c->q.group];
     size_t glen = c->q.group < 0 ? 0 : vlen[c->q.group];
     struct cell_group *g = group_get(c, gv, glen);
-    unsigned m = metric_of_tail[tail];
     g->count[metric_slot(m)] += value;
     if (m == c->q.c.primary) {
         if (c->nkeys == PAIRS_QUERY_CELLS_MAX) {
@@ -392,15 +393,20 @@ static int load_cells(redisContext *rc, const char *site, const struct pair_quer
     int status = check_days(rc, site, q, range, err, errlen);
     if (status != 0)
         return status;
-    /* the three metrics' hashes, then the overflow marks */
+    /* the hashes of the metrics the pair keeps, then the overflow marks */
     char tails[4][200];
     const char *tp[4];
+    size_t nt = 0;
     for (size_t t = 0; t < 4; t++) {
-        str_format(tails[t], sizeof tails[t], "p:%s:%s:%s", q->c.first, q->c.second,
+        if (t < 3 && !(q->c.metrics & metric_of_tail[t]))
+            continue;
+        str_format(tails[nt], sizeof tails[nt], "p:%s:%s:%s", q->c.first, q->c.second,
                    t < 3 ? schema_metric_name(metric_of_tail[t]) : "o");
-        tp[t] = tails[t];
+        c->tail_metric[nt] = t < 3 ? metric_of_tail[t] : 0;
+        tp[nt] = tails[nt];
+        nt++;
     }
-    if (query_day_fields(rc, site, range, tp, 4, cell_cb, c, err, errlen) != 0)
+    if (query_day_fields(rc, site, range, tp, nt, cell_cb, c, err, errlen) != 0)
         return -1;
     if (c->too_many) {
         str_format(err, errlen,
