@@ -308,7 +308,8 @@ static int cell_cb(void *arg, period_day day, size_t tail, const char *field, si
 struct marks {
     period_day first;
     unsigned char *state;     /* per day: bit 1 traffic, 2 counted with pairs, 4 without */
-    long long (*batches)[3];  /* per day: batches with pairs, of them pairing first, second */
+    long long (*batches)[7];  /* per day: batches with pairs, of them pairing first, second;
+                                 page views and visits counted into pairs, and in totals */
     char dfield[2][40];       /* "d:<first>", "d:<second>" ("" for page and goal) */
 };
 
@@ -319,20 +320,32 @@ static int marks_cb(void *arg, period_day day, size_t tail, const char *field, s
     (void)errlen;
     struct marks *m = arg;
     unsigned char *s = &m->state[day - m->first];
-    if (tail == 1 && value > 0 &&
-        ((flen == 6 && memcmp(field, "events", 6) == 0) ||
-         (flen == 9 && memcmp(field, "pageviews", 9) == 0)))
-        *s |= 1;
-    else if (tail == 0 && value > 0 && flen == 7 && memcmp(field, "batches", 7) == 0) {
+    long long *n = m->batches[day - m->first];
+#define IS(lit) (flen == sizeof lit - 1 && memcmp(field, lit, flen) == 0)
+    if (tail == 1) { /* totals */
+        if (value > 0 && (IS("events") || IS("pageviews")))
+            *s |= 1;
+        if (IS("pageviews"))
+            n[5] = value;
+        else if (IS("visits"))
+            n[6] = value;
+        return 0;
+    }
+    if (IS("batches") && value > 0) {
         *s |= 2;
-        m->batches[day - m->first][0] = value;
-    } else if (tail == 0 && flen > 2 && field[0] == 'd' && field[1] == ':') {
+        n[0] = value;
+    } else if (IS("off") && value > 0) {
+        *s |= 4;
+    } else if (IS("pageviews")) {
+        n[3] = value;
+    } else if (IS("visits")) {
+        n[4] = value;
+    } else if (flen > 2 && field[0] == 'd' && field[1] == ':') {
         for (size_t k = 0; k < 2; k++)
             if (strlen(m->dfield[k]) == flen && memcmp(m->dfield[k], field, flen) == 0)
-                m->batches[day - m->first][1 + k] = value;
+                n[1 + k] = value;
     }
-    else if (tail == 0 && value > 0 && flen == 3 && memcmp(field, "off", 3) == 0)
-        *s |= 4;
+#undef IS
     return 0;
 }
 
@@ -357,11 +370,12 @@ static int check_days(redisContext *rc, const char *site, const struct pair_quer
             continue;
         char day[11];
         period_format_day(range->first + (period_day)d, day);
-        if (!(m.state[d] & 2) || (m.state[d] & 4)) {
+        const long long *n = m.batches[d];
+        if (!(m.state[d] & 2) || (m.state[d] & 4) || n[3] != n[5] || n[4] != n[6]) {
             str_format(err, errlen,
-                       "filters: %s was counted without two-dimensional counts (before they "
-                       "existed, or with pair_budget 0), so %s with %s cannot be answered "
-                       "exactly for a range that includes it",
+                       "filters: %s was counted, at least in part, without two-dimensional "
+                       "counts (before they existed, or with pair_budget 0), so %s with %s "
+                       "cannot be answered exactly for a range that includes it",
                        day, q->c.first, q->c.second);
             status = 1;
         }

@@ -311,12 +311,29 @@ static void count_cell(struct plan *p, const struct shard_state *st, uint32_t vd
     plan_pfadd(p, p->cells[ci].aux - 1, visitor);
 }
 
+/* Count one page view (which 0) or visit (1) of vday vdi as gone through
+ * the pair counts: <base>pairs "pageviews" / "visits", which a query
+ * compares with the day's totals to know its pairs are whole (a day
+ * partly counted by an aggregator without them is not). */
+static void count_seen(struct plan *p, uint32_t vdi, unsigned which)
+{
+    uint32_t key;
+    budget_pk(p, vdi, &key);
+    uint32_t *inc = &cache(p, vdi, SLOT_BUDGET)[2 + which];
+    if (*inc)
+        p->incs[*inc - 1].delta++;
+    else
+        *inc = plan_hincr(p, key, which ? "visits" : "pageviews", 1) + 1;
+}
+
 void plan_pairs_hit(struct plan *p, const struct shard_state *st, const struct rollup_hit *h,
                     const char *visitor)
 {
     if (p->pair_budget <= 0)
         return;
     uint32_t vdi = p->day_vday[h->day];
+    if (h->pageview)
+        count_seen(p, vdi, 0);
     const char *page = h->visit[ROLLUP_V_ENTRY_PAGE]; /* the event's own path */
     bool pages = h->pageview && page[0];
     if (!pages && !h->ngoals)
@@ -338,6 +355,7 @@ void plan_pairs_visit(struct plan *p, const struct shard_state *st, uint32_t vdi
 {
     if (p->pair_budget <= 0)
         return;
+    count_seen(p, vdi, 1);
     for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
         if (!values[d][0] || !paired(p, d))
             continue;

@@ -342,6 +342,9 @@ export async function writeDataSet(r) {
   }
   for (const day of Object.keys(TOTALS)) {
     await r.command('HINCRBY', key(SITE, day, 'pairs'), 'batches', 1);
+    /* every page view and visit of the day went through the pair counts */
+    await r.command('HINCRBY', key(SITE, day, 'pairs'), 'pageviews', TOTALS[day].pageviews);
+    await r.command('HINCRBY', key(SITE, day, 'pairs'), 'visits', TOTALS[day].visits);
     for (const dim of PAIR_DIMS) await r.command('HINCRBY', key(SITE, day, 'pairs'), `d:${dim}`, 1);
   }
   for (const [A, B, a, b, day, counts, visitors] of PAIRS) {
