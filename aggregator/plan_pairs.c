@@ -3,6 +3,7 @@
 #include "plan_pairs.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pairs.h"
@@ -74,6 +75,30 @@ static void collect_class(struct plan *p, const char *base, const struct pair_cl
     plan_pk(p, key, len + 2, NULL);
 }
 
+#define HAS_PAGEVIEW (1u << 30) /* a day's mask: a page view (visits may start) */
+#define HAS_GOAL (1u << 31)     /* ... an event completing a goal */
+
+/* Per day of the batch, what its events carry: bit d for a value of visit
+ * slot d, HAS_PAGEVIEW, HAS_GOAL. Only the pairs these can make are
+ * collected (a small site's batch touches a few dozen of the 166). */
+static uint32_t *day_masks(const struct rollup *r, size_t ndays)
+{
+    uint32_t *mask = xcalloc(ndays ? ndays : 1, sizeof *mask);
+    size_t nhits;
+    const struct rollup_hit *hits = rollup_hits(r, &nhits);
+    for (size_t i = 0; i < nhits; i++) {
+        uint32_t *m = &mask[hits[i].day];
+        if (hits[i].pageview)
+            *m |= HAS_PAGEVIEW | (1u << ROLLUP_V_VISITOR_TYPE); /* set by the plan */
+        if (hits[i].ngoals)
+            *m |= HAS_GOAL;
+        for (size_t d = 0; d < ROLLUP_V_COUNT; d++)
+            if (hits[i].visit[d][0])
+                *m |= 1u << d;
+    }
+    return mask;
+}
+
 void plan_pairs_collect(struct plan *p, const struct rollup *r)
 {
     if (p->pair_budget <= 0)
@@ -81,28 +106,30 @@ void plan_pairs_collect(struct plan *p, const struct rollup *r)
     pthread_once(&classes_once, classes_init);
     size_t ndays;
     const struct rollup_day *days = rollup_days(r, &ndays);
+    uint32_t *mask = day_masks(r, ndays);
     char key[KEY_MAX];
     for (size_t i = 0; i < ndays; i++) {
         const char *base = days[i].base;
-        if (!days[i].totals[ROLLUP_T_EVENTS] && !days[i].totals[ROLLUP_T_PAGEVIEWS])
+        uint32_t m = mask[i];
+        if (!(m & (HAS_PAGEVIEW | HAS_GOAL)))
             continue;
         size_t len = key_of(key, base, PAIRS_KEY, "", "", "");
         if (!len)
             continue;
         plan_pk(p, key, len, "cells");
         for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
-            if (!paired(p, d))
+            if (!paired(p, d) || !(m & (1u << d)))
                 continue;
-            const struct pair_class *cs[2] = {page_ok[d] ? &page_class[d] : NULL,
-                                              goal_ok[d] ? &goal_class[d] : NULL};
-            for (size_t k = 0; k < 2; k++)
-                if (cs[k])
-                    collect_class(p, base, cs[k]);
-            for (size_t e = d + 1; e < ROLLUP_V_COUNT; e++)
-                if (visit_ok[d][e] && paired(p, e))
+            if (page_ok[d] && (m & HAS_PAGEVIEW))
+                collect_class(p, base, &page_class[d]);
+            if (goal_ok[d] && (m & HAS_GOAL))
+                collect_class(p, base, &goal_class[d]);
+            for (size_t e = d + 1; e < ROLLUP_V_COUNT && (m & HAS_PAGEVIEW); e++)
+                if (visit_ok[d][e] && paired(p, e) && (m & (1u << e)))
                     collect_class(p, base, &visit_class[d][e]);
         }
     }
+    free(mask);
 }
 
 /* The cache entry of (vday, class id). */
