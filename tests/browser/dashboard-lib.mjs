@@ -143,6 +143,10 @@ export const PAIRS = [
   ['source', 'country', 'Direct / None', 'DE', D2, { vis: 6 }, range(1, 5)],
   ['source', 'country', 'news.example', 'DE', D1, { vis: 5 }, range(6, 8)],
   ['source', 'country', 'news.example', 'FR', D0, { vis: 4 }, range(11, 12)],
+  ['goal', 'country', 'Signup', 'DE', D1, { ev: 2 }, [6, 7]],
+  ['goal', 'country', 'Signup', 'FR', D0, { ev: 3 }, range(11, 13)],
+  ['goal', 'channel', 'Signup', 'Referral', D1, { ev: 2 }, [6, 7]],
+  ['goal', 'channel', 'Signup', 'Referral', D0, { ev: 3 }, range(10, 12)],
 ];
 /* The visit dimensions the aggregator pairs by default (pair_dims). */
 const PAIR_DIMS = ['source', 'channel', 'referrer', 'utm_source', 'utm_medium', 'utm_campaign', 'utm_term', 'utm_content', 'entry_page', 'country', 'region', 'city', 'browser', 'os', 'device', 'screen', 'visitor_type'];
