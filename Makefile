@@ -242,6 +242,10 @@ EXAMPLES       := deploy/nginx-veil.conf deploy/redis-veil.conf \
 INSTALL_SED    := -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/veil|$(DATADIR)|g' \
                   -e 's|/usr/local/etc/veil|$(SYSCONFDIR)/veil|g' -e 's| /etc/veil/| $(SYSCONFDIR)/veil/|g'
 
+# Debian's iso-codes JSON (names for visit:country_name, visit:region_name),
+# compiled into paths.o as the iso_codes_dir default.
+ISO_CODES_DIR ?= /usr/share/iso-codes/json
+$(BUILD)/common/paths.o $(INSTALL_BUILD)/paths.o: CPPFLAGS += -DVEIL_ISO_CODES_DIR='"$(ISO_CODES_DIR)"'
 $(INSTALL_BUILD)/paths.o: common/paths.c include/paths.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DVEIL_INSTALLED_DATADIR='"$(DATADIR)"' -c $< -o $@
@@ -326,8 +330,12 @@ fuzz-clean:
 	rm -rf $(FUZZ_BUILD)
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -Icollector $(FUZZ_CFLAGS) -c $< -o $@
-$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) $(FUZZ_HARNESS)) \
+	$(FUZZ_CC) $(CPPFLAGS) -Icollector -Iaggregator $(FUZZ_CFLAGS) -c $< -o $@
+# The aggregator's parsers of client input (filters) and what they link.
+FUZZ_AGG_SRC := aggregator/api_filter.c aggregator/api_filter_json.c aggregator/geo_names.c \
+                aggregator/schema.c aggregator/query.c aggregator/output.c aggregator/period.c \
+                aggregator/dp.c aggregator/strmap.c
+$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) $(FUZZ_AGG_SRC) $(FUZZ_HARNESS)) \
             $(patsubst %.c,$(FUZZ_BUILD)/llhttp/llhttp_%.o,$(LLHTTP_SRC))
 	$(AR) rcs $@ $^
 $(FUZZ_BUILD)/llhttp/llhttp_%.o: $(LLHTTP_DIR)/%.c

@@ -119,6 +119,12 @@ const struct cfg_option agg_options[] = {
      "Directory of the static dashboard served by the stats API (an installed binary's "
      "default is its PREFIX/share/veil/dashboard).",
      NULL, false},
+    {"iso_codes_dir", CFG_STRING, OPT(iso_codes_dir), veil_default_iso_codes_dir, 0, 1024, NULL,
+     "Directory of Debian's iso-codes JSON (iso_3166-1.json, iso_3166-2.json): the names of "
+     "countries and regions for the stats API's visit:country_name and visit:region_name. "
+     "Read once at start when api_listen is set; a file that cannot be read stops the start. "
+     "Empty = no names (those dimensions and filters answer 400).",
+     "Public reference data; nothing about visitors is in it.", false},
     /* ---- both ---- */
     {"log_level", CFG_STRING, OPT(log_level), "info", 0, 16, NULL,
      "Lowest level logged to stderr: debug, info, warn or error.",
@@ -158,6 +164,17 @@ int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_act
     if (!pairs_dims_parse(&conf->pair_dims, &conf->pair_dim_mask, err, errlen))
         return -1;
     /* What start-up would refuse, --check-config and SIGHUP refuse too. */
+    static const char *const iso_files[] = {"iso_3166-1.json", "iso_3166-2.json"};
+    for (size_t i = 0; conf->api_listen[0] && conf->iso_codes_dir[0] && i < 2; i++) {
+        char path[1100];
+        if (!str_format(path, sizeof path, "%s/%s", conf->iso_codes_dir, iso_files[i]) ||
+            access(path, R_OK) != 0) {
+            str_format(err, errlen, "iso_codes_dir: cannot read %.1000s (Debian package "
+                                    "iso-codes; empty = no country and region names)",
+                       path);
+            return -1;
+        }
+    }
     struct auth *grants = auth_new(NULL, &conf->api_tokens, err, errlen);
     if (!grants)
         return -1;

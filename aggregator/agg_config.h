@@ -37,6 +37,7 @@ struct agg_config {
     long long k_anonymity;
     double dp_epsilon;           /* 0 = differential privacy off */
     char *dashboard_dir;
+    char *iso_codes_dir;         /* iso-codes JSON: country and region names; "" = none */
     /* both */
     char *log_level;             /* debug|info|warn|error */
 };

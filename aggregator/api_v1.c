@@ -370,28 +370,15 @@ static int row_order(const void *a, const void *b)
 bool api_filter_rows(struct api_request *rq, const struct api_params *p,
                         struct stats_rows *rows)
 {
-    size_t n = 0;
-    bool other = false;
-    for (size_t i = 0; i < rows->n; i++) {
-        struct stats_row *r = &rows->rows[i];
-        bool is_other = r->value_len == strlen(QUERY_OTHER) &&
-                        memcmp(r->value, QUERY_OTHER, r->value_len) == 0;
-        if (is_other)
-            other = other || r->pageviews || r->visits || r->events || r->visitors;
-        if (!is_other && api_filter_matches(&p->filter, r->value, r->value_len)) {
-            rows->rows[n++] = *r;
-        } else {
-            free(r->value);
-            free(r->days);
-        }
-    }
-    rows->n = n;
-    if (other) {
-        api_set_error(rq, 400, "filters: on some days of this range values past breakdown_cap "
-                               "were counted together as (other), and the filter may match "
-                               "some of them: it cannot be answered exactly");
+    char err[400];
+    struct api_filter_code *code;
+    if (!api_filter_compile(&p->filter, &code, err, sizeof err) ||
+        api_filter_select(&p->filter, code, rows, err, sizeof err) != 0) {
+        api_filter_code_free(code);
+        api_set_error(rq, 400, err);
         return false;
     }
+    api_filter_code_free(code);
     return true;
 }
 

@@ -14,6 +14,7 @@
 #include "api_filter.h"
 #include "api_internal.h"
 #include "api_pairs.h"
+#include "geo_names.h"
 #include "kanon.h"
 #include "output.h"
 #include "util.h"
@@ -194,60 +195,41 @@ static bool parse_dimensions(struct api_v2_query *q, const cJSON *dims, char *er
     bool visitors;
     if (!api_property_dim(q->dimension, q->p.dim, sizeof q->p.dim, &metrics, &visitors))
         return fail(err, errlen, "dimensions: unknown dimension");
+    if (api_property_names(q->dimension) != AF_NAMES_NONE && !geo_names_loaded())
+        return fail(err, errlen, "dimensions: the _name variants need the names of iso-codes, "
+                                 "and this server runs without them (iso_codes_dir is empty)");
     q->kind = V2_PROPERTY;
     str_copy(q->p.property, sizeof q->p.property, q->dimension, strlen(q->dimension));
     return true;
 }
 
-/* One condition ["is"|"contains", dimension, [values]] into *af. */
-static bool parse_filter_one(const cJSON *f, struct api_filter *af, char *err, size_t errlen)
+/* The property a v2 filter (a condition, or and/or/not of conditions) is
+ * on: its first condition's; NULL when it names none. */
+static const char *filter_property(const cJSON *f, int depth)
 {
-    const cJSON *op = cJSON_GetArrayItem(f, 0), *dim = cJSON_GetArrayItem(f, 1),
-                *vals = cJSON_GetArrayItem(f, 2);
-    if (!cJSON_IsArray(f) || !cJSON_IsString(op))
-        return fail(err, errlen, "filters: expected [operator, dimension, [values]]");
+    const cJSON *op = cJSON_GetArrayItem(f, 0);
+    if (!cJSON_IsArray(f) || !cJSON_IsString(op) || depth > API_FILTER_DEPTH_MAX)
+        return NULL;
     const char *o = op->valuestring;
-    if (!strcmp(o, "or") || !strcmp(o, "not"))
-        return fail(err, errlen, "filters: or/not combine filters, and only conditions on "
-                                 "at most two properties joined by and can be answered "
-                                 "exactly from the daily counts");
-    if (!strcmp(o, "is_not") || !strcmp(o, "contains_not") || !strcmp(o, "matches_not"))
-        return fail(err, errlen, "filters: is_not, contains_not and matches_not cannot be "
-                                 "answered exactly (visitors of all values but some is not a "
-                                 "HyperLogLog union)");
-    if (!strcmp(o, "is"))
-        af->op = AF_IS;
-    else if (!strcmp(o, "contains"))
-        af->op = AF_CONTAINS;
-    else if (!strcmp(o, "matches"))
-        return fail(err, errlen, "filters: matches (regular expressions) is not offered; use "
-                                 "contains");
-    else
-        return fail(err, errlen, "filters: unknown operator");
-    if (!cJSON_IsString(dim) || strlen(dim->valuestring) >= sizeof af->property ||
-        !cJSON_IsArray(vals) || cJSON_GetArraySize(vals) < 1 ||
-        cJSON_GetArraySize(vals) > API_FILTER_VALUES_MAX)
-        return fail(err, errlen, "filters: expected [operator, dimension, [1 to 16 values]]");
-    str_copy(af->property, sizeof af->property, dim->valuestring, strlen(dim->valuestring));
-    if (!api_property_dim(af->property, af->dim, sizeof af->dim, &af->dim_metrics,
-                          &af->dim_visitors))
-        return fail(err, errlen, "filters: unknown dimension (time and event:hostname "
-                                 "cannot be filtered)");
-    const cJSON *v;
-    cJSON_ArrayForEach(v, vals) {
-        if (!cJSON_IsString(v) || !v->valuestring[0] ||
-            strlen(v->valuestring) >= API_FILTER_VALUE_MAX)
-            return fail(err, errlen, "filters: values are non-empty strings");
-        str_copy(af->values[af->nvalues], API_FILTER_VALUE_MAX, v->valuestring,
-                 strlen(v->valuestring));
-        af->nvalues++;
+    if (!strcmp(o, "and") || !strcmp(o, "or")) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetArrayItem(f, 1)) {
+            const char *p = filter_property(c, depth + 1);
+            if (p)
+                return p;
+        }
+        return NULL;
     }
-    af->set = true;
-    return true;
+    if (!strcmp(o, "not"))
+        return filter_property(cJSON_GetArrayItem(f, 1), depth + 1);
+    const cJSON *dim = cJSON_GetArrayItem(f, 1);
+    return cJSON_IsString(dim) ? dim->valuestring : NULL;
 }
 
-/* filters: [] or conditions (a list, or ["and", [...]]) on at most two
- * properties, one condition each (api_pairs.h for two). */
+/* filters: the top-level and (a list, or [["and", [...]]]) of filters on
+ * at most two properties: each property's conditions become its
+ * expression (api_filter_parse_v2), two properties are answered from the
+ * pair counts (api_pairs.h). */
 static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *err,
                           size_t errlen)
 {
@@ -257,24 +239,43 @@ static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *er
         return fail(err, errlen, "filters: expected an array");
     const cJSON *list = filters, *head = cJSON_GetArrayItem(filters, 0);
     const cJSON *op = cJSON_IsArray(head) ? cJSON_GetArrayItem(head, 0) : NULL;
-    if (cJSON_GetArraySize(filters) == 1 && cJSON_IsString(op) &&
-        !strcmp(op->valuestring, "and")) { /* [["and", [f1, f2]]] */
+    if (cJSON_GetArraySize(filters) == 1 && cJSON_IsString(op) && !strcmp(op->valuestring, "and") &&
+        cJSON_IsArray(cJSON_GetArrayItem(head, 1)))
         list = cJSON_GetArrayItem(head, 1);
-        if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) < 1)
-            return fail(err, errlen, "filters: and takes a list of filters");
+    /* the filters grouped by property, in order of appearance */
+    cJSON *groups[2] = {NULL, NULL};
+    const char *gprop[2] = {NULL, NULL};
+    size_t ng = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, list) {
+        const char *prop = filter_property(f, 0);
+        size_t g = 0;
+        while (g < ng && prop && !(gprop[g] && !strcmp(gprop[g], prop)))
+            g++;
+        if (g == ng && ng == 2) {
+            cJSON_Delete(groups[0]);
+            cJSON_Delete(groups[1]);
+            return fail(err, errlen, "filters: filters on three or more properties at once "
+                                     "need counts per combination of three values, which Veil "
+                                     "does not keep: the two-dimensional counts answer at most "
+                                     "two properties at once");
+        }
+        if (g == ng) {
+            groups[ng] = cJSON_CreateArray();
+            gprop[ng++] = prop;
+        }
+        cJSON_AddItemToArray(groups[g], cJSON_Duplicate(f, true));
     }
-    if (cJSON_GetArraySize(list) > 2)
-        return fail(err, errlen, "filters: filters on three or more properties at once need "
-                                 "counts per combination of three values, which Veil does not "
-                                 "keep: the two-dimensional counts answer at most two "
-                                 "properties at once");
     struct api_filter *out[2] = {&q->p.filter, &q->p.filter2};
-    for (int i = 0; i < cJSON_GetArraySize(list); i++)
-        if (!parse_filter_one(cJSON_GetArrayItem(list, i), out[i], err, errlen))
-            return false;
-    if (q->p.filter2.set && !strcmp(q->p.filter.property, q->p.filter2.property))
-        return fail(err, errlen, "filters: two conditions on one property at once are not "
-                                 "offered; give one condition with several values");
+    bool ok = true;
+    for (size_t g = 0; g < ng; g++) {
+        ok = ok && api_filter_parse_v2(groups[g], out[g], err, errlen);
+        cJSON_Delete(groups[g]);
+    }
+    if (!ok)
+        return false;
+    if (!q->p.filter.set)
+        return true;
     if (q->kind == V2_TIME && q->p.interval == PERIOD_INTERVAL_HOUR)
         return fail(err, errlen, "filters: the hourly counts are totals of the site, not kept "
                                  "per value; use time:day with this filter");
@@ -527,24 +528,27 @@ static void write_response(struct api_request *rq, const struct api_v2_query *q,
                         last);
     if (q->dimension[0])
         output_json_string(b, q->dimension, strlen(q->dimension));
-    evbuffer_add_printf(b, "], \"filters\": [");
-    for (size_t k = 0; k < 2; k++) {
-        const struct api_filter *f = k ? &q->p.filter2 : &q->p.filter;
-        if (!f->set)
-            continue;
-        if (k)
-            evbuffer_add(b, ", ", 2);
-        evbuffer_add_printf(b, "[\"%s\", ", f->op == AF_CONTAINS ? "contains" : "is");
-        output_json_string(b, f->property, strlen(f->property));
-        evbuffer_add(b, ", [", 3);
-        for (size_t i = 0; i < f->nvalues; i++) {
-            if (i)
+    evbuffer_add_printf(b, "], \"filters\": ");
+    if (q->p.filter2.set) { /* two properties: the and of their expressions */
+        evbuffer_add_printf(b, "[[\"and\", [");
+        for (size_t k = 0; k < 2; k++) {
+            const struct api_filter *f = k ? &q->p.filter2 : &q->p.filter;
+            struct evbuffer *one = evbuffer_new();
+            api_filter_write_v2(one, f);
+            /* one property's list "[a, b]": its members */
+            size_t len = evbuffer_get_length(one);
+            const char *text = (const char *)evbuffer_pullup(one, -1);
+            if (k)
                 evbuffer_add(b, ", ", 2);
-            output_json_string(b, f->values[i], strlen(f->values[i]));
+            if (len >= 2)
+                evbuffer_add(b, text + 1, len - 2);
+            evbuffer_free(one);
         }
-        evbuffer_add(b, "]]", 2);
+        evbuffer_add_printf(b, "]]]");
+    } else {
+        api_filter_write_v2(b, &q->p.filter);
     }
-    evbuffer_add_printf(b, "], \"pagination\": {\"limit\": %lld, \"offset\": %lld}}}\n",
+    evbuffer_add_printf(b, ", \"pagination\": {\"limit\": %lld, \"offset\": %lld}}}\n",
                         q->limit, q->offset);
 }
 
@@ -669,12 +673,12 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
         break;
     }
     size_t n = kept + (have_other ? 1 : 0);
+    enum api_value_names names = api_property_names(q->dimension); /* _name variants */
     out = xcalloc(n ? n : 1, sizeof *out);
     for (size_t r = 0; r < n; r++) {
         struct stats_row *row = r < kept ? &rows.rows[r] : &other;
         api_publish_row(api, q->p.site_id, &q->p.range, row);
-        out[r].label = row->value;
-        out[r].label_len = row->value_len;
+        out[r].label = api_value_label(names, row->value, row->value_len, &out[r].label_len);
         for (size_t i = 0; i < q->nmetrics; i++) {
             const struct v2_metric *m = &q->metrics[i];
             long long v;

@@ -19,6 +19,7 @@
 #include "agg_config.h"
 #include "auth.h"
 #include "consumer.h"
+#include "geo_names.h"
 #include "log.h"
 #include "referrers.h"
 #include "reload.h"
@@ -101,6 +102,14 @@ int main(int argc, char **argv)
         else
             log_info("referrer_db: %zu referrer hosts", referrers_count(referrers));
     }
+    /* country and region names (docs/API.md "Filters"), before the API thread */
+    if (conf.api_listen[0] && conf.iso_codes_dir[0]) {
+        if (geo_names_load(conf.iso_codes_dir, err, sizeof err) != 0) {
+            log_error("%s", err);
+            goto out;
+        }
+        log_info("iso_codes_dir: %zu country and region names", geo_names_count());
+    }
     consumer = consumer_new(&conf);
     consumer_set_referrers(consumer, referrers);
     rollup_metrics_register(consumer); /* before the stats API thread reads it */
@@ -135,6 +144,7 @@ out:
     stats_api_stop(api);
     consumer_free(consumer);
     referrers_free(referrers);
+    geo_names_unload();
     if (sigfd >= 0)
         close(sigfd);
     agg_config_free(&conf);

@@ -5,6 +5,12 @@
  * nothing but these paths, or the two copies would clash at link time. */
 #include "paths.h"
 
+/* Debian's iso-codes (Makefile ISO_CODES_DIR): not part of Veil's PREFIX. */
+#ifndef VEIL_ISO_CODES_DIR
+#define VEIL_ISO_CODES_DIR "/usr/share/iso-codes/json"
+#endif
+const char veil_default_iso_codes_dir[] = VEIL_ISO_CODES_DIR;
+
 #ifdef VEIL_INSTALLED_DATADIR
 const char veil_default_dashboard_dir[] = VEIL_INSTALLED_DATADIR "/dashboard";
 const char veil_default_tracker_js[] = VEIL_INSTALLED_DATADIR "/veil.js";

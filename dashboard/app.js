@@ -21,6 +21,7 @@ import {
   readHash,
   removeFilter,
   setFilter,
+  toggleFilter,
   siteToday,
   state,
   zoneLabel,
@@ -36,7 +37,7 @@ const BASE_METRICS = ['visitors', 'pageviews', 'bounce_rate', 'visit_duration', 
 /* The cards of the view: the conversion rate too under a goal filter
  * (Plausible's habit; the API answers it there, docs/API.md "Goals"). */
 const topMetrics = () =>
-  state.filters.some((f) => f.property === 'event:goal') ? [...BASE_METRICS, 'conversion_rate'] : BASE_METRICS;
+  state.filters.some((f) => f.property === 'event:goal' && !f.negate) ? [...BASE_METRICS, 'conversion_rate'] : BASE_METRICS;
 const METRIC_NAMES = {
   visitors: 'Unique visitors',
   pageviews: 'Pageviews',
@@ -304,15 +305,24 @@ function renderFilters() {
   const bar = $('filters');
   bar.hidden = state.filters.length === 0;
   const pills = state.filters.map((f) => {
-    const remove = el('button', { type: 'button', class: 'pill-remove', text: '×', 'aria-label': `Remove filter ${propertyName(f.property)} is ${f.value}` });
+    const op = f.negate ? 'is not' : 'is';
+    const remove = el('button', { type: 'button', class: 'pill-remove', text: '×', 'aria-label': `Remove filter ${propertyName(f.property)} ${op} ${f.value}` });
     remove.addEventListener('click', () => {
       removeFilter(f.property);
       refresh();
     });
+    /* "is" / "is not": the API answers both exactly (docs/API.md "Filters") */
+    const toggle = el('button', { type: 'button', class: 'pill-op', text: op, title: f.negate ? 'Show only this value' : 'Exclude this value', 'aria-label': `${propertyName(f.property)} ${op}: switch` });
+    toggle.addEventListener('click', () => {
+      toggleFilter(f.property);
+      refresh();
+    });
     return el(
       'span',
-      { class: 'pill', 'data-property': f.property, 'data-value': f.value },
-      `${propertyName(f.property)} is `,
+      { class: 'pill', 'data-property': f.property, 'data-value': f.value, 'data-negate': f.negate ? '1' : '0' },
+      `${propertyName(f.property)} `,
+      toggle,
+      ' ',
       el('strong', { text: f.value }),
       remove
     );

@@ -49,7 +49,7 @@ export const state = {
   from: '',
   to: '',
   propKey: '',
-  filters: [] /* [{property, value}] */,
+  filters: [] /* [{property, value, negate}] (negate: "is not", v1's !=) */,
   compare: false,
   tabs: {},
   generation: 0,
@@ -108,14 +108,23 @@ export const filterable = (value) => value !== '' && value !== '(other)' && !/[;
 export function filterParams() {
   if (state.filters.length === 0) return {};
   return {
-    filters: state.filters.map((f) => `${f.property}==${f.value}`).join(';'),
+    filters: state.filters.map(filterText).join(';'),
   };
 }
 
-/* Add (or replace: one filter per property) a filter. */
-export function setFilter(property, value) {
+/* One filter in v1 syntax (`prop==value` or `prop!=value`), as sent and
+ * as kept in the URL fragment. */
+const filterText = (f) => `${f.property}${f.negate ? '!=' : '=='}${f.value}`;
+
+/* Add (or replace: one filter per property) a filter; negate: "is not". */
+export function setFilter(property, value, negate = false) {
   state.filters = state.filters.filter((f) => f.property !== property);
-  state.filters.push({ property, value });
+  state.filters.push({ property, value, negate });
+}
+
+/* Switch a property's filter between "is" and "is not". */
+export function toggleFilter(property) {
+  for (const f of state.filters) if (f.property === property) f.negate = !f.negate;
 }
 
 export function removeFilter(property) {
@@ -144,8 +153,11 @@ export function readHash(panels) {
   state.compare = h.get('cmp') === '1';
   state.filters = [];
   for (const f of h.getAll('f')) {
-    const at = f.indexOf('==');
-    if (at > 0 && filterable(f.slice(at + 2))) setFilter(f.slice(0, at), f.slice(at + 2));
+    const at = f.indexOf('=');
+    const negate = at > 0 && f[at - 1] === '!';
+    const end = negate ? at - 1 : at;
+    if (end > 0 && (negate || f[at + 1] === '=') && filterable(f.slice(at + (negate ? 1 : 2))))
+      setFilter(f.slice(0, end), f.slice(at + (negate ? 1 : 2)), negate);
   }
   for (const p of panels) {
     const t = Number(h.get(p.id));
@@ -162,7 +174,7 @@ export function writeHash(panels) {
     h.set('to', state.to);
   }
   if (state.compare) h.set('cmp', '1');
-  for (const f of state.filters) h.append('f', `${f.property}==${f.value}`);
+  for (const f of state.filters) h.append('f', filterText(f));
   if (state.propKey) h.set('prop', state.propKey);
   for (const p of panels) if (state.tabs[p.id]) h.set(p.id, String(state.tabs[p.id]));
   history.replaceState(null, '', `#${h}`);

@@ -39,7 +39,9 @@
  *                    parameters; odd: a bulk body {"requests":[...]}.
  * rcluster           byte 0 picks the parser: the `redis` address list, a
  *                    MOVED/ASK error, a CLUSTER SLOTS reply as RESP bytes;
- *                    every input is also a key for rc_keyslot. */
+ *                    every input is also a key for rc_keyslot.
+ * api_filter         byte 0 even: the rest is v1's `filters=` (decoded);
+ *                    odd: v2's JSON `filters` array. */
 int fuzz_event_parse_json(const uint8_t *data, size_t size);
 int fuzz_event_parse_query(const uint8_t *data, size_t size);
 int fuzz_url(const uint8_t *data, size_t size);
@@ -51,6 +53,7 @@ int fuzz_httpd_parse(const uint8_t *data, size_t size);
 int fuzz_compat_umami(const uint8_t *data, size_t size);
 int fuzz_compat_matomo(const uint8_t *data, size_t size);
 int fuzz_rcluster(const uint8_t *data, size_t size);
+int fuzz_api_filter(const uint8_t *data, size_t size);
 
 /* Every target by name (the name of its corpus and regressions
  * directories); ends with a row whose name is NULL. */

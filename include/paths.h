@@ -14,5 +14,8 @@ extern const char veil_default_dashboard_dir[];
 extern const char veil_default_tracker_js[];
 /* Default referrer_db of the aggregator: DATADIR/referrers.json. */
 extern const char veil_default_referrer_db[];
+/* Default iso_codes_dir of the aggregator: where Debian's iso-codes puts
+ * its JSON (make ISO_CODES_DIR=... for another system's location). */
+extern const char veil_default_iso_codes_dir[];
 
 #endif

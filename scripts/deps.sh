@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 what=${1:-build}
 
 BUILD_PKGS="build-essential pkg-config libevent-dev libhiredis-dev libmaxminddb-dev
- libsodium-dev libpcre2-dev libyaml-dev libcjson-dev uap-core node-llhttp"
+ libsodium-dev libpcre2-dev libyaml-dev libcjson-dev uap-core node-llhttp iso-codes"
 RUN_PKGS="redis-server redis-tools curl"
 TEST_PKGS="libcriterion-dev redis-server redis-tools curl libmaxmind-db-writer-perl perl chromium prometheus
  nginx-light stunnel4 openssl systemd"

@@ -255,6 +255,30 @@ test('click a row to filter: a pill, and the API\'s filtered answer or its reaso
   }
   await shot(main, 'filter');
   await checkRefusalsShown(main);
+
+  /* "is not": the pill's operator switches the filter to v1's != (the
+   * API's is_not, docs/API.md "Filters"), and back. */
+  await main.click('#filters .pill[data-property="visit:source"] .pill-op');
+  await main.waitForSelector('#filters .pill[data-property="visit:source"][data-negate="1"]');
+  await waitLoaded(main);
+  const notPill = await main.textContent('#filters .pill');
+  check(/Source is not news\.example/.test(notPill), `pill: ${notPill}`);
+  check(decodeURIComponent(main.url()).includes('f=visit:source!=news.example'), `is not: not in the URL: ${main.url()}`);
+  const nq = { site_id: SITE, period: 'custom', date: `${D2},${D0}`, filters: 'visit:source!=news.example' };
+  const nagg = await lib.apiDropping('stats/aggregate', nq, TOP.split(','));
+  check(nagg.ok, `the API refused is not: ${nagg.body}`);
+  const nshown = await shownMetrics(main);
+  for (const m of Object.keys(nshown))
+    if (!nagg.dropped[m]) checkEqual(nshown[m].value, nagg.body.results[m].value, `is not: ${m} vs API`);
+  const nown = await apiTry('stats/breakdown', { ...nq, property: 'visit:source', metrics: 'visitors,visits', limit: 100, page: 1 });
+  check(nown.ok, `the API refused the sources under is not: ${nown.body}`);
+  checkEqual(await shownRows(main, 'sources', 'source'), nown.body.results, 'sources filtered by is not vs API');
+  check(!nown.body.results.some((r) => r.source === 'news.example'), 'is not: news.example is still a row');
+  check(nown.body.results.length > 0, 'is not: no other source');
+  await shot(main, 'filter-is-not');
+  await main.click('#filters .pill[data-property="visit:source"] .pill-op');
+  await main.waitForSelector('#filters .pill[data-property="visit:source"][data-negate="0"]');
+  await waitLoaded(main);
 });
 
 test('several filters (on a 390 px phone): pills from the URL, removed one by one, cleared; numbers return', async () => {

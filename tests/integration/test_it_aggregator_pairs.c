@@ -175,6 +175,16 @@ Test(aggregator_pairs, breakdowns_filtered_by_another_property_and_two_filters, 
     expect_lacks(b, "/about");
     free(b);
 
+    /* a negated condition and a _name variant (api_filter.h) on a pair */
+    b = api(port, Q "breakdown?" S "&property=visit:country&metrics=visitors,visits"
+                    "&filters=visit:source!%3DGoogle", 200);
+    expect_has(b, "\"results\": [{\"country\": \"DE\", \"visitors\": 2, \"visits\": 2}]");
+    free(b);
+    b = api(port, Q "breakdown?" S "&property=event:page&metrics=visitors,pageviews"
+                    "&filters=visit:country_name" EQ "France", 200);
+    expect_has(b, "\"results\": [{\"page\": \"/\", \"visitors\": 1, \"pageviews\": 1}]");
+    free(b);
+
     /* two filters: aggregate, timeseries, and a breakdown by one of them */
     b = api(port, Q "aggregate?" S "&metrics=visitors,visits"
                     "&filters=visit:source" EQ "Google;visit:country" EQ "DE", 200);
@@ -219,6 +229,12 @@ Test(aggregator_pairs, breakdowns_filtered_by_another_property_and_two_filters, 
              200);
     text = cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "results"));
     cr_expect_str_eq(text, "[{\"metrics\":[1,1],\"dimensions\":[]}]");
+    free(text);
+    /* the query is echoed as the and of the two properties' filters */
+    text = cJSON_PrintUnformatted(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "query"), "filters"));
+    cr_expect_str_eq(text, "[[\"and\",[[\"is\",\"visit:source\",[\"Google\"]],[\"is\","
+                           "\"visit:country\",[\"DE\"]]]]]");
     free(text);
     cJSON_Delete(doc);
     doc = v2(port,

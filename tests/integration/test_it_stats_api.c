@@ -591,7 +591,7 @@ Test(stats_api, every_bad_parameter_is_a_400_naming_it_and_counted)
         {A, "site_id=example.com&format=xml", "format"},
         {A, "site_id=example.com&filters=event:page%3D%3D/a;visit:source%3D%3Db;visit:os%3D%3Dc",
          "filters"},
-        {A, "site_id=example.com&filters=visit:source!%3Db", "filters"},
+        {A, "site_id=example.com&filters=visit:source%3Db", "filters"},
         {T, "site_id=example.com&compare=previous_period", "compare"},
         {A, "site_id=example.com&colour=blue", "colour"},
         {A, "site_id=example.com&site_id=example.com", "site_id"},

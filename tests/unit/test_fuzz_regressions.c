@@ -30,6 +30,7 @@
 #include "../../fuzz/target_ua.c"
 #include "../../fuzz/target_url.c"
 #include "../../fuzz/target_rcluster.c"
+#include "../../fuzz/target_api_filter.c"
 
 static const char *root_dir(void)
 {
@@ -118,6 +119,7 @@ Test(fuzz_regressions, anon) { replay("anon"); }
 Test(fuzz_regressions, httpd_parse) { replay("httpd_parse"); }
 Test(fuzz_regressions, compat_umami) { replay("compat_umami"); }
 Test(fuzz_regressions, compat_matomo) { replay("compat_matomo"); }
+Test(fuzz_regressions, api_filter) { replay("api_filter"); }
 
 /* Every target has a test above and a seed corpus; every directory of
  * crashers names a target (a typo would silently replay nothing). */
@@ -126,7 +128,7 @@ Test(fuzz_regressions, directories_name_targets)
     static const char *const tested[] = {"event_parse_json", "event_parse_query", "url",
                                          "ua", "config", "event_codec", "anon",
                                          "httpd_parse", "compat_umami", "compat_matomo",
-                                         "rcluster"};
+                                         "rcluster", "api_filter"};
     size_t ntargets = 0;
     for (const struct fuzz_target *t = fuzz_targets; t->name; t++, ntargets++) {
         bool found = false;
