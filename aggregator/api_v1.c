@@ -11,6 +11,7 @@
 #include "api_filter.h"
 #include "api_internal.h"
 #include "api_pairs.h"
+#include "api_visit_rows.h"
 #include "kanon.h"
 #include "log.h"
 #include "output.h"
@@ -109,6 +110,10 @@ bool api_load_totals(struct api_request *rq, const struct api_params *p, redisCo
             return false;
         }
     } else {
+        if (!api_visit_rows_filter_ok(&p->filter, err, sizeof err)) {
+            api_set_error(rq, 400, err);
+            return false;
+        }
         int s = p->filter2.set ? api_pairs_totals(rc, p->site_id, &p->filter, &p->filter2,
                                                   buckets, n, t, err, sizeof err)
                                : api_filter_totals(rc, p->site_id, &p->filter, buckets, n, t,
@@ -171,8 +176,18 @@ long long api_row_metric(const struct stats_row *r, enum api_metric m)
     case API_METRIC_PAGEVIEWS: return r->pageviews;
     case API_METRIC_VISITS: return r->visits;
     case API_METRIC_EVENTS: return r->events;
+    /* per-row counts of the days that have them (api_visit_rows.h) */
+    case API_METRIC_BOUNCE_RATE: return ratio(r->bounces, r->row_visits, 100, 100);
+    case API_METRIC_VISIT_DURATION: return ratio(r->duration_s, r->row_visits, 1, 0);
     default: return 0;
     }
+}
+
+struct output_cell api_row_cell(const struct stats_row *r, enum api_metric m)
+{
+    if ((m == API_METRIC_BOUNCE_RATE || m == API_METRIC_VISIT_DURATION) && r->row_visits <= 0)
+        return output_null(); /* no visit of the row on a day that keeps them */
+    return output_num(api_row_metric(r, m));
 }
 
 /* A row's metric; conversion_rate in tenths of a percent of site_visitors
@@ -181,7 +196,7 @@ static struct output_cell row_cell(const struct stats_row *r, enum api_metric m,
                                    long long site_visitors)
 {
     if (m != API_METRIC_CONVERSION_RATE)
-        return output_num(api_row_metric(r, m));
+        return api_row_cell(r, m);
     if (site_visitors <= 0)
         return output_tenths(0);
     long long t = (r->visitors * 1000 + site_visitors / 2) / site_visitors;
@@ -195,13 +210,21 @@ void api_publish_row(const struct stats_api *api, const char *site,
     r->pageviews = dp_count(api, site, "pageviews", r->value, r->value_len, range, 1, r->pageviews);
     r->visits = dp_count(api, site, "visits", r->value, r->value_len, range, 1, r->visits);
     r->events = dp_count(api, site, "events", r->value, r->value_len, range, 1, r->events);
+    if (r->row_visits) {
+        r->bounces = dp_count(api, site, "bounces", r->value, r->value_len, range, 1, r->bounces);
+        r->duration_s = dp_count(api, site, "visit_duration_s", r->value, r->value_len, range,
+                                 counter_sensitivity[QC_VISIT_DURATION_S], r->duration_s);
+        r->row_visits =
+            dp_count(api, site, "row_visits", r->value, r->value_len, range, 1, r->row_visits);
+    }
 }
 
 /* ---- response bodies ---- */
 
 static void write_meta(struct evbuffer *b, const struct stats_api *api,
                        const struct api_params *p, bool breakdown, size_t folded,
-                       bool other_suppressed, long long filter_withheld)
+                       bool other_suppressed, long long filter_withheld,
+                       long long visit_rows_missing)
 {
     char first[11], last[11];
     period_format_day(p->range.first, first);
@@ -219,6 +242,8 @@ static void write_meta(struct evbuffer *b, const struct stats_api *api,
     if (filter_withheld >= 0)
         evbuffer_add_printf(b, ", \"k_anonymity\": %lld, \"filter_withheld\": %lld",
                             api->k_anonymity, filter_withheld);
+    if (visit_rows_missing >= 0)
+        evbuffer_add_printf(b, ", \"visit_rows_missing_days\": %lld", visit_rows_missing);
     evbuffer_add_printf(b, ", \"dp_epsilon\": %g}", api->dp_epsilon);
 }
 
@@ -245,7 +270,8 @@ static void write_table(struct api_request *rq, const struct api_params *p,
     else
         output_json_rows(rq->body, t);
     write_meta(rq->body, rq->api, p, breakdown, folded, other_suppressed,
-               rq->filtered && !breakdown ? (long long)rq->k_withheld : -1);
+               rq->filtered && !breakdown ? (long long)rq->k_withheld : -1,
+               rq->visit_rows_used ? rq->visit_rows_missing : -1);
     evbuffer_add(rq->body, "}\n", 2);
 }
 
@@ -410,12 +436,17 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
     if (api_pairs_needed(&p->filter, &p->filter2, p->dim)) {
         if (!api_pairs_rows(rq, p, rc, &rows, &pairs))
             return;
-    } else if (p->range.first <= p->range.last &&
-               query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err, sizeof err) != 0) {
-        api_redis_error(rq, err);
-        return;
-    } else if (p->filter.set && !api_filter_rows(rq, p, &rows)) {
-        goto done;
+    } else {
+        if (p->range.first <= p->range.last &&
+            query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err, sizeof err) != 0) {
+            api_redis_error(rq, err);
+            return;
+        }
+        if (!api_visit_rows_load(rq, rc, p->site_id, p->dim, &p->range, p->metrics,
+                                 p->nmetrics, &rows))
+            goto done;
+        if (p->filter.set && !api_filter_rows(rq, p, &rows))
+            goto done;
     }
     /* k-anonymity on true counts first, then noise, then order and page. */
     size_t folded = 0;
@@ -433,6 +464,7 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
             api_redis_error(rq, err);
             goto done;
         }
+        api_visit_rows_other(p->dim, &other);
         if (!kanon_publishable(other.visitors, api->k_anonymity)) {
             have_other = false;
             other_suppressed = true;

@@ -14,6 +14,7 @@
 #include "api_filter.h"
 #include "api_internal.h"
 #include "api_pairs.h"
+#include "api_visit_rows.h"
 #include "geo_names.h"
 #include "kanon.h"
 #include "output.h"
@@ -282,12 +283,18 @@ static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *er
     const char *names[API_METRIC__COUNT];
     for (size_t i = 0; i < q->p.nmetrics; i++)
         names[i] = api_metric_name(q->p.metrics[i]);
+    /* one property's filter: per-row bounce_rate and visit_duration of its
+     * own breakdown are left to api_visit_rows */
+    const char *own[API_METRIC__COUNT];
+    size_t nown = api_visit_rows_filter_metrics(q->kind == V2_PROPERTY, q->p.metrics,
+                                                q->p.nmetrics, own);
     for (size_t i = 0; i < 2; i++)
-        if (out[i]->set && !api_filter_check_metrics(out[i], names, q->p.nmetrics, err, errlen))
+        if (out[i]->set && !api_filter_check_metrics(out[i], own, nown, err, errlen))
             return false;
     const char *bdim = q->kind == V2_PROPERTY ? q->p.dim : NULL;
     if (!api_pairs_needed(&q->p.filter, &q->p.filter2, bdim))
         return true;
+    /* two properties: every metric must be kept per pair */
     return api_pairs_check(&q->p.filter, &q->p.filter2, bdim,
                            q->kind == V2_PROPERTY ? q->p.property : NULL, names,
                            q->p.nmetrics, err, errlen);
@@ -303,6 +310,11 @@ static bool check_metrics(const struct api_v2_query *q, char *err, size_t errlen
                 m->m == API_METRIC_PAGEVIEWS || m->m == API_METRIC_EVENTS ||
                 (m->m == API_METRIC_CONVERSION_RATE && !strcmp(q->dimension, "event:goal")))
                 continue;
+            if (m->m != API_METRIC_CONVERSION_RATE &&
+                !api_visit_rows_metric_ok(q->p.dim, q->dimension, m->m, err, errlen))
+                return false;
+            if (m->m == API_METRIC_BOUNCE_RATE || m->m == API_METRIC_VISIT_DURATION)
+                continue; /* per row of a visit dimension (api_visit_rows.h) */
             str_format(err, errlen,
                        "metrics: %s is not kept per %.40s value (the daily counts hold "
                        "visitors, visits, pageviews and events per value)",
@@ -506,6 +518,8 @@ static void write_response(struct api_request *rq, const struct api_v2_query *q,
                         rq->api->k_anonymity, rq->api->dp_epsilon);
     if (rq->filtered)
         evbuffer_add_printf(b, ", \"filter_withheld\": %zu", rq->k_withheld);
+    if (rq->visit_rows_used)
+        evbuffer_add_printf(b, ", \"visit_rows_missing_days\": %lld", rq->visit_rows_missing);
     if (q->total_rows)
         evbuffer_add_printf(b, ", \"total_rows\": %zu", total);
     if (q->time_labels && q->kind == V2_TIME) {
@@ -632,13 +646,23 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     if (api_pairs_needed(&q->p.filter, &q->p.filter2, q->p.dim)) {
         if (!api_pairs_rows(rq, &q->p, rc, &rows, &pairs))
             return;
-    } else if (q->p.range.first <= q->p.range.last &&
-               query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err,
-                               sizeof err) != 0) {
-        api_redis_error(rq, err);
-        return;
-    } else if (q->p.filter.set && !api_filter_rows(rq, &q->p, &rows)) {
-        goto done;
+    } else {
+        if (q->p.range.first <= q->p.range.last &&
+            query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err,
+                            sizeof err) != 0) {
+            api_redis_error(rq, err);
+            return;
+        }
+        enum api_metric asked[API_METRIC__COUNT];
+        size_t nasked = 0;
+        for (size_t i = 0; i < q->nmetrics && nasked < API_METRIC__COUNT; i++)
+            if (!q->metrics[i].percentage)
+                asked[nasked++] = q->metrics[i].m;
+        if (!api_visit_rows_load(rq, rc, q->p.site_id, q->p.dim, &q->p.range, asked, nasked,
+                                 &rows))
+            goto done;
+        if (q->p.filter.set && !api_filter_rows(rq, &q->p, &rows))
+            goto done;
     }
     size_t folded = 0;
     size_t kept = kanon_partition(rows.rows, rows.n, api->k_anonymity, &folded);
@@ -655,6 +679,7 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
             api_redis_error(rq, err);
             goto done;
         }
+        api_visit_rows_other(q->p.dim, &other);
         have_other = kanon_publishable(other.visitors, api->k_anonymity);
     }
     /* the whole site's visitors, for percentage and conversion_rate */
@@ -688,7 +713,7 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
                 out[r].cells[i] = output_tenths(v > 1000 ? 1000 : v);
             } else {
                 v = api_row_metric(row, m->m);
-                out[r].cells[i] = output_num(v);
+                out[r].cells[i] = api_row_cell(row, m->m);
             }
             if ((int)i == q->order_metric)
                 out[r].sort = (double)v;

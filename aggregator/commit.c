@@ -186,9 +186,11 @@ static bool session_of(const struct plan *pl, size_t i, const char *field,
     if (!v->changed)
         return false;
     const struct vday *vd = &pl->vdays[v->day];
-    *out = (struct shard_session){field, v->pv,     v->start,  v->last, vd->exp,
-                                  {0},   v->page, v->scroll, v->hour};
+    *out = (struct shard_session){.field = field, .pv = v->pv, .start = v->start,
+                                  .last = v->last, .exp = vd->exp, .page = v->page,
+                                  .scroll = v->scroll, .hour = v->hour};
     memcpy(out->day, vd->day, sizeof out->day);
+    visit_rows_session(pl, i, out);
     return true;
 }
 
@@ -373,6 +375,7 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     pl->pair_dims = p->pair_dims;
     c->commands = c->reads = 0;
     plan_collect(pl, r);
+    visit_rows_collect(pl, st, r);
     long long nread = load_rows(pl, st, rc, err, errlen);
     if (nread < 0)
         return COMMIT_ERROR;

@@ -51,5 +51,8 @@ void kanon_sum(const struct stats_row *rows, size_t n, struct stats_row *other)
         other->pageviews += rows[i].pageviews;
         other->visits += rows[i].visits;
         other->events += rows[i].events;
+        other->bounces += rows[i].bounces;
+        other->duration_s += rows[i].duration_s;
+        other->row_visits += rows[i].row_visits;
     }
 }

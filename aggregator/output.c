@@ -93,6 +93,8 @@ static void json_cell(struct evbuffer *out, const struct output_cell *c)
 {
     if (c->is_str)
         output_json_string(out, c->str, c->len);
+    else if (c->decimals == OUTPUT_NULL_DECIMALS)
+        evbuffer_add(out, "null", 4);
     else
         write_num(out, c);
 }
@@ -152,7 +154,7 @@ void output_csv(struct evbuffer *out, const struct output_table *t)
                 evbuffer_add(out, ",", 1);
             if (cell->is_str)
                 output_csv_field(out, cell->str, cell->len);
-            else
+            else if (cell->decimals != OUTPUT_NULL_DECIMALS)
                 write_num(out, cell);
         }
         evbuffer_add(out, "\r\n", 2);

@@ -46,6 +46,15 @@ static inline struct output_cell output_num(long long n)
     return c;
 }
 
+/* No number: JSON null, an empty CSV cell (a per-row bounce rate of a row
+ * without visits on the days that keep it). */
+#define OUTPUT_NULL_DECIMALS 255
+static inline struct output_cell output_null(void)
+{
+    struct output_cell c = {false, NULL, 0, 0, OUTPUT_NULL_DECIMALS};
+    return c;
+}
+
 /* A number with one decimal, given in tenths (125 -> 12.5). */
 static inline struct output_cell output_tenths(long long tenths)
 {

@@ -10,6 +10,7 @@
 #include "plan_pairs.h"
 #include "schema.h"
 #include "util.h"
+#include "visit_rows.h"
 
 void plan_reset(struct plan *p)
 {
@@ -28,6 +29,7 @@ void plan_reset(struct plan *p)
         memset(p->pair_incs, 0,
                (p->ncells < p->pair_incs_cap ? p->ncells : p->pair_incs_cap) *
                    sizeof *p->pair_incs);
+    visit_rows_reset(p);
     p->npks = p->ncells = p->nkeys = p->nincs = p->npfs = p->nclosed = p->nvdays = 0;
 }
 
@@ -46,6 +48,7 @@ void plan_free(struct plan *p)
     free(p->vis_key);
     free(p->pair_cache);
     free(p->pair_incs);
+    visit_rows_free(p);
     free(p->seen);
     free(p->seen_day);
     free(p->seen_added);
@@ -214,8 +217,10 @@ void plan_load_sessions(struct plan *p, struct shard_state *st, const struct rol
         char base[KEY_MAX];
         size_t blen;
         if (!ss || !join(base, &blen, st->prefix, "d:", sessions[i].site, ":") ||
-            blen + 12 > sizeof base)
+            blen + 12 > sizeof base) {
+            visit_rows_load(p, i, nsessions, NULL);
             continue;
+        }
         memcpy(base + blen, ss->day, 10); /* "<prefix>d:<site>:<day>:" */
         base[blen + 10] = ':';
         base[blen + 11] = '\0';
@@ -226,7 +231,9 @@ void plan_load_sessions(struct plan *p, struct shard_state *st, const struct rol
         s->page = ss->page;
         s->scroll = ss->scroll;
         s->hour = (uint8_t)ss->hour;
+        s->exit_ts = ss->rows ? ss->exit_ts : ss->last;
         s->day = vday_index(p, base, ss->exp, ss->day);
+        visit_rows_load(p, i, nsessions, ss);
     }
 }
 
@@ -379,9 +386,10 @@ static bool visit_dim_has_visitors(size_t d)
     return sd && sd->visitors == SCHEMA_U_PER_VISIT;
 }
 
-/* A new visit starting with a page view whose visit values are `values`. */
+/* A new visit starting with a page view whose visit values are `values`;
+ * the rows it is counted under into rows[] (NULL: none). */
 static void visit(struct plan *p, const struct shard_state *st, uint32_t vdi,
-                  const char *visitor, const char *const *values)
+                  const char *visitor, const char *const *values, const char **rows)
 {
     const struct vday *vd = &p->vdays[vdi];
     const char *base = vd->base;
@@ -400,6 +408,7 @@ static void visit(struct plan *p, const struct shard_state *st, uint32_t vdi,
             p->vis_pk[i] = p->vis_key[i] = UINT32_MAX;
     }
     for (size_t d = 0; d < ROLLUP_V_COUNT; d++) {
+        rows[d] = NULL;
         if (!values[d][0])
             continue;
         const char *dim = rollup_visit_dim_name((enum rollup_visit_dim)d);
@@ -414,6 +423,7 @@ static void visit(struct plan *p, const struct shard_state *st, uint32_t vdi,
             *key = wkey_index(p, name, len, expire_at, false);
         }
         const char *row = map_row_pk(p, st, base, *pk, dim, values[d], expire_at);
+        rows[d] = row;
         hincr_k(p, *key, row, 1);
         if (visit_dim_has_visitors(d))
             count_row_visitor(p, base, dim, row, visitor, expire_at);
@@ -475,11 +485,12 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
     visit_apply(&p->sessions[h->session], &vh, p->day_vday[h->day], p->timeout, &fx);
     plan_pairs_hit(p, st, h, visitor);
     const struct vday *vd = &p->vdays[fx.day];
+    const char *rows[ROLLUP_V_COUNT] = {0};
     if (fx.new_visit) {
         const char *values[ROLLUP_V_COUNT];
         memcpy(values, h->visit, sizeof values);
         values[ROLLUP_V_VISITOR_TYPE] = fx.returning ? "returning" : "new";
-        visit(p, st, fx.day, visitor, values);
+        visit(p, st, fx.day, visitor, values, rows);
         hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_VISITS), 1, vd->exp);
         hincr_at(p, vd->base, "hours", hour_field(fx.hour, HF_BOUNCES), 1, vd->exp);
     }
@@ -504,6 +515,8 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
             hincr_at(p, vd->base, "scroll", bucket[fx.scroll_from], -1, vd->exp);
         hincr_at(p, vd->base, "scroll", bucket[fx.scroll_to], 1, vd->exp);
     }
+    visit_rows_hit(p, st, h->session, &fx, rows, h->pageview ? h->visit[ROLLUP_V_ENTRY_PAGE] : "",
+                   visitor);
 }
 
 /* "<day>:<site>:<visitor>" into buf; its length, 0 when too long. */
@@ -664,6 +677,7 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
     }
     for (size_t i = 0; i < nhits; i++)
         hit(p, st, r, &hits[i], now);
+    visit_rows_finish(p, st);
 }
 
 /* ---- for plan_pairs.c ---- */
@@ -733,4 +747,48 @@ void plan_sweep(struct plan *p, const struct shard_state *st, int64_t cutoff)
         GROW(p->closed, p->nclosed, p->closed_cap);
         p->closed[p->nclosed++] = st->sessions[i].field;
     }
+}
+
+/* ---- for visit_rows.c ---- */
+
+void plan_collect_dim(struct plan *p, const char *base, const char *dim)
+{
+    pk_index(p, base, dim);
+}
+
+uint32_t plan_row_key(struct plan *p, uint32_t vday, const char *dim, const char *metric)
+{
+    const struct vday *vd = &p->vdays[vday];
+    char key[KEY_MAX];
+    size_t len;
+    if (!join(key, &len, vd->base, "b:", dim, metric))
+        abort(); /* dims and bases are short: cannot happen */
+    return wkey_index(p, key, len, vd->exp, false);
+}
+
+void plan_hincr_key(struct plan *p, uint32_t k, const char *field, long long delta)
+{
+    hincr_k(p, k, field, delta);
+}
+
+void plan_total(struct plan *p, uint32_t vday, const char *field, long long delta)
+{
+    hincr_at(p, p->vdays[vday].base, "totals", field, delta, p->vdays[vday].exp);
+}
+
+uint32_t plan_visit_pk(struct plan *p, uint32_t vday, const char *dim)
+{
+    return pk_index(p, p->vdays[vday].base, dim);
+}
+
+const char *plan_visit_row_pk(struct plan *p, const struct shard_state *st, uint32_t vday,
+                              uint32_t pk, const char *dim, const char *value)
+{
+    return map_row_pk(p, st, p->vdays[vday].base, pk, dim, value, p->vdays[vday].exp);
+}
+
+void plan_row_visitor(struct plan *p, uint32_t vday, const char *dim, const char *row,
+                      const char *visitor)
+{
+    count_row_visitor(p, p->vdays[vday].base, dim, row, visitor, p->vdays[vday].exp);
 }

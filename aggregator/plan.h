@@ -112,6 +112,7 @@ struct plan {
     size_t pair_cache_cap;
     uint32_t (*pair_incs)[3]; /* per cell (p->cells index): inc index + 1 per metric */
     size_t pair_incs_cap;
+    struct visit_rows_plan *visit_rows; /* visit_rows.c: each visit's rows */
 };
 
 /* Forget the last plan (keeps the buffers) / free everything. */
@@ -157,5 +158,25 @@ void plan_pfadd(struct plan *p, uint32_t k, const char *member);
  * (arg: &cutoff) is the matching filter for shard_session_filter. */
 void plan_sweep(struct plan *p, const struct shard_state *st, int64_t cutoff);
 bool plan_sweep_keep(void *arg, const struct shard_session *s);
+
+/* ---- for visit_rows.c: counting under a visit's day ---- */
+
+/* Register the primary hash of `dim` in the site-day `base` (step 1). */
+void plan_collect_dim(struct plan *p, const char *base, const char *dim);
+/* The key index of "<base of vday>b:<dim><metric>" (metric ":nbn", ...). */
+uint32_t plan_row_key(struct plan *p, uint32_t vday, const char *dim, const char *metric);
+/* HINCRBY field of the key indexed as k, combined over the batch. */
+void plan_hincr_key(struct plan *p, uint32_t k, const char *field, long long delta);
+/* HINCRBY <base of vday>totals field. */
+void plan_total(struct plan *p, uint32_t vday, const char *field, long long delta);
+/* The row `value` is counted in for `dim` on vday (itself or "(other)",
+ * admitted against breakdown_cap like every row), with the primary hash
+ * of `dim` on vday found by plan_visit_pk (once per batch). */
+uint32_t plan_visit_pk(struct plan *p, uint32_t vday, const char *dim);
+const char *plan_visit_row_pk(struct plan *p, const struct shard_state *st, uint32_t vday,
+                              uint32_t pk, const char *dim, const char *value);
+/* PFADD visitor to <base of vday>u:<dim>:<row>. */
+void plan_row_visitor(struct plan *p, uint32_t vday, const char *dim, const char *row,
+                      const char *visitor);
 
 #endif

@@ -51,6 +51,10 @@ struct stats_row {
     long long pageviews;
     long long visits;
     long long events;
+    long long bounces;    /* per-row bounces, visit seconds and the visits they belong to,
+                             over the days that have them (query_visit_rows.h) */
+    long long duration_s;
+    long long row_visits;
     period_day *days;     /* owned: the days on which the row has counts */
     size_t ndays;
     size_t days_cap;

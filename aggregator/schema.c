@@ -42,6 +42,10 @@ static const struct schema_dim dims[SD__COUNT] = {
     [SD_UTM_TERM] = {"utm_term", "visit:utm_term", ALL, ROLLUP_V_UTM_TERM, SCHEMA_U_PER_VISIT},
     [SD_UTM_CONTENT] = {"utm_content", "visit:utm_content", ALL, ROLLUP_V_UTM_CONTENT,
                         SCHEMA_U_PER_VISIT},
+    /* the page of each visit's latest page view, counted by visit_rows.c (no visit slot:
+       its row moves as the visit proceeds); its row visitors are added whenever a visit's
+       exit lands on the row */
+    [SD_EXIT_PAGE] = {"exit_page", "visit:exit_page", SCHEMA_VIS, -1, SCHEMA_U_PER_VISIT},
 };
 
 const struct schema_dim *schema_dim(enum schema_dim_id id)

@@ -52,6 +52,7 @@ enum schema_dim_id {
     SD_VISITOR_TYPE,
     SD_UTM_TERM,
     SD_UTM_CONTENT,
+    SD_EXIT_PAGE, /* b:exit_page:vis|nbn|dur, moved as a visit proceeds (visit_rows.c) */
     SD__COUNT /* at most 32: a dimension is a bit in rollup.c's per-visitor masks */
 };
 

@@ -49,6 +49,7 @@ void shard_state_clear(struct shard_state *st)
 {
     seen_free(st);
     smap_free(&st->session_map);
+    smap_free(&st->visit_rows_map);
     arena_free(&st->session_arena);
     free(st->sessions);
     st->sessions = NULL;
@@ -84,6 +85,15 @@ void shard_session_put(struct shard_state *st, const struct shard_session *s)
     }
     st->sessions[i] = *s;
     st->sessions[i].field = stored;
+    /* rows and exit rows: one copy per distinct string, not per put */
+    if (s->rows)
+        smap_intern(&st->visit_rows_map, &st->session_arena, s->rows, s->rows_len, 0, &created,
+                    &st->sessions[i].rows);
+    if (s->exit && s->exit_len)
+        smap_intern(&st->visit_rows_map, &st->session_arena, s->exit, s->exit_len, 0, &created,
+                    &st->sessions[i].exit);
+    else if (s->exit)
+        st->sessions[i].exit = ""; /* a visit whose pages have no path */
 }
 
 void shard_session_filter(struct shard_state *st,
@@ -96,6 +106,7 @@ void shard_session_filter(struct shard_state *st,
     st->sessions = NULL;
     st->nsessions = st->sessions_cap = 0;
     smap_free(&st->session_map);
+    smap_free(&st->visit_rows_map);
     for (size_t i = 0; i < n; i++)
         if (keep(arg, &old[i]))
             shard_session_put(st, &old[i]);
@@ -133,8 +144,58 @@ size_t shard_session_encode(const struct shard_session *s, char *buf, size_t cap
     p = put_ll(p, s->scroll < 0 ? -1 : s->scroll > 100 ? 100 : s->scroll);
     *p++ = ' ';
     p = put_ll(p, s->hour < 0 || s->hour > 23 ? 0 : s->hour);
+    if (s->rows && s->exit) {
+        /* " <exit_ts> <rows><exit row>" */
+        *p++ = ' ';
+        p = put_ll(p, s->exit_ts);
+        *p++ = ' ';
+        size_t room = cap - (size_t)(p - buf) - 1;
+        if (s->rows_len > room)
+            return 0;
+        memcpy(p, s->rows, s->rows_len);
+        p += s->rows_len;
+        if (visit_rows_exit_is_entry(s->rows, s->rows_len, s->exit, s->exit_len)) {
+            *p++ = VISIT_ROWS_EXIT_IS_ENTRY; /* most visits: one page, or back to it */
+        } else {
+            size_t n = visit_rows_put(s->exit, s->exit_len, p, cap - (size_t)(p - buf) - 1);
+            if (!n)
+                return 0;
+            p += n;
+        }
+    }
     *p = '\0';
     return (size_t)(p - buf);
+}
+
+/* The tail "<exit_ts> <rows><exit row>" into s (pointers into value). */
+static bool decode_rows(const char *value, size_t len, struct shard_session *s)
+{
+    size_t sp = 0;
+    while (sp < len && value[sp] != ' ')
+        sp++;
+    long long exit_ts;
+    if (sp == 0 || sp >= len ||
+        !safe_strtoll_n(value, sp, -(1LL << 62), 1LL << 62, &exit_ts))
+        return false;
+    const char *items[VISIT_ROWS];
+    size_t lens[VISIT_ROWS], used;
+    const char *rows = value + sp + 1;
+    size_t rows_room = len - sp - 1;
+    if (!visit_rows_scan(rows, rows_room, ROLLUP_V_COUNT, items, lens, &used))
+        return false;
+    s->exit_ts = exit_ts;
+    s->rows = rows;
+    s->rows_len = used;
+    if (used + 1 == rows_room && rows[used] == VISIT_ROWS_EXIT_IS_ENTRY) {
+        s->exit = items[ROLLUP_V_ENTRY_PAGE];
+        s->exit_len = lens[ROLLUP_V_ENTRY_PAGE];
+        return true;
+    }
+    size_t exit_used;
+    if (!visit_rows_scan(rows + used, rows_room - used, 1, &s->exit, &s->exit_len, &exit_used) ||
+        used + exit_used != rows_room)
+        return false;
+    return true;
 }
 
 bool shard_session_decode(const char *value, size_t len, struct shard_session *s)
@@ -155,6 +216,9 @@ bool shard_session_decode(const char *value, size_t len, struct shard_session *s
     s->page = 0;
     s->scroll = -1;
     s->hour = 0;
+    s->exit_ts = 0;
+    s->rows = s->exit = NULL;
+    s->rows_len = s->exit_len = 0;
     if (len - at > 10) {
         /* " <page> <scroll> <hour>" */
         size_t p = at + 11, sp = p;
@@ -172,13 +236,18 @@ bool shard_session_decode(const char *value, size_t len, struct shard_session *s
         size_t hp = sp + 1;
         while (hp < len && value[hp] != ' ')
             hp++;
+        size_t ep = hp + 1; /* the end of the hour */
+        while (ep < len && value[ep] != ' ')
+            ep++;
         long long hour;
         if (hp >= len || !safe_strtoll_n(value + sp + 1, hp - sp - 1, -1, 100, &depth) ||
-            !safe_strtoll_n(value + hp + 1, len - hp - 1, 0, 23, &hour))
+            !safe_strtoll_n(value + hp + 1, ep - hp - 1, 0, 23, &hour))
             return false;
         s->page = page;
         s->scroll = (int)depth;
         s->hour = (int)hour;
+        if (ep < len && !decode_rows(value + ep + 1, len - ep - 1, s))
+            return false;
     }
     s->pv = num[0];
     s->start = num[1];

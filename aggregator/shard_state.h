@@ -19,6 +19,7 @@
 
 #include "shard.h"
 #include "strmap.h"
+#include "visit_rows.h"
 
 /* Until a shard's entries were seen, reads assume this many events per
  * entry (a collector's batch can hold this many), so a first read never
@@ -35,6 +36,12 @@ struct shard_session {
     uint64_t page;       /* hash of its latest page view's path (visit_page_hash), 0 none */
     int scroll;          /* that page view's largest counted scroll depth, -1 none */
     int hour;            /* the local hour it started in, 0..23 */
+    long long exit_ts;   /* ts of its latest page view (its exit page's) */
+    const char *rows;    /* its breakdown rows (visit_rows.h: "<len>:<row>" per visit
+                            dimension), NULL = unknown (a visit of an older checkpoint) */
+    size_t rows_len;
+    const char *exit;    /* its exit page row (NUL-terminated), NULL = unknown */
+    size_t exit_len;
 };
 
 /* One breakdown's primary hash (b:<dim>:ev, b:entry_page:vis). */
@@ -59,6 +66,8 @@ struct shard_state {
 
     struct arena_chunk *session_arena;
     struct smap session_map;       /* field -> index */
+    struct smap visit_rows_map;    /* a visit's rows and exit rows, shared by the visits that
+                                      have the same ones (in session_arena) */
     struct shard_session *sessions;
     size_t nsessions, sessions_cap;
 
@@ -103,10 +112,13 @@ void shard_session_filter(struct shard_state *st,
                           bool (*keep)(void *arg, const struct shard_session *s), void *arg);
 
 /* Checkpoint value of a session: "<pv> <start> <last> <exp> <day> <page>
- * <scroll> <hour>" (values written by versions without the last three
- * still decode: page 0, no scroll, hour 0). Returns its length, or 0 when
- * cap is below SHARD_SESSION_VALUE_MAX. */
-#define SHARD_SESSION_VALUE_MAX (4 * 22 + 10 + 1 + 21 + 5 + 3)
+ * <scroll> <hour>", then, when its rows are known, " <exit_ts> " and its
+ * rows and exit row as visit_rows.h items ("<len>:<bytes>" each, no
+ * separator). Values written by versions without the tail (or without
+ * page, scroll and hour) still decode: rows unknown (page 0, no scroll,
+ * hour 0). Returns its length, or 0 when cap is below
+ * SHARD_SESSION_VALUE_MAX or the rows do not fit. */
+#define SHARD_SESSION_VALUE_MAX (4 * 22 + 10 + 1 + 21 + 5 + 3 + 23 + VISIT_ROWS_CHECKPOINT_MAX)
 size_t shard_session_encode(const struct shard_session *s, char *buf, size_t cap);
 /* Parse a checkpoint value into *s (s->field untouched). False when it is
  * not one (a damaged entry is dropped: that visit restarts). */

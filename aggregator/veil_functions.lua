@@ -60,8 +60,34 @@ end
 --                                                              of another shard)
 -- then XTRIM MINID trim_minid: the batch's entries (and any before) leave
 -- the stream. Returns 1, or 0 (nothing written) when epoch is stale.
+-- On a Redis Cluster, while the shard's slot migrates, a command on a key
+-- of the slot that this node does not hold stops the function with an
+-- error ("non local key"), and the writes made before it stay: a half
+-- commit, counted again when the batch is retried. So every key the commit
+-- writes is looked at first, before any write: a missing key stops it
+-- there, with nothing written (the owner retries after the migration). On a
+-- plain Redis these are cheap reads.
+local function touch_all(args)
+  local at = 5
+  local function next()
+    at = at + 1
+    return args[at]
+  end
+  for _ = 1, tonumber(next()) do
+    redis.call('EXISTS', next())
+    next()
+    at = at + 2 * tonumber(next())
+  end
+  for _ = 1, tonumber(next()) do
+    redis.call('EXISTS', next())
+    next()
+    at = at + tonumber(next())
+  end
+end
+
 local function commit(keys, args)
   if redis.call('GET', keys[1]) ~= args[2] then return 0 end
+  touch_all(args)
   local at = 5
   local function next()
     at = at + 1

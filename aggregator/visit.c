@@ -49,6 +49,7 @@ void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
         /* an earlier, separate visit that arrived late: count it, keep the open one */
         if (h->pageview) {
             out->new_visit = true;
+            out->separate = true;
             out->returning = true; /* a visit of this hash is known (the later one) */
             out->day = day;
             out->hour = h->hour;
@@ -64,7 +65,7 @@ void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
             s->hour = h->hour;
             s->open = true;
             s->pv = 1;
-            s->start = s->last = ts;
+            s->start = s->last = s->exit_ts = ts;
             s->day = day;
             s->page = h->page;
             s->scroll = -1;
@@ -86,6 +87,10 @@ void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
     if (h->pageview) {
         s->page = h->page;
         s->scroll = -1;
+        if (ts >= s->exit_ts) {
+            s->exit_ts = ts;
+            out->exit_move = true;
+        }
     }
     scroll(s, h, out);
     s->changed = true;

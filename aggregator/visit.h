@@ -25,6 +25,8 @@ struct visit_state {
     uint64_t page;          /* hash of the path of its latest page view (visit_page_hash) */
     int scroll;             /* the largest scroll depth counted for that page view, -1 none */
     uint8_t hour;           /* the local hour it started in (its hourly counts go there) */
+    long long exit_ts;      /* ts of its latest page view (the exit page's): a page view at
+                               or after it moves the visit's exit (visit:exit_page) */
     bool changed;           /* set when the visit must be stored again */
 };
 
@@ -53,7 +55,18 @@ struct visit_effect {
     long long scroll_n;     /* add to scroll_n of the visit's day (0 or 1) */
     int scroll_from, scroll_to; /* scroll histogram: move one page view from bucket
                                scroll_from (-1: none) to scroll_to (-1: no move) */
+    bool separate;          /* new_visit of an earlier, separate visit that arrived late:
+                               the open visit is kept (its rows too); the new one is a
+                               one-page bounce counted under this event's own values */
+    bool exit_move;         /* a page view of the open, continuing visit that is now its
+                               latest page view: the visit's exit page becomes its page */
 };
+
+/* True while the visit is a bounce (one interaction so far). */
+static inline bool visit_bounced(const struct visit_state *s)
+{
+    return s->pv <= 1;
+}
 
 /* The page identity used to match an engagement event to its page view:
  * a 64-bit FNV-1a hash of the path (0 for ""). */
@@ -72,7 +85,10 @@ uint64_t visit_page_hash(const char *path);
  * counts once, on the visit's day: an event carrying a depth for the page
  * of the visit's latest page view raises that page view's maximum
  * (scroll_n +1 the first time, scroll_sum by the increase); depths for
- * any other page, or without an open visit, are not counted. */
+ * any other page, or without an open visit, are not counted. Exit page:
+ * a visit's exit is its page view with the largest ts (the later one of
+ * equal ts); a page view of the open visit at or after exit_ts sets
+ * exit_move (the caller moves the visit's exit row to its page). */
 void visit_apply(struct visit_state *s, const struct visit_hit *h, uint32_t day,
                  long long timeout, struct visit_effect *out);
 

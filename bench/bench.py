@@ -21,7 +21,9 @@ Sections (BENCH_ONLY=a,b,... runs a subset, in this order):
              memory of one site-day
   lag        collector at full speed with the aggregator running: stream lag
   cluster    routing overhead and WAIT cost: single Redis vs 1-node and 3-node
-             Redis Clusters, 3+3 with and without WAIT (bench/cluster.py)
+             Redis Clusters, 3+3 with and without WAIT (bench/cluster.py); then
+             the whole pipeline (collector -> Redis -> aggregator) on the same
+             configurations, ratios to a single Redis
 
 Everything runs from one temp dir: nginx, redis-server (unix socket), the
 daemons, wrk. Only 127.0.0.1 and unix sockets are used. Every process is
@@ -1794,6 +1796,8 @@ def main():
         if "cluster" in ONLY:
             import cluster as cluster_bench  # bench/cluster.py, beside this file
             RESULTS["cluster"] = cluster_bench.section_cluster(out)
+            out()
+            RESULTS["cluster_pipeline"] = cluster_bench.section_pipeline(out)
             out()
         load1 = os.getloadavg()
         out(f"Load average at the end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f}; "

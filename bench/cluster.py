@@ -10,10 +10,16 @@ routing module (bench/tools/cluster-route.c over include/rcluster.h) to
   c3r+WAIT 3 masters + 3 replicas, WAIT 1 after every pipeline
 
 and prints throughput and CPU per event (client + every redis-server) as
-ratios to `single` in the same run. On a 2-core machine every server shares
-the same two cores: this measures the routing's overhead and WAIT's cost,
-not scaling (docs/CLUSTER.md has the scaling model). Bounded: a fixed
-number of events per configuration, every server killed at the end."""
+ratios to `single` in the same run. Then the whole pipeline: wrk posting
+pageviews of 12 sites to veil-collector, which delivers to the servers,
+veil-aggregator rolling up, on `single`, `c1`, `c3`, `c3r` and `c3r+WAIT`
+(wait_replicas=1): events/s from the first request until the aggregator
+has counted the last accepted event, and CPU per event of the collector,
+the aggregator and the redis-servers, again as ratios to `single`. On a
+2-core machine every server shares the same two cores: this measures the
+routing's overhead and WAIT's cost, not scaling (docs/CLUSTER.md has the
+scaling model). Bounded: a fixed number of events or seconds per
+configuration, every process killed at the end."""
 import json
 import os
 import random
@@ -32,7 +38,10 @@ PER_ENTRY = int(os.environ.get("BENCH_CLUSTER_PER_ENTRY", "64"))
 SHARDS = int(os.environ.get("BENCH_CLUSTER_SHARDS", "16"))
 DEPTH = int(os.environ.get("BENCH_CLUSTER_DEPTH", "8"))
 RUNS = int(os.environ.get("BENCH_CLUSTER_RUNS", "3"))
+PIPE_SECONDS = int(os.environ.get("BENCH_CLUSTER_PIPE_SECONDS", "5"))
 TICK = os.sysconf("SC_CLK_TCK")
+TOKEN = "bench-cluster-token"
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 procs = []
 
@@ -195,9 +204,126 @@ def section_cluster(out=print):
     return res
 
 
+# ------------------------------------------------------------ the pipeline
+
+WRK_SCRIPT = """
+local n = 0
+request = function()
+  n = n + 1
+  local site = "site" .. (n % 12) .. ".example"
+  local body = '{"n":"pageview","u":"https://' .. site .. '/p/' .. (n % 50) .. '","d":"' ..
+               site .. '"}'
+  return wrk.format("POST", "/api/event",
+                    {["Content-Type"] = "text/plain", ["User-Agent"] = "UA"}, body)
+end
+""".replace('"UA"', '"%s"' % UA)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def http_get(port, path, token=None):
+    import urllib.request
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path))
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def metric(text, name):
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def pipeline_measure(kind):
+    """wrk -> veil-collector -> the servers of `kind` -> veil-aggregator."""
+    tmp = tempfile.mkdtemp(prefix="veil-bench-pipe.")
+    try:
+        spec, pids, replicas = setup(tmp, kind)
+        cport, admin, api = free_port(), free_port(), free_port()
+        wait_n = "1" if kind.endswith("+WAIT") else "0"
+        with open(os.path.join(tmp, "collector.log"), "w") as clog, \
+                open(os.path.join(tmp, "aggregator.log"), "w") as alog:
+            coll = subprocess.Popen(
+                [os.path.join(ROOT, BUILD, "veil-collector"), "--listen=127.0.0.1:%d" % cport,
+                 "--admin_listen=127.0.0.1:%d" % admin, "--redis=" + spec, "--threads=1",
+                 "--rate_limit=0", "--spool_dir=" + os.path.join(tmp, "spool"),
+                 "--log_level=warn", "--shards=%d" % SHARDS, "--wait_replicas=" + wait_n],
+                stdin=subprocess.DEVNULL, stdout=clog, stderr=clog)
+            procs.append(coll)
+            agg = subprocess.Popen(
+                [os.path.join(ROOT, BUILD, "veil-aggregator"), "--api_listen=127.0.0.1:%d" % api,
+                 "--api_token=" + TOKEN, "--redis=" + spec, "--consumer=bench",
+                 "--shards=%d" % SHARDS, "--log_level=warn", "--dashboard_dir=" + tmp],
+                stdin=subprocess.DEVNULL, stdout=alog, stderr=alog)
+            procs.append(agg)
+        wait(lambda: http_get(cport, "/healthz") != "", 15, "collector")
+        wait(lambda: http_get(api, "/healthz") != "", 15, "aggregator")
+        script = os.path.join(tmp, "pipe.lua")
+        with open(script, "w") as f:
+            f.write(WRK_SCRIPT)
+        roles = {"collector": [coll.pid], "aggregator": [agg.pid], "redis": pids}
+        cpu0 = {k: sum(pid_cpu(p) for p in v) for k, v in roles.items()}
+        t0 = time.monotonic()
+        subprocess.run(["wrk", "-t1", "-c16", "-d%ds" % PIPE_SECONDS, "-s", script,
+                        "http://127.0.0.1:%d/api/event" % cport],
+                       capture_output=True, text=True, timeout=PIPE_SECONDS + 60)
+        t_http = time.monotonic() - t0
+        accepted = metric(http_get(admin, "/metrics"), "veil_collector_events_accepted_total")
+
+        def counted():
+            return metric(http_get(api, "/metrics", TOKEN), "veil_aggregator_events_total") >= accepted
+        wait(counted, 120, "the aggregator to count %d events" % accepted)
+        t_all = time.monotonic() - t0
+        cpu = {k: sum(pid_cpu(p) for p in v) - cpu0[k] for k, v in roles.items()}
+        return {"events": accepted, "http_s": t_http, "e2e_s": t_all, "cpu": cpu,
+                "unconfirmed": metric(http_get(admin, "/metrics"),
+                                      "veil_collector_redis_unconfirmed_total")}
+    finally:
+        teardown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def section_pipeline(out=print):
+    out("== cluster pipeline: wrk -> collector (1 thread) -> Redis -> aggregator, %d s of load, "
+        "12 sites, %d shards" % (PIPE_SECONDS, SHARDS))
+    res = {}
+    for kind in ("single", "c1", "c3", "c3r", "c3r+WAIT"):
+        res[kind] = pipeline_measure(kind)
+    ref = res["single"]
+    ref_tp = ref["events"] / ref["e2e_s"]
+    ref_cpu = sum(ref["cpu"].values()) / ref["events"]
+    out("   %-9s %9s %10s %7s %12s %12s %12s %12s %7s" % (
+        "config", "events", "events/s", "ratio", "collector", "aggregator", "redis",
+        "total us/ev", "ratio"))
+    for kind, r in res.items():
+        tp = r["events"] / r["e2e_s"]
+        per = {k: v / r["events"] * 1e6 for k, v in r["cpu"].items()}
+        total = sum(per.values())
+        out("   %-9s %9d %10.0f %7.2f %12.2f %12.2f %12.2f %12.2f %7.2f%s" % (
+            kind, r["events"], tp, tp / ref_tp, per["collector"], per["aggregator"], per["redis"],
+            total, total / (ref_cpu * 1e6),
+            "  (%d calls unconfirmed)" % r["unconfirmed"] if r["unconfirmed"] else ""))
+    return res
+
+
 if __name__ == "__main__":
     try:
-        section_cluster()
+        if os.environ.get("BENCH_CLUSTER_PARTS", "routing,pipeline").find("routing") >= 0:
+            section_cluster()
+        section_pipeline()
     finally:
         teardown()
     with open("/proc/loadavg") as f:

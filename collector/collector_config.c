@@ -5,6 +5,8 @@
  * --help and deploy/veil.conf (make sample-config). */
 #include "collector_config.h"
 
+#include "rcluster.h"
+
 #include <stddef.h>
 #include <string.h>
 
@@ -28,7 +30,9 @@ const struct cfg_option collector_options[] = {
      "Metrics identify nobody, but traffic volumes and the unknown-site count are the "
      "operator's business.", false},
     {"redis", CFG_STRING, OPT(redis), "127.0.0.1:6379", 0, 300, NULL,
-     "Redis server: host:port or unix:/path/to/socket.", NULL, false},
+     "Redis server: host:port or unix:/path/to/socket, or a Redis Cluster as seeds "
+     "host:port,host:port,... (each delivery call goes to the node owning its shard's "
+     "slot; docs/CLUSTER.md).", NULL, false},
     {"threads", CFG_INT, OPT(threads), "0", 0, 256, NULL,
      "Worker threads, each with its own event loop, listener (SO_REUSEPORT) and Redis "
      "connection; 0 = one per CPU core.", NULL, false},
@@ -155,6 +159,19 @@ const struct cfg_option collector_options[] = {
      "each event-loop iteration at its end.",
      "A waiting event holds the derived stream fields only, never an IP or a User-Agent.",
      false},
+    {"wait_replicas", CFG_INT, OPT(wait_replicas), "0", 0, 16, NULL,
+     "Replicas that must confirm a delivery call (Redis WAIT, sent after each call to the "
+     "node that took it) before its events leave the collector's memory and spool. 0 = "
+     "a call is done when its master answers, and a master that dies can take its last "
+     "events with it; 1 on a cluster with a replica per master = an acknowledged event "
+     "survives the death of its master (docs/DELIVERY.md \"Redis Cluster: failover\"). "
+     "Unconfirmed calls are sent again after backoff (harmless: lane marks), so with no "
+     "replica able to confirm, events wait in memory, then the spool, then get 503.",
+     NULL, false},
+    {"wait_timeout_ms", CFG_INT, OPT(wait_timeout_ms), "1000", 1, 60000, NULL,
+     "How long one WAIT (wait_replicas) waits for the replicas, in milliseconds; the "
+     "node's other calls from this thread queue behind it meanwhile.",
+     NULL, false},
     /* default SHARDS_DEFAULT, bound SHARDS_MAX (include/shard.h) */
     {"shards", CFG_INT, OPT(shards), "16", 1, 1024, NULL,
      "Logical shards of the installation: a site's events go to the stream "
@@ -248,9 +265,12 @@ int collector_config_load(struct collector_config *conf, int argc, char **argv,
         str_format(err, errlen, "admin_listen: expected host:port (or empty)");
         return -1;
     }
-    if (strncmp(conf->redis, "unix:", 5) != 0 &&
-        !hostport_split(conf->redis, host, sizeof host, &port)) {
-        str_format(err, errlen, "redis: expected host:port or unix:/path");
+    struct rc_addr seeds[RC_SEEDS_MAX];
+    int nseeds;
+    char why[200];
+    if (!rc_parse_spec(conf->redis, seeds, &nseeds, why, sizeof why)) {
+        str_format(err, errlen, "redis: expected host:port, unix:/path or host:port,host:port,... "
+                   "(%s)", why);
         return -1;
     }
     if (log_level_parse(conf->log_level) < 0) {

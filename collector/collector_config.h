@@ -44,6 +44,8 @@ struct collector_config {
     long long max_buffered_events;
     long long max_buffered_bytes; /* all threads together */
     long long batch_wait_us;
+    long long wait_replicas;    /* 0 = a batch is delivered when its master answers */
+    long long wait_timeout_ms;
     long long shards;           /* logical shards of the installation (shard.h) */
     long long registry_poll_ms; /* 0 = the site registry is not read */
     char *spool_dir;            /* "" = no disk spool */

@@ -41,7 +41,7 @@ static const char *const restart_only[] = {
     "visitor_hash", "max_body_bytes", "max_header_bytes", "timeout_s",   "max_buffered_events",
     "spool_dir",    "spool_max_bytes", "spool_fsync", "rate_limit",       "rate_burst",
     "tracker_js",   "request_timeout_s", "max_connections", "batch_wait_us",
-    "registry_poll_ms", "shards", NULL};
+    "registry_poll_ms", "shards", "wait_replicas", "wait_timeout_ms", NULL};
 
 struct reloader {
     int argc;

@@ -69,6 +69,8 @@ static const struct {
         "Connections closed at once because their client held max_client_connections."},
     [M_BUFFER_BYTES_FULL] = {"veil_collector_buffer_bytes_full_total",
         "Events sent to the spool because memory held max_buffered_bytes."},
+    [M_REDIS_UNCONFIRMED] = {"veil_collector_redis_unconfirmed_total",
+        "Delivery calls whose WAIT did not confirm wait_replicas replicas (sent again)."},
 };
 
 static pthread_mutex_t reasons_lock = PTHREAD_MUTEX_INITIALIZER;

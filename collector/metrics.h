@@ -38,6 +38,7 @@ enum metric {
     M_CONN_REFUSED,      /* connections closed at once: max_connections reached */
     M_CONN_CLIENT_CAP,   /* connections closed at once: the client's max_client_connections */
     M_BUFFER_BYTES_FULL, /* events sent to the spool because max_buffered_bytes was reached */
+    M_REDIS_UNCONFIRMED, /* delivery calls whose WAIT did not confirm wait_replicas replicas */
     M__COUNT
 };
 

@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "rcluster.h"
 #include "util.h"
 
 #define SALT_SLOTS 2
@@ -32,6 +33,7 @@ struct salt_store {
     enum salt_period period;
     char *redis;
     redisContext *rc;
+    char rc_key[96];         /* the key whose node rc is connected to */
     pthread_mutex_t lock;
     struct salt_slot slot[SALT_SLOTS];
     pthread_t thread;
@@ -61,25 +63,18 @@ static void disconnect(struct salt_store *s)
     s->rc = NULL;
 }
 
-static bool connect_redis(struct salt_store *s, int timeout_ms)
+/* A connection to the node holding `key` (the server itself unless redis
+ * names a Redis Cluster), kept while the key stays the same. */
+static bool connect_redis(struct salt_store *s, const char *key, int timeout_ms)
 {
-    if (s->rc)
+    if (s->rc && strcmp(s->rc_key, key) == 0)
         return true;
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    if (strncmp(s->redis, "unix:", 5) == 0) {
-        s->rc = redisConnectUnixWithTimeout(s->redis + 5, tv);
-    } else {
-        char host[300];
-        int port;
-        if (!hostport_split(s->redis, host, sizeof host, &port))
-            return false;
-        s->rc = redisConnectWithTimeout(host, port, tv);
-    }
-    if (!s->rc || s->rc->err) {
-        disconnect(s);
+    disconnect(s);
+    char err[256];
+    s->rc = rcluster_connect_slot(s->redis, key, timeout_ms, err, sizeof err);
+    if (!s->rc)
         return false;
-    }
-    redisSetTimeout(s->rc, tv);
+    str_copy(s->rc_key, sizeof s->rc_key, key, strlen(key));
     return true;
 }
 
@@ -90,7 +85,7 @@ static bool fetch_salt(struct salt_store *s, int64_t id, int64_t now, const uint
                        uint8_t salt[VISITOR_SALT_BYTES])
 {
     char key[96];
-    if (!salt_key(s->period, id, key, sizeof key) || !connect_redis(s, 1000))
+    if (!salt_key(s->period, id, key, sizeof key) || !connect_redis(s, key, 1000))
         return false;
     uint8_t candidate[VISITOR_SALT_BYTES];
     if (mine)

@@ -1,20 +1,22 @@
 /* sink_redis.h - one worker thread's delivery of events to the Redis
- * shard streams: memory buffer, then disk spool, then Redis
- * (docs/DELIVERY.md).
+ * shard streams: memory buffer, then disk spool, then Redis, one server or
+ * a Redis Cluster (docs/DELIVERY.md).
  *
  * Events are packed once (lane, sequence number, the event_pack bytes).
- * A delivery batch becomes one pipelined call of a small script per
- * (lane, shard) on hiredis's async API on the thread's event_base, and
- * each call adds ONE entry to veil:{shard}:events holding all its events
- * (field "b"). The script adds only events its lane has not delivered to
- * that shard yet, so re-sending after a lost reply never adds an event
- * twice. Up to max_buffered_events wait in memory until Redis
- * acknowledges them; past that, and whenever the spool still holds
- * unread events (per-thread order), they are appended to the spool and
- * replayed when Redis is back (records of earlier versions included).
- * Redis refusing writes (OOM, READONLY, ...) is treated like Redis down.
- * At shutdown what is unacknowledged goes to the spool. The sink only
- * ever sees the derived event record: no IP, no User-Agent. */
+ * A delivery batch becomes one call of a small script per (lane, shard),
+ * sent through the cluster routing (rcluster.h, libevent) to the node that
+ * owns the shard's slot, and each call adds ONE entry to
+ * veil:{shard}:events holding all its events (field "b"). The script adds
+ * only events its lane has not delivered to that shard yet, so re-sending
+ * after a lost reply never adds an event twice. With wait_replicas, a call
+ * counts as delivered only once WAIT confirms the replicas. Up to
+ * max_buffered_events wait in memory until Redis acknowledges them; past
+ * that, and whenever the spool still holds unread events (per-thread
+ * order), they are appended to the spool and replayed when Redis is back
+ * (records of earlier versions included). Redis refusing writes (OOM,
+ * READONLY, ...) is treated like Redis down. At shutdown what is
+ * unacknowledged goes to the spool. The sink only ever sees the derived
+ * event record: no IP, no User-Agent. */
 #ifndef VEIL_SINK_REDIS_H
 #define VEIL_SINK_REDIS_H
 
@@ -30,7 +32,8 @@
 struct sink;
 
 /* The sink of worker `worker` (of `nworkers`) on `base`, configured by
- * conf->redis, shards, max_buffered_events, batch_wait_us and spool_*
+ * conf->redis, shards, max_buffered_events, batch_wait_us, wait_replicas,
+ * wait_timeout_ms and spool_*
  * (`conf` must outlive it).
  * Opens the worker's spool, adopting files a previous run left there (a
  * share of them, by name, when several workers start), and starts

@@ -35,6 +35,7 @@ struct rca_req {
     char *cmd;
     size_t len;
     int hops;
+    bool fixed;                  /* sent to one node as is: no redirection */
     uint64_t deadline;
     struct event *timer;         /* waiting after TRYAGAIN */
     struct rca_req *prev, *next; /* in rca->waiting while the timer runs */
@@ -53,6 +54,7 @@ struct rcluster_async {
     struct rc_map map;
     struct rca_conn conns[RC_NODES_MAX];
     struct rca_req *waiting;
+    struct rca_conn *replying; /* the node whose reply a callback is reading */
     struct rcluster_stats stats;
 };
 
@@ -97,6 +99,8 @@ struct rcluster_async *rcluster_async_new(struct event_base *base, const char *s
 static void conn_lost(struct rca_conn *conn)
 {
     conn->ac = NULL;
+    if (!conn->rca->closing)
+        conn->rca->stats.lost++;
     if (conn->rca->cluster && !conn->rca->closing)
         conn->rca->stale = true; /* perhaps a failover: find the new master */
 }
@@ -159,6 +163,17 @@ static void deliver(struct rca_req *req, void *reply)
 {
     req->fn(reply, req->privdata);
     req_free(req);
+}
+
+/* Deliver a reply read from `conn`: rcluster_async_command_here may send
+ * to that node during the callback. */
+static void deliver_from(struct rca_req *req, struct rca_conn *conn, void *reply)
+{
+    struct rcluster_async *rca = req->rca;
+    struct rca_conn *outer = rca->replying;
+    rca->replying = reply ? conn : NULL;
+    deliver(req, reply);
+    rca->replying = outer;
 }
 
 static void req_cb(redisAsyncContext *ac, void *r, void *privdata);
@@ -229,8 +244,9 @@ static void req_cb(redisAsyncContext *ac, void *r, void *privdata)
     struct rca_req *req = privdata;
     struct rcluster_async *rca = req->rca;
     redisReply *reply = r;
-    if (!reply || rca->closing) {
-        deliver(req, reply);
+    struct rca_conn *conn = ac->data;
+    if (!reply || rca->closing || req->fixed) {
+        deliver_from(req, conn, reply);
         return;
     }
     char host[RC_HOST_MAX];
@@ -251,7 +267,7 @@ static void req_cb(redisAsyncContext *ac, void *r, void *privdata)
         }
     }
     if (kind == 0 || ++req->hops > RC_REDIRECTS_MAX) {
-        deliver(req, reply);
+        deliver_from(req, conn, reply);
         return;
     }
     int node = rc_map_node(&rca->map, host, port);
@@ -288,6 +304,38 @@ int rcluster_async_command(struct rcluster_async *rca, const char *slotkey, size
         return -1;
     }
     return 0;
+}
+
+int rcluster_async_command_here(struct rcluster_async *rca, rcluster_reply_fn *fn,
+                                void *privdata, const char *cmd, size_t len)
+{
+    struct rca_conn *conn = rca->replying;
+    if (rca->closing || !conn || !conn->ac)
+        return -1;
+    struct rca_req *req = xcalloc(1, sizeof *req);
+    req->rca = rca;
+    req->fixed = true;
+    req->fn = fn;
+    req->privdata = privdata;
+    req->cmd = xmalloc(len);
+    memcpy(req->cmd, cmd, len);
+    req->len = len;
+    if (redisAsyncFormattedCommand(conn->ac, req_cb, req, req->cmd, req->len) != REDIS_OK) {
+        req_free(req);
+        return -1;
+    }
+    return 0;
+}
+
+void rcluster_async_flush(struct rcluster_async *rca)
+{
+    for (int i = 0; i < RC_NODES_MAX && !rca->closing; i++) {
+        redisAsyncContext *ac = rca->conns[i].ac;
+        /* only connected ones: hiredis 0.14 would take a connect still in
+         * progress for done */
+        if (ac && (ac->c.flags & REDIS_CONNECTED))
+            redisAsyncHandleWrite(ac); /* a failure frees ac and clears conns[i] */
+    }
 }
 
 void rcluster_async_free(struct rcluster_async *rca)

@@ -3,6 +3,8 @@
  * a stored count. */
 #include "shard_meta.h"
 
+#include "rcluster.h"
+
 #include <string.h>
 
 #include "util.h"
@@ -42,23 +44,11 @@ int shard_meta_agree(redisContext *rc, unsigned shards, char *err, size_t errlen
 int shard_meta_check(const char *redis, unsigned shards, int timeout_ms, char *err,
                      size_t errlen)
 {
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    redisContext *rc = NULL;
-    if (strncmp(redis, "unix:", 5) == 0) {
-        rc = redisConnectUnixWithTimeout(redis + 5, tv);
-    } else {
-        char host[300];
-        int port;
-        if (hostport_split(redis, host, sizeof host, &port))
-            rc = redisConnectWithTimeout(host, port, tv);
-    }
-    if (!rc || rc->err) {
-        if (rc)
-            redisFree(rc);
-        return 1;
-    }
-    redisSetTimeout(rc, tv);
     char why[256];
+    /* the key's node on a Redis Cluster, the server otherwise */
+    redisContext *rc = rcluster_connect_slot(redis, SHARD_META_KEY, timeout_ms, why, sizeof why);
+    if (!rc)
+        return 1;
     int rv = shard_meta_agree(rc, shards, why, sizeof why);
     redisFree(rc);
     if (rv == -1) {

@@ -299,6 +299,14 @@ function rowExtraNote(p, tab) {
   if (reason) note(p, 'note row-extra', `Bounce rate and visit duration per row are not available from this stats API (${reason}).`);
 }
 
+/* Days of the range counted before per-row counts existed are left out of
+ * the per-row bounce rate and duration (and exit pages): say so. */
+function missingDaysNote(p, tab, data) {
+  const n = data.meta && data.meta.visit_rows_missing_days;
+  if (n > 0)
+    note(p, 'note row-days', `${tab.property === 'visit:exit_page' ? 'Exits, bounce rate' : 'Bounce rate'} and duration per row leave out ${n} day${n === 1 ? '' : 's'} of this range, counted before they were kept.`, { 'data-days': String(n) });
+}
+
 function renderPanel(p, tab, metrics, data, page) {
   const column = tabColumn(tab);
   const property = tabProperty(tab);
@@ -329,6 +337,12 @@ function renderPanel(p, tab, metrics, data, page) {
     cell.append(bar, label);
     const tr = el('tr', other ? { class: 'other' } : {}, cell);
     for (const m of metrics) {
+      /* null: a per-row bounce rate or duration of a row with no visit on
+       * the days that keep them (docs/API.md); shown as a dash, not 0 */
+      if (r[m] === null) {
+        tr.append(el('td', { class: 'num none', 'data-metric': m, 'data-value': '', title: 'Not counted on these days', text: '—' }));
+        continue;
+      }
       const v = r[m] ?? 0;
       tr.append(el('td', { class: 'num', 'data-metric': m, 'data-value': String(v), text: formatMetric(m, v) }));
     }
@@ -341,6 +355,7 @@ function renderPanel(p, tab, metrics, data, page) {
   p.notes.replaceChildren();
   for (const reason of p.droppedReasons || []) note(p, 'note metric-dropped', `Not available with these filters: ${reason}.`);
   rowExtraNote(p, tab);
+  missingDaysNote(p, tab, data);
   renderKanonNotes(p, data.meta || {});
 }
 

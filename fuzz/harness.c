@@ -19,6 +19,7 @@ const struct fuzz_target fuzz_targets[] = {
     {"compat_umami", fuzz_compat_umami},
     {"compat_matomo", fuzz_compat_matomo},
     {"rcluster", fuzz_rcluster},
+    {"checkpoint", fuzz_checkpoint},
     {"api_filter", fuzz_api_filter},
     {NULL, NULL},
 };

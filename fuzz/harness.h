@@ -40,6 +40,8 @@
  * rcluster           byte 0 picks the parser: the `redis` address list, a
  *                    MOVED/ASK error, a CLUSTER SLOTS reply as RESP bytes;
  *                    every input is also a key for rc_keyslot.
+ * checkpoint         the input is a value of the checkpoint hash
+ *                    veil:{s}:sessions (an open visit, with its rows).
  * api_filter         byte 0 even: the rest is v1's `filters=` (decoded);
  *                    odd: v2's JSON `filters` array. */
 int fuzz_event_parse_json(const uint8_t *data, size_t size);
@@ -53,6 +55,7 @@ int fuzz_httpd_parse(const uint8_t *data, size_t size);
 int fuzz_compat_umami(const uint8_t *data, size_t size);
 int fuzz_compat_matomo(const uint8_t *data, size_t size);
 int fuzz_rcluster(const uint8_t *data, size_t size);
+int fuzz_checkpoint(const uint8_t *data, size_t size);
 int fuzz_api_filter(const uint8_t *data, size_t size);
 
 /* Every target by name (the name of its corpus and regressions

@@ -153,6 +153,7 @@ const struct rc_map *rcluster_map(const struct rcluster *rc);
 /* Counters since connect, for metrics and tests. */
 struct rcluster_stats {
     uint64_t moved, ask, tryagain, reconnects, refreshes;
+    uint64_t lost; /* event-loop face: connections that failed or closed */
 };
 void rcluster_get_stats(const struct rcluster *rc, struct rcluster_stats *out);
 
@@ -185,6 +186,20 @@ void rcluster_async_free(struct rcluster_async *rca);
  * reachable; fn does not run). */
 int rcluster_async_command(struct rcluster_async *rca, const char *slotkey, size_t keylen,
                            rcluster_reply_fn *fn, void *privdata, const char *cmd, size_t len);
+
+/* Only from inside a callback of this handle that got a reply (not NULL):
+ * queue one formatted command (copied) for the node that gave that reply,
+ * as is: no redirection, no retry (for WAIT after a write, which must
+ * reach the node that took the write). `fn` runs exactly once, as for
+ * rcluster_async_command. Returns 0, or -1 (fn does not run) outside such
+ * a callback or when that connection is gone. */
+int rcluster_async_command_here(struct rcluster_async *rca, rcluster_reply_fn *fn,
+                                void *privdata, const char *cmd, size_t len);
+
+/* Write what is queued on every connected node now rather than when the
+ * loop next polls (not from inside a callback of this handle). A failed
+ * write closes that node's connection (its callbacks run with NULL). */
+void rcluster_async_flush(struct rcluster_async *rca);
 
 /* True when the server is a Redis Cluster; false for one plain Redis or
  * before the first successful discovery. */

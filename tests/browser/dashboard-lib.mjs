@@ -63,12 +63,17 @@ export const vh = (n) => createHash('sha256').update(`visitor-${n}`).digest('hex
 
 export const TOTALS = {
   [D2]: { pageviews: 20, events: 23, visits: 10, bounces: 4, visit_duration_s: 900, scroll_sum: 600, scroll_n: 10 },
-  [D1]: { pageviews: 31, events: 35, visits: 14, bounces: 6, visit_duration_s: 1400, scroll_sum: 700, scroll_n: 12 },
-  [D0]: { pageviews: 44, events: 50, visits: 18, bounces: 9, visit_duration_s: 2000, scroll_sum: 1000, scroll_n: 16 },
+  [D1]: { pageviews: 31, events: 35, visits: 14, bounces: 6, visit_duration_s: 1400, scroll_sum: 700, scroll_n: 12, row_visits: 14 },
+  [D0]: { pageviews: 44, events: 50, visits: 18, bounces: 9, visit_duration_s: 2000, scroll_sum: 1000, scroll_n: 16, row_visits: 18 },
 };
+/* D1 and D0 were counted with per-row bounces and seconds (totals
+ * row_visits = visits); D2 before they were kept: its nbn/dur/exit rows
+ * are left out of the per-row numbers (docs/API.md). */
+export const rowDayComplete = (day) => TOTALS[day]?.row_visits === TOTALS[day]?.visits;
 export const DAY_VISITORS = { [D2]: range(1, 8), [D1]: range(5, 14), [D0]: range(10, 21) };
 
-/* [dim, value, day, {pv, vis, ev}, visitors] */
+/* [dim, value, day, {pv, vis, ev, nbn, dur}, visitors]; nbn: visits that
+ * are no bounce (a row's bounces are vis - nbn, docs/KEYS.md) */
 export const ROWS = [
   ['page', '/', D2, { pv: 8, ev: 8 }, range(1, 6)],
   ['page', '/', D1, { pv: 12, ev: 12 }, range(5, 10)],
@@ -82,9 +87,9 @@ export const ROWS = [
   ['entry_page', '/', D1, { vis: 8 }, range(5, 10)],
   ['entry_page', '/', D0, { vis: 9 }, range(10, 15)],
   ['entry_page', '/pricing', D0, { vis: 4 }, range(16, 19)],
-  ['source', 'news.example', D1, { vis: 5 }, range(5, 8)],
-  ['source', 'news.example', D0, { vis: 6 }, range(9, 12)],
-  ['source', 'Direct / None', D2, { vis: 8 }, range(1, 6)],
+  ['source', 'news.example', D1, { vis: 5, nbn: 3, dur: 400 }, range(5, 8)],
+  ['source', 'news.example', D0, { vis: 6, nbn: 3, dur: 900 }, range(9, 12)],
+  ['source', 'Direct / None', D2, { vis: 8, nbn: 3, dur: 300 }, range(1, 6)],
   ['source', 'tiny.example', D0, { vis: 1 }, [20]],
   ['utm_source', 'newsletter', D0, { vis: 6 }, range(9, 14)],
   ['utm_medium', 'email', D0, { vis: 6 }, range(9, 14)],
@@ -116,9 +121,18 @@ export const ROWS = [
   ['name', 'signup', D1, { ev: 2 }, [6, 7]],
   ['name', 'signup', D0, { ev: 5 }, range(10, 13)],
   ['name', 'download', D0, { ev: 2 }, [20, 21]],
-  ['channel', 'Referral', D1, { vis: 5 }, range(5, 8)],
-  ['channel', 'Referral', D0, { vis: 7 }, [...range(9, 12), 20]],
-  ['channel', 'Direct', D2, { vis: 8 }, range(1, 6)],
+  ['channel', 'Referral', D1, { vis: 5, nbn: 3, dur: 400 }, range(5, 8)],
+  ['channel', 'Referral', D0, { vis: 7, nbn: 3, dur: 900 }, [...range(9, 12), 20]],
+  ['channel', 'Direct', D2, { vis: 8, nbn: 3, dur: 300 }, range(1, 6)],
+  /* exits move as visits go on (docs/API.md "Exit pages"); D2's are left out */
+  ['exit_page', '/', D2, { vis: 6, nbn: 3, dur: 200 }, range(1, 6)],
+  ['exit_page', '/', D1, { vis: 8, nbn: 4, dur: 700 }, range(5, 10)],
+  ['exit_page', '/pricing', D1, { vis: 6, nbn: 4, dur: 700 }, range(5, 8)],
+  ['exit_page', '/', D0, { vis: 9, nbn: 4, dur: 900 }, range(10, 16)],
+  ['exit_page', '/pricing', D0, { vis: 3, nbn: 2, dur: 500 }, range(9, 11)],
+  ['exit_page', '/blog/hello', D0, { vis: 5, nbn: 3, dur: 600 }, range(13, 15)],
+  /* two visitors passed through /about, one visit exited there */
+  ['exit_page', '/about', D0, { vis: 1 }, [16, 17]],
   ['goal', 'Visit /pricing', D1, { pv: 10, ev: 10 }, range(5, 8)],
   ['goal', 'Visit /pricing', D0, { pv: 15, ev: 15 }, range(9, 11)],
   ['goal', 'Signup', D1, { ev: 2 }, [6, 7]],
@@ -192,24 +206,41 @@ export function expectedTotals(days) {
   };
 }
 
-/* Breakdown rows of `dim` over `days` with k = 1, sorted like the API. */
+/* Breakdown rows of `dim` over `days` with k = 1, sorted like the API.
+ * Per-row bounce_rate and visit_duration come from the days with per-row
+ * counts only (null without any); exit rows exist only on those days, and
+ * their visitors are at most their visits (docs/API.md). */
 export function expectedRows(dim, days, column, metrics) {
   const byValue = new Map();
   for (const [d, value, day, counts, visitors] of ROWS) {
     if (d !== dim || !days.includes(day)) continue;
-    const r = byValue.get(value) || { value, pv: 0, vis: 0, ev: 0, visitors: new Set() };
+    const r = byValue.get(value) || { value, pv: 0, vis: 0, ev: 0, rvis: 0, nbn: 0, dur: 0, visitors: new Set() };
     r.pv += counts.pv || 0;
     r.vis += counts.vis || 0;
     r.ev += counts.ev || 0;
+    if (rowDayComplete(day)) {
+      r.rvis += counts.vis || 0;
+      r.nbn += counts.nbn || 0;
+      r.dur += counts.dur || 0;
+    }
     for (const v of visitors) r.visitors.add(v);
     byValue.set(value, r);
   }
+  let rows = [...byValue.values()].map((r) => ({ ...r, nvisitors: r.visitors.size }));
+  if (dim === 'exit_page')
+    rows = rows.filter((r) => r.rvis > 0).map((r) => ({ ...r, vis: r.rvis, nvisitors: Math.min(r.nvisitors, r.rvis) }));
   const names = { pageviews: 'pv', visits: 'vis', events: 'ev' };
-  return [...byValue.values()]
-    .sort((a, b) => b.visitors.size - a.visitors.size || Buffer.compare(Buffer.from(a.value), Buffer.from(b.value)))
+  const value = (r, m) => {
+    if (m === 'visitors') return r.nvisitors;
+    if (m === 'bounce_rate') return r.rvis ? Math.round((100 * (r.rvis - r.nbn)) / r.rvis) : null;
+    if (m === 'visit_duration') return r.rvis ? Math.round(r.dur / r.rvis) : null;
+    return r[names[m]];
+  };
+  return rows
+    .sort((a, b) => b.nvisitors - a.nvisitors || Buffer.compare(Buffer.from(a.value), Buffer.from(b.value)))
     .map((r) => {
       const row = { [column]: r.value };
-      for (const m of metrics) row[m] = m === 'visitors' ? r.visitors.size : r[names[m]];
+      for (const m of metrics) row[m] = value(r, m);
       return row;
     });
 }
@@ -464,7 +495,7 @@ export async function shownRows(page, panel, column) {
     (trs, col) =>
       trs.map((tr) => {
         const row = { [col]: tr.querySelector('td.value').dataset.value };
-        for (const td of tr.querySelectorAll('td.num')) row[td.dataset.metric] = Number(td.dataset.value);
+        for (const td of tr.querySelectorAll('td.num')) row[td.dataset.metric] = td.dataset.value === '' ? null : Number(td.dataset.value);
         return row;
       }),
     column

@@ -239,8 +239,11 @@ test('click a row to filter: a pill, and the API\'s filtered answer or its reaso
       { country: 'FR', visitors: 2, visits: 4 },
     ], 'countries filtered by a source vs data set');
   } else checkEqual(await main.getAttribute('#panel-locations', 'data-state'), 'unavailable', 'locations panel state');
-  /* The table of the filtered property itself: only the matching rows. */
-  const own = await apiTry('stats/breakdown', { ...q, property: 'visit:source', metrics: 'visitors,visits', limit: 100, page: 1 });
+  /* The table of the filtered property itself: only the matching rows, with
+   * their own per-row bounce rate and duration where the API answers them. */
+  let own = await apiTry('stats/breakdown', { ...q, property: 'visit:source', metrics: 'visitors,visits,bounce_rate,visit_duration', limit: 100, page: 1 });
+  if (!own.ok && /^(metrics|filters): (bounce_rate|visit_duration)/.test(own.body))
+    own = await apiTry('stats/breakdown', { ...q, property: 'visit:source', metrics: 'visitors,visits', limit: 100, page: 1 });
   if (own.ok) {
     checkEqual(await shownRows(main, 'sources', 'source'), own.body.results, 'sources filtered by source vs API');
     checkEqual(own.body.results.map((r) => r.source), ['news.example'], 'sources filtered by source vs data set');
@@ -270,7 +273,11 @@ test('click a row to filter: a pill, and the API\'s filtered answer or its reaso
   const nshown = await shownMetrics(main);
   for (const m of Object.keys(nshown))
     if (!nagg.dropped[m]) checkEqual(nshown[m].value, nagg.body.results[m].value, `is not: ${m} vs API`);
-  const nown = await apiTry('stats/breakdown', { ...nq, property: 'visit:source', metrics: 'visitors,visits', limit: 100, page: 1 });
+  /* the table asks for per-row bounce rate and duration too (answered for
+   * the filtered property's own table), and falls back without them */
+  let nown = await apiTry('stats/breakdown', { ...nq, property: 'visit:source', metrics: 'visitors,visits,bounce_rate,visit_duration', limit: 100, page: 1 });
+  if (!nown.ok && /^(metrics|filters): (bounce_rate|visit_duration)/.test(nown.body))
+    nown = await apiTry('stats/breakdown', { ...nq, property: 'visit:source', metrics: 'visitors,visits', limit: 100, page: 1 });
   check(nown.ok, `the API refused the sources under is not: ${nown.body}`);
   checkEqual(await shownRows(main, 'sources', 'source'), nown.body.results, 'sources filtered by is not vs API');
   check(!nown.body.results.some((r) => r.source === 'news.example'), 'is not: news.example is still a row');
@@ -314,11 +321,11 @@ test('several filters (on a 390 px phone): pills from the URL, removed one by on
 });
 
 /* [panel, tab, property, column, metrics, data set dimension] of the new
- * tables (the data set has no exit pages). */
+ * tables. */
 const NEW_TABLES = [
   ['goals', null, 'event:goal', 'goal', ['visitors', 'events', 'conversion_rate'], 'goal'],
   ['sources', 'Channels', 'visit:channel', 'channel', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], 'channel'],
-  ['pages', 'Exit pages', 'visit:exit_page', 'exit_page', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], null],
+  ['pages', 'Exit pages', 'visit:exit_page', 'exit_page', ['visitors', 'visits', 'bounce_rate', 'visit_duration'], 'exit_page'],
   ['devices', 'Visitor type', 'visit:visitor_type', 'visitor_type', ['visitors', 'visits'], 'visitor_type'],
 ];
 const ALL_VISITORS = expectedTotals(ALL_DAYS).visitors;
@@ -339,7 +346,8 @@ test('goals (conversion rate), channels, exit pages: the API\'s rows, or its rea
       const rows = await shownRows(main, panel, column);
       checkEqual(rows, api.body.results, `${property} rows vs API`);
       if (dim) {
-        const counts = metrics.slice(0, 2);
+        /* every column the API answered, per-row bounce rate and duration included */
+        const counts = metrics.filter((m) => m === 'conversion_rate' || api.body.results.length === 0 || m in api.body.results[0]).filter((m) => m !== 'conversion_rate');
         const want = expectedRows(dim, ALL_DAYS, column, counts);
         if (metrics.includes('conversion_rate'))
           for (const r of want) r.conversion_rate = Math.round((1000 * r.visitors) / ALL_VISITORS) / 10;
@@ -387,7 +395,22 @@ test('per-row bounce rate and visit duration: the API\'s numbers, or its reason 
   const heads = await main.$$eval('#panel-sources thead th', (ths) => ths.map((t) => t.textContent));
   if (full.ok) {
     checkEqual(heads, ['Sources', 'Visitors', 'Visits', 'Bounce', 'Duration'], 'columns');
-    checkEqual(await shownRows(main, 'sources', 'source'), full.body.results, 'per-row metrics vs API');
+    const shown = await shownRows(main, 'sources', 'source');
+    checkEqual(shown, full.body.results, 'per-row metrics vs API');
+    /* real numbers: the data set's bounces and seconds of D1 and D0 (D2 was
+     * counted before per-row counts: left out, and said so) */
+    checkEqual(shown, expectedRows('source', ALL_DAYS, 'source', ['visitors', 'visits', 'bounce_rate', 'visit_duration']), 'per-row metrics vs data set');
+    checkEqual(shown.find((r) => r.source === 'news.example'), { source: 'news.example', visitors: 8, visits: 11, bounce_rate: 45, visit_duration: 118 }, 'news.example row');
+    checkEqual(full.body.meta.visit_rows_missing_days, 1, 'days left out in meta');
+    checkEqual(await main.getAttribute('#panel-sources .note.row-days', 'data-days'), '1', 'days left out shown');
+    checkEqual(await main.textContent('#panel-sources tr:has(td.value[data-value="Direct / None"]) td.num[data-metric="bounce_rate"]'), '—', 'a row without per-row counts shows a dash, not 0');
+    await main.locator('#panel-sources').screenshot({ path: join(BUILD, 'screenshots', 'dashboard-parity-per-row.png') });
+    await clickTab(main, 'pages', 'Exit pages');
+    await main.waitForSelector('#panel-pages[data-state="ready"]');
+    const exits = await shownRows(main, 'pages', 'exit_page');
+    checkEqual(exits, expectedRows('exit_page', ALL_DAYS, 'exit_page', ['visitors', 'visits', 'bounce_rate', 'visit_duration']), 'exit pages vs data set');
+    checkEqual(exits.find((r) => r.exit_page === '/about'), { exit_page: '/about', visitors: 1, visits: 1, bounce_rate: 100, visit_duration: 0 }, 'exit visitors at most its visits');
+    await main.locator('#panel-pages').screenshot({ path: join(BUILD, 'screenshots', 'dashboard-parity-exit-pages.png') });
   } else {
     checkEqual(heads, ['Sources', 'Visitors', 'Visits'], 'columns without per-row metrics');
     const note = await main.textContent('#panel-sources .note.row-extra');

@@ -130,15 +130,18 @@ test('the time series shows visitors and pageviews per day, as the API says', as
   checkEqual(chart.pageviews.split(',').map(Number), ALL_DAYS.map((d) => TOTALS[d].pageviews), 'chart pageviews vs data set');
 });
 
+/* Tables of visit properties show per-row bounce rate and duration too. */
+const VISIT_ROW = ['visitors', 'visits', 'bounce_rate', 'visit_duration'];
+
 test('breakdown tables equal the API and the data set (pages, sources, countries, events, props)', async () => {
   const cases = [
     ['pages', null, 'event:page', 'page', 'page', ['visitors', 'pageviews']],
-    ['pages', 'Entry pages', 'visit:entry_page', 'entry_page', 'entry_page', ['visitors', 'visits']],
-    ['sources', null, 'visit:source', 'source', 'source', ['visitors', 'visits']],
-    ['sources', 'UTM campaign', 'visit:utm_campaign', 'utm_campaign', 'utm_campaign', ['visitors', 'visits']],
-    ['locations', null, 'visit:country', 'country', 'country', ['visitors', 'visits']],
-    ['locations', 'Cities', 'visit:city', 'city', 'city', ['visitors', 'visits']],
-    ['devices', 'OS', 'visit:os', 'os', 'os', ['visitors', 'visits']],
+    ['pages', 'Entry pages', 'visit:entry_page', 'entry_page', 'entry_page', VISIT_ROW],
+    ['sources', null, 'visit:source', 'source', 'source', VISIT_ROW],
+    ['sources', 'UTM campaign', 'visit:utm_campaign', 'utm_campaign', 'utm_campaign', VISIT_ROW],
+    ['locations', null, 'visit:country', 'country', 'country', VISIT_ROW],
+    ['locations', 'Cities', 'visit:city', 'city', 'city', VISIT_ROW],
+    ['devices', 'OS', 'visit:os', 'os', 'os', VISIT_ROW],
     ['events', null, 'event:name', 'name', 'name', ['visitors', 'events']],
   ];
   for (const [panel, tab, property, column, dim, metrics] of cases) {
@@ -272,8 +275,8 @@ test('k-anonymity (k = 5) and DP (ε = 1): notes shown, numbers equal the API', 
   const cases = [
     /* panel, property, column, metrics, folded, suppressed, kept values */
     ['pages', 'event:page', 'page', ['visitors', 'pageviews'], 3, false, ['/', '/pricing', '(other)']],
-    ['sources', 'visit:source', 'source', ['visitors', 'visits'], 1, true, ['news.example', 'Direct / None']],
-    ['locations', 'visit:country', 'country', ['visitors', 'visits'], 2, true, ['DE', 'FR']],
+    ['sources', 'visit:source', 'source', VISIT_ROW, 1, true, ['news.example', 'Direct / None']],
+    ['locations', 'visit:country', 'country', VISIT_ROW, 2, true, ['DE', 'FR']],
     ['events', 'event:name', 'name', ['visitors', 'events'], 1, true, ['pageview', 'signup']],
   ];
   for (const [panel, property, column, metrics, folded, suppressed, values] of cases) {

@@ -186,6 +186,39 @@ static int wait_replicas(const struct harness_cluster *c, int replicas, int time
     return -1;
 }
 
+/* Start node i's redis-server in its own directory (its nodes.conf, when
+ * one is there, makes it rejoin as it was). */
+static int node_spawn(struct harness_cluster *c, int i)
+{
+    char ndir[300], portstr[16], log[340], timeout[16];
+    snprintf(timeout, sizeof timeout, "%d", c->node_timeout_ms);
+    snprintf(ndir, sizeof ndir, "%s/node-%d", c->dir, c->port[i]);
+    mkdir(ndir, 0700);
+    snprintf(portstr, sizeof portstr, "%d", c->port[i]);
+    snprintf(log, sizeof log, "%s/redis.log", ndir);
+    char *argv[] = {"redis-server", "--port", portstr, "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", timeout, "--dir", ndir, "--logfile", log,
+                    "--save", "", "--appendonly", "no", "--daemonize", "no", NULL};
+    c->pid[i] = spawn_quiet(argv, NULL);
+    return c->pid[i] < 0 ? -1 : 0;
+}
+
+int harness_cluster_restart(struct harness_cluster *c, int i)
+{
+    if (i < 0 || i >= c->n || c->pid[i] > 0 || node_spawn(c, i) != 0)
+        return -1;
+    for (int t = 0; t < 200; t++) {
+        redisContext *rc = node_ctx(c, i);
+        if (rc) {
+            redisFree(rc);
+            return 0;
+        }
+        nap_ms(50);
+    }
+    return -1;
+}
+
 int harness_cluster_start(struct harness_cluster *c, const char *dir, int masters, int replicas,
                           int node_timeout_ms)
 {
@@ -195,25 +228,14 @@ int harness_cluster_start(struct harness_cluster *c, const char *dir, int master
         return -1;
     snprintf(c->dir, sizeof c->dir, "%s", dir);
     c->masters = masters;
-    char timeout[16];
-    snprintf(timeout, sizeof timeout, "%d", node_timeout_ms);
+    c->node_timeout_ms = node_timeout_ms;
     for (int i = 0; i < total; i++) {
         int port = cluster_port(c);
         if (port < 0)
             goto err;
         c->port[i] = port;
         c->n = i + 1;
-        char ndir[300], portstr[16], log[340];
-        snprintf(ndir, sizeof ndir, "%s/node-%d", dir, port);
-        mkdir(ndir, 0700);
-        snprintf(portstr, sizeof portstr, "%d", port);
-        snprintf(log, sizeof log, "%s/redis.log", ndir);
-        char *argv[] = {"redis-server", "--port", portstr, "--bind", "127.0.0.1",
-                        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", timeout, "--dir", ndir, "--logfile", log,
-                        "--save", "", "--appendonly", "no", "--daemonize", "no", NULL};
-        c->pid[i] = spawn_quiet(argv, NULL);
-        if (c->pid[i] < 0)
+        if (node_spawn(c, i) != 0)
             goto err;
     }
     for (int i = 0; i < total; i++) {

@@ -18,6 +18,7 @@ struct harness_cluster {
     int port[HARNESS_CLUSTER_NODES_MAX];
     pid_t pid[HARNESS_CLUSTER_NODES_MAX];   /* 0: not running */
     char dir[256];
+    int node_timeout_ms;
 };
 
 /* A free port in [11000, 29999] whose cluster bus port (+10000) is free
@@ -39,6 +40,11 @@ const char *harness_cluster_spec(const struct harness_cluster *c, int k, char *o
 
 /* SIGKILL node i (a crashed master) and reap it. */
 void harness_cluster_kill(struct harness_cluster *c, int i);
+
+/* Start node i again after harness_cluster_kill, on its port and with its
+ * nodes.conf (a killed master comes back as its promoted replica's
+ * replica). Waits until it answers (at most 10 s). Returns 0 or -1. */
+int harness_cluster_restart(struct harness_cluster *c, int i);
 
 /* Run `redis-cli -p <port of node i> <args...>` (NULL-terminated), output
  * into a malloc'd buffer (caller frees) or NULL on failure. */

@@ -276,9 +276,12 @@ Test(aggregator_filters, v2_query_shapes_and_agreement_with_v1, .timeout = 60)
         {"{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": \"day\", "
          "\"dimensions\": [\"visit:source\", \"event:page\"]}",
          "dimensions: one dimension at a time"},
-        {"{\"site_id\": \"" SITE "\", \"metrics\": [\"bounce_rate\"], \"date_range\": \"day\", "
+        {"{\"site_id\": \"" SITE "\", \"metrics\": [\"scroll_depth\"], \"date_range\": \"day\", "
          "\"dimensions\": [\"visit:source\"]}",
-         "metrics: bounce_rate is not kept per visit:source value"},
+         "metrics: scroll_depth is not kept per visit:source value"},
+        {"{\"site_id\": \"" SITE "\", \"metrics\": [\"bounce_rate\"], \"date_range\": \"day\", "
+         "\"dimensions\": [\"event:page\"]}",
+         "metrics: bounce_rate is kept per row of the visit properties (visit:*) only"},
         {"{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": \"day\", "
          "\"dimensions\": [\"event:name\"], \"filters\": [[\"is\", \"visit:source\", "
          "[\"Google\"]]]}",

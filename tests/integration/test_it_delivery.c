@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -413,4 +414,92 @@ Test(delivery, a_shard_count_changed_under_a_running_collector_stops_delivery, .
     expect_each_once(&e, 5);
     harness_events_free(&e);
     stack_free(&s);
+}
+
+/* A redis-server on a TCP port of its own (a master, or the replica of
+ * `of`), answering PING within 10 s. */
+static void tcp_redis(struct harness_proc *p, const char *dir, const char *name, int port,
+                      int of)
+{
+    char portstr[16], ndir[400], log[450], master[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    snprintf(ndir, sizeof ndir, "%s/%s", dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
+    snprintf(master, sizeof master, "%d", of);
+    cr_assert_eq(mkdir(ndir, 0700), 0);
+    char *argv[] = {"/usr/bin/redis-server", "--port", portstr, "--bind", "127.0.0.1", "--dir",
+                    ndir, "--save", "", "--appendonly", "no", of ? "--replicaof" : NULL,
+                    "127.0.0.1", master, NULL};
+    cr_assert_eq(harness_spawn(p, argv, log), 0);
+    for (int t = 0; t < 200; t++) {
+        redisContext *rc = redisConnect("127.0.0.1", port);
+        redisReply *r = rc && !rc->err ? redisCommand(rc, "PING") : NULL;
+        bool up = r && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+        if (rc)
+            redisFree(rc);
+        if (up)
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("%s did not answer", name);
+}
+
+/* wait_replicas (docs/DELIVERY.md "When a master dies"): events that Redis
+ * took but no replica has confirmed stay held by the collector (counted in
+ * its buffer, saved to the spool at exit); once a replica confirms them
+ * they are let go, each in the stream once. Also on one plain Redis. */
+Test(delivery, wait_replicas_holds_events_until_a_replica_confirms, .timeout = 60)
+{
+    struct stack s;
+    memset(&s, 0, sizeof s);
+    s.dir = harness_tmpdir();
+    snprintf(s.spool, sizeof s.spool, "%s/spool", s.dir);
+    struct harness_proc master, replica;
+    int mport = harness_free_port();
+    tcp_redis(&master, s.dir, "master", mport, 0);
+    s.rc = redisConnect("127.0.0.1", mport);
+    cr_assert(s.rc && !s.rc->err);
+    char redis[64], listen[64], log[400];
+    snprintf(redis, sizeof redis, "--redis=127.0.0.1:%d", mport);
+    s.port = harness_free_port();
+    snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", s.port);
+    snprintf(log, sizeof log, "%s/collector.log", s.dir);
+    char spool[320];
+    snprintf(spool, sizeof spool, "--spool_dir=%s", s.spool);
+    char *argv[] = {"veil-collector", listen, redis, spool, "--threads=1",
+                    "--trusted_proxies=127.0.0.1", "--rate_limit=0", "--wait_replicas=1",
+                    "--wait_timeout_ms=50", NULL};
+    cr_assert_eq(harness_spawn(&s.coll, argv, log), 0);
+    cr_assert_eq(harness_wait_http(s.port, "/healthz", 8000), 0, "collector did not start");
+    for (int n = 0; n < 20; n++)
+        cr_assert_eq(post(&s, "a.example", n), 202);
+    /* written, but not confirmed: still held */
+    cr_assert_eq(harness_wait_stream_events(s.rc, 20, 5000), 20);
+    for (int t = 0; t < 100 && metric(&s, "veil_collector_redis_unconfirmed_total") < 1; t++)
+        usleep(50000);
+    cr_expect_geq(metric(&s, "veil_collector_redis_unconfirmed_total"), 1);
+    cr_expect_eq(metric(&s, "veil_collector_buffered_events"), 20,
+                 "events left the collector before a replica had them");
+    /* a replica comes: the next attempt is confirmed */
+    tcp_redis(&replica, s.dir, "replica", harness_free_port(), mport);
+    long long held = -1;
+    for (int t = 0; t < 300 && held != 0; t++) {
+        held = metric(&s, "veil_collector_buffered_events");
+        if (held != 0)
+            usleep(50000);
+    }
+    cr_expect_eq(held, 0, "confirmed events were not let go");
+    struct harness_events e;
+    char err[160];
+    cr_assert_eq(harness_stream_events(s.rc, true, &e, err, sizeof err), 20, "%s", err);
+    expect_each_once(&e, 20);
+    harness_events_free(&e);
+    cr_expect_eq(harness_stop(&s.coll), 0);
+    harness_stop(&replica);
+    harness_stop(&master);
+    redisFree(s.rc);
+    harness_rmdir(s.dir);
+    free(s.dir);
 }

@@ -246,6 +246,42 @@ Test(pipeline, every_metric_and_breakdown_is_exact, .timeout = 120)
                   cases[i].property, body);
         free(body);
     }
+
+    /* per-row bounce rate and visit duration, exit pages (docs/API.md): A
+     * (news.example, entry /, two pages and a signup) is no bounce and
+     * exits at /pricing; B (Direct, /) and C (Google, /pricing) bounce in
+     * 0 s; A's seconds are the ones between its beacons */
+    static const struct {
+        const char *property, *row;
+    } per_row[] = {
+        {"visit:source", "{\"source\": \"Google\", \"visitors\": 1, \"visits\": 1, "
+                         "\"bounce_rate\": 100, \"visit_duration\": 0}"},
+        {"visit:source", "{\"source\": \"Direct / None\", \"visitors\": 1, \"visits\": 1, "
+                         "\"bounce_rate\": 100, \"visit_duration\": 0}"},
+        {"visit:source", "{\"source\": \"news.example\", \"visitors\": 1, \"visits\": 1, "
+                         "\"bounce_rate\": 0, \"visit_duration\": "},
+        {"visit:entry_page", "{\"entry_page\": \"/pricing\", \"visitors\": 1, \"visits\": 1, "
+                             "\"bounce_rate\": 100, \"visit_duration\": 0}"},
+        {"visit:entry_page", "{\"entry_page\": \"/\", \"visitors\": 2, \"visits\": 2, "
+                             "\"bounce_rate\": 50, \"visit_duration\": "},
+        {"visit:country", "{\"country\": \"DE\", \"visitors\": 1, \"visits\": 1, "
+                          "\"bounce_rate\": 100, \"visit_duration\": 0}"},
+        {"visit:exit_page", "{\"exit_page\": \"/pricing\", \"visitors\": 2, \"visits\": 2, "
+                            "\"bounce_rate\": 50, \"visit_duration\": "},
+        {"visit:exit_page", "{\"exit_page\": \"/\", \"visitors\": 1, \"visits\": 1, "
+                            "\"bounce_rate\": 100, \"visit_duration\": 0}"},
+    };
+    for (size_t i = 0; i < sizeof per_row / sizeof per_row[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path,
+                 "/api/v1/stats/breakdown?site_id=" SITE "&period=day&property=%s"
+                 "&metrics=visitors,visits,bounce_rate,visit_duration",
+                 per_row[i].property);
+        char *body = api_get(&p, path);
+        expect_has(body, per_row[i].row);
+        expect_has(body, "\"visit_rows_missing_days\": 0");
+        free(body);
+    }
     pipeline_stop(&p);
 }
 

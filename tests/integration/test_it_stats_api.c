@@ -597,7 +597,7 @@ Test(stats_api, every_bad_parameter_is_a_400_naming_it_and_counted)
         {A, "site_id=example.com&site_id=example.com", "site_id"},
         {T, "site_id=example.com&interval=fortnight", "interval"},
         {B, "site_id=example.com", "property"},
-        {B, "site_id=example.com&property=visit:exit_page", "property"},
+        {B, "site_id=example.com&property=visit:exit_page&metrics=scroll_depth", "metrics"},
         {B, "site_id=example.com&property=event:page&metrics=bounce_rate", "metrics"},
         {B, "site_id=example.com&property=event:page&limit=1001", "limit"},
         {B, "site_id=example.com&property=event:page&page=0", "page"},

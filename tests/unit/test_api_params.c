@@ -83,6 +83,7 @@ Test(api_params, every_property_maps_to_a_dimension_and_column)
         {"visit:os", "os", "os"},
         {"visit:device", "device", "device"},
         {"visit:screen", "screen", "screen"},
+        {"visit:exit_page", "exit_page", "exit_page"},
         {"event:props:plan", "prop:plan", "plan"},
         {"event:props:a%3Ab", "prop:a:b", "a:b"},
     };
@@ -125,7 +126,9 @@ Test(api_params, every_bad_parameter_is_named)
     bad(API_EP_BREAKDOWN, "site_id=a&property=event:page&metrics=scroll_depth", "metrics");
     bad(API_EP_TIMESERIES, "site_id=a&interval=fortnight", "interval");
     bad(API_EP_BREAKDOWN, "site_id=a", "property");
-    bad(API_EP_BREAKDOWN, "site_id=a&property=visit:exit_page", "property");
+    bad(API_EP_BREAKDOWN, "site_id=a&property=visit:exit_pages", "property");
+    bad(API_EP_BREAKDOWN, "site_id=a&property=visit:exit_page&metrics=scroll_depth", "metrics");
+    bad(API_EP_BREAKDOWN, "site_id=a&property=visit:source&metrics=views_per_visit", "metrics");
     bad(API_EP_BREAKDOWN, "site_id=a&property=event:props:", "property");
     bad(API_EP_BREAKDOWN, "site_id=a&property=event:page&limit=0", "limit");
     bad(API_EP_BREAKDOWN, "site_id=a&property=event:page&limit=1001", "limit");
@@ -145,6 +148,19 @@ Test(api_params, every_bad_parameter_is_named)
     bad(API_EP_AGGREGATE, "site_id=a&date=%FF", "date");
     bad(API_EP_REALTIME, "site_id=a&period=day", "period");
     bad(API_EP_AGGREGATE, "site_id", "query");
+}
+
+Test(api_params, visit_properties_take_per_row_bounce_rate_and_duration)
+{
+    struct api_params p = ok(API_EP_BREAKDOWN,
+                             "site_id=a&property=visit:source&metrics=visits,bounce_rate,"
+                             "visit_duration",
+                             NULL);
+    cr_expect_eq(p.nmetrics, 3);
+    cr_expect_eq(p.metrics[1], API_METRIC_BOUNCE_RATE);
+    p = ok(API_EP_BREAKDOWN, "site_id=a&property=visit:exit_page&metrics=visitors,bounce_rate",
+           NULL);
+    cr_expect_str_eq(p.dim, "exit_page");
 }
 
 Test(api_params, sites_endpoint_needs_no_site)

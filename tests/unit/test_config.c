@@ -247,3 +247,39 @@ Test(config, compat_directives_are_checked)
         collector_config_free(&c);
     }
 }
+
+Test(config, collector_redis_takes_one_server_or_cluster_seeds)
+{
+    struct collector_config c;
+    char err[256];
+    enum cfg_action action;
+    static const char *const good[] = {"--redis=127.0.0.1:6379", "--redis=unix:/run/redis.sock",
+                                       "--redis=10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379"};
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        char arg[128];
+        cr_assert(str_copy(arg, sizeof arg, good[i], strlen(good[i])));
+        char *argv[] = {"veil-collector", arg, "--wait_replicas=1", NULL};
+        cr_expect_eq(collector_config_load(&c, 3, argv, &action, err, sizeof err), 0, "%s: %s",
+                     good[i], err);
+        cr_expect_eq(c.wait_replicas, 1);
+        collector_config_free(&c);
+    }
+    char *defaults[] = {"veil-collector", NULL};
+    cr_assert_eq(collector_config_load(&c, 1, defaults, &action, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(c.wait_replicas, 0, "WAIT is opt-in");
+    cr_expect_eq(c.wait_timeout_ms, 1000);
+    collector_config_free(&c);
+    static const char *const bad[] = {"--redis=10.0.0.1:6379,", "--redis=10.0.0.1", "--redis=",
+                                      "--redis=a:1,b:2 ,c:3", "--wait_replicas=17",
+                                      "--wait_timeout_ms=0"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char arg[128];
+        cr_assert(str_copy(arg, sizeof arg, bad[i], strlen(bad[i])));
+        char *argv[] = {"veil-collector", arg, NULL};
+        cr_expect_eq(collector_config_load(&c, 2, argv, &action, err, sizeof err), -1, "%s",
+                     bad[i]);
+        cr_expect(strstr(err, bad[i][2] == 'r' ? "redis" : "wait_") != NULL, "%s: %s", bad[i],
+                  err);
+        collector_config_free(&c);
+    }
+}

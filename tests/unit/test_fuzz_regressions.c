@@ -22,6 +22,7 @@
 #include "../../fuzz/check.c"
 #include "../../fuzz/harness.c"
 #include "../../fuzz/target_anon.c"
+#include "../../fuzz/target_checkpoint.c"
 #include "../../fuzz/target_codec.c"
 #include "../../fuzz/target_compat.c"
 #include "../../fuzz/target_config.c"
@@ -119,6 +120,7 @@ Test(fuzz_regressions, anon) { replay("anon"); }
 Test(fuzz_regressions, httpd_parse) { replay("httpd_parse"); }
 Test(fuzz_regressions, compat_umami) { replay("compat_umami"); }
 Test(fuzz_regressions, compat_matomo) { replay("compat_matomo"); }
+Test(fuzz_regressions, checkpoint) { replay("checkpoint"); }
 Test(fuzz_regressions, api_filter) { replay("api_filter"); }
 
 /* Every target has a test above and a seed corpus; every directory of
@@ -128,7 +130,7 @@ Test(fuzz_regressions, directories_name_targets)
     static const char *const tested[] = {"event_parse_json", "event_parse_query", "url",
                                          "ua", "config", "event_codec", "anon",
                                          "httpd_parse", "compat_umami", "compat_matomo",
-                                         "rcluster", "api_filter"};
+                                         "rcluster", "api_filter", "checkpoint"};
     size_t ntargets = 0;
     for (const struct fuzz_target *t = fuzz_targets; t->name; t++, ntargets++) {
         bool found = false;
