@@ -14,6 +14,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "pairs.h"
 #include "paths.h"
 #include "shard.h"
 #include "util.h"
@@ -92,6 +93,21 @@ const struct cfg_option agg_options[] = {
      "The week keys hold the same counts as the days they sum, for as long as the "
      "week's last day is kept.",
      false},
+    {"pair_budget", CFG_INT, OPT(pair_budget), "20000", 0, 10000000, NULL,
+     "Two-dimensional cells (a value of one property with a value of another: a page with "
+     "a source, a goal with a country, a source with a country...) kept per site and day, "
+     "which answer a breakdown filtered by another property and two filters at once; "
+     "later new pairs are counted under \"(other)\" of their pair of properties, and a "
+     "filter that may match them is refused. 0 = no pair counts (such queries are refused).",
+     "Bounds what traffic diversity can make Redis hold for pairs (docs/KEYS.md \"Memory "
+     "bound\"); every published pair cell passes k-anonymity like any other row.",
+     false},
+    {"pair_dims", CFG_LIST, OPT(pair_dims),
+     "source,channel,referrer,utm_source,utm_medium,utm_campaign,utm_term,utm_content,entry_page,country,region,city,browser,os,device,screen,visitor_type", 0, 32, NULL,
+     "Visit dimensions of the pair counts: each is paired with pages, goals and the other "
+     "listed ones. Fewer cost less per event (docs/BENCHMARKS.md \"Pair counts\"); a "
+     "filter or breakdown on one left out is refused with any other property.",
+     NULL, false},
     {"session_timeout_s", CFG_INT, OPT(session_timeout_s), "1800", 60, 86400, NULL,
      "A visit ends after this many seconds without an event from its visitor.",
      "An open visit (visitor hash, timestamps) is kept in memory and in the shard's "
@@ -168,6 +184,8 @@ int agg_config_load(struct agg_config *conf, int argc, char **argv, enum cfg_act
         str_format(err, errlen, "log_level: expected debug, info, warn or error");
         return -1;
     }
+    if (!pairs_dims_parse(&conf->pair_dims, &conf->pair_dim_mask, err, errlen))
+        return -1;
     /* What start-up would refuse, --check-config and SIGHUP refuse too. */
     static const char *const iso_files[] = {"iso_3166-1.json", "iso_3166-2.json"};
     for (size_t i = 0; conf->api_listen[0] && conf->iso_codes_dir[0] && i < 2; i++) {

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "paths.h"
@@ -24,6 +25,9 @@ struct agg_config {
     long long retention_days;    /* daily keys expire at end of day + this */
     long long breakdown_cap;     /* rows per dimension per site-day before "(other)" */
     long long property_budget;   /* rows of all prop:<key> dimensions per site-day */
+    long long pair_budget;       /* two-dimensional cells per site-day (plan_pairs.h) */
+    struct cfg_list pair_dims;   /* visit dimensions of the pair counts */
+    uint32_t pair_dim_mask;      /* the same as visit slots (pairs_dims_parse) */
     long long session_timeout_s; /* a visit ends after this much inactivity */
     bool month_rollups;          /* write and read month keys (months.h) */
     bool week_rollups;           /* write and read week keys (months.h) */

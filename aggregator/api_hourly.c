@@ -53,6 +53,12 @@ bool api_load_hours(struct api_request *rq, const struct api_params *p, redisCon
         }
         return true;
     }
+    if (p->filter2.set) {
+        api_set_error(rq, 400,
+                      "filters: hourly rows are kept per property, not per pair of properties; "
+                      "use interval=day with filters on two properties");
+        return false;
+    }
     if (!api_hourly_filter_ok(&p->filter, err, sizeof err)) {
         api_set_error(rq, 400, err);
         return false;

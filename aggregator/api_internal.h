@@ -95,6 +95,13 @@ void api_publish_row(const struct stats_api *api, const char *site,
 bool api_filter_rows(struct api_request *rq, const struct api_params *p,
                      struct stats_rows *rows);
 
+/* A breakdown filtered by another property (api_pairs.h): its rows and
+ * the cells api_pairs_union needs; false when rq was answered (400 or a
+ * Redis error). */
+struct api_pair_cells;
+bool api_pairs_rows(struct api_request *rq, const struct api_params *p, redisContext *rc,
+                    struct stats_rows *rows, struct api_pair_cells **pairs);
+
 /* v2 (api_v2.c): POST /api/v2/query; body is the request's JSON. */
 struct api_v2_query;
 /* Parse body[0..len) for `today` (the site's local day): NULL with a 400

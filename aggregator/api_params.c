@@ -2,6 +2,7 @@
  * parameters (see api_params.h). Never echoes a parameter value into an
  * error reason. */
 #include "api_params.h"
+#include "api_pairs.h"
 #include "api_visit_rows.h"
 
 #include <string.h>
@@ -302,8 +303,18 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
         const char *names[API_METRIC__COUNT];
         size_t nnames = api_visit_rows_filter_metrics(ep == API_EP_BREAKDOWN, out->metrics,
                                                       out->nmetrics, names);
-        if (!api_filter_parse_v1(given[P_FILTERS], ep == API_EP_BREAKDOWN ? out->property : NULL,
-                                 names, nnames, &out->filter, err, errlen))
+        if (!api_pairs_parse_v1(given[P_FILTERS], ep == API_EP_BREAKDOWN ? out->property : NULL,
+                                names, nnames, &out->filter, &out->filter2, err, errlen))
+            goto done;
+        /* a breakdown by another property: every metric must be kept per pair
+         * (per-row bounce_rate and visit_duration are not) */
+        const char *all[API_METRIC__COUNT];
+        for (size_t i = 0; i < out->nmetrics; i++)
+            all[i] = metric_names[out->metrics[i]];
+        const char *bdim = ep == API_EP_BREAKDOWN ? out->dim : NULL;
+        if (api_pairs_needed(&out->filter, &out->filter2, bdim) &&
+            !api_pairs_check(&out->filter, &out->filter2, bdim, out->property, all,
+                             out->nmetrics, err, errlen))
             goto done;
         if (out->compare) {
             str_format(err, errlen, "compare: not with filters yet");

@@ -61,6 +61,7 @@ struct api_params {
     enum output_format format;
     bool compare;                          /* compare=previous_period (aggregate) */
     struct api_filter filter;              /* filters= (one property, see api_filter.h) */
+    struct api_filter filter2;             /* a second property's (api_pairs.h), or unset */
 };
 
 /* Parse the raw URI query (NULL or "" = no parameters) of endpoint `ep`.

@@ -10,6 +10,7 @@
 
 #include "api_filter.h"
 #include "api_internal.h"
+#include "api_pairs.h"
 #include "api_visit_rows.h"
 #include "api_hourly.h"
 #include "kanon.h"
@@ -114,7 +115,10 @@ bool api_load_totals(struct api_request *rq, const struct api_params *p, redisCo
             api_set_error(rq, 400, err);
             return false;
         }
-        int s = api_filter_totals(rc, p->site_id, &p->filter, buckets, n, t, err, sizeof err);
+        int s = p->filter2.set ? api_pairs_totals(rc, p->site_id, &p->filter, &p->filter2,
+                                                  buckets, n, t, err, sizeof err)
+                               : api_filter_totals(rc, p->site_id, &p->filter, buckets, n, t,
+                                                   err, sizeof err);
         if (s < 0) {
             api_redis_error(rq, err);
             return false;
@@ -398,25 +402,50 @@ bool api_filter_rows(struct api_request *rq, const struct api_params *p,
     return true;
 }
 
+/* A breakdown under filters on another property: its rows from the pair
+ * counts; false (rq answered) on a refusal or an error. */
+bool api_pairs_rows(struct api_request *rq, const struct api_params *p, redisContext *rc,
+                    struct stats_rows *rows, struct api_pair_cells **pairs)
+{
+    char err[600];
+    memset(rows, 0, sizeof *rows);
+    if (p->range.first > p->range.last)
+        return true;
+    int s = api_pairs_breakdown(rc, p->site_id, &p->filter, &p->filter2, p->dim, &p->range,
+                                rows, pairs, err, sizeof err);
+    if (s < 0)
+        api_redis_error(rq, err);
+    else if (s > 0)
+        api_set_error(rq, 400, err);
+    return s == 0;
+}
+
 void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
                              redisContext *rc)
 {
     struct stats_api *api = rq->api;
     char err[300];
     struct stats_rows rows = {0};
-    if (p->range.first <= p->range.last &&
-        (p->filter.set && strcmp(p->filter.dim, p->dim) == 0
-             ? api_filter_breakdown(rc, p->site_id, &p->filter, &p->range, &rows, err, sizeof err)
-             : query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err, sizeof err)) !=
-            0) {
-        api_redis_error(rq, err);
-        return;
+    struct api_pair_cells *pairs = NULL;
+    if (api_pairs_needed(&p->filter, &p->filter2, p->dim)) {
+        if (!api_pairs_rows(rq, p, rc, &rows, &pairs))
+            return;
+    } else {
+        if (p->range.first <= p->range.last &&
+            (p->filter.set && strcmp(p->filter.dim, p->dim) == 0
+                 ? api_filter_breakdown(rc, p->site_id, &p->filter, &p->range, &rows, err,
+                                        sizeof err)
+                 : query_breakdown(rc, p->site_id, p->dim, &p->range, &rows, err,
+                                   sizeof err)) != 0) {
+            api_redis_error(rq, err);
+            return;
+        }
+        if (!api_visit_rows_load(rq, rc, p->site_id, p->dim, &p->range, p->metrics,
+                                 p->nmetrics, &rows))
+            goto done;
+        if (p->filter.set && !api_filter_rows(rq, p, &rows))
+            goto done;
     }
-    if (!api_visit_rows_load(rq, rc, p->site_id, p->dim, &p->range, p->metrics, p->nmetrics,
-                             &rows))
-        goto done;
-    if (p->filter.set && !api_filter_rows(rq, p, &rows))
-        goto done;
     /* k-anonymity on true counts first, then noise, then order and page. */
     size_t folded = 0;
     size_t kept = kanon_partition(rows.rows, rows.n, api->k_anonymity, &folded);
@@ -425,8 +454,11 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
     bool have_other = kept < rows.n, other_suppressed = false;
     if (have_other) {
         kanon_sum(rows.rows + kept, rows.n - kept, &other);
-        if (query_rows_union_visitors(rc, p->site_id, p->dim, rows.rows + kept, rows.n - kept,
-                                      &other.visitors, err, sizeof err) != 0) {
+        if ((pairs ? api_pairs_union(rc, p->site_id, pairs, rows.rows + kept, rows.n - kept,
+                                     &other.visitors, err, sizeof err)
+                   : query_rows_union_visitors(rc, p->site_id, p->dim, rows.rows + kept,
+                                               rows.n - kept, &other.visitors, err,
+                                               sizeof err)) != 0) {
             api_redis_error(rq, err);
             goto done;
         }
@@ -478,6 +510,7 @@ void api_v1_breakdown(struct api_request *rq, const struct api_params *p,
     free(cells);
 done:
     query_rows_free(&rows);
+    api_pairs_free(pairs);
 }
 
 void api_v1_realtime(struct api_request *rq, const struct api_params *p, redisContext *rc)

@@ -13,6 +13,7 @@
 
 #include "api_filter.h"
 #include "api_internal.h"
+#include "api_pairs.h"
 #include "api_visit_rows.h"
 #include "api_hourly.h"
 #include "geo_names.h"
@@ -204,30 +205,105 @@ static bool parse_dimensions(struct api_v2_query *q, const cJSON *dims, char *er
     return true;
 }
 
-/* filters: one property's expression (api_filter_parse_v2), on the
- * breakdown's own property when there is one. */
+/* The property a v2 filter (a condition, or and/or/not of conditions) is
+ * on: its first condition's; NULL when it names none. */
+static const char *filter_property(const cJSON *f, int depth)
+{
+    const cJSON *op = cJSON_GetArrayItem(f, 0);
+    if (!cJSON_IsArray(f) || !cJSON_IsString(op) || depth > API_FILTER_DEPTH_MAX)
+        return NULL;
+    const char *o = op->valuestring;
+    if (!strcmp(o, "and") || !strcmp(o, "or")) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetArrayItem(f, 1)) {
+            const char *p = filter_property(c, depth + 1);
+            if (p)
+                return p;
+        }
+        return NULL;
+    }
+    if (!strcmp(o, "not"))
+        return filter_property(cJSON_GetArrayItem(f, 1), depth + 1);
+    const cJSON *dim = cJSON_GetArrayItem(f, 1);
+    return cJSON_IsString(dim) ? dim->valuestring : NULL;
+}
+
+/* filters: the top-level and (a list, or [["and", [...]]]) of filters on
+ * at most two properties: each property's conditions become its
+ * expression (api_filter_parse_v2), two properties are answered from the
+ * pair counts (api_pairs.h). */
 static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *err,
                           size_t errlen)
 {
-    struct api_filter *af = &q->p.filter;
-    if (!api_filter_parse_v2(filters, af, err, errlen))
-        return false;
-    if (!af->set)
+    if (!filters || (cJSON_IsArray(filters) && cJSON_GetArraySize(filters) == 0))
         return true;
-    if (q->kind == V2_PROPERTY && strcmp(q->p.dim, af->dim) != 0) {
-        str_format(err, errlen,
-                   "filters: a breakdown by %.40s filtered by %.40s needs counts per pair of "
-                   "values (two-dimensional counts), which Veil does not keep yet",
-                   q->p.property, af->property);
-        return false;
+    if (!cJSON_IsArray(filters))
+        return fail(err, errlen, "filters: expected an array");
+    const cJSON *list = filters, *head = cJSON_GetArrayItem(filters, 0);
+    const cJSON *op = cJSON_IsArray(head) ? cJSON_GetArrayItem(head, 0) : NULL;
+    if (cJSON_GetArraySize(filters) == 1 && cJSON_IsString(op) && !strcmp(op->valuestring, "and") &&
+        cJSON_IsArray(cJSON_GetArrayItem(head, 1)))
+        list = cJSON_GetArrayItem(head, 1);
+    /* the filters grouped by property, in order of appearance */
+    cJSON *groups[2] = {NULL, NULL};
+    const char *gprop[2] = {NULL, NULL};
+    size_t ng = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, list) {
+        const char *prop = filter_property(f, 0);
+        size_t g = 0;
+        while (g < ng && prop && !(gprop[g] && !strcmp(gprop[g], prop)))
+            g++;
+        if (g == ng && ng == 2) {
+            cJSON_Delete(groups[0]);
+            cJSON_Delete(groups[1]);
+            return fail(err, errlen, "filters: filters on three or more properties at once "
+                                     "need counts per combination of three values, which Veil "
+                                     "does not keep: the two-dimensional counts answer at most "
+                                     "two properties at once");
+        }
+        if (g == ng) {
+            groups[ng] = cJSON_CreateArray();
+            gprop[ng++] = prop;
+        }
+        cJSON_AddItemToArray(groups[g], cJSON_Duplicate(f, true));
     }
-    if (q->kind == V2_TIME && q->p.interval == PERIOD_INTERVAL_HOUR &&
-        !api_hourly_filter_ok(af, err, errlen))
+    struct api_filter *out[2] = {&q->p.filter, &q->p.filter2};
+    bool ok = true;
+    for (size_t g = 0; g < ng; g++) {
+        ok = ok && api_filter_parse_v2(groups[g], out[g], err, errlen);
+        cJSON_Delete(groups[g]);
+    }
+    if (!ok)
         return false;
+    if (!q->p.filter.set)
+        return true;
+    if (q->kind == V2_TIME && q->p.interval == PERIOD_INTERVAL_HOUR) {
+        if (q->p.filter2.set)
+            return fail(err, errlen, "filters: hourly rows are kept per property, not per pair "
+                                     "of properties; use time:day with filters on two "
+                                     "properties");
+        if (!api_hourly_filter_ok(&q->p.filter, err, errlen))
+            return false;
+    }
     const char *names[API_METRIC__COUNT];
-    size_t nnames = api_visit_rows_filter_metrics(q->kind == V2_PROPERTY, q->p.metrics,
-                                                  q->p.nmetrics, names);
-    return api_filter_check_metrics(af, names, nnames, err, errlen);
+    for (size_t i = 0; i < q->p.nmetrics; i++)
+        names[i] = api_metric_name(q->p.metrics[i]);
+    /* one property's filter: per-row bounce_rate and visit_duration of its
+     * own breakdown are left to api_visit_rows */
+    const char *own[API_METRIC__COUNT];
+    size_t nown = api_visit_rows_filter_metrics(q->kind == V2_PROPERTY, q->p.metrics,
+                                                q->p.nmetrics, own);
+    for (size_t i = 0; i < 2; i++)
+        if (out[i]->set && !api_filter_check_metrics(out[i], own, nown, err, errlen))
+            return false;
+    const char *bdim = q->kind == V2_PROPERTY ? q->p.dim : NULL;
+    if (!api_pairs_needed(&q->p.filter, &q->p.filter2, bdim))
+        return true;
+    /* two properties: every metric must be kept per pair */
+    return api_pairs_check(&q->p.filter, &q->p.filter2, bdim,
+                           q->kind == V2_PROPERTY ? q->p.property : NULL, names,
+                           q->p.nmetrics, err, errlen);
 }
 
 /* Which metrics each kind of query offers. */
@@ -473,7 +549,25 @@ static void write_response(struct api_request *rq, const struct api_v2_query *q,
     if (q->dimension[0])
         output_json_string(b, q->dimension, strlen(q->dimension));
     evbuffer_add_printf(b, "], \"filters\": ");
-    api_filter_write_v2(b, &q->p.filter);
+    if (q->p.filter2.set) { /* two properties: the and of their expressions */
+        evbuffer_add_printf(b, "[[\"and\", [");
+        for (size_t k = 0; k < 2; k++) {
+            const struct api_filter *f = k ? &q->p.filter2 : &q->p.filter;
+            struct evbuffer *one = evbuffer_new();
+            api_filter_write_v2(one, f);
+            /* one property's list "[a, b]": its members */
+            size_t len = evbuffer_get_length(one);
+            const char *text = (const char *)evbuffer_pullup(one, -1);
+            if (k)
+                evbuffer_add(b, ", ", 2);
+            if (len >= 2)
+                evbuffer_add(b, text + 1, len - 2);
+            evbuffer_free(one);
+        }
+        evbuffer_add_printf(b, "]]]");
+    } else {
+        api_filter_write_v2(b, &q->p.filter);
+    }
     evbuffer_add_printf(b, ", \"pagination\": {\"limit\": %lld, \"offset\": %lld}}}\n",
                         q->limit, q->offset);
 }
@@ -550,24 +644,31 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     char err[300];
     struct stats_rows rows = {0};
     struct v2_row *out = NULL;
-    if (q->p.range.first <= q->p.range.last &&
-        (q->p.filter.set && strcmp(q->p.filter.dim, q->p.dim) == 0
-             ? api_filter_breakdown(rc, q->p.site_id, &q->p.filter, &q->p.range, &rows, err,
-                                    sizeof err)
-             : query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err,
-                               sizeof err)) != 0) {
-        api_redis_error(rq, err);
-        return;
+    struct api_pair_cells *pairs = NULL;
+    if (api_pairs_needed(&q->p.filter, &q->p.filter2, q->p.dim)) {
+        if (!api_pairs_rows(rq, &q->p, rc, &rows, &pairs))
+            return;
+    } else {
+        if (q->p.range.first <= q->p.range.last &&
+            (q->p.filter.set && strcmp(q->p.filter.dim, q->p.dim) == 0
+                 ? api_filter_breakdown(rc, q->p.site_id, &q->p.filter, &q->p.range, &rows, err,
+                                        sizeof err)
+                 : query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &rows, err,
+                                   sizeof err)) != 0) {
+            api_redis_error(rq, err);
+            return;
+        }
+        enum api_metric asked[API_METRIC__COUNT];
+        size_t nasked = 0;
+        for (size_t i = 0; i < q->nmetrics && nasked < API_METRIC__COUNT; i++)
+            if (!q->metrics[i].percentage)
+                asked[nasked++] = q->metrics[i].m;
+        if (!api_visit_rows_load(rq, rc, q->p.site_id, q->p.dim, &q->p.range, asked, nasked,
+                                 &rows))
+            goto done;
+        if (q->p.filter.set && !api_filter_rows(rq, &q->p, &rows))
+            goto done;
     }
-    enum api_metric asked[API_METRIC__COUNT];
-    size_t nasked = 0;
-    for (size_t i = 0; i < q->nmetrics && nasked < API_METRIC__COUNT; i++)
-        if (!q->metrics[i].percentage)
-            asked[nasked++] = q->metrics[i].m;
-    if (!api_visit_rows_load(rq, rc, q->p.site_id, q->p.dim, &q->p.range, asked, nasked, &rows))
-        goto done;
-    if (q->p.filter.set && !api_filter_rows(rq, &q->p, &rows))
-        goto done;
     size_t folded = 0;
     size_t kept = kanon_partition(rows.rows, rows.n, api->k_anonymity, &folded);
     char other_name[] = QUERY_OTHER;
@@ -575,8 +676,11 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     bool have_other = kept < rows.n;
     if (have_other) {
         kanon_sum(rows.rows + kept, rows.n - kept, &other);
-        if (query_rows_union_visitors(rc, q->p.site_id, q->p.dim, rows.rows + kept,
-                                      rows.n - kept, &other.visitors, err, sizeof err) != 0) {
+        if ((pairs ? api_pairs_union(rc, q->p.site_id, pairs, rows.rows + kept, rows.n - kept,
+                                     &other.visitors, err, sizeof err)
+                   : query_rows_union_visitors(rc, q->p.site_id, q->p.dim, rows.rows + kept,
+                                               rows.n - kept, &other.visitors, err,
+                                               sizeof err)) != 0) {
             api_redis_error(rq, err);
             goto done;
         }
@@ -625,6 +729,7 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
 done:
     free(out);
     query_rows_free(&rows);
+    api_pairs_free(pairs);
 }
 
 void api_v2_run(struct api_request *rq, const struct api_v2_query *q, redisContext *rc)

@@ -49,7 +49,8 @@ static long long load_rows(struct plan *p, struct shard_state *st, redisContext 
         if (shard_rows_find(st, p->pks[i].key))
             continue;
         if (p->pks[i].budget) {
-            const char *argv[] = {"HGET", p->pks[i].key, "prop"};
+            const char *argv[] = {"HGET", p->pks[i].key,
+                                  p->pks[i].budget_field ? p->pks[i].budget_field : "prop"};
             redisAppendCommandArgv(rc, 3, argv, NULL);
         } else {
             const char *argv[] = {"HKEYS", p->pks[i].key};
@@ -476,6 +477,8 @@ enum commit_result commit_batch(struct commit *c, redisContext *rc, struct shard
     pl->cap = p->breakdown_cap;
     pl->timeout = p->session_timeout_s;
     pl->prop_budget = p->property_budget;
+    pl->pair_budget = p->pair_budget;
+    pl->pair_dims = p->pair_dims;
     c->commands = c->reads = 0;
     plan_collect(pl, r);
     visit_rows_collect(pl, st, r);

@@ -32,6 +32,8 @@ struct commit_params {
     long long session_timeout_s;
     long long future_skew_s;    /* visits idle past timeout + skew of stream time close */
     int64_t now;                /* unix time: the realtime window */
+    long long pair_budget;      /* two-dimensional cells of a site-day, 0 = none */
+    uint32_t pair_dims;         /* visit slots paired (bit d = slot d) */
 };
 
 /* A legacy entry whose site belongs to another shard: moved there by the

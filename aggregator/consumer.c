@@ -578,7 +578,8 @@ static int process_shard(struct consumer *c, struct shard_state *st, const redis
     struct commit_params p = {c->cfg->consumer,          c->cfg->lease_ms,
                               c->cfg->breakdown_cap,     c->cfg->property_budget,
                               c->cfg->session_timeout_s, c->cfg->future_skew_s,
-                              now};
+                              now,                       c->cfg->pair_budget,
+                              c->cfg->pair_dim_mask};
     bool sweep = started >= st->next_sweep_ms;
     char err[512];
     if (!node_at(c, st->stream_key)) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "plan_hours.h"
+#include "plan_pairs.h"
 #include "schema.h"
 #include "util.h"
 #include "visit_rows.h"
@@ -23,6 +24,12 @@ void plan_reset(struct plan *p)
     arena_free(&p->arena);
     for (size_t i = 0; i < p->vis_cap; i++)
         p->vis_pk[i] = p->vis_key[i] = UINT32_MAX;
+    if (p->pair_cache_cap)
+        memset(p->pair_cache, 0, p->pair_cache_cap * sizeof *p->pair_cache);
+    if (p->pair_incs_cap)
+        memset(p->pair_incs, 0,
+               (p->ncells < p->pair_incs_cap ? p->ncells : p->pair_incs_cap) *
+                   sizeof *p->pair_incs);
     visit_rows_reset(p);
     p->npks = p->ncells = p->nkeys = p->nincs = p->npfs = p->nclosed = p->nvdays = 0;
 }
@@ -40,6 +47,8 @@ void plan_free(struct plan *p)
     free(p->day_vday);
     free(p->vis_pk);
     free(p->vis_key);
+    free(p->pair_cache);
+    free(p->pair_incs);
     visit_rows_free(p);
     free(p->hours_key);
     free(p->seen);
@@ -165,6 +174,7 @@ void plan_collect(struct plan *p, const struct rollup *r)
         if (days[i].totals[ROLLUP_T_PAGEVIEWS] > 0)
             for (size_t d = 0; d < ROLLUP_V_COUNT; d++)
                 pk_index(p, days[i].base, rollup_visit_dim_name((enum rollup_visit_dim)d));
+    plan_pairs_collect(p, r);
 }
 
 /* The vday of (base, exp, day), registered when new. */
@@ -245,7 +255,7 @@ static uint32_t wkey_index(struct plan *p, const char *key, size_t len, int64_t 
     return i;
 }
 
-static void hincr_k(struct plan *p, uint32_t k, const char *field, long long delta);
+static uint32_t hincr_k(struct plan *p, uint32_t k, const char *field, long long delta);
 
 static void hincr(struct plan *p, const char *key, size_t klen, const char *field,
                   long long delta, int64_t expire_at)
@@ -253,8 +263,8 @@ static void hincr(struct plan *p, const char *key, size_t klen, const char *fiel
     hincr_k(p, wkey_index(p, key, klen, expire_at, false), field, delta);
 }
 
-/* HINCRBY field of the key indexed as k. */
-static void hincr_k(struct plan *p, uint32_t k, const char *field, long long delta)
+/* HINCRBY field of the key indexed as k; the index of its increment. */
+static uint32_t hincr_k(struct plan *p, uint32_t k, const char *field, long long delta)
 {
     char buf[4 + KEY_MAX];
     const char *ik;
@@ -268,6 +278,7 @@ static void hincr_k(struct plan *p, uint32_t k, const char *field, long long del
         p->incs[p->nincs++] = (struct inc){k, stored + 4, 0};
     }
     p->incs[i].delta += delta;
+    return i;
 }
 
 static void hincr_at(struct plan *p, const char *base, const char *suffix, const char *field,
@@ -419,6 +430,7 @@ static void visit(struct plan *p, const struct shard_state *st, uint32_t vdi,
         if (visit_dim_has_visitors(d))
             count_row_visitor(p, base, dim, row, visitor, expire_at);
     }
+    plan_pairs_visit(p, st, vdi, visitor, values);
 }
 
 /* The visitor in the realtime HyperLogLog of the minute of ts, when that
@@ -473,6 +485,7 @@ static void hit(struct plan *p, const struct shard_state *st, const struct rollu
     const struct visit_hit vh = {h->ts, h->pageview, h->interactive, h->page, h->scroll,
                                  h->hour};
     visit_apply(&p->sessions[h->session], &vh, p->day_vday[h->day], p->timeout, &fx);
+    plan_pairs_hit(p, st, h, visitor);
     const struct vday *vd = &p->vdays[fx.day];
     const char *rows[ROLLUP_V_COUNT] = {0};
     if (fx.new_visit) {
@@ -590,6 +603,7 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
     const struct rollup_row *rows = rollup_rows(r, &nrows);
     const struct rollup_hit *hits = rollup_hits(r, &nhits);
     load_seen(p, st, r);
+    plan_pairs_mark(p, r);
     for (size_t i = 0; i < ndays; i++) {
         const struct rollup_day *d = &days[i];
         for (size_t t = 0; t < ROLLUP_T_COUNT; t++)
@@ -682,19 +696,46 @@ const char *plan_row_pk(struct plan *p, const struct shard_state *st, const char
     return map_row_pk(p, st, base, pk, dim, value, expire_at);
 }
 
+/* ---- for plan_pairs.c ---- */
+
+uint32_t plan_pk(struct plan *p, const char *key, size_t len, const char *budget_field)
+{
+    uint32_t i = pk_intern(p, key, len, budget_field != NULL);
+    if (budget_field)
+        p->pks[i].budget_field = budget_field;
+    return i;
+}
+
+uint32_t plan_cell(struct plan *p, uint32_t pk, const char *value, size_t len)
+{
+    /* value is the caller's buffer (NUL-terminated): a new cell keeps a copy */
+    uint32_t i = cell_index(p, pk, value);
+    if (p->cells[i].value == value)
+        p->cells[i].value = arena_dup(&p->arena, value, len);
+    return i;
+}
+
+bool plan_cell_find(struct plan *p, uint32_t pk, const char *value, uint32_t *cell)
+{
+    char buf[4 + KEY_MAX];
+    const char *k;
+    size_t klen = plan_indexed_key(p, &buf, pk, value, &k);
+    return smap_find(&p->cell_map, k, klen, cell);
+}
+
 uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at)
 {
     return wkey_index(p, key, len, expire_at, false);
 }
 
-void plan_hincr(struct plan *p, uint32_t key, const char *field, long long delta)
+uint32_t plan_hincr(struct plan *p, uint32_t k, const char *field, long long delta)
 {
-    hincr_k(p, key, field, delta);
+    return hincr_k(p, k, field, delta);
 }
 
-void plan_pfadd(struct plan *p, uint32_t key, const char *member)
+void plan_pfadd(struct plan *p, uint32_t k, const char *member)
 {
-    pfadd_at(p, key, member);
+    pfadd_at(p, k, member);
 }
 
 /* The sweep: visits of the shard idle past the timeout (plus the skew an
@@ -739,11 +780,6 @@ uint32_t plan_row_key(struct plan *p, uint32_t vday, const char *dim, const char
     if (!join(key, &len, vd->base, "b:", dim, metric))
         abort(); /* dims and bases are short: cannot happen */
     return wkey_index(p, key, len, vd->exp, false);
-}
-
-void plan_hincr_key(struct plan *p, uint32_t k, const char *field, long long delta)
-{
-    hincr_k(p, k, field, delta);
 }
 
 void plan_total(struct plan *p, uint32_t vday, const char *field, long long delta)

@@ -31,6 +31,7 @@ struct pk {
     uint32_t spk;         /* its index in the shard's memory */
     long long rows;       /* rows other than "(other)": known, plus admitted */
     bool budget;          /* the site-day's property budget (<base>rows), not a hash of rows */
+    const char *budget_field; /* the budget's field: NULL = "prop" (plan_pairs.c: "cells") */
 };
 
 /* One value of one breakdown the batch touches. */
@@ -39,6 +40,7 @@ struct cell {
     const char *value;
     bool exists;          /* already a row */
     const char *row;      /* planned row (value or "(other)"), NULL = not yet */
+    uint32_t aux;         /* plan_pairs.c: its visitor HyperLogLog's key index + 1 */
 };
 
 /* A day a visit of the batch counts in: a day of the batch, or the day an
@@ -100,6 +102,16 @@ struct plan {
     /* per (vday, visit dimension): primary hash and b:<dim>:vis key index */
     uint32_t *vis_pk, *vis_key;
     size_t vis_cap;
+    /* two-dimensional counts (plan_pairs.c): the budget, and per (vday,
+     * pair class) the indexes + 1 of its primary hash, metric keys, and
+     * overflow marks' hash and key, whether "*" is marked, and the
+     * increments of its "(other)" per metric; per cell, its increments */
+    long long pair_budget;
+    uint32_t pair_dims;       /* visit slots paired (bit d = slot d) */
+    uint32_t (*pair_cache)[10];
+    size_t pair_cache_cap;
+    uint32_t (*pair_incs)[3]; /* per cell (p->cells index): inc index + 1 per metric */
+    size_t pair_incs_cap;
     struct visit_rows_plan *visit_rows; /* visit_rows.c: each visit's rows */
     /* per (vday, schema dimension): its hb:<dim> key index (plan_hours.c) */
     uint32_t *hours_key;
@@ -128,6 +140,22 @@ void plan_make(struct plan *p, const struct shard_state *st, const struct rollup
  * per-visitor HyperLogLogs now hold which visitors. */
 void plan_seen_commit(const struct plan *p, struct shard_state *st, const struct rollup *r);
 
+/* ---- for plan_pairs.c (plan_pairs.h), which adds the pair counts ---- */
+
+/* The index of primary hash (or, with budget_field, budget) `key`. */
+uint32_t plan_pk(struct plan *p, const char *key, size_t len, const char *budget_field);
+/* The cell of `value` (copied when new) in primary hash pk. */
+uint32_t plan_cell(struct plan *p, uint32_t pk, const char *value, size_t len);
+/* Whether primary hash pk has a cell `value` in this plan (*cell). */
+bool plan_cell_find(struct plan *p, uint32_t pk, const char *value, uint32_t *cell);
+/* The index of written key `key` (copied when new). */
+uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at);
+/* HINCRBY field (stable until reset) of key k by delta; the index of the
+ * increment in p->incs (add to its delta for the same key and field). */
+uint32_t plan_hincr(struct plan *p, uint32_t k, const char *field, long long delta);
+/* PFADD member (stable until reset) to key k. */
+void plan_pfadd(struct plan *p, uint32_t k, const char *member);
+
 /* The sweep: the checkpoint fields of the shard's visits whose last event
  * is before `cutoff` (stream time) go into p->closed; plan_sweep_keep
  * (arg: &cutoff) is the matching filter for shard_session_filter. */
@@ -140,8 +168,6 @@ bool plan_sweep_keep(void *arg, const struct shard_session *s);
 void plan_collect_dim(struct plan *p, const char *base, const char *dim);
 /* The key index of "<base of vday>b:<dim><metric>" (metric ":nbn", ...). */
 uint32_t plan_row_key(struct plan *p, uint32_t vday, const char *dim, const char *metric);
-/* HINCRBY field of the key indexed as k, combined over the batch. */
-void plan_hincr_key(struct plan *p, uint32_t k, const char *field, long long delta);
 /* HINCRBY <base of vday>totals field. */
 void plan_total(struct plan *p, uint32_t vday, const char *field, long long delta);
 /* The row `value` is counted in for `dim` on vday (itself or "(other)",
@@ -153,6 +179,7 @@ const char *plan_visit_row_pk(struct plan *p, const struct shard_state *st, uint
 /* PFADD visitor to <base of vday>u:<dim>:<row>. */
 void plan_row_visitor(struct plan *p, uint32_t vday, const char *dim, const char *row,
                       const char *visitor);
+
 /* ---- for plan_hours.c (hourly rows, plan_hours.h) ---- */
 
 /* The row `value` of breakdown `dim` of site-day `base` is counted in
@@ -162,12 +189,7 @@ const char *plan_row(struct plan *p, const struct shard_state *st, const char *b
 /* The same with the primary hash's index pk (pk_index) known. */
 const char *plan_row_pk(struct plan *p, const struct shard_state *st, const char *base,
                         uint32_t pk, const char *dim, const char *value, int64_t expire_at);
-
-/* The index of key[0..len) among the keys the plan writes (expiring at
- * expire_at); HINCRBY a field of it; PFADD a member (both copied or kept
- * as pointers valid for the batch: member must live until the commit). */
-uint32_t plan_key(struct plan *p, const char *key, size_t len, int64_t expire_at);
-void plan_hincr(struct plan *p, uint32_t key, const char *field, long long delta);
-void plan_pfadd(struct plan *p, uint32_t key, const char *member);
+/* Keys, HINCRBY and PFADD: plan_key, plan_hincr and plan_pfadd above
+ * (members must live until the commit). */
 
 #endif

@@ -687,6 +687,73 @@ int query_rows_union_visitors(redisContext *rc, const char *site, const char *di
     return status;
 }
 
+/* ---- any day hash, any union of day keys (api_pairs.c) ---- */
+
+struct fields_ctx {
+    const char *site;
+    period_day first;
+    const char *const *tails;
+    size_t ntails;
+    query_field_cb cb;
+    void *arg;
+    struct cmd cmd;
+};
+
+static int fields_append_cb(redisContext *rc, size_t i, void *arg)
+{
+    struct fields_ctx *f = arg;
+    cmd_push_str(&f->cmd, "HGETALL");
+    cmd_push_day_key(&f->cmd, f->site, f->first + (period_day)(i / f->ntails),
+                     f->tails[i % f->ntails], NULL, 0);
+    return cmd_append(rc, &f->cmd);
+}
+
+static int fields_reply_cb(const redisReply *r, size_t i, void *arg, char *err, size_t errlen)
+{
+    struct fields_ctx *f = arg;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        str_format(err, errlen, "redis: HGETALL answered type %d", r->type);
+        return -1;
+    }
+    for (size_t k = 0; k + 1 < r->elements; k += 2) {
+        const redisReply *name = r->element[k];
+        long long v;
+        if (name->type != REDIS_REPLY_STRING || !reply_integer(r->element[k + 1], &v) ||
+            memchr(name->str, '\0', name->len))
+            continue;
+        if (f->cb(f->arg, f->first + (period_day)(i / f->ntails), i % f->ntails, name->str,
+                  name->len, v, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int query_day_fields(redisContext *rc, const char *site, const struct period_range *range,
+                     const char *const *tails, size_t ntails, query_field_cb cb, void *arg,
+                     char *err, size_t errlen)
+{
+    long days = period_range_days(range);
+    if (days <= 0 || ntails == 0)
+        return 0;
+    struct fields_ctx f = {site, range->first, tails, ntails, cb, arg, {0}};
+    int status = pipeline(rc, (size_t)days * ntails, fields_append_cb, fields_reply_cb, &f, err,
+                          errlen);
+    cmd_free(&f.cmd);
+    return status;
+}
+
+int query_day_keys_union(redisContext *rc, const char *site, const struct query_day_key *keys,
+                         size_t n, long long *visitors, char *err, size_t errlen)
+{
+    struct cmd c = {0};
+    cmd_push_str(&c, "PFCOUNT");
+    for (size_t i = 0; i < n; i++)
+        cmd_push_day_key(&c, site, keys[i].day, keys[i].tail, keys[i].value, keys[i].value_len);
+    int status = pfcount_union(rc, &c, visitors, err, errlen);
+    cmd_free(&c);
+    return status;
+}
+
 void query_rows_free(struct stats_rows *rows)
 {
     for (size_t i = 0; i < rows->n; i++) {

@@ -176,6 +176,29 @@ int query_rows_union_visitors(redisContext *rc, const char *site, const char *di
                               const struct stats_row *rows, size_t n, long long *visitors,
                               char *err, size_t errlen);
 
+/* Every integer field of the hashes "<day>:<tail>" (tails[0..ntails)) of
+ * each day of range: cb(arg, day, tail index, field, its length, value,
+ * err, errlen), which returns 0 or -1 to stop with a reason in err.
+ * Missing hashes have no fields. Returns 0, or -1 with a reason in err. */
+typedef int (*query_field_cb)(void *arg, period_day day, size_t tail, const char *field,
+                              size_t flen, long long value, char *err, size_t errlen);
+int query_day_fields(redisContext *rc, const char *site, const struct period_range *range,
+                     const char *const *tails, size_t ntails, query_field_cb cb, void *arg,
+                     char *err, size_t errlen);
+
+/* The day key "<day>:<tail><value>" of the site. */
+struct query_day_key {
+    period_day day;
+    const char *tail;
+    const char *value;
+    size_t value_len;
+};
+
+/* Visitors of the HyperLogLog union of keys[0..n) (0 when n is 0).
+ * Returns 0, or -1 with a reason in err. */
+int query_day_keys_union(redisContext *rc, const char *site, const struct query_day_key *keys,
+                         size_t n, long long *visitors, char *err, size_t errlen);
+
 void query_rows_free(struct stats_rows *rows);
 
 /* Every key is in the shard of its site: shard_of_site(site, shards).

@@ -24,7 +24,7 @@ static const char *const restart_only[] = {
     "redis",         "shards",          "consumer",          "batch_size",
     "block_ms",      "lease_ms",        "future_skew_s",     "retention_days",
     "breakdown_cap", "property_budget", "session_timeout_s", "api_listen",
-    "iso_codes_dir", NULL};
+    "iso_codes_dir", "pair_budget",     "pair_dims",         NULL};
 
 struct agg_reloader {
     int argc;

@@ -414,7 +414,8 @@ static bool join2(char *out, size_t outlen, const char *a, char sep, const char 
  * as Plausible names goals: the event name for "event:<name>", "Visit
  * <path>" for "page:<path>" (docs/API.md "Goals"). */
 static void count_goals(struct rollup *r, uint32_t di, const char *goals,
-                        const struct event_record *ev, bool pageview, uint32_t vid)
+                        const struct event_record *ev, bool pageview, uint32_t vid,
+                        const char **done, uint8_t *ndone)
 {
     for (const char *line = goals; *line;) {
         size_t len = strcspn(line, "\n");
@@ -429,7 +430,9 @@ static void count_goals(struct rollup *r, uint32_t di, const char *goals,
             if (n + len - skip < sizeof name) {
                 memcpy(name + n, line + skip, len - skip);
                 name[n + len - skip] = '\0';
-                row_dim(r, di, SD_GOAL, name, pageview, vid);
+                const char *row = row_dim(r, di, SD_GOAL, name, pageview, vid);
+                if (row[0] && *ndone < ROLLUP_HIT_GOALS)
+                    done[(*ndone)++] = row;
             }
         }
         line += len + (line[len] == '\n');
@@ -502,7 +505,8 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
     }
     visitors_add(r, DAY_OWNER_BIT | di, vid, &d->visitors, &d->nvisitors, &d->visitors_cap);
 
-    const char *visit[ROLLUP_V_COUNT];
+    const char *visit[ROLLUP_V_COUNT], *goals_done[ROLLUP_HIT_GOALS];
+    uint8_t ngoals = 0;
     for (size_t i = 0; i < ROLLUP_V_COUNT; i++)
         visit[i] = "";
     if (!measurement) {
@@ -555,7 +559,7 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
                       schema_dim(SD_PROP)->visitors);
         }
         if (conf && conf->goals && conf->goals[0])
-            count_goals(r, di, conf->goals, ev, pageview, vid);
+            count_goals(r, di, conf->goals, ev, pageview, vid, goals_done, &ngoals);
     }
     if (vid != ROLLUP_NO_VISITOR) {
         GROW(r->hits, r->nhits, r->hits_cap);
@@ -570,6 +574,8 @@ enum rollup_status rollup_add(struct rollup *r, const struct event_record *ev, i
         h->hour = (uint8_t)hour;
         h->seq = (uint32_t)r->nhits;
         memcpy(h->visit, visit, sizeof visit);
+        memcpy(h->goals, goals_done, ngoals * sizeof *goals_done);
+        h->ngoals = ngoals;
         r->nhits++;
     }
     r->nevents++;

@@ -21,6 +21,7 @@
 #define ROLLUP_DIRECT "Direct / None"   /* source of a visit without referrer or utm_source */
 #define ROLLUP_SCROLL_BUCKETS 11        /* 0, 10, .. 100 */
 #define ROLLUP_NO_VISITOR UINT32_MAX
+#define ROLLUP_HIT_GOALS 4              /* goals of one event the pair counts see */
 
 /* Fields of the `totals` hash combined in C. visits, bounces and
  * visit_duration_s need the stored session and are counted by the commit
@@ -136,6 +137,8 @@ struct rollup_hit {
     uint8_t hour;                         /* local hour of ts, 0..23 */
     uint32_t seq;                         /* arrival order within the batch */
     const char *visit[ROLLUP_V_COUNT];    /* visit-dimension values, "" = none */
+    const char *goals[ROLLUP_HIT_GOALS];  /* goal rows the event completes (plan_pairs.c) */
+    uint8_t ngoals;
 };
 
 enum rollup_status {

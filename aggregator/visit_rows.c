@@ -110,7 +110,7 @@ static void add(struct plan *p, uint32_t vday, size_t slot, int metric, const ch
                 long long delta)
 {
     if (delta && row && row[0])
-        plan_hincr_key(p, key_of(p, vday, slot, metric), row, delta);
+        (void)plan_hincr(p, key_of(p, vday, slot, metric), row, delta);
 }
 
 void visit_rows_collect(struct plan *p, const struct shard_state *st, const struct rollup *r)

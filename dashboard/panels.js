@@ -188,6 +188,7 @@ export async function loadPanel(p, gen, page = 1) {
   const current = () => gen === state.generation && req === p.req;
   p.page = page;
   p.filterExtraReason = null;
+  p.droppedReasons = [];
   p.more.hidden = true;
   if (page === 1) {
     p.head.replaceChildren();
@@ -225,17 +226,50 @@ export async function loadPanel(p, gen, page = 1) {
       try {
         data = await api('stats/breakdown', { ...base, metrics: metrics.join(',') });
       } catch (err2) {
-        if (current()) fail(p, err2);
-        return;
+        const retry = await askDropping(base, metrics, err2);
+        if (!current() || !shownDropped(p, retry)) return;
+        ({ data, metrics } = retry);
       }
     } else {
-      fail(p, err);
-      return;
+      const retry = await askDropping(base, metrics, err);
+      if (!current() || !shownDropped(p, retry)) return;
+      ({ data, metrics } = retry);
     }
   }
   if (!current()) return;
   p.metrics = metrics;
   renderPanel(p, tab, metrics, data, page);
+}
+
+/* Under a filter the API may refuse one metric of a table by name ("filters:
+ * visits is not kept per ..."): ask again without it, keeping the rest.
+ * {data, metrics, reasons}, or {err} with the last refusal. */
+async function askDropping(base, metrics, err) {
+  const reasons = [];
+  for (;;) {
+    const m = isRefusal(err) && metrics.length > 1 ? metrics.find((x) => new RegExp(`^filters: ${x} is not kept\\b`).test(err.message)) : null;
+    if (!m) return { err, reasons };
+    reasons.push(err.message);
+    metrics = metrics.filter((x) => x !== m);
+    try {
+      return { data: await api('stats/breakdown', { ...base, metrics: metrics.join(',') }), metrics, reasons };
+    } catch (next) {
+      err = next;
+    }
+  }
+}
+
+/* The outcome of askDropping on the panel: the reasons of the dropped
+ * metrics kept for renderPanel's notes (true), or the refusal in place of
+ * the rows (false). */
+function shownDropped(p, retry) {
+  if (!retry.data) {
+    fail(p, retry.err);
+    for (const reason of retry.reasons || []) note(p, 'note metric-dropped', `Not available with these filters: ${reason}.`);
+    return false;
+  }
+  p.droppedReasons = retry.reasons;
+  return true;
 }
 
 function note(p, cls, text, attrs = {}) {
@@ -319,6 +353,7 @@ function renderPanel(p, tab, metrics, data, page) {
   p.more.hidden = results.length < PAGE_SIZE;
   p.card.dataset.state = 'ready';
   p.notes.replaceChildren();
+  for (const reason of p.droppedReasons || []) note(p, 'note metric-dropped', `Not available with these filters: ${reason}.`);
   rowExtraNote(p, tab);
   missingDaysNote(p, tab, data);
   renderKanonNotes(p, data.meta || {});

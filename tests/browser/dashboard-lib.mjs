@@ -145,6 +145,28 @@ export const ROWS = [
   ['prop:plan', 'pro', D0, { ev: 4 }, range(10, 13)],
   ['prop:plan', 'free', D1, { ev: 3 }, [6, 7]],
 ];
+/* Pair counts (docs/KEYS.md "Pair counts"), consistent with ROWS:
+ * [A, B, a, b, day, {pv, vis, ev}, visitors]; every day of TOTALS is
+ * marked as counted with pairs. */
+export const PAIRS = [
+  ['page', 'source', '/', 'Direct / None', D2, { pv: 8 }, range(1, 6)],
+  ['page', 'source', '/', 'news.example', D1, { pv: 4 }, range(5, 8)],
+  ['page', 'source', '/pricing', 'news.example', D1, { pv: 6 }, range(5, 8)],
+  ['page', 'source', '/', 'news.example', D0, { pv: 5 }, range(10, 12)],
+  ['page', 'source', '/pricing', 'news.example', D0, { pv: 7 }, range(9, 11)],
+  ['source', 'country', 'Direct / None', 'DE', D2, { vis: 6 }, range(1, 5)],
+  ['source', 'country', 'news.example', 'DE', D1, { vis: 5 }, range(6, 8)],
+  ['source', 'country', 'news.example', 'FR', D0, { vis: 4 }, range(11, 12)],
+  ['goal', 'country', 'Signup', 'DE', D1, { ev: 2 }, [6, 7]],
+  ['goal', 'country', 'Signup', 'FR', D0, { ev: 3 }, range(11, 13)],
+  ['goal', 'channel', 'Signup', 'Referral', D1, { ev: 2 }, [6, 7]],
+  ['goal', 'channel', 'Signup', 'Referral', D0, { ev: 3 }, range(10, 12)],
+];
+/* The visit dimensions the aggregator pairs by default (pair_dims). */
+const PAIR_DIMS = ['source', 'channel', 'referrer', 'utm_source', 'utm_medium', 'utm_campaign', 'utm_term', 'utm_content', 'entry_page', 'country', 'region', 'city', 'browser', 'os', 'device', 'screen', 'visitor_type'];
+/* The hash field of a pair of values: "<byte length of a>:<a><b>". */
+export const pairField = (a, b) => `${Buffer.byteLength(a)}:${a}${b}`;
+
 /* Realtime: visitor hash -> seconds ago (three within the last 5 minutes). */
 export const REALTIME = { [vh(19)]: 10, [vh(20)]: 60, [vh(21)]: 170, [vh(3)]: 1200 };
 
@@ -381,6 +403,18 @@ export async function writeDataSet(r) {
       const part = hourSplit(visitors)[i];
       if (part.length) await r.command('PFADD', key(SITE, day, `hu:${dim}:${hh}:${value}`), ...part.map(vh));
     }
+  }
+  for (const day of Object.keys(TOTALS)) {
+    await r.command('HINCRBY', key(SITE, day, 'pairs'), 'batches', 1);
+    /* every page view and visit of the day went through the pair counts */
+    await r.command('HINCRBY', key(SITE, day, 'pairs'), 'pageviews', TOTALS[day].pageviews);
+    await r.command('HINCRBY', key(SITE, day, 'pairs'), 'visits', TOTALS[day].visits);
+    for (const dim of PAIR_DIMS) await r.command('HINCRBY', key(SITE, day, 'pairs'), `d:${dim}`, 1);
+  }
+  for (const [A, B, a, b, day, counts, visitors] of PAIRS) {
+    for (const [metric, n] of Object.entries(counts)) await r.command('HINCRBY', key(SITE, day, `p:${A}:${B}:${metric}`), pairField(a, b), n);
+    await r.command('PFADD', key(SITE, day, `pu:${A}:${B}:${pairField(a, b)}`), ...visitors.map(vh));
+    await r.command('HINCRBY', key(SITE, day, 'pairs'), 'cells', 1);
   }
   const nowS = Math.floor(NOW / 1000);
   /* realtime visitors: one HyperLogLog per minute */

@@ -241,12 +241,29 @@ test('click a row to filter: a pill, and the API\'s filtered answer or its reaso
     checkEqual(chart.points, 'n/a', 'chart plotted a refused query');
     check((await main.textContent('#chart-note')).includes(ts.body), 'chart: the API\'s reason is not shown');
   }
+  /* Another panel under the filter: the pages of news.example's page
+   * views, from the pair counts (docs/KEYS.md "Pair counts"). */
   const br = await apiTry('stats/breakdown', { site_id: SITE, period: 'custom', date: `${D2},${D0}`, filters, property: 'event:page', metrics: 'visitors,pageviews', limit: 100, page: 1 });
-  if (br.ok) checkEqual(await shownRows(main, 'pages', 'page'), br.body.results, 'filtered pages vs API');
-  else {
+  if (br.ok) {
+    checkEqual(await shownRows(main, 'pages', 'page'), br.body.results, 'filtered pages vs API');
+    checkEqual(br.body.results, [
+      { page: '/', visitors: 7, pageviews: 9 },
+      { page: '/pricing', visitors: 7, pageviews: 13 },
+    ], 'pages filtered by a source vs data set');
+  } else {
     checkEqual(await main.getAttribute('#panel-pages', 'data-state'), 'unavailable', 'pages panel state');
     checkEqual(await shownRows(main, 'pages', 'page'), [], 'pages rows of a refused query');
   }
+  /* A visit panel under the filter: the countries of news.example's
+   * visits (pairs of two visit dimensions keep visitors and visits). */
+  const geo = await apiTry('stats/breakdown', { ...q, property: 'visit:country', metrics: 'visitors,visits', limit: 100, page: 1 });
+  if (geo.ok) {
+    checkEqual(await shownRows(main, 'locations', 'country'), geo.body.results, 'countries filtered by a source vs API');
+    checkEqual(geo.body.results, [
+      { country: 'DE', visitors: 3, visits: 5 },
+      { country: 'FR', visitors: 2, visits: 4 },
+    ], 'countries filtered by a source vs data set');
+  } else checkEqual(await main.getAttribute('#panel-locations', 'data-state'), 'unavailable', 'locations panel state');
   /* The table of the filtered property itself: only the matching rows, with
    * their own per-row bounce rate and duration where the API answers them. */
   let own = await apiTry('stats/breakdown', { ...q, property: 'visit:source', metrics: 'visitors,visits,bounce_rate,visit_duration', limit: 100, page: 1 });

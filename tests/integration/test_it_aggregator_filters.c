@@ -108,10 +108,11 @@ Test(aggregator_filters, filters_compare_and_views_per_visit, .timeout = 60)
     static const struct {
         const char *path, *reason;
     } refused[] = {
-        {Q "aggregate?" S "&filters=visit:source%3D%3DGoogle;event:page%3D%3D/",
-         "only one property can be filtered at a time"},
-        {Q "breakdown?" S "&property=event:page&filters=visit:source%3D%3DGoogle",
-         "needs counts per pair of values"},
+        {Q "aggregate?" S "&filters=visit:source%3D%3DGoogle;event:page%3D%3D/;"
+                          "visit:country%3D%3DDE",
+         "filters on three or more properties at once"},
+        {Q "breakdown?" S "&property=event:name&filters=visit:source%3D%3DGoogle",
+         "are not counted per pair of values"},
         {Q "aggregate?" S "&metrics=bounce_rate&filters=visit:source%3D%3DGoogle",
          "bounce_rate is not kept per visit:source value"},
         {Q "timeseries?" S "&interval=hour&filters=visit:city%3D%3DBerlin",
@@ -270,8 +271,8 @@ Test(aggregator_filters, v2_query_shapes_and_agreement_with_v1, .timeout = 60)
     } refused[] = {
         {"{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": \"day\", "
          "\"filters\": [[\"is\", \"visit:source\", [\"Google\"]], [\"is\", \"event:page\", "
-         "[\"/\"]]]}",
-         "filters: only one property can be filtered at a time"},
+         "[\"/\"]], [\"is\", \"visit:country\", [\"DE\"]]]}",
+         "filters on three or more properties at once"},
         {"{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": \"day\", "
          "\"dimensions\": [\"visit:source\", \"event:page\"]}",
          "dimensions: one dimension at a time"},
@@ -282,9 +283,9 @@ Test(aggregator_filters, v2_query_shapes_and_agreement_with_v1, .timeout = 60)
          "\"dimensions\": [\"event:page\"]}",
          "metrics: bounce_rate is kept per row of the visit properties (visit:*) only"},
         {"{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": \"day\", "
-         "\"dimensions\": [\"event:page\"], \"filters\": [[\"is\", \"visit:source\", "
+         "\"dimensions\": [\"event:name\"], \"filters\": [[\"is\", \"visit:source\", "
          "[\"Google\"]]]}",
-         "needs counts per pair of values"},
+         "are not counted per pair of values"},
         {"{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": \"decade\"}",
          "date_range: expected"},
         {"{\"metrics\": [\"visitors\"], \"date_range\": \"day\"}", "site_id: required"},

@@ -137,7 +137,8 @@ Test(api_params, every_bad_parameter_is_named)
     bad(API_EP_BREAKDOWN, "site_id=a&property=event:page&page=-1", "page");
     bad(API_EP_AGGREGATE, "site_id=a&format=xml", "format");
     bad(API_EP_AGGREGATE, "site_id=a&colour=blue", "colour");
-    bad(API_EP_AGGREGATE, "site_id=a&filters=event:page%3D%3D/a;visit:source%3D%3Db", "filters");
+    bad(API_EP_AGGREGATE,
+        "site_id=a&filters=event:page%3D%3D/a;visit:source%3D%3Db;visit:os%3D%3Dc", "filters");
     bad(API_EP_AGGREGATE, "site_id=a&compare=x", "compare");
     bad(API_EP_TIMESERIES, "site_id=a&compare=previous_period", "compare");
     bad(API_EP_AGGREGATE, "site_id=a&interval=day", "interval");
