@@ -316,10 +316,6 @@ bool api_params_parse(enum api_endpoint ep, const char *query, const char *accep
             !api_pairs_check(&out->filter, &out->filter2, bdim, out->property, all,
                              out->nmetrics, err, errlen))
             goto done;
-        if (out->compare) {
-            str_format(err, errlen, "compare: not with filters yet");
-            goto done;
-        }
     }
     for (size_t i = 0; i < out->nmetrics; i++)
         if (out->metrics[i] == API_METRIC_CONVERSION_RATE && ep != API_EP_BREAKDOWN &&

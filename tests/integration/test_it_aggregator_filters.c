@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include "aggregator_env.h"
+#include "period.h"
 
 #define TOKEN "filters-test-token-0123456789"
 
@@ -125,6 +126,60 @@ Test(aggregator_filters, filters_compare_and_views_per_visit, .timeout = 60)
         expect_has(b, refused[i].reason);
         free(b);
     }
+    agg_stop_ok(agg);
+}
+
+/* compare=previous_period under a filter: the previous period's filtered
+ * totals, counted and withheld (k = 2) as the current ones.
+ *   today      Google: VA, VB          Bing: VC, VD
+ *   yesterday  Google: VA..VD, VE      Bing: VE (one visitor: withheld) */
+Test(aggregator_filters, compare_under_a_filter, .timeout = 60)
+{
+    env_start(&env);
+    struct env *e = &env;
+    const int64_t t = e->now - 600, y = t - 86400;
+    char yday[11];
+    period_format_day((period_day)(y / 86400), yday);
+    const char *today_g[] = {VA, VB}, *today_b[] = {VC, VD};
+    const char *yest_g[] = {VA, VB, VC, VD, "00000000000000e5"};
+    for (size_t i = 0; i < 2; i++) {
+        pageview(e, today_g[i], "/", "google.com", t);
+        pageview(e, today_b[i], "/", "bing.com", t);
+    }
+    struct event_record ev;
+    for (size_t i = 0; i < ARRAY_LEN(yest_g) + 1; i++) {
+        event_base(&ev, e, "pageview", "/", i < ARRAY_LEN(yest_g) ? yest_g[i] : "00000000000000f6",
+                   y);
+        SET(ev.referrer, i < ARRAY_LEN(yest_g) ? "google.com" : "bing.com");
+        SET(ev.day, yday);
+        xadd(e->rc, &ev);
+    }
+    int port = harness_free_port();
+    char listen[64], refs[512], refs_path[400];
+    str_format(listen, sizeof listen, "--api_listen=127.0.0.1:%d", port);
+    str_format(refs, sizeof refs, "--referrer_db=%s",
+               harness_build_path("data/referrers.json", refs_path, sizeof refs_path));
+    char *extra[] = {listen, "--api_token=" TOKEN, "--k_anonymity=2", refs, NULL};
+    struct harness_proc *agg = agg_spawn(e, extra);
+    cr_assert_eq(harness_wait_http(port, "/healthz", 15000), 0);
+    wait_drained(e, 15000);
+
+    char *b = api(port, Q "aggregate?" S "&metrics=visitors,pageviews&compare=previous_period"
+                          "&filters=visit:source%3D%3DGoogle", 200);
+    expect_has(b, "\"visitors\": {\"value\": 2, \"change\": -60}");
+    expect_has(b, "\"pageviews\": {\"value\": 2, \"change\": -60}");
+    expect_has(b, "\"filter_withheld\": 0");
+    free(b);
+    /* yesterday's Bing cell (1 visitor < k) is withheld: 0 before, +100 % */
+    b = api(port, Q "aggregate?" S "&metrics=visitors&compare=previous_period"
+                    "&filters=visit:source%3D%3DBing", 200);
+    expect_has(b, "\"visitors\": {\"value\": 2, \"change\": 100}");
+    expect_has(b, "\"filter_withheld\": 1");
+    free(b);
+    /* unfiltered: 4 against 6 */
+    b = api(port, Q "aggregate?" S "&metrics=visitors&compare=previous_period", 200);
+    expect_has(b, "\"visitors\": {\"value\": 4, \"change\": -33}");
+    free(b);
     agg_stop_ok(agg);
 }
 
