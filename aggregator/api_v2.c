@@ -29,7 +29,16 @@ enum v2_kind { V2_AGGREGATE = 0, V2_TIME, V2_PROPERTY };
 struct v2_metric {
     enum api_metric m;
     bool percentage;          /* "percentage": a row's visitors / all visitors */
+    bool group;               /* group_conversion_rate (m is API_METRIC_CONVERSION_RATE):
+                                 a row's converted visitors / the row's visitors */
 };
+
+static const char *v2_metric_name(const struct v2_metric *m)
+{
+    return m->percentage ? "percentage"
+           : m->group    ? "group_conversion_rate"
+                         : api_metric_name(m->m);
+}
 
 struct api_v2_query {
     struct api_params p;      /* site, range, v1 metrics (for filters), filter */
@@ -64,31 +73,33 @@ static bool parse_metrics(struct api_v2_query *q, const cJSON *metrics, char *er
     cJSON_ArrayForEach(m, metrics) {
         if (!cJSON_IsString(m) || q->nmetrics == API_METRIC__COUNT + 1)
             return fail(err, errlen, "metrics: expected metric names, each once");
-        struct v2_metric v = {API_METRIC__COUNT, false};
+        struct v2_metric v = {API_METRIC__COUNT, false, false};
         if (strcmp(m->valuestring, "percentage") == 0)
             v.percentage = true;
-        for (int i = 0; i < API_METRIC__COUNT && !v.percentage; i++)
+        if (strcmp(m->valuestring, "group_conversion_rate") == 0)
+            v.group = true, v.m = API_METRIC_CONVERSION_RATE;
+        for (int i = 0; i < API_METRIC__COUNT && !v.percentage && !v.group; i++)
             if (strcmp(m->valuestring, api_metric_name((enum api_metric)i)) == 0)
                 v.m = (enum api_metric)i;
         if (!v.percentage && v.m == API_METRIC__COUNT) {
             str_format(err, errlen,
                        "metrics: %s is not one of visitors, visits, pageviews, views_per_visit, "
                        "bounce_rate, visit_duration, events, scroll_depth, percentage, "
-                       "conversion_rate%s",
-                       strcmp(m->valuestring, "group_conversion_rate") == 0
-                           ? " (group_conversion_rate needs counts per pair of values, which "
-                             "Veil does not keep)"
-                           : "",
-                       "");
+                       "conversion_rate, group_conversion_rate",
+                       m->valuestring);
             if (strlen(m->valuestring) > 40)
                 str_format(err, errlen, "metrics: unknown metric");
             return false;
         }
         for (size_t i = 0; i < q->nmetrics; i++)
-            if (q->metrics[i].percentage == v.percentage && q->metrics[i].m == v.m)
+            if (q->metrics[i].percentage == v.percentage && q->metrics[i].group == v.group &&
+                q->metrics[i].m == v.m)
                 return fail(err, errlen, "metrics: a metric is listed twice");
         q->metrics[q->nmetrics++] = v;
-        if (!v.percentage)
+        bool have = false; /* conversion_rate and group_conversion_rate share one */
+        for (size_t i = 0; i < q->p.nmetrics; i++)
+            have = have || q->p.metrics[i] == v.m;
+        if (!v.percentage && !have)
             q->p.metrics[q->p.nmetrics++] = v.m;
     }
     return true;
@@ -228,6 +239,13 @@ static const char *filter_property(const cJSON *f, int depth)
     return cJSON_IsString(dim) ? dim->valuestring : NULL;
 }
 
+/* A filter on event:goal (the first property; api_pairs orders them). */
+static bool goal_filter(const struct api_v2_query *q)
+{
+    return (q->p.filter.set && !strcmp(q->p.filter.property, "event:goal")) ||
+           (q->p.filter2.set && !strcmp(q->p.filter2.property, "event:goal"));
+}
+
 /* filters: the top-level and (a list, or [["and", [...]]]) of filters on
  * at most two properties: each property's conditions become its
  * expression (api_filter_parse_v2), two properties are answered from the
@@ -300,10 +318,45 @@ static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *er
     const char *bdim = q->kind == V2_PROPERTY ? q->p.dim : NULL;
     if (!api_pairs_needed(&q->p.filter, &q->p.filter2, bdim))
         return true;
-    /* two properties: every metric must be kept per pair */
+    /* two properties: every metric must be kept per pair (conversion rates
+     * under a goal filter are the pair cell's visitors: check_metrics) */
+    size_t npair = 0;
+    for (size_t i = 0; i < q->p.nmetrics; i++)
+        if (q->p.metrics[i] != API_METRIC_CONVERSION_RATE || !goal_filter(q))
+            names[npair++] = api_metric_name(q->p.metrics[i]);
     return api_pairs_check(&q->p.filter, &q->p.filter2, bdim,
-                           q->kind == V2_PROPERTY ? q->p.property : NULL, names,
-                           q->p.nmetrics, err, errlen);
+                           q->kind == V2_PROPERTY ? q->p.property : NULL, names, npair, err,
+                           errlen);
+}
+
+/* group_conversion_rate (Plausible: "the percentage of visitors who
+ * completed the goal with the same dimension"): a dimension, and a filter
+ * on event:goal alone (or the dimension event:goal, where it is the goal's
+ * conversion_rate). Under a goal filter conversion_rate is also offered in
+ * a breakdown by another property (a row's converted visitors / the
+ * range's visitors). */
+static bool check_group_rate(const struct api_v2_query *q, const struct v2_metric *m,
+                             char *err, size_t errlen)
+{
+    const char *name = v2_metric_name(m);
+    if (m->group && q->kind == V2_AGGREGATE)
+        return str_format(err, errlen, "metrics: group_conversion_rate needs a dimension (each "
+                                       "row's converted visitors / that row's visitors)"),
+               false;
+    if (q->kind == V2_PROPERTY && !strcmp(q->dimension, "event:goal"))
+        return true;
+    if (!goal_filter(q))
+        return str_format(err, errlen, "metrics: %s needs the dimension event:goal or a "
+                                       "filter on event:goal",
+                          name),
+               false;
+    if (q->p.filter2.set)
+        return str_format(err, errlen, "metrics: %s under filters on two properties is not "
+                                       "offered (its visitors of reference would need counts "
+                                       "per combination of three values)",
+                          name),
+               false;
+    return true;
 }
 
 /* Which metrics each kind of query offers. */
@@ -311,6 +364,12 @@ static bool check_metrics(const struct api_v2_query *q, char *err, size_t errlen
 {
     for (size_t i = 0; i < q->nmetrics; i++) {
         const struct v2_metric *m = &q->metrics[i];
+        if (!m->percentage && m->m == API_METRIC_CONVERSION_RATE &&
+            (m->group || q->kind == V2_PROPERTY)) {
+            if (!check_group_rate(q, m, err, errlen))
+                return false;
+            continue;
+        }
         if (q->kind == V2_PROPERTY) {
             if (m->percentage || m->m == API_METRIC_VISITORS || m->m == API_METRIC_VISITS ||
                 m->m == API_METRIC_PAGEVIEWS || m->m == API_METRIC_EVENTS ||
@@ -324,7 +383,7 @@ static bool check_metrics(const struct api_v2_query *q, char *err, size_t errlen
             str_format(err, errlen,
                        "metrics: %s is not kept per %.40s value (the daily counts hold "
                        "visitors, visits, pageviews and events per value)",
-                       m->percentage ? "percentage" : api_metric_name(m->m), q->dimension);
+                       v2_metric_name(m), q->dimension);
             return false;
         }
         if (!m->percentage && m->m == API_METRIC_CONVERSION_RATE && q->p.filter.set &&
@@ -361,8 +420,7 @@ static bool parse_order(struct api_v2_query *q, const cJSON *order, char *err, s
         return true;
     }
     for (size_t i = 0; i < q->nmetrics; i++) {
-        const char *name =
-            q->metrics[i].percentage ? "percentage" : api_metric_name(q->metrics[i].m);
+        const char *name = v2_metric_name(&q->metrics[i]);
         if (!strcmp(name, what->valuestring)) {
             q->order_metric = (int)i;
             return true;
@@ -542,8 +600,7 @@ static void write_response(struct api_request *rq, const struct api_v2_query *q,
     evbuffer_add_printf(b, ", \"metrics\": [");
     for (size_t i = 0; i < q->nmetrics; i++)
         evbuffer_add_printf(b, "%s\"%s\"", i ? ", " : "",
-                            q->metrics[i].percentage ? "percentage"
-                                                     : api_metric_name(q->metrics[i].m));
+                            v2_metric_name(&q->metrics[i]));
     evbuffer_add_printf(b, "], \"date_range\": [\"%s\", \"%s\"], \"dimensions\": [", first,
                         last);
     if (q->dimension[0])
@@ -636,6 +693,63 @@ done:
     free(buckets);
 }
 
+/* group_conversion_rate of a breakdown by a property other than
+ * event:goal (under a goal filter: check_group_rate): each published row's
+ * visitors without the filter, from the plain breakdown over the same
+ * range (published as that breakdown publishes them), into all[0..kept),
+ * and the union of the folded rows' visitors into all[kept] when
+ * have_other. A value without a plain row has 0 (its rate is 0). */
+static bool group_denominators(struct api_request *rq, const struct api_v2_query *q,
+                               redisContext *rc, const struct stats_rows *rows, size_t kept,
+                               bool have_other, long long *all)
+{
+    bool want = false;
+    for (size_t i = 0; i < q->nmetrics; i++)
+        want = want || q->metrics[i].group;
+    if (!want || !strcmp(q->dimension, "event:goal") || q->p.range.first > q->p.range.last)
+        return true;
+    char err[300];
+    struct stats_rows plain = {0};
+    if (query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &plain, err, sizeof err) != 0) {
+        api_redis_error(rq, err);
+        return false;
+    }
+    struct stats_row *folded = xcalloc(rows->n ? rows->n : 1, sizeof *folded);
+    size_t nfolded = 0;
+    for (size_t r = 0; r < rows->n; r++) {
+        const struct stats_row *want_row = &rows->rows[r];
+        for (size_t j = 0; j < plain.n; j++) {
+            struct stats_row copy = plain.rows[j];
+            if (copy.value_len != want_row->value_len ||
+                memcmp(copy.value, want_row->value, copy.value_len) != 0)
+                continue;
+            if (r < kept) {
+                api_publish_row(rq->api, q->p.site_id, &q->p.range, &copy);
+                all[r] = copy.visitors;
+            } else {
+                folded[nfolded++] = copy;
+            }
+            break;
+        }
+    }
+    bool ok = true;
+    if (have_other) {
+        char other_name[] = QUERY_OTHER;
+        struct stats_row other = {.value = other_name, .value_len = sizeof other_name - 1};
+        if (nfolded && query_rows_union_visitors(rc, q->p.site_id, q->p.dim, folded, nfolded,
+                                                 &other.visitors, err, sizeof err) != 0) {
+            api_redis_error(rq, err);
+            ok = false;
+        } else {
+            api_publish_row(rq->api, q->p.site_id, &q->p.range, &other);
+            all[kept] = other.visitors;
+        }
+    }
+    free(folded);
+    query_rows_free(&plain);
+    return ok;
+}
+
 /* a property dimension: its rows, k-anonymity first, then noise */
 static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
                           redisContext *rc)
@@ -645,6 +759,7 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     struct stats_rows rows = {0};
     struct v2_row *out = NULL;
     struct api_pair_cells *pairs = NULL;
+    long long *row_all = NULL;
     if (api_pairs_needed(&q->p.filter, &q->p.filter2, q->p.dim)) {
         if (!api_pairs_rows(rq, &q->p, rc, &rows, &pairs))
             return;
@@ -703,6 +818,9 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
         break;
     }
     size_t n = kept + (have_other ? 1 : 0);
+    row_all = xcalloc(n ? n : 1, sizeof *row_all);
+    if (!group_denominators(rq, q, rc, &rows, kept, have_other, row_all))
+        goto done;
     enum api_value_names names = api_property_names(q->dimension); /* _name variants */
     out = xcalloc(n ? n : 1, sizeof *out);
     for (size_t r = 0; r < n; r++) {
@@ -713,8 +831,9 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
             const struct v2_metric *m = &q->metrics[i];
             long long v;
             if (m->percentage || m->m == API_METRIC_CONVERSION_RATE) {
-                v = site_visitors > 0 ? (row->visitors * 1000 + site_visitors / 2) / site_visitors
-                                      : 0;
+                long long of = m->group && strcmp(q->dimension, "event:goal") ? row_all[r]
+                                                                               : site_visitors;
+                v = of > 0 ? (row->visitors * 1000 + of / 2) / of : 0;
                 out[r].cells[i] = output_tenths(v > 1000 ? 1000 : v);
             } else {
                 v = api_row_metric(row, m->m);
@@ -727,6 +846,7 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     order_rows(q, out, kept); /* "(other)" stays last whatever the order */
     write_response(rq, q, out, n, true, n);
 done:
+    free(row_all);
     free(out);
     query_rows_free(&rows);
     api_pairs_free(pairs);

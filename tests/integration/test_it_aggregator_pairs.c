@@ -580,3 +580,84 @@ Test(aggregator_pairs, pair_dims_limits_the_pairs_and_says_so, .timeout = 60)
               log ? log : "(no log)");
     free(log);
 }
+
+static char *v2_raw(int port, const char *body, int want)
+{
+    char *resp = NULL;
+    int code = harness_http(port, "POST", "/api/v2/query",
+                            "Authorization: Bearer " TOKEN "\r\nContent-Type: application/json\r\n",
+                            body, strlen(body), &resp, NULL);
+    cr_assert_eq(code, want, "%s -> %d %s", body, code, resp ? resp : "");
+    return resp;
+}
+
+#define V2Q(metrics, dims, filters)                                                         \
+    "{\"site_id\": \"" SITE "\", \"metrics\": [" metrics "], \"date_range\": \"day\", "     \
+    "\"dimensions\": [" dims "], \"filters\": [" filters "]}"
+#define GOAL "[\"is\", \"event:goal\", [\"Signup\"]]"
+
+/* group_conversion_rate (v2): a row's converted visitors (the goal x value
+ * pair cell) / that row's visitors without the filter; conversion_rate
+ * there: / the range's visitors. Known events: countries DE (VA, VC, VD),
+ * FR (VB); Signup by VA and VC (DE); browsers Firefox (VA, VD), Chrome
+ * (VB, VC). */
+Test(aggregator_pairs, group_conversion_rate, .timeout = 90)
+{
+    env_start(&env);
+    struct env *e = &env;
+    known_events(e);
+    int port;
+    struct harness_proc *agg = start(e, &port, "1");
+
+    char *b = v2_raw(port, V2Q("\"visitors\", \"group_conversion_rate\", \"conversion_rate\"",
+                               "\"visit:country\"", GOAL), 200);
+    expect_has(b, "\"results\": [{\"metrics\": [2, 66.7, 50.0], \"dimensions\": [\"DE\"]}]");
+    expect_has(b, "\"metrics\": [\"visitors\", \"group_conversion_rate\", \"conversion_rate\"]");
+    free(b);
+    b = v2_raw(port, V2Q("\"group_conversion_rate\"", "\"visit:browser\"", GOAL), 200);
+    expect_has(b, "{\"metrics\": [50.0], \"dimensions\": [\"Chrome\"]}");
+    expect_has(b, "{\"metrics\": [50.0], \"dimensions\": [\"Firefox\"]}");
+    free(b);
+    /* a time dimension: each bucket's converted visitors / its visitors */
+    b = v2_raw(port, V2Q("\"visitors\", \"group_conversion_rate\"", "\"time:day\"", GOAL), 200);
+    char want[200];
+    str_format(want, sizeof want, "{\"metrics\": [2, 50.0], \"dimensions\": [\"%s\"]}", e->day);
+    expect_has(b, want);
+    free(b);
+    /* the dimension event:goal: the goal's conversion rate */
+    b = v2_raw(port, V2Q("\"group_conversion_rate\"", "\"event:goal\"", ""), 200);
+    expect_has(b, "{\"metrics\": [50.0], \"dimensions\": [\"Signup\"]}");
+    free(b);
+
+    static const struct {
+        const char *body, *reason;
+    } refused[] = {
+        {V2Q("\"group_conversion_rate\"", "", GOAL),
+         "metrics: group_conversion_rate needs a dimension"},
+        {V2Q("\"group_conversion_rate\"", "\"visit:country\"", ""),
+         "metrics: group_conversion_rate needs the dimension event:goal or a filter on "
+         "event:goal"},
+        {V2Q("\"conversion_rate\"", "\"visit:country\"", ""),
+         "metrics: conversion_rate needs the dimension event:goal or a filter on event:goal"},
+        {V2Q("\"group_conversion_rate\"", "\"time:day\"",
+             GOAL ", [\"is\", \"visit:country\", [\"DE\"]]"),
+         "metrics: group_conversion_rate under filters on two properties is not offered"},
+        {V2Q("\"group_conversion_rate\"", "\"event:name\"", GOAL),
+         "are not counted per pair of values"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
+        b = v2_raw(port, refused[i].body, 400);
+        expect_has(b, refused[i].reason);
+        free(b);
+    }
+    agg_stop_ok(agg);
+
+    /* k = 2: Chrome and Firefox (one converted visitor each) fold into
+     * (other), 2 converted of their 4 visitors */
+    agg = start(e, &port, "2");
+    b = v2_raw(port, V2Q("\"visitors\", \"group_conversion_rate\"", "\"visit:browser\"", GOAL),
+               200);
+    expect_has(b, "\"results\": [{\"metrics\": [2, 50.0], \"dimensions\": [\"(other)\"]}]");
+    free(b);
+    agg_stop_ok(agg);
+}
