@@ -82,6 +82,10 @@ bool api_load_totals(struct api_request *rq, const struct api_params *p, redisCo
 /* A metric of totals: a number, and as a cell (decimals where it has them). */
 long long api_totals_metric(const struct query_totals *t, enum api_metric m);
 struct output_cell api_totals_cell(const struct query_totals *t, enum api_metric m);
+/* compare=previous_period (v1) and include.comparisons (v2): the change
+ * of metric m from prev to cur (percent, rounded; points for bounce_rate;
+ * 100 when prev is 0 and cur is not). */
+long long api_change(enum api_metric m, long long cur, long long prev);
 /* A breakdown row's counter metric (visitors, pageviews, visits, events). */
 long long api_row_metric(const struct stats_row *r, enum api_metric m);
 /* ... as a cell: null for a per-row bounce rate or visit duration of a row

@@ -170,6 +170,11 @@ static long long change(enum api_metric m, long long cur, long long prev)
     return llround(100.0 * (double)(cur - prev) / (double)prev);
 }
 
+long long api_change(enum api_metric m, long long cur, long long prev)
+{
+    return change(m, cur, prev);
+}
+
 long long api_row_metric(const struct stats_row *r, enum api_metric m)
 {
     switch (m) {

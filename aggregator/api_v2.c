@@ -50,6 +50,7 @@ struct api_v2_query {
     bool order_desc;
     bool order_given;         /* else: time ascending, rows by the first metric desc */
     bool total_rows, time_labels;
+    bool compare;             /* include.comparisons previous_period (aggregate) */
     long long limit, offset;
 };
 
@@ -475,10 +476,24 @@ struct api_v2_query *api_v2_parse(const char *body, size_t len, period_day today
     if (inc) {
         q->total_rows = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(inc, "total_rows"));
         q->time_labels = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(inc, "time_labels"));
-        if (cJSON_GetObjectItemCaseSensitive(inc, "imports") ||
-            cJSON_GetObjectItemCaseSensitive(inc, "comparisons")) {
-            fail(err, errlen, "include: imports and comparisons are not offered (use "
-                              "compare=previous_period on GET /api/v1/stats/aggregate)");
+        const cJSON *cmp = cJSON_GetObjectItemCaseSensitive(inc, "comparisons");
+        const cJSON *mode = cJSON_GetObjectItemCaseSensitive(cmp, "mode");
+        if (cmp && (!cJSON_IsString(mode) || strcmp(mode->valuestring, "previous_period") ||
+                    q->kind != V2_AGGREGATE)) {
+            fail(err, errlen, "include: comparisons: only {\"mode\": \"previous_period\"}, on "
+                              "a query without dimensions (the other modes and comparisons "
+                              "per row or per time bucket are not offered)");
+            goto done;
+        }
+        q->compare = cmp != NULL;
+        for (size_t i = 0; q->compare && i < q->nmetrics; i++)
+            if (q->metrics[i].percentage || q->metrics[i].group) {
+                fail(err, errlen, "include: comparisons: not with percentage or "
+                                  "group_conversion_rate");
+                goto done;
+            }
+        if (cJSON_GetObjectItemCaseSensitive(inc, "imports")) {
+            fail(err, errlen, "include: imports are not offered (Veil imports nothing)");
             goto done;
         }
     }
@@ -513,6 +528,8 @@ struct v2_row {
     size_t label_len;
     struct output_cell cells[API_METRIC__COUNT + 1];
     double sort;               /* the order_by metric */
+    /* include.comparisons: the previous period's metrics, then each change */
+    const struct output_cell *cmp;
 };
 
 static int cmp_rows(const void *a, const void *b, bool desc, bool by_label)
@@ -573,7 +590,17 @@ static void write_response(struct api_request *rq, const struct api_v2_query *q,
         evbuffer_add_printf(b, "], \"dimensions\": [");
         if (with_dim)
             output_json_string(b, rows[r].label, rows[r].label_len);
-        evbuffer_add_printf(b, "]}");
+        evbuffer_add_printf(b, "]");
+        for (size_t half = 0; rows[r].cmp && half < 2; half++) {
+            evbuffer_add_printf(b, half ? "], \"change\": [" : ", \"comparison\": "
+                                                                 "{\"dimensions\": [], \"metrics\": [");
+            for (size_t i = 0; i < q->nmetrics; i++) {
+                if (i)
+                    evbuffer_add(b, ", ", 2);
+                output_json_cell(b, &rows[r].cmp[half * q->nmetrics + i]);
+            }
+        }
+        evbuffer_add_printf(b, "%s}", rows[r].cmp ? "]}" : "");
     }
     char first[11], last[11];
     period_format_day(q->p.range.first, first);
@@ -586,6 +613,13 @@ static void write_response(struct api_request *rq, const struct api_v2_query *q,
         evbuffer_add_printf(b, ", \"visit_rows_missing_days\": %lld", rq->visit_rows_missing);
     if (q->total_rows)
         evbuffer_add_printf(b, ", \"total_rows\": %zu", total);
+    if (q->compare) {
+        long days = period_range_days(&q->p.range);
+        char pf[11], pl[11];
+        period_format_day(q->p.range.first - (period_day)days, pf);
+        period_format_day(q->p.range.first - 1, pl);
+        evbuffer_add_printf(b, ", \"comparison_date_range\": [\"%s\", \"%s\"]", pf, pl);
+    }
     if (q->time_labels && q->kind == V2_TIME) {
         evbuffer_add_printf(b, ", \"time_labels\": [");
         for (size_t r = 0; r < n; r++) {
@@ -639,14 +673,19 @@ static void run_totals(struct api_request *rq, const struct api_v2_query *q, red
     } else if (q->kind == V2_TIME) {
         long days = period_range_days(&q->p.range);
         n = days > 0 ? (size_t)days * 24 : 0;
-    } else {
-        buckets = xcalloc(1, sizeof *buckets);
+    } else { /* include.comparisons: the as many days just before, as v1's compare */
+        long days = period_range_days(&q->p.range);
+        buckets = xcalloc(2, sizeof *buckets);
         buckets[0] = q->p.range;
+        buckets[1] = (struct period_range){q->p.range.first - (period_day)days,
+                                           q->p.range.first - 1};
+        n = q->compare ? 2 : 1;
         if (q->p.range.first > q->p.range.last)
             n = 0;
     }
-    struct query_totals *t = xcalloc(n ? n : 1, sizeof *t);
+    struct query_totals *t = xcalloc(n ? n : 2, sizeof *t);
     struct v2_row *rows = xcalloc(n ? n : 1, sizeof *rows);
+    struct output_cell cmp[2 * (API_METRIC__COUNT + 1)];
     char (*labels)[20] = xcalloc(n ? n : 1, sizeof *labels);
     bool ok = true;
     if (q->kind == V2_TIME && q->p.interval == PERIOD_INTERVAL_HOUR) {
@@ -684,6 +723,15 @@ static void run_totals(struct api_request *rq, const struct api_v2_query *q, red
         n = 1;
         for (size_t i = 0; i < q->nmetrics; i++)
             rows[0].cells[i] = api_totals_cell(&t[0], q->metrics[i].m);
+    } else if (q->kind == V2_AGGREGATE && q->compare) { /* one row: its comparison */
+        n = 1;
+        for (size_t i = 0; i < q->nmetrics; i++) {
+            enum api_metric m = q->metrics[i].m;
+            cmp[i] = api_totals_cell(&t[1], m);
+            cmp[q->nmetrics + i] = output_num(
+                api_change(m, api_totals_metric(&t[0], m), api_totals_metric(&t[1], m)));
+        }
+        rows[0].cmp = cmp;
     }
     write_response(rq, q, rows, n, q->kind == V2_TIME, n);
 done:

@@ -129,6 +129,16 @@ Test(aggregator_filters, filters_compare_and_views_per_visit, .timeout = 60)
     agg_stop_ok(agg);
 }
 
+static char *v2_post(int port, const char *body, int want)
+{
+    char *resp = NULL;
+    int code = harness_http(port, "POST", "/api/v2/query",
+                            "Authorization: Bearer " TOKEN "\r\nContent-Type: application/json\r\n",
+                            body, strlen(body), &resp, NULL);
+    cr_assert_eq(code, want, "%s -> %d %s", body, code, resp ? resp : "");
+    return resp;
+}
+
 /* compare=previous_period under a filter: the previous period's filtered
  * totals, counted and withheld (k = 2) as the current ones.
  *   today      Google: VA, VB          Bing: VC, VD
@@ -179,6 +189,49 @@ Test(aggregator_filters, compare_under_a_filter, .timeout = 60)
     /* unfiltered: 4 against 6 */
     b = api(port, Q "aggregate?" S "&metrics=visitors&compare=previous_period", 200);
     expect_has(b, "\"visitors\": {\"value\": 4, \"change\": -33}");
+    free(b);
+
+    /* v2 include.comparisons, the same numbers in Plausible's v2 shape */
+    static const struct {
+        const char *filters, *want;
+        int code;
+    } v2q[] = {
+        {"[[\"is\", \"visit:source\", [\"Google\"]]]",
+         "{\"metrics\": [2, 2], \"dimensions\": [], \"comparison\": {\"dimensions\": [], "
+         "\"metrics\": [5, 5], \"change\": [-60, -60]}}", 200},
+        {"[]",
+         "{\"metrics\": [4, 4], \"dimensions\": [], \"comparison\": {\"dimensions\": [], "
+         "\"metrics\": [6, 6], \"change\": [-33, -33]}}", 200},
+        {"[[\"is\", \"visit:source\", [\"Bing\"]]]", "\"filter_withheld\": 1", 200},
+    };
+    char body[600];
+    for (size_t i = 0; i < ARRAY_LEN(v2q); i++) {
+        str_format(body, sizeof body,
+                   "{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\", \"pageviews\"], "
+                   "\"date_range\": \"day\", \"filters\": %s, "
+                   "\"include\": {\"comparisons\": {\"mode\": \"previous_period\"}}}",
+                   v2q[i].filters);
+        b = v2_post(port, body, v2q[i].code);
+        expect_has(b, v2q[i].want);
+        char range[80];
+        str_format(range, sizeof range, "\"comparison_date_range\": [\"%s\", \"%s\"]", yday,
+                   yday);
+        expect_has(b, range);
+        free(b);
+    }
+    b = v2_post(port,
+                "{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": "
+                "\"day\", \"dimensions\": [\"visit:source\"], \"include\": {\"comparisons\": "
+                "{\"mode\": \"previous_period\"}}}",
+                400);
+    expect_has(b, "include: comparisons: only {\\\"mode\\\": \\\"previous_period\\\"}, on a "
+                  "query without dimensions");
+    free(b);
+    b = v2_post(port,
+                "{\"site_id\": \"" SITE "\", \"metrics\": [\"visitors\"], \"date_range\": "
+                "\"day\", \"include\": {\"comparisons\": {\"mode\": \"year_over_year\"}}}",
+                400);
+    expect_has(b, "include: comparisons: only");
     free(b);
     agg_stop_ok(agg);
 }
