@@ -14,6 +14,7 @@
 #include "api_filter.h"
 #include "api_internal.h"
 #include "api_pairs.h"
+#include "api_rates.h"
 #include "api_visit_rows.h"
 #include "api_hourly.h"
 #include "geo_names.h"
@@ -240,13 +241,6 @@ static const char *filter_property(const cJSON *f, int depth)
     return cJSON_IsString(dim) ? dim->valuestring : NULL;
 }
 
-/* A filter on event:goal (the first property; api_pairs orders them). */
-static bool goal_filter(const struct api_v2_query *q)
-{
-    return (q->p.filter.set && !strcmp(q->p.filter.property, "event:goal")) ||
-           (q->p.filter2.set && !strcmp(q->p.filter2.property, "event:goal"));
-}
-
 /* filters: the top-level and (a list, or [["and", [...]]]) of filters on
  * at most two properties: each property's conditions become its
  * expression (api_filter_parse_v2), two properties are answered from the
@@ -323,41 +317,11 @@ static bool parse_filters(struct api_v2_query *q, const cJSON *filters, char *er
      * under a goal filter are the pair cell's visitors: check_metrics) */
     size_t npair = 0;
     for (size_t i = 0; i < q->p.nmetrics; i++)
-        if (q->p.metrics[i] != API_METRIC_CONVERSION_RATE || !goal_filter(q))
+        if (q->p.metrics[i] != API_METRIC_CONVERSION_RATE || !api_rate_goal_filter(&q->p))
             names[npair++] = api_metric_name(q->p.metrics[i]);
     return api_pairs_check(&q->p.filter, &q->p.filter2, bdim,
                            q->kind == V2_PROPERTY ? q->p.property : NULL, names, npair, err,
                            errlen);
-}
-
-/* group_conversion_rate (Plausible: "the percentage of visitors who
- * completed the goal with the same dimension"): a dimension, and a filter
- * on event:goal alone (or the dimension event:goal, where it is the goal's
- * conversion_rate). Under a goal filter conversion_rate is also offered in
- * a breakdown by another property (a row's converted visitors / the
- * range's visitors). */
-static bool check_group_rate(const struct api_v2_query *q, const struct v2_metric *m,
-                             char *err, size_t errlen)
-{
-    const char *name = v2_metric_name(m);
-    if (m->group && q->kind == V2_AGGREGATE)
-        return str_format(err, errlen, "metrics: group_conversion_rate needs a dimension (each "
-                                       "row's converted visitors / that row's visitors)"),
-               false;
-    if (q->kind == V2_PROPERTY && !strcmp(q->dimension, "event:goal"))
-        return true;
-    if (!goal_filter(q))
-        return str_format(err, errlen, "metrics: %s needs the dimension event:goal or a "
-                                       "filter on event:goal",
-                          name),
-               false;
-    if (q->p.filter2.set)
-        return str_format(err, errlen, "metrics: %s under filters on two properties is not "
-                                       "offered (its visitors of reference would need counts "
-                                       "per combination of three values)",
-                          name),
-               false;
-    return true;
 }
 
 /* Which metrics each kind of query offers. */
@@ -367,7 +331,9 @@ static bool check_metrics(const struct api_v2_query *q, char *err, size_t errlen
         const struct v2_metric *m = &q->metrics[i];
         if (!m->percentage && m->m == API_METRIC_CONVERSION_RATE &&
             (m->group || q->kind == V2_PROPERTY)) {
-            if (!check_group_rate(q, m, err, errlen))
+            if (!api_rate_check(&q->p, v2_metric_name(m), m->group, q->kind != V2_AGGREGATE,
+                                q->kind == V2_PROPERTY && !strcmp(q->dimension, "event:goal"),
+                                err, errlen))
                 return false;
             continue;
         }
@@ -741,63 +707,6 @@ done:
     free(buckets);
 }
 
-/* group_conversion_rate of a breakdown by a property other than
- * event:goal (under a goal filter: check_group_rate): each published row's
- * visitors without the filter, from the plain breakdown over the same
- * range (published as that breakdown publishes them), into all[0..kept),
- * and the union of the folded rows' visitors into all[kept] when
- * have_other. A value without a plain row has 0 (its rate is 0). */
-static bool group_denominators(struct api_request *rq, const struct api_v2_query *q,
-                               redisContext *rc, const struct stats_rows *rows, size_t kept,
-                               bool have_other, long long *all)
-{
-    bool want = false;
-    for (size_t i = 0; i < q->nmetrics; i++)
-        want = want || q->metrics[i].group;
-    if (!want || !strcmp(q->dimension, "event:goal") || q->p.range.first > q->p.range.last)
-        return true;
-    char err[300];
-    struct stats_rows plain = {0};
-    if (query_breakdown(rc, q->p.site_id, q->p.dim, &q->p.range, &plain, err, sizeof err) != 0) {
-        api_redis_error(rq, err);
-        return false;
-    }
-    struct stats_row *folded = xcalloc(rows->n ? rows->n : 1, sizeof *folded);
-    size_t nfolded = 0;
-    for (size_t r = 0; r < rows->n; r++) {
-        const struct stats_row *want_row = &rows->rows[r];
-        for (size_t j = 0; j < plain.n; j++) {
-            struct stats_row copy = plain.rows[j];
-            if (copy.value_len != want_row->value_len ||
-                memcmp(copy.value, want_row->value, copy.value_len) != 0)
-                continue;
-            if (r < kept) {
-                api_publish_row(rq->api, q->p.site_id, &q->p.range, &copy);
-                all[r] = copy.visitors;
-            } else {
-                folded[nfolded++] = copy;
-            }
-            break;
-        }
-    }
-    bool ok = true;
-    if (have_other) {
-        char other_name[] = QUERY_OTHER;
-        struct stats_row other = {.value = other_name, .value_len = sizeof other_name - 1};
-        if (nfolded && query_rows_union_visitors(rc, q->p.site_id, q->p.dim, folded, nfolded,
-                                                 &other.visitors, err, sizeof err) != 0) {
-            api_redis_error(rq, err);
-            ok = false;
-        } else {
-            api_publish_row(rq->api, q->p.site_id, &q->p.range, &other);
-            all[kept] = other.visitors;
-        }
-    }
-    free(folded);
-    query_rows_free(&plain);
-    return ok;
-}
-
 /* a property dimension: its rows, k-anonymity first, then noise */
 static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
                           redisContext *rc)
@@ -867,7 +776,11 @@ static void run_breakdown(struct api_request *rq, const struct api_v2_query *q,
     }
     size_t n = kept + (have_other ? 1 : 0);
     row_all = xcalloc(n ? n : 1, sizeof *row_all);
-    if (!group_denominators(rq, q, rc, &rows, kept, have_other, row_all))
+    bool group = false;
+    for (size_t i = 0; i < q->nmetrics; i++)
+        group = group || q->metrics[i].group;
+    if (group && strcmp(q->dimension, "event:goal") &&
+        !api_rate_row_visitors(rq, &q->p, rc, &rows, kept, have_other, row_all))
         goto done;
     enum api_value_names names = api_property_names(q->dimension); /* _name variants */
     out = xcalloc(n ? n : 1, sizeof *out);
