@@ -9,6 +9,7 @@
 #include "period.h"
 
 #define TOKEN "filters-test-token-0123456789"
+#include "aggregator_api.h"
 
 TestSuite(aggregator_filters, .fini = teardown);
 
@@ -21,18 +22,6 @@ static void pageview(struct env *e, const char *visitor, const char *path, const
         SET(ev.referrer, ref);
     xadd(e->rc, &ev);
 }
-
-static char *api(int port, const char *path, int want)
-{
-    char *body = NULL;
-    int code = harness_http(port, "GET", path, "Authorization: Bearer " TOKEN "\r\n", NULL, 0,
-                            &body, NULL);
-    cr_assert_eq(code, want, "%s -> %d %s", path, code, body ? body : "");
-    return body;
-}
-
-#define expect_has(body, needle) \
-    cr_expect(strstr((body), (needle)) != NULL, "missing %s in %s", (needle), (body))
 
 #define Q "/api/v1/stats/"
 #define S "site_id=" SITE "&period=day"
@@ -239,19 +228,6 @@ Test(aggregator_filters, compare_under_a_filter, .timeout = 60)
 /* ---- Stats API v2, and its agreement with v1 ---- */
 
 #include <cjson/cJSON.h>
-
-static cJSON *v2(int port, const char *body, int want)
-{
-    char *resp = NULL;
-    int code = harness_http(port, "POST", "/api/v2/query",
-                            "Authorization: Bearer " TOKEN "\r\nContent-Type: application/json\r\n",
-                            body, strlen(body), &resp, NULL);
-    cr_assert_eq(code, want, "%s -> %d %s", body, code, resp ? resp : "");
-    cJSON *doc = cJSON_Parse(resp);
-    cr_assert_not_null(doc, "not JSON: %s", resp);
-    free(resp);
-    return doc;
-}
 
 static cJSON *v1(int port, const char *path)
 {

@@ -9,6 +9,7 @@
 #include "period.h"
 
 #define TOKEN "goals-test-token-0123456789"
+#include "aggregator_api.h"
 
 TestSuite(aggregator_goals, .fini = teardown);
 
@@ -36,18 +37,6 @@ static void event(struct env *e, const char *name, const char *visitor, const ch
     event_base(&ev, e, name, path, visitor, ts);
     xadd(e->rc, &ev);
 }
-
-static char *api(int port, const char *path, int want)
-{
-    char *body = NULL;
-    int code = harness_http(port, "GET", path, "Authorization: Bearer " TOKEN "\r\n", NULL, 0,
-                            &body, NULL);
-    cr_assert_eq(code, want, "%s -> %d %s", path, code, body ? body : "");
-    return body;
-}
-
-#define expect_has(body, needle) \
-    cr_expect(strstr((body), (needle)) != NULL, "missing %s in %s", (needle), (body))
 
 static struct harness_proc *start(struct env *e, int *port)
 {

@@ -15,6 +15,7 @@
 #include "period.h"
 
 #define TOKEN "hourly-test-token-0123456789"
+#include "aggregator_api.h"
 #define VE "00000000000000e5"
 
 TestSuite(aggregator_hourly, .fini = teardown);
@@ -45,31 +46,6 @@ static void pageview(struct env *e, const char *visitor, const char *path, const
         SET(ev.country, country);
     xadd(e->rc, &ev);
 }
-
-static char *api(int port, const char *path, int want)
-{
-    char *body = NULL;
-    int code = harness_http(port, "GET", path, "Authorization: Bearer " TOKEN "\r\n", NULL, 0,
-                            &body, NULL);
-    cr_assert_eq(code, want, "%s -> %d %s", path, code, body ? body : "");
-    return body;
-}
-
-static cJSON *v2(int port, const char *body)
-{
-    char *resp = NULL;
-    int code = harness_http(port, "POST", "/api/v2/query",
-                            "Authorization: Bearer " TOKEN "\r\nContent-Type: application/json\r\n",
-                            body, strlen(body), &resp, NULL);
-    cr_assert_eq(code, 200, "%s -> %d %s", body, code, resp ? resp : "");
-    cJSON *doc = cJSON_Parse(resp);
-    cr_assert_not_null(doc, "not JSON: %s", resp);
-    free(resp);
-    return doc;
-}
-
-#define expect_has(body, needle) \
-    cr_expect(strstr((body), (needle)) != NULL, "missing %s in %s", (needle), (body))
 
 /* The v1 row of hour `hour` of `day` with visitors, pageviews, visits. */
 static void expect_hour(const char *body, const char *day, int hour, long long visitors,
@@ -202,7 +178,7 @@ Test(aggregator_hourly, filtered_hours_around_local_midnight, .timeout = 90)
                "\"filters\": [[\"is\", \"visit:source\", [\"Google\"]]], "
                "\"include\": {\"time_labels\": true}}",
                d1, d1);
-    cJSON *t2 = v2(port, body);
+    cJSON *t2 = v2(port, body, 200);
     char *t1 = hourly(port, d1, "visit:source%3D%3DGoogle", 200);
     const cJSON *rows = cJSON_GetObjectItem(t2, "results");
     cr_assert_eq(cJSON_GetArraySize(rows), 24);
@@ -352,7 +328,7 @@ Test(aggregator_hourly, goal_conversion_rate_by_the_hour, .timeout = 60)
                "\"date_range\": [\"%s\", \"%s\"], \"dimensions\": [\"time:hour\"], "
                "\"filters\": [[\"is\", \"event:goal\", [\"Signup\"]]]}",
                day, day);
-    cJSON *doc = v2(port, body);
+    cJSON *doc = v2(port, body, 200);
     const cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "results"), hour);
     const cJSON *m = cJSON_GetObjectItem(row, "metrics");
     cr_expect_eq(cJSON_GetArrayItem(m, 0)->valuedouble, 1);

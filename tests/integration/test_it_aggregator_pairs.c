@@ -13,6 +13,7 @@
 #include "aggregator_env.h"
 
 #define TOKEN "pairs-test-token-0123456789"
+#include "aggregator_api.h"
 
 TestSuite(aggregator_pairs, .fini = teardown);
 
@@ -82,33 +83,6 @@ static struct harness_proc *start(struct env *e, int *port, const char *k)
     wait_drained(e, 15000);
     return agg;
 }
-
-static char *api(int port, const char *path, int want)
-{
-    char *body = NULL;
-    int code = harness_http(port, "GET", path, "Authorization: Bearer " TOKEN "\r\n", NULL, 0,
-                            &body, NULL);
-    cr_assert_eq(code, want, "%s -> %d %s", path, code, body ? body : "");
-    return body;
-}
-
-static cJSON *v2(int port, const char *body, int want)
-{
-    char *resp = NULL;
-    int code = harness_http(port, "POST", "/api/v2/query",
-                            "Authorization: Bearer " TOKEN "\r\nContent-Type: application/json\r\n",
-                            body, strlen(body), &resp, NULL);
-    cr_assert_eq(code, want, "%s -> %d %s", body, code, resp ? resp : "");
-    cJSON *doc = cJSON_Parse(resp);
-    cr_assert_not_null(doc, "%s", resp);
-    free(resp);
-    return doc;
-}
-
-#define expect_has(body, needle) \
-    cr_expect(strstr((body), (needle)) != NULL, "missing %s in %s", (needle), (body))
-#define expect_lacks(body, needle) \
-    cr_expect(strstr((body), (needle)) == NULL, "unexpected %s in %s", (needle), (body))
 
 #define Q "/api/v1/stats/"
 #define S "site_id=" SITE "&period=day"

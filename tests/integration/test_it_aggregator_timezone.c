@@ -12,6 +12,7 @@
 #include "tzfile.h"
 
 #define TOKEN "timezone-test-token-0123456789"
+#include "aggregator_api.h"
 
 TestSuite(aggregator_timezone, .fini = teardown);
 
@@ -45,18 +46,6 @@ static long long day_hget(struct env *e, const char *day, const char *suffix, co
     freeReplyObject(r);
     return v;
 }
-
-static char *api(int port, const char *path)
-{
-    char *body = NULL;
-    int code = harness_http(port, "GET", path, "Authorization: Bearer " TOKEN "\r\n", NULL, 0,
-                            &body, NULL);
-    cr_assert_eq(code, 200, "%s -> %d %s", path, code, body ? body : "");
-    return body;
-}
-
-#define expect_has(body, needle) \
-    cr_expect(strstr((body), (needle)) != NULL, "missing %s in %s", (needle), (body))
 
 Test(aggregator_timezone, local_days_and_hours_around_midnight, .timeout = 90)
 {
@@ -107,7 +96,7 @@ Test(aggregator_timezone, local_days_and_hours_around_midnight, .timeout = 90)
                "/api/v1/stats/timeseries?site_id=" SITE "&period=day&date=%s&interval=hour"
                "&metrics=visitors,pageviews,visits",
                d1);
-    char *body = api(port, path);
+    char *body = api(port, path, 200);
     char want[200];
     str_format(want, sizeof want,
                "{\"date\": \"%s 00:00:00\", \"visitors\": 2, \"pageviews\": 2, \"visits\": 1}", d1);
@@ -120,7 +109,7 @@ Test(aggregator_timezone, local_days_and_hours_around_midnight, .timeout = 90)
                "/api/v1/stats/aggregate?site_id=" SITE "&period=day&date=%s"
                "&metrics=visitors,pageviews,visits,bounce_rate,visit_duration",
                d0);
-    body = api(port, path);
+    body = api(port, path, 200);
     expect_has(body, "\"pageviews\": {\"value\": 2}");
     expect_has(body, "\"bounce_rate\": {\"value\": 50}");
     expect_has(body, "\"visit_duration\": {\"value\": 600}");
@@ -131,7 +120,7 @@ Test(aggregator_timezone, local_days_and_hours_around_midnight, .timeout = 90)
     tz_local(tz_get("Asia/Tokyo"), time(NULL), &today, &hour);
     char t[11];
     period_format_day(today, t);
-    body = api(port, "/api/v1/stats/aggregate?site_id=" SITE "&period=day");
+    body = api(port, "/api/v1/stats/aggregate?site_id=" SITE "&period=day", 200);
     str_format(want, sizeof want, "\"date_range\": [\"%s\", \"%s\"]", t, t);
     expect_has(body, want);
     free(body);

@@ -14,6 +14,7 @@
 #include "aggregator_env.h"
 
 #define TOKEN "visit-rows-test-token-0123456789"
+#include "aggregator_api.h"
 
 TestSuite(aggregator_visit_rows, .fini = teardown);
 
@@ -40,31 +41,6 @@ static struct harness_proc *start(struct env *e, int port)
     return agg;
 }
 
-static char *get(int port, const char *path, int want)
-{
-    char *body = NULL;
-    int code = harness_http(port, "GET", path, "Authorization: Bearer " TOKEN "\r\n", NULL, 0,
-                            &body, NULL);
-    cr_assert_eq(code, want, "%s -> %d %s", path, code, body ? body : "");
-    return body;
-}
-
-static cJSON *post(int port, const char *body, int want)
-{
-    char *resp = NULL;
-    int code = harness_http(port, "POST", "/api/v2/query",
-                            "Authorization: Bearer " TOKEN "\r\nContent-Type: application/json\r\n",
-                            body, strlen(body), &resp, NULL);
-    cr_assert_eq(code, want, "%s -> %d %s", body, code, resp ? resp : "");
-    cJSON *doc = cJSON_Parse(resp);
-    cr_assert_not_null(doc, "not JSON: %s", resp);
-    free(resp);
-    return doc;
-}
-
-#define expect_has(body, needle) \
-    cr_expect(strstr((body), (needle)) != NULL, "missing %s in %s", (needle), (body))
-
 #define Q "/api/v1/stats/breakdown?site_id=" SITE
 #define M "&metrics=visitors,visits,bounce_rate,visit_duration"
 
@@ -82,7 +58,7 @@ static void check_property(int port, const char *period, const char *v2_range,
 {
     char path[512];
     str_format(path, sizeof path, Q "&period=%s&property=%s" M, period, property);
-    char *body = get(port, path, 200);
+    char *body = api(port, path, 200);
     cJSON *doc = cJSON_Parse(body);
     cr_assert_not_null(doc);
     const cJSON *results = cJSON_GetObjectItem(doc, "results");
@@ -115,8 +91,8 @@ static void check_property(int port, const char *period, const char *v2_range,
                "\"bounce_rate\", \"visit_duration\"], \"date_range\": %s, \"dimensions\": "
                "[\"%s\"]}",
                v2_range, property);
-    cJSON *v2 = post(port, q, 200);
-    const cJSON *rows2 = cJSON_GetObjectItem(v2, "results");
+    cJSON *doc2 = v2(port, q, 200);
+    const cJSON *rows2 = cJSON_GetObjectItem(doc2, "results");
     cr_expect_eq(cJSON_GetArraySize(rows2), cJSON_GetArraySize(results), "v2 rows of %s",
                  property);
     const cJSON *r2;
@@ -137,19 +113,19 @@ static void check_property(int port, const char *period, const char *v2_range,
     /* both name the days without per-row counts */
     const cJSON *missing = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "meta"),
                                                "visit_rows_missing_days");
-    const cJSON *missing2 = cJSON_GetObjectItem(cJSON_GetObjectItem(v2, "meta"),
+    const cJSON *missing2 = cJSON_GetObjectItem(cJSON_GetObjectItem(doc2, "meta"),
                                                 "visit_rows_missing_days");
     cr_expect(cJSON_IsNumber(missing) && cJSON_IsNumber(missing2) &&
                   missing->valuedouble == missing2->valuedouble,
               "meta visit_rows_missing_days: %s", body);
-    cJSON_Delete(v2);
+    cJSON_Delete(doc2);
     cJSON_Delete(doc);
     free(body);
 }
 
 static long long meta_missing(int port, const char *path)
 {
-    char *body = get(port, path, 200);
+    char *body = api(port, path, 200);
     cJSON *doc = cJSON_Parse(body);
     const cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "meta"), "visit_rows_missing_days");
     long long v = cJSON_IsNumber(m) ? (long long)m->valuedouble : -1;
@@ -222,13 +198,13 @@ Test(aggregator_visit_rows, per_row_bounce_duration_and_exit_pages_across_a_take
     cr_expect_eq(meta_missing(port, Q "&period=day&property=visit:source" M), 0);
 
     /* still refused, with reasons: per-row scroll depth, bounce rate of a page */
-    char *b = get(port, Q "&period=day&property=visit:source&metrics=scroll_depth", 400);
+    char *b = api(port, Q "&period=day&property=visit:source&metrics=scroll_depth", 400);
     expect_has(b, "metrics: scroll_depth is not kept per visit:source value");
     free(b);
-    b = get(port, Q "&period=day&property=event:page&metrics=visitors,bounce_rate", 400);
+    b = api(port, Q "&period=day&property=event:page&metrics=visitors,bounce_rate", 400);
     expect_has(b, "metrics: bounce_rate is kept per row of the visit properties (visit:*) only");
     free(b);
-    cJSON *doc = post(port,
+    cJSON *doc = v2(port,
                       "{\"site_id\": \"" SITE "\", \"metrics\": [\"visit_duration\"], "
                       "\"date_range\": \"day\", \"dimensions\": [\"event:name\"]}",
                       400);
@@ -237,12 +213,12 @@ Test(aggregator_visit_rows, per_row_bounce_duration_and_exit_pages_across_a_take
               "%s", cJSON_IsString(err) ? err->valuestring : "?");
     cJSON_Delete(doc);
     /* a breakdown filtered by its own property keeps its rows' own numbers */
-    b = get(port, Q "&period=day&property=visit:source" M "&filters=visit:source%3D%3Dnews.example",
+    b = api(port, Q "&period=day&property=visit:source" M "&filters=visit:source%3D%3Dnews.example",
             200);
     expect_has(b, "[{\"source\": \"news.example\", \"visitors\": 2, \"visits\": 2, "
                   "\"bounce_rate\": 0, \"visit_duration\": 80}]");
     free(b);
-    doc = post(port,
+    doc = v2(port,
                "{\"site_id\": \"" SITE "\", \"metrics\": [\"visits\", \"bounce_rate\", "
                "\"visit_duration\"], \"date_range\": \"day\", \"dimensions\": "
                "[\"visit:source\"], \"filters\": [[\"is\", \"visit:source\", "
@@ -254,18 +230,18 @@ Test(aggregator_visit_rows, per_row_bounce_duration_and_exit_pages_across_a_take
     cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(only, "metrics"), 2)->valuedouble, 15);
     cJSON_Delete(doc);
     /* totals under a filter still refuse them (not kept per filtered cell) */
-    b = get(port, "/api/v1/stats/aggregate?site_id=" SITE "&period=day&metrics=bounce_rate"
+    b = api(port, "/api/v1/stats/aggregate?site_id=" SITE "&period=day&metrics=bounce_rate"
                   "&filters=visit:source%3D%3Dnews.example",
             400);
     expect_has(b, "filters: bounce_rate is not kept per visit:source value");
     free(b);
     /* an exit page filters its own breakdown, not the totals */
-    b = get(port, Q "&period=day&property=visit:exit_page&metrics=visitors,visits"
+    b = api(port, Q "&period=day&property=visit:exit_page&metrics=visitors,visits"
                     "&filters=visit:exit_page%3D%3D/signup",
             200);
     expect_has(b, "[{\"exit_page\": \"/signup\", \"visitors\": 1, \"visits\": 1}]");
     free(b);
-    b = get(port, "/api/v1/stats/aggregate?site_id=" SITE "&period=day&metrics=visitors"
+    b = api(port, "/api/v1/stats/aggregate?site_id=" SITE "&period=day&metrics=visitors"
                   "&filters=visit:exit_page%3D%3D/signup",
             400);
     expect_has(b, "filters: totals filtered by visit:exit_page are not kept");
@@ -322,13 +298,13 @@ Test(aggregator_visit_rows, days_counted_before_per_row_counts_are_left_out, .ti
     /* exits only of today */
     static const struct want exits[] = {{"/next", 1, 1, 0, 60}};
     check_property(port, period, range, "visit:exit_page", "exit_page", exits, 1, 1);
-    char *b = get(port, path, 200);
+    char *b = api(port, path, 200);
     expect_has(b, "{\"source\": \"Direct / None\", \"visitors\": 1, \"visits\": 1, "
                   "\"bounce_rate\": null, \"visit_duration\": null}");
     free(b);
     str_format(path, sizeof path, Q "&period=custom&date=%s,%s&property=visit:source" M
                "&format=csv", yesterday, e->day);
-    b = get(port, path, 200);
+    b = api(port, path, 200);
     expect_has(b, "Direct / None,1,1,,\r\n");
     free(b);
     agg_stop_ok(agg);
