@@ -65,24 +65,36 @@ end
 -- error ("non local key"), and the writes made before it stay: a half
 -- commit, counted again when the batch is retried. So every key the commit
 -- writes is looked at first, before any write: a missing key stops it
--- there, with nothing written (the owner retries after the migration). On a
--- plain Redis these are cheap reads.
+-- there, with nothing written (the owner retries after the migration), in
+-- one EXISTS per 500 keys (per key it cost 2.3 calls per event).
 local function touch_all(args)
   local at = 5
   local function next()
     at = at + 1
     return args[at]
   end
+  -- one EXISTS per 500 keys: a multi-key command over keys of one slot
+  -- fails as a whole when any of them has moved, like one call per key
+  local batch, n = {}, 0
+  local function add(key)
+    n = n + 1
+    batch[n] = key
+    if n == 500 then
+      redis.call('EXISTS', unpack(batch, 1, n))
+      n = 0
+    end
+  end
   for _ = 1, tonumber(next()) do
-    redis.call('EXISTS', next())
+    add(next())
     next()
     at = at + 2 * tonumber(next())
   end
   for _ = 1, tonumber(next()) do
-    redis.call('EXISTS', next())
+    add(next())
     next()
     at = at + tonumber(next())
   end
+  if n > 0 then redis.call('EXISTS', unpack(batch, 1, n)) end
 end
 
 local function commit(keys, args)
