@@ -336,7 +336,8 @@ $(FUZZ_BUILD)/%.o: %.c
 FUZZ_AGG_SRC := aggregator/api_filter.c aggregator/api_filter_json.c aggregator/geo_names.c \
                 aggregator/schema.c aggregator/query.c aggregator/output.c aggregator/period.c \
                 aggregator/dp.c aggregator/strmap.c \
-                aggregator/shard_state.c aggregator/visit_rows_codec.c
+                aggregator/shard_state.c aggregator/visit_rows_codec.c \
+                aggregator/query_units.c aggregator/months.c
 $(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(COLLECTOR_SRC) $(FUZZ_AGG_SRC) $(FUZZ_HARNESS)) \
             $(patsubst %.c,$(FUZZ_BUILD)/llhttp/llhttp_%.o,$(LLHTTP_SRC))
 	$(AR) rcs $@ $^

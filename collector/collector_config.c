@@ -269,8 +269,7 @@ int collector_config_load(struct collector_config *conf, int argc, char **argv,
     int nseeds;
     char why[200];
     if (!rc_parse_spec(conf->redis, seeds, &nseeds, why, sizeof why)) {
-        str_format(err, errlen, "redis: expected host:port, unix:/path or host:port,host:port,... "
-                   "(%s)", why);
+        str_format(err, errlen, "%s", why); /* "redis: expected ..." */
         return -1;
     }
     if (log_level_parse(conf->log_level) < 0) {
