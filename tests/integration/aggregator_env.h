@@ -304,4 +304,23 @@ static IT_UNUSED char *agg_logs(struct env *e, size_t *len)
     return all;
 }
 
+/* Run veil-admin with words (NULL-terminated, at most 13) on e's Redis;
+ * asserts it exits 0. */
+static IT_UNUSED void env_admin(struct env *e, char **words)
+{
+    char redis[400], log[400];
+    str_format(redis, sizeof redis, "--redis=unix:%s", e->redis.socket);
+    str_format(log, sizeof log, "%s/admin.out", e->dir);
+    char *argv[16] = {"veil-admin", redis};
+    int n = 2;
+    for (; words[n - 2] && n < 15; n++)
+        argv[n] = words[n - 2];
+    argv[n] = NULL;
+    struct harness_proc p;
+    cr_assert_eq(harness_spawn(&p, argv, log), 0);
+    int status;
+    waitpid(p.pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "veil-admin failed");
+}
+
 #endif

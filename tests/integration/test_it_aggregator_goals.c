@@ -13,23 +13,6 @@
 
 TestSuite(aggregator_goals, .fini = teardown);
 
-static void veil_admin_add(struct env *e, char **words)
-{
-    char redis[400], log[400];
-    str_format(redis, sizeof redis, "--redis=unix:%s", e->redis.socket);
-    str_format(log, sizeof log, "%s/admin.out", e->dir);
-    char *argv[16] = {"veil-admin", redis};
-    int n = 2;
-    for (; words[n - 2] && n < 15; n++)
-        argv[n] = words[n - 2];
-    argv[n] = NULL;
-    struct harness_proc p;
-    cr_assert_eq(harness_spawn(&p, argv, log), 0);
-    int status;
-    waitpid(p.pid, &status, 0);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "veil-admin failed");
-}
-
 static void event(struct env *e, const char *name, const char *visitor, const char *path,
                   int64_t ts)
 {
@@ -55,7 +38,7 @@ Test(aggregator_goals, goals_conversions_and_conversion_rate, .timeout = 60)
     struct env *e = &env;
     char *words[] = {"site", "add", SITE, "--goal", "event:Signup", "--goal", "page:/blog/*",
                      NULL};
-    veil_admin_add(e, words);
+    env_admin(e, words);
     const int64_t t = e->now - 600;
     event(e, "pageview", VA, "/blog/a", t);
     event(e, "Signup", VA, "/blog/a", t + 10);

@@ -17,23 +17,6 @@
 
 TestSuite(aggregator_pairs, .fini = teardown);
 
-static void veil_admin(struct env *e, char **words)
-{
-    char redis[400], log[400];
-    str_format(redis, sizeof redis, "--redis=unix:%s", e->redis.socket);
-    str_format(log, sizeof log, "%s/admin.out", e->dir);
-    char *argv[16] = {"veil-admin", redis};
-    int n = 2;
-    for (; words[n - 2] && n < 15; n++)
-        argv[n] = words[n - 2];
-    argv[n] = NULL;
-    struct harness_proc p;
-    cr_assert_eq(harness_spawn(&p, argv, log), 0);
-    int status;
-    waitpid(p.pid, &status, 0);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "veil-admin failed");
-}
-
 static void hit(struct env *e, const char *name, const char *visitor, const char *path,
                 const char *ref, const char *country, const char *browser, int64_t ts)
 {
@@ -57,7 +40,7 @@ static void hit(struct env *e, const char *name, const char *visitor, const char
 static void known_events(struct env *e)
 {
     char *words[] = {"site", "add", SITE, "--goal", "event:Signup", NULL};
-    veil_admin(e, words);
+    env_admin(e, words);
     const int64_t t = e->now - 600;
     hit(e, "pageview", VA, "/", "google.com", "DE", "Firefox", t);
     hit(e, "pageview", VA, "/about", NULL, "DE", "Firefox", t + 60);
